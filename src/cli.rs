@@ -1,0 +1,141 @@
+//! Command-line arguments as the user typed them (validated without I/O).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use segsynth::infer::Device;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "segsynth",
+    version,
+    about = "Segment video, synthesize content with a GAN, composite it over chosen classes"
+)]
+pub struct Cli {
+    /// Log level (error, warn, info, debug).
+    #[arg(long, global = true, default_value = "warn")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Process a video file: same length, timestamps and audio, chosen classes replaced.
+    Process(ProcessArgs),
+    /// Benchmark the file job against a GStreamer-only transcode of the same clip.
+    Bench(BenchArgs),
+    /// List the available segmentation models and generators.
+    Models,
+    /// Make a test clip: a photo with a slow pan/zoom, plus a sine tone (H.264/AAC).
+    MakeClip(MakeClipArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MakeClipArgs {
+    /// Output clip (.mp4 or .mkv).
+    pub output: PathBuf,
+    /// Photo to animate (PNG/JPEG).
+    #[arg(long)]
+    pub photo: PathBuf,
+    #[arg(long, default_value_t = 1280)]
+    pub width: u32,
+    #[arg(long, default_value_t = 720)]
+    pub height: u32,
+    #[arg(long, default_value_t = 90)]
+    pub frames: u32,
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Leave out the audio track.
+    #[arg(long)]
+    pub no_audio: bool,
+    /// Replace the output if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Processing {
+    /// Classes whose pixels get the content (names from the model manifest).
+    #[arg(long, value_delimiter = ',', default_value = "background")]
+    pub classes: Vec<String>,
+    /// Content: blur[:radius], color:#RRGGBB, image:<path>, mask, gan:<name|path>; or <class>=<kind> (repeatable).
+    #[arg(long = "content")]
+    pub content: Vec<String>,
+    /// Segmentation model: a name in models/ or a path to a .toml manifest / .onnx file.
+    #[arg(long, default_value = segsynth::job::DEFAULT_MODEL)]
+    pub model: String,
+    /// Execution device for the ONNX stages.
+    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    pub device: Device,
+    /// ONNX Runtime intra-op threads for segmentation (1 leaves the other core to the codec).
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
+    /// ONNX Runtime intra-op threads for the GAN generator.
+    #[arg(long, default_value_t = 1)]
+    pub gan_threads: usize,
+    /// Mask feather radius in frame pixels.
+    #[arg(long, default_value_t = 4.0)]
+    pub feather: f32,
+    /// Temporal smoothing of the mask, 0 (off) to 0.95.
+    #[arg(long, default_value_t = 0.6)]
+    pub temporal: f32,
+    /// Soft edge band: alpha below LO is 0, above HI is 1, smooth in between ("0,1" keeps the model's raw probabilities).
+    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [0.2f32, 0.8])]
+    pub edge: Vec<f32>,
+    /// Synthesis resolution as a fraction of the frame (1 = full resolution).
+    #[arg(long, default_value_t = 0.5)]
+    pub synth_scale: f32,
+    /// Seconds between GAN noise keyframes (the animation period).
+    #[arg(long, default_value_t = 6.0)]
+    pub synth_period: f32,
+    /// Seed of the GAN noise walk; the same seed gives the same content.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Longest a frame waits for a fresh GAN layer before reusing the last one (ms).
+    #[arg(long, default_value_t = 5)]
+    pub synth_budget_ms: u64,
+    /// x264 constant-quality quantizer (lower = better, bigger).
+    #[arg(long, default_value_t = 21)]
+    pub crf: u32,
+    /// x264 speed preset.
+    #[arg(long, default_value = "veryfast")]
+    pub preset: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ProcessArgs {
+    /// Input video file (anything GStreamer decodes).
+    pub input: PathBuf,
+    /// Output file: .mp4 (default container) or .mkv.
+    #[arg(short, long)]
+    pub output: PathBuf,
+    /// Replace the output file if it exists.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// No progress bar or periodic progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub processing: Processing,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Frames in the generated clip.
+    #[arg(long, default_value_t = 300)]
+    pub frames: u32,
+    #[arg(long, default_value_t = 1280)]
+    pub width: u32,
+    #[arg(long, default_value_t = 720)]
+    pub height: u32,
+    /// Use this clip instead of generating one.
+    #[arg(long)]
+    pub clip: Option<PathBuf>,
+    /// Keep the generated clip and outputs in this folder.
+    #[arg(long)]
+    pub workdir: Option<PathBuf>,
+    #[command(flatten)]
+    pub processing: Processing,
+}

@@ -1,0 +1,77 @@
+//! Blending content over a frame through an 8-bit alpha.
+
+use super::mask::AlphaPlanes;
+use crate::frame::{Plane, Yuv420};
+
+/// `dst = content * a + dst * (1 - a)`, `a` in 0..=255.
+pub fn blend_plane(dst: &mut Plane, content: &Plane, alpha: &Plane) {
+    debug_assert_eq!(dst.data.len(), alpha.data.len());
+    for ((d, &c), &a) in dst.data.iter_mut().zip(&content.data).zip(&alpha.data) {
+        *d = mix(*d, c, a);
+    }
+}
+
+/// Same with a constant content value.
+pub fn blend_value(dst: &mut Plane, value: u8, alpha: &Plane) {
+    for (d, &a) in dst.data.iter_mut().zip(&alpha.data) {
+        *d = mix(*d, value, a);
+    }
+}
+
+#[inline(always)]
+pub fn mix(base: u8, over: u8, a: u8) -> u8 {
+    let a = a as u32;
+    let v = over as u32 * a + base as u32 * (255 - a) + 128;
+    ((v + (v >> 8)) >> 8) as u8
+}
+
+pub fn blend_picture(dst: &mut Yuv420, content: &Yuv420, alpha: &AlphaPlanes) {
+    blend_plane(&mut dst.y, &content.y, &alpha.luma);
+    blend_plane(&mut dst.u, &content.u, &alpha.chroma);
+    blend_plane(&mut dst.v, &content.v, &alpha.chroma);
+}
+
+pub fn blend_color(dst: &mut Yuv420, (y, u, v): (u8, u8, u8), alpha: &AlphaPlanes) {
+    blend_value(&mut dst.y, y, &alpha.luma);
+    blend_value(&mut dst.u, u, &alpha.chroma);
+    blend_value(&mut dst.v, v, &alpha.chroma);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mix_is_exact_at_the_ends_and_rounds_in_between() {
+        for base in [0u8, 17, 200, 255] {
+            for over in [0u8, 99, 255] {
+                assert_eq!(mix(base, over, 0), base);
+                assert_eq!(mix(base, over, 255), over);
+            }
+        }
+        assert_eq!(mix(0, 255, 128), 128);
+        assert_eq!(mix(100, 200, 64), 125); // 100 + 100*64/255 = 125.1
+    }
+
+    #[test]
+    fn blend_picture_uses_luma_and_chroma_alpha() {
+        let mut dst = Yuv420::filled(4, 2, (16, 128, 128));
+        let content = Yuv420::filled(4, 2, (235, 0, 255));
+        let alpha = AlphaPlanes {
+            luma: Plane {
+                width: 4,
+                height: 2,
+                data: vec![0, 0, 255, 255, 0, 0, 255, 255],
+            },
+            chroma: Plane {
+                width: 2,
+                height: 1,
+                data: vec![0, 255],
+            },
+        };
+        blend_picture(&mut dst, &content, &alpha);
+        assert_eq!(dst.y.data, vec![16, 16, 235, 235, 16, 16, 235, 235]);
+        assert_eq!(dst.u.data, vec![128, 0]);
+        assert_eq!(dst.v.data, vec![128, 255]);
+    }
+}

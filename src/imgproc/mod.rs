@@ -1,0 +1,9 @@
+//! Pure per-pixel work: model pre-processing, mask post-processing, content layers
+//! and compositing. Nothing here touches GStreamer or ONNX Runtime, so all of it is
+//! unit-tested and benchmarked on plain buffers.
+
+pub mod blur;
+pub mod composite;
+pub mod mask;
+pub mod preprocess;
+pub mod resize;

@@ -1,0 +1,152 @@
+//! Bilinear resampling with the two coordinate conventions the pipeline needs.
+
+use crate::frame::Plane;
+
+/// Precomputed taps for one axis: source index pair and the weight of the second (0..=256).
+pub struct Taps {
+    pub i0: Vec<u32>,
+    pub i1: Vec<u32>,
+    pub w1: Vec<u16>,
+}
+
+/// Half-pixel-centre taps (`src = (dst + 0.5) * s/d - 0.5`), as OpenCV and MediaPipe's
+/// mask upsampling use.
+pub fn half_pixel_taps(src: usize, dst: usize) -> Taps {
+    let scale = src as f32 / dst as f32;
+    taps(src, dst, |d| (d as f32 + 0.5) * scale - 0.5)
+}
+
+/// Corner-aligned taps (`src = dst * s/d`), as MediaPipe's input stretch uses.
+pub fn corner_taps(src: usize, dst: usize) -> Taps {
+    let scale = src as f32 / dst as f32;
+    taps(src, dst, |d| d as f32 * scale)
+}
+
+fn taps(src: usize, dst: usize, map: impl Fn(usize) -> f32) -> Taps {
+    let last = src.saturating_sub(1) as f32;
+    let mut t = Taps {
+        i0: Vec::with_capacity(dst),
+        i1: Vec::with_capacity(dst),
+        w1: Vec::with_capacity(dst),
+    };
+    for d in 0..dst {
+        let s = map(d).clamp(0.0, last);
+        let i0 = s.floor();
+        let frac = s - i0;
+        let i0 = i0 as usize;
+        t.i0.push(i0 as u32);
+        t.i1.push((i0 + 1).min(src - 1) as u32);
+        t.w1.push((frac * 256.0).round() as u16);
+    }
+    t
+}
+
+/// Half-pixel bilinear upsample of a float map in [0,1] into an 8-bit plane (0..=255).
+pub fn upsample_unit_to_plane(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
+    let q: Vec<u16> = src
+        .iter()
+        .map(|&v| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u16)
+        .collect();
+    resize_u16_to_plane(&q, sw, sh, dw, dh)
+}
+
+/// Half-pixel bilinear resize of an 8-bit plane.
+pub fn resize_plane(src: &Plane, dw: usize, dh: usize) -> Plane {
+    let q: Vec<u16> = src.data.iter().map(|&v| v as u16).collect();
+    resize_u16_to_plane(&q, src.width, src.height, dw, dh)
+}
+
+fn resize_u16_to_plane(src: &[u16], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
+    let xt = half_pixel_taps(sw, dw);
+    let yt = half_pixel_taps(sh, dh);
+    // Horizontal pass into 8.8 fixed point rows, then a vertical pass per output row.
+    let mut rows = vec![0u32; sh * dw];
+    for y in 0..sh {
+        let s = &src[y * sw..(y + 1) * sw];
+        let r = &mut rows[y * dw..(y + 1) * dw];
+        for x in 0..dw {
+            let a = s[xt.i0[x] as usize] as u32;
+            let b = s[xt.i1[x] as usize] as u32;
+            let w = xt.w1[x] as u32;
+            r[x] = a * (256 - w) + b * w;
+        }
+    }
+    let mut out = Plane::new(dw, dh, 0);
+    for y in 0..dh {
+        let r0 = &rows[yt.i0[y] as usize * dw..][..dw];
+        let r1 = &rows[yt.i1[y] as usize * dw..][..dw];
+        let w = yt.w1[y] as u32;
+        let o = &mut out.data[y * dw..(y + 1) * dw];
+        for x in 0..dw {
+            o[x] = ((r0[x] * (256 - w) + r1[x] * w + (1 << 15)) >> 16) as u8;
+        }
+    }
+    out
+}
+
+/// Averages `factor x factor` blocks (partial blocks at the edges average what they cover).
+pub fn downscale_box(src: &Plane, factor: usize) -> Plane {
+    let factor = factor.max(1);
+    let (dw, dh) = (src.width.div_ceil(factor), src.height.div_ceil(factor));
+    let mut sums = vec![0u32; dw * dh];
+    let mut counts = vec![0u32; dw * dh];
+    for y in 0..src.height {
+        let row = &src.data[y * src.width..(y + 1) * src.width];
+        let base = (y / factor) * dw;
+        for (x, &v) in row.iter().enumerate() {
+            sums[base + x / factor] += v as u32;
+            counts[base + x / factor] += 1;
+        }
+    }
+    Plane {
+        width: dw,
+        height: dh,
+        data: sums
+            .iter()
+            .zip(&counts)
+            .map(|(s, c)| ((s + c / 2) / c) as u8)
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_plane_stays_constant() {
+        let p = Plane::new(7, 5, 99);
+        let r = resize_plane(&p, 31, 17);
+        assert!(r.data.iter().all(|&v| v == 99));
+    }
+
+    #[test]
+    fn upsample_is_smooth_not_blocky() {
+        // A 2-pixel ramp upsampled 8x must produce intermediate values, not two blocks.
+        let r = upsample_unit_to_plane(&[0.0, 1.0], 2, 1, 16, 1);
+        let distinct: std::collections::BTreeSet<u8> = r.data.iter().copied().collect();
+        assert!(distinct.len() > 6, "{:?}", r.data);
+        assert!(r.data.windows(2).all(|w| w[0] <= w[1]), "{:?}", r.data);
+        assert_eq!((r.data[0], r.data[15]), (0, 255));
+    }
+
+    #[test]
+    fn corner_taps_follow_mediapipe_mapping() {
+        // 1280 -> 256: dst 1 samples src 5 exactly, no half-pixel shift.
+        let t = corner_taps(1280, 256);
+        assert_eq!((t.i0[1], t.w1[1]), (5, 0));
+        let h = half_pixel_taps(1280, 256);
+        assert_eq!(h.i0[1], 7); // (1.5*5 - 0.5) = 7.0
+    }
+
+    #[test]
+    fn box_downscale_averages_blocks() {
+        let p = Plane {
+            width: 4,
+            height: 2,
+            data: vec![0, 10, 100, 200, 20, 30, 100, 200],
+        };
+        let d = downscale_box(&p, 2);
+        assert_eq!(d.data, vec![15, 150]);
+    }
+}

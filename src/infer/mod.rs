@@ -1,0 +1,377 @@
+//! ONNX Runtime: finding the library, building sessions on the chosen device, and
+//! running them. The only module that imports `ort`.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+#[cfg(any(feature = "cuda", feature = "tensorrt"))]
+use ort::ep::ExecutionProvider;
+use ort::session::Session;
+use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
+use ort::value::TensorRef;
+
+use crate::model::{IoInfo, Manifest, ManifestError};
+
+pub const ORT_VERSION: &str = "1.31.1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum InferError {
+    #[error(
+        "ONNX Runtime library not found (looked for {tried}); run `./segsynth.sh setup` to install it into .deps/, or point ORT_DYLIB_PATH at libonnxruntime.so.{ORT_VERSION}"
+    )]
+    LibraryMissing { tried: String },
+    #[error(
+        "cannot load ONNX Runtime from {path}: {message}; expected libonnxruntime.so.{ORT_VERSION} (PyPI wheel onnxruntime=={ORT_VERSION})"
+    )]
+    LibraryLoad { path: PathBuf, message: String },
+    #[error("{path} is not a loadable ONNX model: {message}")]
+    BadModel { path: PathBuf, message: String },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error("{device} was requested but is not usable: {message}")]
+    Device {
+        device: &'static str,
+        message: String,
+    },
+    #[error("running model {model}: {message}")]
+    Run { model: String, message: String },
+}
+
+/// Execution device. `Auto` tries TensorRT, then CUDA, then CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+    Tensorrt,
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    pub threads: usize,
+    pub device: Device,
+}
+
+static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Where the ORT shared library is looked for, in order.
+pub fn library_candidates() -> Vec<PathBuf> {
+    let file = format!("libonnxruntime.so.{ORT_VERSION}");
+    let mut c = Vec::new();
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        c.push(PathBuf::from(p));
+        return c;
+    }
+    if let Some(p) = std::env::var_os("SEGSYNTH_HOME") {
+        c.push(Path::new(&p).join(".deps/onnxruntime").join(&file));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            c.push(dir.join(".deps/onnxruntime").join(&file));
+        }
+    }
+    c.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(".deps/onnxruntime")
+            .join(&file),
+    );
+    c
+}
+
+fn environment() -> Result<&'static ort::environment::Environment, InferError> {
+    let env = ENV.get_or_init(|| {
+        let candidates = library_candidates();
+        let Some(path) = candidates.iter().find(|p| p.is_file()) else {
+            return Err(format!(
+                "missing:{}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        };
+        let builder = ort::init_from(path).map_err(|e| format!("load:{}:{e}", path.display()))?;
+        builder
+            .with_name("segsynth")
+            .build()
+            .map_err(|e| format!("load:{}:{e}", path.display()))
+    });
+    env.as_ref().map_err(|e| match e.split_once(':') {
+        Some(("missing", tried)) => InferError::LibraryMissing {
+            tried: tried.into(),
+        },
+        Some(("load", rest)) => {
+            let (path, message) = rest.split_once(':').unwrap_or((rest, ""));
+            InferError::LibraryLoad {
+                path: path.into(),
+                message: message.into(),
+            }
+        }
+        _ => InferError::LibraryLoad {
+            path: PathBuf::new(),
+            message: e.clone(),
+        },
+    })
+}
+
+/// Checks that ONNX Runtime loads; returns the library path in use.
+pub fn check_runtime() -> Result<(), InferError> {
+    environment().map(|_| ())
+}
+
+fn ort_msg<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+/// An ONNX session with its validated manifest.
+pub struct Model {
+    session: Session,
+    pub manifest: Manifest,
+    /// The execution provider that actually runs this model.
+    pub provider: &'static str,
+}
+
+/// Model output copied out of ORT.
+pub enum Output {
+    F32 { shape: Vec<i64>, data: Vec<f32> },
+    I64 { shape: Vec<i64>, data: Vec<i64> },
+}
+
+impl Model {
+    pub fn open(manifest: Manifest, options: &SessionOptions) -> Result<Model, InferError> {
+        let path = manifest.model_path();
+        if !path.is_file() {
+            let hint = if manifest.source_sha256.is_some() {
+                "; run `./segsynth.sh setup` to fetch and convert it".to_string()
+            } else {
+                String::new()
+            };
+            return Err(ManifestError::MissingFile {
+                path,
+                manifest: manifest.path.clone(),
+                hint,
+            }
+            .into());
+        }
+        if let Some(expected) = &manifest.sha256 {
+            let bytes = std::fs::read(&path).map_err(|e| InferError::BadModel {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let actual = sha256_hex(&bytes);
+            if !actual.eq_ignore_ascii_case(expected) {
+                return Err(ManifestError::Checksum {
+                    path,
+                    manifest: manifest.path.clone(),
+                    actual,
+                    expected: expected.clone(),
+                }
+                .into());
+            }
+        }
+        let env = environment()?;
+        let (session, provider) = build_session(env, &path, options)?;
+        let describe = |outlets: &[ort::value::Outlet]| -> Vec<IoInfo> {
+            outlets
+                .iter()
+                .map(|o| IoInfo {
+                    name: o.name().to_string(),
+                    shape: o
+                        .dtype()
+                        .tensor_shape()
+                        .map(|s| s.to_vec())
+                        .unwrap_or_default(),
+                    dtype: o
+                        .dtype()
+                        .tensor_type()
+                        .map(dtype_name)
+                        .unwrap_or("non-tensor")
+                        .to_string(),
+                })
+                .collect()
+        };
+        manifest.validate_io(&describe(session.inputs()), &describe(session.outputs()))?;
+        tracing::info!(model = %manifest.name, provider, "model loaded");
+        Ok(Model {
+            session,
+            manifest,
+            provider,
+        })
+    }
+
+    /// Runs with f32 inputs `(name, shape, data)` and returns the manifest's output.
+    pub fn run(&mut self, inputs: &[(&str, &[i64], &[f32])]) -> Result<Output, InferError> {
+        let err = |message: String| InferError::Run {
+            model: self.manifest.name.clone(),
+            message,
+        };
+        let mut values = Vec::with_capacity(inputs.len());
+        for (name, shape, data) in inputs {
+            let tensor =
+                TensorRef::from_array_view((shape.to_vec(), *data)).map_err(|e| err(ort_msg(e)))?;
+            values.push((
+                std::borrow::Cow::Borrowed(*name),
+                ort::session::SessionInputValue::from(tensor),
+            ));
+        }
+        let name = self.manifest.output.name.clone();
+        let model_name = self.manifest.name.clone();
+        let err = |message: String| InferError::Run {
+            model: model_name.clone(),
+            message,
+        };
+        let outputs = self.session.run(values).map_err(|e| err(ort_msg(e)))?;
+        let value = outputs
+            .get(&name)
+            .ok_or_else(|| err(format!("output {name:?} missing")))?;
+        if let Ok((shape, data)) = value.try_extract_tensor::<f32>() {
+            return Ok(Output::F32 {
+                shape: shape.to_vec(),
+                data: data.to_vec(),
+            });
+        }
+        let (shape, data) = value
+            .try_extract_tensor::<i64>()
+            .map_err(|e| err(ort_msg(e)))?;
+        Ok(Output::I64 {
+            shape: shape.to_vec(),
+            data: data.to_vec(),
+        })
+    }
+}
+
+fn dtype_name(t: ort::value::TensorElementType) -> &'static str {
+    use ort::value::TensorElementType as T;
+    match t {
+        T::Float32 => "f32",
+        T::Int64 => "i64",
+        T::Float16 => "f16",
+        T::Float64 => "f64",
+        T::Int32 => "i32",
+        T::Uint8 => "u8",
+        T::Int8 => "i8",
+        _ => "other",
+    }
+}
+
+fn builder_err(e: ort::Error<SessionBuilder>) -> String {
+    ort::Error::<()>::from(e).to_string()
+}
+
+fn base_builder(
+    env: &ort::environment::Environment,
+    threads: usize,
+) -> Result<SessionBuilder, String> {
+    Session::builder(env)
+        .map_err(ort_msg)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(builder_err)?
+        .with_intra_threads(threads.max(1))
+        .map_err(builder_err)?
+        // Spinning intra-op threads steal the codec's cores on small machines (measured ~30% end to end).
+        .with_intra_op_spinning(false)
+        .map_err(builder_err)
+}
+
+fn build_session(
+    env: &ort::environment::Environment,
+    path: &Path,
+    options: &SessionOptions,
+) -> Result<(Session, &'static str), InferError> {
+    let bad = |message: String| InferError::BadModel {
+        path: path.to_owned(),
+        message,
+    };
+    let order: &[Device] = match options.device {
+        Device::Auto => &[Device::Tensorrt, Device::Cuda, Device::Cpu],
+        Device::Cpu => &[Device::Cpu],
+        Device::Cuda => &[Device::Cuda],
+        Device::Tensorrt => &[Device::Tensorrt],
+    };
+    let mut last = String::new();
+    for &device in order {
+        let mut builder = base_builder(env, options.threads).map_err(bad)?;
+        match register(device, &mut builder) {
+            Ok(name) => {
+                let session = builder
+                    .commit_from_file(path)
+                    .map_err(|e| bad(ort_msg(e)))?;
+                return Ok((session, name));
+            }
+            Err(message) => {
+                tracing::debug!(?device, %message, "execution provider unavailable");
+                if options.device != Device::Auto {
+                    return Err(InferError::Device {
+                        device: device_name(device),
+                        message,
+                    });
+                }
+                last = message;
+            }
+        }
+    }
+    Err(InferError::Device {
+        device: "any execution provider",
+        message: last,
+    })
+}
+
+fn device_name(d: Device) -> &'static str {
+    match d {
+        Device::Auto => "auto",
+        Device::Cpu => "CPU",
+        Device::Cuda => "CUDA",
+        Device::Tensorrt => "TensorRT",
+    }
+}
+
+#[cfg_attr(
+    not(any(feature = "cuda", feature = "tensorrt")),
+    allow(unused_variables)
+)]
+fn register(device: Device, builder: &mut SessionBuilder) -> Result<&'static str, String> {
+    match device {
+        Device::Cpu | Device::Auto => Ok("CPUExecutionProvider"),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => register_gpu(builder, ort::ep::CUDA::default(), "CUDAExecutionProvider"),
+        #[cfg(feature = "tensorrt")]
+        Device::Tensorrt => register_gpu(
+            builder,
+            ort::ep::TensorRT::default(),
+            "TensorrtExecutionProvider",
+        ),
+        #[allow(unreachable_patterns)]
+        other => Err(format!(
+            "this segsynth was built without {} support; rebuild with `cargo build --release --features {}`",
+            device_name(other),
+            device_name(other).to_ascii_lowercase()
+        )),
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "tensorrt"))]
+fn register_gpu<E: ExecutionProvider>(
+    builder: &mut SessionBuilder,
+    ep: E,
+    name: &'static str,
+) -> Result<&'static str, String> {
+    match E::is_available() {
+        Ok(true) => {}
+        _ => {
+            return Err(format!(
+                "the loaded ONNX Runtime has no {name}; install onnxruntime-gpu=={ORT_VERSION} (`./segsynth.sh setup-gpu`) and point ORT_DYLIB_PATH at its libonnxruntime.so"
+            ));
+        }
+    }
+    ep.register(builder).map_err(|e| format!("{name} failed to start (is libcudart/libcudnn from CUDA 13 / cuDNN 9 on the library path?): {e}"))?;
+    Ok(name)
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}

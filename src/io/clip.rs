@@ -1,0 +1,151 @@
+//! Test and demo clips made by GStreamer from a still photo with motion (a slow pan
+//! and zoom) plus a sine tone, so tests, the demo and the benchmark need no download.
+//!
+//! ```text
+//! appsrc (I420 frames panned over the photo) ! x264enc ! h264parse ─┐
+//! audiotestsrc ! audioconvert ! avenc_aac ! aacparse ───────────────┴─ mux ! filesink
+//! ```
+
+use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use super::encode::{Container, EncoderSettings, add_h264_chain, add_muxer, link_video_to_mux};
+use super::frames::buffer_from_frame;
+use super::{GstError, init, make};
+use crate::frame::{Frame, Matrix, Yuv420};
+
+pub struct ClipSpec {
+    pub width: u32,
+    pub height: u32,
+    pub frames: u32,
+    pub fps: u32,
+    pub audio: bool,
+}
+
+/// Writes a clip of `photo` (RGB8) panned and zoomed over time.
+pub fn make_clip(
+    out: &Path,
+    photo: (&[u8], usize, usize),
+    spec: &ClipSpec,
+) -> Result<(), GstError> {
+    init()?;
+    let container = Container::for_path(out).map_err(GstError::Pipeline)?;
+    let pipeline = gst::Pipeline::new();
+    let perr = |e: gst::glib::BoolError| GstError::Pipeline(e.to_string());
+    let mux = add_muxer(&pipeline, "clip", container, out)?;
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, spec.width, spec.height)
+        .fps(gst::Fraction::new(spec.fps as i32, 1))
+        .build()
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    let caps = info
+        .to_caps()
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    let appsrc = gst_app::AppSrc::builder()
+        .caps(&caps)
+        .format(gst::Format::Time)
+        .block(true)
+        .max_bytes(4 * w as u64 * h as u64)
+        .build();
+    pipeline.add(&appsrc).map_err(perr)?;
+    let odd = w % 2 == 1 || h % 2 == 1;
+    let (first, last) = add_h264_chain(&pipeline, "clip-video", &EncoderSettings::default(), odd)?;
+    appsrc.link(&first).map_err(perr)?;
+    link_video_to_mux(&last, &mux)?;
+    let frame_ns = 1_000_000_000u64 / spec.fps as u64;
+    if spec.audio {
+        let src = make("audiotestsrc", "clip-audio")?;
+        src.set_property_from_str("wave", "sine");
+        let samples_per_buffer = 1024i32;
+        let total_samples = spec.frames as u64 * 44_100 / spec.fps as u64;
+        src.set_property("samplesperbuffer", samples_per_buffer);
+        src.set_property(
+            "num-buffers",
+            (total_samples / samples_per_buffer as u64) as i32,
+        );
+        let convert = make("audioconvert", "clip-aconvert")?;
+        let enc = make("avenc_aac", "clip-aac")?;
+        let parse = make("aacparse", "clip-aacparse")?;
+        let chain = [&src, &convert, &enc, &parse];
+        pipeline.add_many(chain).map_err(perr)?;
+        gst::Element::link_many(chain).map_err(perr)?;
+        let pad = mux
+            .request_pad_simple("audio_%u")
+            .ok_or_else(|| GstError::Pipeline("mux refused audio".into()))?;
+        parse
+            .static_pad("src")
+            .ok_or_else(|| GstError::Pipeline("aacparse has no src".into()))?
+            .link(&pad)
+            .map_err(|e| GstError::Pipeline(format!("{e:?}")))?;
+    }
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    let (rgb, pw, ph) = photo;
+    let src_img = image::RgbImage::from_raw(pw as u32, ph as u32, rgb.to_vec())
+        .ok_or_else(|| GstError::Pipeline("bad photo buffer".into()))?;
+    for i in 0..spec.frames {
+        let t = i as f32 / spec.frames.max(1) as f32;
+        let pixels = pan_frame(&src_img, w, h, t);
+        let frame = Frame {
+            index: i as u64,
+            pts: Some(i as u64 * frame_ns),
+            duration: Some(frame_ns),
+            matrix: Matrix::Bt709,
+            picture: Yuv420::from_rgb(&pixels, w, h, Matrix::Bt709),
+        };
+        let buffer = buffer_from_frame(&frame, &info).map_err(GstError::Pipeline)?;
+        if appsrc.push_buffer(buffer).is_err() {
+            break;
+        }
+    }
+    let _ = appsrc.end_of_stream();
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| GstError::Pipeline("no bus".into()))?;
+    let result = match bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(300),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    ) {
+        Some(msg) => match msg.view() {
+            gst::MessageView::Error(e) => Err(GstError::Pipeline(format!(
+                "making the clip failed: {}",
+                e.error()
+            ))),
+            _ => Ok(()),
+        },
+        None => Err(GstError::Pipeline("making the clip timed out".into())),
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// A crop window with the frame's aspect, drifting and zooming slowly over the photo.
+fn pan_frame(img: &image::RgbImage, w: usize, h: usize, t: f32) -> Vec<u8> {
+    let (iw, ih) = (img.width() as f32, img.height() as f32);
+    let aspect = w as f32 / h as f32;
+    let zoom = 0.92 + 0.08 * (t * std::f32::consts::TAU).cos();
+    let (mut cw, mut ch) = if iw / ih > aspect {
+        (ih * aspect, ih)
+    } else {
+        (iw, iw / aspect)
+    };
+    cw *= zoom;
+    ch *= zoom;
+    let phase = (t * std::f32::consts::TAU).sin() * 0.5 + 0.5;
+    let x0 = (iw - cw) * phase;
+    let y0 = (ih - ch) * (0.25 + 0.2 * phase);
+    let crop =
+        image::imageops::crop_imm(img, x0 as u32, y0 as u32, cw as u32, ch as u32).to_image();
+    image::imageops::resize(
+        &crop,
+        w as u32,
+        h as u32,
+        image::imageops::FilterType::Triangle,
+    )
+    .into_raw()
+}

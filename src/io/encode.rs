@@ -1,0 +1,220 @@
+//! The encode/mux tail shared by the file job and the benchmark's GStreamer-only
+//! reference transcode, so both use exactly the same encoder settings.
+
+use std::path::Path;
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+
+use super::{GstError, make};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    Mp4,
+    Mkv,
+}
+
+impl Container {
+    pub fn for_path(path: &Path) -> Result<Container, String> {
+        match path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .as_deref()
+        {
+            Some("mp4" | "m4v" | "mov") => Ok(Container::Mp4),
+            Some("mkv") => Ok(Container::Mkv),
+            other => Err(format!(
+                "output {} has extension {:?}; expected .mp4 (H.264 in MP4) or .mkv (H.264 in Matroska)",
+                path.display(),
+                other.unwrap_or("")
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct EncoderSettings {
+    /// x264 speed preset name.
+    pub preset: String,
+    /// Constant-quality quantizer (x264 `pass=quant`-like CRF), lower is better.
+    pub crf: u32,
+}
+
+impl Default for EncoderSettings {
+    fn default() -> Self {
+        EncoderSettings {
+            preset: "veryfast".into(),
+            crf: 21,
+        }
+    }
+}
+
+/// videoconvert ! format caps ! x264enc ! profile caps ! h264parse. Returns (first, last).
+///
+/// H.264 4:2:0 cannot code odd widths or heights (crop units are 2 pixels), so odd
+/// sizes are encoded as High 4:4:4 to keep the exact resolution.
+pub fn add_h264_chain(
+    pipeline: &gst::Pipeline,
+    prefix: &str,
+    settings: &EncoderSettings,
+    odd_size: bool,
+) -> Result<(gst::Element, gst::Element), GstError> {
+    let convert = make("videoconvert", &format!("{prefix}-convert"))?;
+    let format = make("capsfilter", &format!("{prefix}-format"))?;
+    let raw = if odd_size { "Y444" } else { "I420" };
+    format.set_property(
+        "caps",
+        gst::Caps::builder("video/x-raw")
+            .field("format", raw)
+            .build(),
+    );
+    let enc = make("x264enc", &format!("{prefix}-x264"))?;
+    enc.set_property_from_str("speed-preset", &settings.preset);
+    enc.set_property_from_str("pass", "quant");
+    enc.set_property("quantizer", settings.crf.clamp(0, 50));
+    let profile = make("capsfilter", &format!("{prefix}-profile"))?;
+    profile.set_property(
+        "caps",
+        gst::Caps::builder("video/x-h264")
+            .field("profile", if odd_size { "high-4:4:4" } else { "high" })
+            .build(),
+    );
+    let parse = make("h264parse", &format!("{prefix}-parse"))?;
+    let chain = [&convert, &format, &enc, &profile, &parse];
+    pipeline
+        .add_many(chain)
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    gst::Element::link_many(chain)
+        .map_err(|e| GstError::Pipeline(format!("cannot link the H.264 encoder: {e}")))?;
+    Ok((convert, parse))
+}
+
+/// mux ! filesink location=path.
+pub fn add_muxer(
+    pipeline: &gst::Pipeline,
+    prefix: &str,
+    container: Container,
+    path: &Path,
+) -> Result<gst::Element, GstError> {
+    let mux = match container {
+        Container::Mp4 => make("mp4mux", &format!("{prefix}-mux"))?,
+        Container::Mkv => make("matroskamux", &format!("{prefix}-mux"))?,
+    };
+    let sink = make("filesink", &format!("{prefix}-filesink"))?;
+    sink.set_property("location", path.to_string_lossy().to_string());
+    // The muxer only gets data once frames were processed: do not hold up preroll for it.
+    sink.set_property("async", false);
+    pipeline
+        .add_many([&mux, &sink])
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    mux.link(&sink)
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    Ok(mux)
+}
+
+pub fn link_video_to_mux(last: &gst::Element, mux: &gst::Element) -> Result<(), GstError> {
+    let src = last
+        .static_pad("src")
+        .ok_or_else(|| GstError::Pipeline("encoder has no src pad".into()))?;
+    let sink = mux
+        .request_pad_simple("video_%u")
+        .ok_or_else(|| GstError::Pipeline("the muxer refused a video track".into()))?;
+    src.link(&sink)
+        .map_err(|e| GstError::Pipeline(format!("cannot link video into the muxer: {e:?}")))?;
+    Ok(())
+}
+
+/// Adds one audio track from a demuxed (compressed or raw) pad: passed through when the
+/// container takes its caps, otherwise decoded and re-encoded to AAC. Returns the
+/// branch's first sink pad (where EOS is injected on an early stop) and whether it
+/// was passed through.
+pub fn add_audio_track(
+    pipeline: &gst::Pipeline,
+    mux: &gst::Element,
+    src: &gst::Pad,
+    caps: &gst::Caps,
+    index: usize,
+) -> Result<(gst::Pad, bool), GstError> {
+    let p = |e: glib_err::E| GstError::Pipeline(e.to_string());
+    let queue = make("queue", &format!("out-audio{index}-queue"))?;
+    // The muxer interleaves by time; give audio room while video is still being processed.
+    queue.set_property("max-size-buffers", 0u32);
+    queue.set_property("max-size-bytes", 0u32);
+    queue.set_property("max-size-time", 20_000_000_000u64);
+    let template_ok = mux
+        .pad_template("audio_%u")
+        .is_some_and(|t| t.caps().can_intersect(caps));
+    let is_raw = caps
+        .structure(0)
+        .is_some_and(|s| s.name().starts_with("audio/x-raw"));
+    let mux_pad = mux
+        .request_pad_simple("audio_%u")
+        .ok_or_else(|| GstError::Pipeline("the muxer refused an audio track".into()))?;
+    if template_ok && !is_raw {
+        pipeline.add(&queue).map_err(p)?;
+        queue.sync_state_with_parent().map_err(p)?;
+        link(src, &queue, "sink")?;
+        queue
+            .static_pad("src")
+            .ok_or_else(|| GstError::Pipeline("queue has no src".into()))?
+            .link(&mux_pad)
+            .map_err(|e| GstError::Pipeline(format!("{e:?}")))?;
+        let entry = queue
+            .static_pad("sink")
+            .ok_or_else(|| GstError::Pipeline("queue has no sink".into()))?;
+        return Ok((entry, true));
+    }
+    let decode = make("decodebin", &format!("out-audio{index}-decode"))?;
+    let convert = make("audioconvert", &format!("out-audio{index}-convert"))?;
+    let resample = make("audioresample", &format!("out-audio{index}-resample"))?;
+    let enc = make("avenc_aac", &format!("out-audio{index}-aac"))?;
+    let parse = make("aacparse", &format!("out-audio{index}-aacparse")).ok();
+    let mut tail = vec![convert.clone(), resample.clone(), enc.clone()];
+    if let Some(parse) = parse {
+        tail.push(parse);
+    }
+    tail.push(queue.clone());
+    pipeline.add(&decode).map_err(p)?;
+    pipeline.add_many(&tail).map_err(p)?;
+    gst::Element::link_many(&tail)
+        .map_err(|e| GstError::Pipeline(format!("cannot link audio re-encoder: {e}")))?;
+    queue
+        .static_pad("src")
+        .ok_or_else(|| GstError::Pipeline("queue has no src".into()))?
+        .link(&mux_pad)
+        .map_err(|e| GstError::Pipeline(format!("{e:?}")))?;
+    let convert_sink = convert
+        .static_pad("sink")
+        .ok_or_else(|| GstError::Pipeline("audioconvert has no sink".into()))?;
+    decode.connect_pad_added(move |_, pad| {
+        if !convert_sink.is_linked() {
+            let _ = pad.link(&convert_sink);
+        }
+    });
+    for e in tail.iter().chain(std::iter::once(&decode)) {
+        e.sync_state_with_parent().map_err(p)?;
+    }
+    link(src, &decode, "sink")?;
+    let entry = decode
+        .static_pad("sink")
+        .ok_or_else(|| GstError::Pipeline("decodebin has no sink".into()))?;
+    Ok((entry, false))
+}
+
+fn link(src: &gst::Pad, element: &gst::Element, pad: &str) -> Result<(), GstError> {
+    let sink = element
+        .static_pad(pad)
+        .ok_or_else(|| GstError::Pipeline(format!("{} has no {pad} pad", element.name())))?;
+    src.link(&sink).map(|_| ()).map_err(|e| {
+        GstError::Pipeline(format!(
+            "cannot link {} into {}: {e:?}",
+            src.name(),
+            element.name()
+        ))
+    })
+}
+
+mod glib_err {
+    pub type E = gstreamer::glib::BoolError;
+}

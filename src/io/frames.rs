@@ -1,0 +1,82 @@
+//! Copies between GStreamer video buffers (padded strides) and packed `Frame`s.
+
+use gstreamer as gst;
+use gstreamer_video as gst_video;
+
+use crate::frame::{Frame, Matrix, Plane, Yuv420};
+
+pub fn matrix_of(info: &gst_video::VideoInfo) -> Matrix {
+    match info.colorimetry().matrix() {
+        gst_video::VideoColorMatrix::Bt601 => Matrix::Bt601,
+        gst_video::VideoColorMatrix::Bt709 => Matrix::Bt709,
+        // Unknown: follow the usual convention of SD vs HD.
+        _ if info.height() < 600 => Matrix::Bt601,
+        _ => Matrix::Bt709,
+    }
+}
+
+/// Reads an I420 buffer into a packed frame.
+pub fn frame_from_buffer(
+    buffer: &gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    index: u64,
+) -> Result<Frame, String> {
+    let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
+        .map_err(|e| format!("cannot map decoded frame: {e}"))?;
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let mut planes = Vec::with_capacity(3);
+    for i in 0..3u32 {
+        let comp_w = if i == 0 { w } else { w.div_ceil(2) };
+        let comp_h = if i == 0 { h } else { h.div_ceil(2) };
+        let stride = info.stride()[i as usize] as usize;
+        let src = vf
+            .plane_data(i)
+            .map_err(|e| format!("cannot read plane {i}: {e}"))?;
+        let mut data = Vec::with_capacity(comp_w * comp_h);
+        for row in 0..comp_h {
+            data.extend_from_slice(&src[row * stride..row * stride + comp_w]);
+        }
+        planes.push(Plane {
+            width: comp_w,
+            height: comp_h,
+            data,
+        });
+    }
+    let v = planes.pop().ok_or("missing V plane")?;
+    let u = planes.pop().ok_or("missing U plane")?;
+    let y = planes.pop().ok_or("missing Y plane")?;
+    Ok(Frame {
+        index,
+        pts: buffer.pts().map(|t| t.nseconds()),
+        duration: buffer.duration().map(|t| t.nseconds()),
+        matrix: matrix_of(info),
+        picture: Yuv420 { y, u, v },
+    })
+}
+
+/// Writes a packed frame into a new buffer laid out per `info`, keeping PTS and duration.
+pub fn buffer_from_frame(
+    frame: &Frame,
+    info: &gst_video::VideoInfo,
+) -> Result<gst::Buffer, String> {
+    let mut buffer = gst::Buffer::with_size(info.size())
+        .map_err(|e| format!("cannot allocate output buffer: {e}"))?;
+    {
+        let buf = buffer.get_mut().ok_or("output buffer is not writable")?;
+        buf.set_pts(frame.pts.map(gst::ClockTime::from_nseconds));
+        buf.set_duration(frame.duration.map(gst::ClockTime::from_nseconds));
+        let mut vf = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, info)
+            .map_err(|e| format!("cannot map output buffer: {e}"))?;
+        for (i, plane) in frame.picture.planes().into_iter().enumerate() {
+            let stride = info.stride()[i] as usize;
+            let dst = vf
+                .plane_data_mut(i as u32)
+                .map_err(|e| format!("cannot write plane {i}: {e}"))?;
+            for row in 0..plane.height {
+                dst[row * stride..row * stride + plane.width]
+                    .copy_from_slice(&plane.data[row * plane.width..(row + 1) * plane.width]);
+            }
+        }
+    }
+    Ok(buffer)
+}

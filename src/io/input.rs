@@ -1,0 +1,224 @@
+//! The input side of the file job: filesrc ! parsebin, video decoded into an appsink,
+//! audio handed to the muxer untouched (see `encode::add_audio_track`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use super::encode::add_audio_track;
+use super::frames::frame_from_buffer;
+use super::{GstError, make};
+use crate::frame::Frame;
+use crate::pipeline::{FrameSource, PipelineError};
+
+/// State the streaming threads share with the job.
+#[derive(Default)]
+pub struct InputState {
+    /// Set on Ctrl-C: demuxed pads turn into EOS at the next buffer.
+    pub stop: AtomicBool,
+    pub has_video: AtomicBool,
+    /// Caps of every stream parsebin exposed, for error messages.
+    pub streams: Mutex<Vec<String>>,
+    /// First sink pad of each audio branch, where EOS is injected after an input error.
+    pub audio_entries: Mutex<Vec<gst::Pad>>,
+    pub audio_passthrough: Mutex<Vec<bool>>,
+    pub errors: Mutex<Vec<String>>,
+}
+
+pub struct FileInput {
+    pub appsink: gst_app::AppSink,
+    pub state: Arc<InputState>,
+    info: Option<gst_video::VideoInfo>,
+    index: u64,
+    pending: Option<Frame>,
+}
+
+/// Adds `filesrc ! parsebin` and the dynamic branches to `pipeline`; audio goes to `mux`.
+pub fn add_file_input(
+    pipeline: &gst::Pipeline,
+    path: &Path,
+    mux: &gst::Element,
+) -> Result<FileInput, GstError> {
+    let src = make("filesrc", "in-filesrc")?;
+    src.set_property("location", path.to_string_lossy().to_string());
+    let parse = make("parsebin", "in-parse")?;
+    let decode = make("decodebin", "in-videodecode")?;
+    let convert = make("videoconvert", "in-convert")?;
+    let appsink = gst_app::AppSink::builder()
+        .name("in-appsink")
+        .caps(
+            &gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
+        )
+        .max_buffers(4)
+        .drop(false)
+        .sync(false)
+        .build();
+    let err = |e: gst::glib::BoolError| GstError::Pipeline(e.to_string());
+    pipeline
+        .add_many([&src, &parse, &decode, &convert, appsink.upcast_ref()])
+        .map_err(err)?;
+    src.link(&parse).map_err(err)?;
+    convert.link(&appsink).map_err(err)?;
+    let convert_sink = convert
+        .static_pad("sink")
+        .ok_or_else(|| GstError::Pipeline("videoconvert has no sink".into()))?;
+    decode.connect_pad_added(move |_, pad| {
+        let is_video = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+            .unwrap_or(false);
+        if is_video && !convert_sink.is_linked() {
+            let _ = pad.link(&convert_sink);
+        }
+    });
+
+    let state = Arc::new(InputState::default());
+    let st = Arc::clone(&state);
+    let pipeline_weak = pipeline.downgrade();
+    let mux = mux.clone();
+    parse.connect_pad_added(move |_, pad| {
+        let Some(pipeline) = pipeline_weak.upgrade() else { return };
+        let caps = pad.current_caps().unwrap_or_else(|| pad.query_caps(None));
+        let name = caps.structure(0).map(|s| s.name().to_string()).unwrap_or_default();
+        if let Ok(mut s) = st.streams.lock() {
+            s.push(name.clone());
+        }
+        let result = if name.starts_with("video/") && !st.has_video.swap(true, Ordering::SeqCst) {
+            decode.static_pad("sink").map(|sink| pad.link(&sink).map(|_| ()).map_err(|e| GstError::Pipeline(format!("cannot link video decoder: {e:?}"))))
+                .unwrap_or_else(|| Err(GstError::Pipeline("decodebin has no sink".into())))
+        } else if name.starts_with("audio/") {
+            let index = st.audio_entries.lock().map(|v| v.len()).unwrap_or(0);
+            add_audio_track(&pipeline, &mux, pad, &caps, index).map(|(entry, passthrough)| {
+                if let Ok(mut v) = st.audio_entries.lock() {
+                    v.push(entry);
+                }
+                if let Ok(mut v) = st.audio_passthrough.lock() {
+                    v.push(passthrough);
+                }
+            })
+        } else {
+            tracing::warn!(stream = %name, "ignoring a stream that is neither video nor audio (or a second video track)");
+            sink_to_fakesink(&pipeline, pad)
+        };
+        if let Err(e) = result {
+            if let Ok(mut v) = st.errors.lock() {
+                v.push(e.to_string());
+            }
+        }
+        install_stop_probe(pad, Arc::clone(&st));
+    });
+    Ok(FileInput {
+        appsink,
+        state,
+        info: None,
+        index: 0,
+        pending: None,
+    })
+}
+
+fn sink_to_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), GstError> {
+    let sink = make("fakesink", &format!("in-ignore-{}", pad.name()))?;
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    pipeline
+        .add(&sink)
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    sink.sync_state_with_parent()
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    let sinkpad = sink
+        .static_pad("sink")
+        .ok_or_else(|| GstError::Pipeline("fakesink has no sink".into()))?;
+    pad.link(&sinkpad)
+        .map(|_| ())
+        .map_err(|e| GstError::Pipeline(format!("{e:?}")))
+}
+
+/// After `stop`, the first buffer on this pad becomes an EOS downstream and the rest
+/// are dropped, so every branch finishes cleanly and the muxer can write its index.
+fn install_stop_probe(pad: &gst::Pad, state: Arc<InputState>) {
+    let sent = AtomicBool::new(false);
+    pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+        if !state.stop.load(Ordering::Relaxed) {
+            return gst::PadProbeReturn::Ok;
+        }
+        if !sent.swap(true, Ordering::SeqCst) {
+            if let Some(peer) = pad.peer() {
+                peer.send_event(gst::event::Eos::new());
+            }
+        }
+        gst::PadProbeReturn::Drop
+    });
+}
+
+impl FileInput {
+    /// Frame info of the decoded stream (known after the first frame).
+    pub fn info(&self) -> Option<&gst_video::VideoInfo> {
+        self.info.as_ref()
+    }
+
+    /// Pulls the first frame ahead of time so the job can size its stages.
+    pub fn prime(&mut self) -> Result<Option<&Frame>, PipelineError> {
+        if self.pending.is_none() {
+            self.pending = self.pull()?;
+        }
+        Ok(self.pending.as_ref())
+    }
+
+    fn pull(&mut self) -> Result<Option<Frame>, PipelineError> {
+        loop {
+            if let Some(sample) = self
+                .appsink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            {
+                let caps = sample
+                    .caps()
+                    .ok_or_else(|| PipelineError::Io("decoded sample without caps".into()))?;
+                if self
+                    .info
+                    .as_ref()
+                    .is_none_or(|i| i.to_caps().ok().as_ref() != Some(&caps.to_owned()))
+                {
+                    self.info = Some(gst_video::VideoInfo::from_caps(caps).map_err(|e| {
+                        PipelineError::Io(format!("unusable decoded caps {caps}: {e}"))
+                    })?);
+                }
+                let (Some(buffer), Some(info)) = (sample.buffer(), self.info.as_ref()) else {
+                    continue;
+                };
+                let frame =
+                    frame_from_buffer(buffer, info, self.index).map_err(PipelineError::Io)?;
+                self.index += 1;
+                return Ok(Some(frame));
+            }
+            if self.appsink.is_eos() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Discards what is still queued until EOS (after a stop), so streaming threads finish.
+    pub fn drain(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        while !self.appsink.is_eos() && std::time::Instant::now() < deadline {
+            let _ = self
+                .appsink
+                .try_pull_sample(gst::ClockTime::from_mseconds(50));
+        }
+    }
+}
+
+impl FrameSource for FileInput {
+    fn next_frame(&mut self) -> Result<Option<Frame>, PipelineError> {
+        if let Some(f) = self.pending.take() {
+            return Ok(Some(f));
+        }
+        self.pull()
+    }
+}

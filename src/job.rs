@@ -1,0 +1,184 @@
+//! Turning validated options into running stages. Everything that can be wrong with
+//! the user's options (model, manifest, classes, colours, images, generators) is
+//! checked in `Stages::prepare`, before any output file exists.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+
+use crate::content::{ContentKind, Entry};
+use crate::frame::Frame;
+use crate::imgproc::mask::MaskParams;
+use crate::infer::{Model, SessionOptions};
+use crate::model::{Manifest, Task, for_frame, resolve};
+use crate::pipeline::composite::Compositor;
+use crate::pipeline::segment::{Segmenter, selections};
+use crate::pipeline::stats::{StageTimes, Summary};
+use crate::pipeline::{FrameSink, FrameSource, Progress, StageConfig};
+use crate::synth::{Generator, SynthParams, SynthStage};
+
+pub const DEFAULT_MODEL: &str = "selfie";
+
+#[derive(Clone, Debug)]
+pub struct JobOptions {
+    pub model: String,
+    pub entries: Vec<Entry>,
+    pub mask: MaskParams,
+    pub synth: SynthParams,
+    pub session: SessionOptions,
+    pub gan_threads: usize,
+    pub stages: (crate::pipeline::Backpressure, usize),
+}
+
+/// The folder holding model manifests: `$SEGSYNTH_MODELS`, or `models/` of the checkout
+/// the binary was built in or runs from.
+pub fn models_dir() -> PathBuf {
+    if let Some(p) = std::env::var_os("SEGSYNTH_MODELS") {
+        return PathBuf::from(p);
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(4) {
+            if dir.join("models/selfie.toml").is_file() {
+                return dir.join("models");
+            }
+        }
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+pub struct Stages {
+    options: JobOptions,
+    segmentation: Manifest,
+    generators: Vec<Option<Manifest>>,
+}
+
+impl Stages {
+    pub fn prepare(options: JobOptions) -> anyhow::Result<Stages> {
+        let dir = models_dir();
+        let manifest = Manifest::load(&resolve(&options.model, &dir)?)?;
+        if manifest.task != Task::Segmentation {
+            anyhow::bail!(
+                "model {} is a {:?} model; --model expects a segmentation model",
+                manifest.name,
+                manifest.task
+            );
+        }
+        // Opening validates the manifest against the real session, then classes against the manifest.
+        let model = Model::open(manifest.clone(), &options.session)?;
+        selections(&model, &options.entries)?;
+        let mut generators = Vec::new();
+        for e in &options.entries {
+            generators.push(match &e.content {
+                ContentKind::Gan { model } => {
+                    let m = load_generator(model, &dir)?;
+                    Model::open(m.clone(), &gan_session(&options))?;
+                    Some(m)
+                }
+                _ => None,
+            });
+        }
+        // Images are loaded (and so validated) here too.
+        for e in &options.entries {
+            if let ContentKind::Image { path } = &e.content {
+                crate::content::load_image(path)?;
+            }
+        }
+        Ok(Stages {
+            options,
+            segmentation: manifest,
+            generators,
+        })
+    }
+
+    /// Runs the stages over `source` into `sink`; `first` sizes the model choice.
+    pub fn run(
+        &mut self,
+        first: &Frame,
+        source: &mut dyn FrameSource,
+        sink: &mut dyn FrameSink,
+        stop: &AtomicBool,
+        progress: &Arc<Progress>,
+    ) -> anyhow::Result<Summary> {
+        let (w, h) = (first.picture.width(), first.picture.height());
+        let manifest = for_frame(self.segmentation.clone(), w, h)?;
+        tracing::info!(model = %manifest.name, width = w, height = h, "segmentation model chosen for the frame size");
+        let model = Model::open(manifest, &self.options.session)?;
+        let mut segmenter = Segmenter::new(model, &self.options.entries, &self.options.mask)?;
+        tracing::info!(provider = segmenter.provider(), "segmentation runs on");
+        let mut synths = Vec::new();
+        for g in &self.generators {
+            synths.push(match g {
+                Some(m) => {
+                    let model = Model::open(m.clone(), &gan_session(&self.options))?;
+                    Some(SynthStage::start(
+                        Generator::new(model, self.options.synth.clone()),
+                        &self.options.synth,
+                    ))
+                }
+                None => None,
+            });
+        }
+        let slots: Vec<_> = synths
+            .iter()
+            .map(|s| s.as_ref().map(|s| Arc::clone(&s.slot)))
+            .collect();
+        let mut compositor = Compositor::new(&self.options.entries, &slots)?;
+        let config = StageConfig {
+            backpressure: self.options.stages.0,
+            capacity: self.options.stages.1,
+        };
+        let result = crate::pipeline::run(
+            source,
+            &mut segmenter,
+            &mut compositor,
+            sink,
+            &config,
+            stop,
+            progress,
+        );
+        let mut synth_times = StageTimes::new("synth");
+        let mut nonfinite = 0;
+        let mut synth_error = None;
+        for s in synths.into_iter().flatten() {
+            match s.finish() {
+                Ok((bad, times)) => {
+                    nonfinite += bad;
+                    synth_times.ms.extend(times);
+                }
+                Err(e) => synth_error = Some(e),
+            }
+        }
+        let mut summary = result?;
+        if let Some(e) = synth_error {
+            return Err(e).context("the synthesis stage failed");
+        }
+        summary.nonfinite_values = nonfinite;
+        if !synth_times.ms.is_empty() {
+            summary.stages.push(synth_times);
+        }
+        Ok(summary)
+    }
+}
+
+fn gan_session(options: &JobOptions) -> SessionOptions {
+    SessionOptions {
+        threads: options.gan_threads,
+        device: options.session.device,
+    }
+}
+
+/// Resolves `gan:<name|path>`: names are looked up in `models/gan/`.
+pub fn load_generator(name: &str, dir: &Path) -> anyhow::Result<Manifest> {
+    let path = resolve(name, &dir.join("gan")).or_else(|_| resolve(name, dir))?;
+    let m = Manifest::load(&path)?;
+    if m.task != Task::Generator {
+        anyhow::bail!(
+            "gan:{name} names {} which is a {:?} model; expected a generator",
+            path.display(),
+            m.task
+        );
+    }
+    Ok(m)
+}

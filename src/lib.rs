@@ -1,0 +1,14 @@
+//! segsynth: segment video frames, synthesize content with a GAN, composite it over
+//! the classes the user chose. See ARCHITECTURE.md for the map.
+
+pub mod content;
+pub mod frame;
+pub mod imgproc;
+pub mod infer;
+pub mod job;
+pub mod model;
+pub mod pipeline;
+pub mod synth;
+
+#[cfg(feature = "gst")]
+pub mod io;

@@ -1,0 +1,484 @@
+//! The synthesis stage: a GAN generator on its own thread, at its own rate.
+//!
+//! The compositor posts the newest frame time it needs (`LayerSlot::request`) and
+//! takes whatever layer is newest (`LayerSlot::latest`), waiting at most the
+//! configured budget; a layer used twice is counted as a reuse. Animation is a smooth
+//! walk through seeded noise keyframes, driven by the frame's PTS, so the same seed
+//! and clip give the same content.
+
+use std::f32::consts::FRAC_PI_2;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::frame::{Matrix, Yuv420};
+use crate::imgproc::preprocess::{TensorGeometry, frame_to_tensor};
+use crate::imgproc::resize::resize_plane;
+use crate::infer::{InferError, Model, Output};
+use crate::model::{Contract, geometry_for};
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SynthParams {
+    /// Seconds between noise keyframes.
+    pub period: f32,
+    pub seed: u64,
+    /// Synthesis resolution as a fraction of the frame (1.0 = full resolution).
+    pub scale: f32,
+    /// Longest the video path waits for a fresh layer before reusing the previous one.
+    pub budget: Duration,
+    /// Longest the first frame waits for the very first layer (model warm-up).
+    pub startup_budget: Duration,
+}
+
+impl Default for SynthParams {
+    fn default() -> Self {
+        SynthParams {
+            period: 6.0,
+            seed: 7,
+            scale: 0.5,
+            budget: Duration::from_millis(5),
+            startup_budget: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A finished content layer at frame size.
+pub struct SynthLayer {
+    pub generation: u64,
+    pub pts: u64,
+    pub picture: Yuv420,
+}
+
+#[derive(Clone)]
+struct Request {
+    pts: u64,
+    width: usize,
+    height: usize,
+    matrix: Matrix,
+    frame: Option<Arc<Yuv420>>,
+}
+
+/// The hand-over point between the synth thread and the compositor.
+pub struct LayerSlot {
+    latest: Mutex<Option<Arc<SynthLayer>>>,
+    published: Condvar,
+    request: Mutex<Option<Request>>,
+    requested: Condvar,
+    stop: AtomicBool,
+    budget: Duration,
+    startup_budget: Duration,
+    needs_frame: bool,
+    pub nonfinite: AtomicU64,
+}
+
+impl LayerSlot {
+    fn new(params: &SynthParams, needs_frame: bool) -> Self {
+        LayerSlot {
+            latest: Mutex::new(None),
+            published: Condvar::new(),
+            request: Mutex::new(None),
+            requested: Condvar::new(),
+            stop: AtomicBool::new(false),
+            budget: params.budget,
+            startup_budget: params.startup_budget,
+            needs_frame,
+            nonfinite: AtomicU64::new(0),
+        }
+    }
+
+    pub fn needs_frame(&self) -> bool {
+        self.needs_frame
+    }
+
+    /// Asks for a layer for time `pts` (ns). Never blocks on the generator.
+    pub fn request(&self, pts: u64, width: usize, height: usize, matrix: Matrix) {
+        self.request_with_frame(pts, width, height, matrix, None)
+    }
+
+    pub fn request_with_frame(
+        &self,
+        pts: u64,
+        width: usize,
+        height: usize,
+        matrix: Matrix,
+        frame: Option<Arc<Yuv420>>,
+    ) {
+        if let Ok(mut r) = self.request.lock() {
+            *r = Some(Request {
+                pts,
+                width,
+                height,
+                matrix,
+                frame,
+            });
+            self.requested.notify_one();
+        }
+    }
+
+    /// The newest layer of the given size, waiting up to the budget for one at least
+    /// as new as the last request (the startup budget while there is none at all).
+    pub fn latest(&self, width: usize, height: usize) -> Option<Arc<SynthLayer>> {
+        let wanted = self
+            .request
+            .lock()
+            .ok()
+            .and_then(|r| r.as_ref().map(|r| r.pts))
+            .unwrap_or(0);
+        let guard = self.latest.lock().ok()?;
+        let fits = |l: &Option<Arc<SynthLayer>>| {
+            l.as_ref()
+                .is_some_and(|l| l.picture.width() == width && l.picture.height() == height)
+        };
+        let budget = if fits(&guard) {
+            self.budget
+        } else {
+            self.startup_budget
+        };
+        let deadline = Instant::now() + budget;
+        let mut guard = guard;
+        while !(fits(&guard) && guard.as_ref().is_some_and(|l| l.pts >= wanted)) {
+            let now = Instant::now();
+            if now >= deadline || self.stop.load(Ordering::Relaxed) {
+                break;
+            }
+            guard = self.published.wait_timeout(guard, deadline - now).ok()?.0;
+        }
+        guard
+            .as_ref()
+            .filter(|l| l.picture.width() == width && l.picture.height() == height)
+            .cloned()
+    }
+
+    fn publish(&self, layer: SynthLayer) {
+        if let Ok(mut l) = self.latest.lock() {
+            *l = Some(Arc::new(layer));
+            self.published.notify_all();
+        }
+    }
+
+    fn next_request(&self, after: Option<u64>) -> Option<Request> {
+        let mut r = self.request.lock().ok()?;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            if let Some(req) = r.as_ref() {
+                if after != Some(req.pts) {
+                    return Some(req.clone());
+                }
+            }
+            r = self
+                .requested
+                .wait_timeout(r, Duration::from_millis(50))
+                .ok()?
+                .0;
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.requested.notify_all();
+        self.published.notify_all();
+    }
+}
+
+/// Deterministic standard-normal noise (splitmix64 + Box-Muller).
+pub fn normal_noise(seed: u64, n: usize) -> Vec<f32> {
+    let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        ((z >> 11) as f64 / (1u64 << 53) as f64).max(1e-12)
+    };
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let (u1, u2) = (next(), next());
+        let r = (-2.0 * u1.ln()).sqrt();
+        let t = std::f64::consts::TAU * u2;
+        out.push((r * t.cos()) as f32);
+        out.push((r * t.sin()) as f32);
+    }
+    out.truncate(n);
+    out
+}
+
+/// Noise at time `t` seconds: `cos θ·z_k + sin θ·z_{k+1}` between keyframes `k`, with θ
+/// eased by smoothstep so the walk has no kink (no visible pop) at keyframes.
+pub fn noise_at(seed: u64, n: usize, period: f32, t: f32) -> Vec<f32> {
+    let pos = (t / period.max(1e-3)).max(0.0);
+    let k = pos.floor() as u64;
+    let f = pos - k as f32;
+    let theta = f * f * (3.0 - 2.0 * f) * FRAC_PI_2;
+    let key = |i: u64| normal_noise(seed.wrapping_mul(1_000_003).wrapping_add(i), n);
+    let (a, b) = (key(k), key(k + 1));
+    let (c, s) = (theta.cos(), theta.sin());
+    a.iter().zip(&b).map(|(x, y)| c * x + s * y).collect()
+}
+
+/// Runs a generator model for a frame size and time; returns the layer picture.
+pub struct Generator {
+    model: Model,
+    params: SynthParams,
+    pub nonfinite: u64,
+}
+
+impl Generator {
+    pub fn new(model: Model, params: SynthParams) -> Generator {
+        Generator {
+            model,
+            params,
+            nonfinite: 0,
+        }
+    }
+
+    pub fn contract(&self) -> Contract {
+        self.model
+            .manifest
+            .generator
+            .as_ref()
+            .map(|g| g.contract)
+            .unwrap_or(Contract::Spatial)
+    }
+
+    /// Synthesizes the content layer for time `pts` at `width x height`.
+    pub fn layer(
+        &mut self,
+        pts: u64,
+        width: usize,
+        height: usize,
+        matrix: Matrix,
+        frame: Option<&Yuv420>,
+    ) -> Result<Yuv420, InferError> {
+        let t = pts as f32 / 1e9;
+        let m = &self.model.manifest;
+        let g = m.generator.clone().ok_or_else(|| InferError::Run {
+            model: m.name.clone(),
+            message: "not a generator".into(),
+        })?;
+        let sw = ((width as f32 * self.params.scale).round() as usize).max(1);
+        let sh = ((height as f32 * self.params.scale).round() as usize).max(1);
+        let output = match g.contract {
+            Contract::Spatial => {
+                let s = g.scale.unwrap_or(1).max(1);
+                let c = g.noise_channels.unwrap_or(1);
+                let (nh, nw) = (sh.div_ceil(s), sw.div_ceil(s));
+                let noise = noise_at(self.params.seed, c * nh * nw, self.params.period, t);
+                let shape = [1, c as i64, nh as i64, nw as i64];
+                let name = m.input.name.clone();
+                self.model.run(&[(&name, &shape, &noise)])?
+            }
+            Contract::Latent => {
+                let z = g.latent_dim.unwrap_or(1);
+                let noise = noise_at(self.params.seed, z, self.params.period, t);
+                let name = m.input.name.clone();
+                self.model.run(&[(&name, &[1, z as i64], &noise)])?
+            }
+            Contract::Image => {
+                let frame = frame.ok_or_else(|| InferError::Run {
+                    model: m.name.clone(),
+                    message: "image generator needs the frame".into(),
+                })?;
+                let (ih, iw) = m.input_hw();
+                let (iw, ih) = if iw > 0 && ih > 0 {
+                    (iw as usize, ih as usize)
+                } else {
+                    (sw, sh)
+                };
+                let geometry: TensorGeometry = geometry_for(&m.input, iw, ih);
+                let mut tensor = Vec::new();
+                frame_to_tensor(frame, matrix, &geometry, &mut tensor);
+                let shape = [1, 3, ih as i64, iw as i64];
+                let name = m.input.name.clone();
+                match &m.mask_input {
+                    // The mask input gets "everything" here; the blend applies the real mask.
+                    Some(mask) => {
+                        let ones = vec![1.0f32; iw * ih];
+                        let mname = mask.name.clone();
+                        self.model.run(&[
+                            (&name, &shape, &tensor),
+                            (&mname, &[1, 1, ih as i64, iw as i64], &ones),
+                        ])?
+                    }
+                    None => self.model.run(&[(&name, &shape, &tensor)])?,
+                }
+            }
+        };
+        let Output::F32 { shape, data } = output else {
+            return Err(InferError::Run {
+                model: self.model.manifest.name.clone(),
+                message: "generator output must be f32".into(),
+            });
+        };
+        let (oh, ow) = (
+            shape.get(2).copied().unwrap_or(0) as usize,
+            shape.get(3).copied().unwrap_or(0) as usize,
+        );
+        if shape.len() != 4 || shape[1] != 3 || oh == 0 || ow == 0 {
+            return Err(InferError::Run {
+                model: self.model.manifest.name.clone(),
+                message: format!("generator output shape {shape:?}, expected [1,3,H,W]"),
+            });
+        }
+        let [lo, hi] = self.model.manifest.output.range.unwrap_or([-1.0, 1.0]);
+        let (rgb, bad) = to_rgb8(&data, ow, oh, lo, hi);
+        self.nonfinite += bad;
+        // Spatial output covers the target exactly by cropping; others are scaled to cover.
+        let (cw, ch) = (sw.min(ow), sh.min(oh));
+        let small = if g.contract == Contract::Spatial && ow >= sw && oh >= sh {
+            crop(&rgb, ow, 0, 0, cw, ch)
+        } else {
+            crate::content::cover(&rgb, ow, oh, sw, sh)
+        };
+        let (cw, ch) = if g.contract == Contract::Spatial && ow >= sw && oh >= sh {
+            (cw, ch)
+        } else {
+            (sw, sh)
+        };
+        let low = Yuv420::from_rgb(&small, cw, ch, matrix);
+        let (uw, uh) = crate::frame::chroma_size(width, height);
+        Ok(Yuv420 {
+            y: resize_plane(&low.y, width, height),
+            u: resize_plane(&low.u, uw, uh),
+            v: resize_plane(&low.v, uw, uh),
+        })
+    }
+}
+
+/// Planar float [3,h,w] in [lo,hi] -> packed RGB8; non-finite values become mid-grey and are counted.
+pub fn to_rgb8(data: &[f32], w: usize, h: usize, lo: f32, hi: f32) -> (Vec<u8>, u64) {
+    let n = w * h;
+    let mut out = vec![0u8; n * 3];
+    let mut bad = 0;
+    let span = (hi - lo).max(1e-6);
+    for c in 0..3 {
+        for p in 0..n {
+            let mut v = data[c * n + p];
+            if !v.is_finite() {
+                bad += 1;
+                v = (lo + hi) / 2.0;
+            }
+            out[p * 3 + c] = (((v - lo) / span).clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+        }
+    }
+    (out, bad)
+}
+
+fn crop(rgb: &[u8], stride_w: usize, x0: usize, y0: usize, w: usize, h: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(w * h * 3);
+    for y in y0..y0 + h {
+        out.extend_from_slice(&rgb[(y * stride_w + x0) * 3..(y * stride_w + x0 + w) * 3]);
+    }
+    out
+}
+
+/// A running synth thread and the slot it fills.
+pub struct SynthStage {
+    pub slot: Arc<LayerSlot>,
+    handle: Option<std::thread::JoinHandle<Result<(u64, Vec<f32>), InferError>>>,
+}
+
+impl SynthStage {
+    pub fn start(generator: Generator, params: &SynthParams) -> SynthStage {
+        let slot = Arc::new(LayerSlot::new(
+            params,
+            generator.contract() == Contract::Image,
+        ));
+        let thread_slot = Arc::clone(&slot);
+        let handle = std::thread::Builder::new()
+            .name("synth".into())
+            .spawn(move || run(generator, &thread_slot))
+            .ok();
+        SynthStage { slot, handle }
+    }
+
+    /// Stops the thread; returns (non-finite values clamped, per-layer ms).
+    pub fn finish(mut self) -> Result<(u64, Vec<f32>), InferError> {
+        self.slot.stop();
+        match self.handle.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            _ => Ok((0, Vec::new())),
+        }
+    }
+}
+
+fn run(mut generator: Generator, slot: &LayerSlot) -> Result<(u64, Vec<f32>), InferError> {
+    let mut last = None;
+    let mut generation = 0;
+    let mut times = Vec::new();
+    while let Some(req) = slot.next_request(last) {
+        let started = Instant::now();
+        let result = generator.layer(
+            req.pts,
+            req.width,
+            req.height,
+            req.matrix,
+            req.frame.as_deref(),
+        );
+        let picture = match result {
+            Ok(p) => p,
+            Err(e) => {
+                slot.stop();
+                return Err(e);
+            }
+        };
+        times.push(started.elapsed().as_secs_f32() * 1000.0);
+        generation += 1;
+        slot.nonfinite.store(generator.nonfinite, Ordering::Relaxed);
+        slot.publish(SynthLayer {
+            generation,
+            pts: req.pts,
+            picture,
+        });
+        last = Some(req.pts);
+    }
+    Ok((generator.nonfinite, times))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn noise_is_seeded_and_standard_normal() {
+        let a = normal_noise(3, 20000);
+        assert_eq!(a, normal_noise(3, 20000));
+        assert_ne!(a, normal_noise(4, 20000));
+        let mean = a.iter().sum::<f32>() / a.len() as f32;
+        let var = a.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / a.len() as f32;
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+    }
+
+    #[test]
+    fn walk_is_continuous_at_keyframes_and_keeps_variance() {
+        let n = 4096;
+        let period = 2.0;
+        let before = noise_at(1, n, period, period - 1e-4);
+        let after = noise_at(1, n, period, period + 1e-4);
+        let jump = before
+            .iter()
+            .zip(&after)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(jump < 1e-3, "keyframe jump {jump}");
+        let mid = noise_at(1, n, period, period * 0.5);
+        let var = mid.iter().map(|v| v * v).sum::<f32>() / n as f32;
+        assert!(
+            (var - 1.0).abs() < 0.1,
+            "cos/sin mix keeps unit variance: {var}"
+        );
+    }
+
+    #[test]
+    fn nonfinite_values_are_clamped_and_counted() {
+        let data = [f32::NAN, 1.0, f32::INFINITY, -1.0, 0.0, 5.0];
+        let (rgb, bad) = to_rgb8(&data, 2, 1, -1.0, 1.0);
+        assert_eq!(bad, 2);
+        assert_eq!(rgb, vec![128, 128, 128, 255, 0, 255]);
+    }
+}

@@ -50,6 +50,9 @@ pub struct MakeClipArgs {
     /// Leave out the audio track.
     #[arg(long)]
     pub no_audio: bool,
+    /// Variable frame rate (durations alternate 1/fps and 3/fps).
+    #[arg(long)]
+    pub vfr: bool,
     /// Replace the output if it exists.
     #[arg(long)]
     pub overwrite: bool,
@@ -133,9 +136,12 @@ pub struct BenchArgs {
     /// Use this clip instead of generating one.
     #[arg(long)]
     pub clip: Option<PathBuf>,
-    /// Keep the generated clip and outputs in this folder.
+    /// Keep the generated clip and outputs in this folder (default target/bench).
     #[arg(long)]
     pub workdir: Option<PathBuf>,
+    /// Skip the GAN scenarios.
+    #[arg(long)]
+    pub no_gan: bool,
     #[command(flatten)]
     pub processing: Processing,
 }

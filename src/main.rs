@@ -109,7 +109,7 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
     })
 }
 
-struct Runner(Stages);
+pub struct Runner(pub Stages);
 
 impl StageRunner for Runner {
     fn run(
@@ -188,6 +188,7 @@ fn make_clip(args: cli::MakeClipArgs) -> anyhow::Result<()> {
         frames: args.frames,
         fps: args.fps,
         audio: !args.no_audio,
+        vfr: args.vfr,
     };
     segsynth::io::clip::make_clip(&args.output, (&rgb, w, h), &spec)?;
     Ok(())

@@ -35,8 +35,12 @@ Commands used for the shipped generators (from the repository root)
 ---------------------------------------------------------------------
     OMP_WAIT_POLICY=PASSIVE nice -n 19 .venv-train/bin/python \
         models/gan/train_texture_gan.py --image sklearn:china.jpg \
-        --crop 0,300,640,127 --steps 4000 --seed 1 \
+        --crop 430,315,210,112 --steps 4000 --seed 1 \
         --out models/gan/foliage.onnx --sample models/gan/foliage.png
+    OMP_WAIT_POLICY=PASSIVE nice -n 19 .venv-train/bin/python \
+        models/gan/train_texture_gan.py --image sklearn:flower.jpg \
+        --crop 212,127,190,190 --steps 4000 --seed 1 \
+        --out models/gan/petals.onnx --sample models/gan/petals.png
 
 (see the `training_command` entry of each models/gan/<name>.toml for the
 exact command of each generator.)

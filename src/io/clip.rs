@@ -24,6 +24,8 @@ pub struct ClipSpec {
     pub frames: u32,
     pub fps: u32,
     pub audio: bool,
+    /// Variable frame rate: frame durations alternate between 1/fps and 3/fps (caps say 0/1).
+    pub vfr: bool,
 }
 
 /// Writes a clip of `photo` (RGB8) panned and zoomed over time.
@@ -39,7 +41,7 @@ pub fn make_clip(
     let mux = add_muxer(&pipeline, "clip", container, out)?;
     let (w, h) = (spec.width as usize, spec.height as usize);
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, spec.width, spec.height)
-        .fps(gst::Fraction::new(spec.fps as i32, 1))
+        .fps(if spec.vfr { gst::Fraction::new(0, 1) } else { gst::Fraction::new(spec.fps as i32, 1) })
         .build()
         .map_err(|e| GstError::Pipeline(e.to_string()))?;
     let caps = info
@@ -88,16 +90,19 @@ pub fn make_clip(
     let (rgb, pw, ph) = photo;
     let src_img = image::RgbImage::from_raw(pw as u32, ph as u32, rgb.to_vec())
         .ok_or_else(|| GstError::Pipeline("bad photo buffer".into()))?;
+    let mut pts = 0u64;
     for i in 0..spec.frames {
+        let duration = if spec.vfr && i % 2 == 1 { 3 * frame_ns } else { frame_ns };
         let t = i as f32 / spec.frames.max(1) as f32;
         let pixels = pan_frame(&src_img, w, h, t);
         let frame = Frame {
             index: i as u64,
-            pts: Some(i as u64 * frame_ns),
-            duration: Some(frame_ns),
+            pts: Some(pts),
+            duration: Some(duration),
             matrix: Matrix::Bt709,
             picture: Yuv420::from_rgb(&pixels, w, h, Matrix::Bt709),
         };
+        pts += duration;
         let buffer = buffer_from_frame(&frame, &info).map_err(GstError::Pipeline)?;
         if appsrc.push_buffer(buffer).is_err() {
             break;

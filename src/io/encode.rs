@@ -165,41 +165,46 @@ pub fn add_audio_track(
             .ok_or_else(|| GstError::Pipeline("queue has no sink".into()))?;
         return Ok((entry, true));
     }
-    let decode = make("decodebin", &format!("out-audio{index}-decode"))?;
+    // A plain decoder, not decodebin: decodebin's asynchronous set-up would wait for data
+    // the demuxer cannot push while video is held in preroll.
+    let decode = find_decoder(caps).ok_or_else(|| {
+        GstError::Pipeline(format!(
+            "no decoder for the audio stream {caps}; install gstreamer1.0-libav or gstreamer1.0-plugins-good/bad"
+        ))
+    })?;
     let convert = make("audioconvert", &format!("out-audio{index}-convert"))?;
     let resample = make("audioresample", &format!("out-audio{index}-resample"))?;
     let enc = make("avenc_aac", &format!("out-audio{index}-aac"))?;
     let parse = make("aacparse", &format!("out-audio{index}-aacparse")).ok();
-    let mut tail = vec![convert.clone(), resample.clone(), enc.clone()];
+    let mut chain = vec![decode.clone(), convert, resample, enc];
     if let Some(parse) = parse {
-        tail.push(parse);
+        chain.push(parse);
     }
-    tail.push(queue.clone());
-    pipeline.add(&decode).map_err(p)?;
-    pipeline.add_many(&tail).map_err(p)?;
-    gst::Element::link_many(&tail)
+    chain.push(queue.clone());
+    pipeline.add_many(&chain).map_err(p)?;
+    gst::Element::link_many(&chain)
         .map_err(|e| GstError::Pipeline(format!("cannot link audio re-encoder: {e}")))?;
     queue
         .static_pad("src")
         .ok_or_else(|| GstError::Pipeline("queue has no src".into()))?
         .link(&mux_pad)
         .map_err(|e| GstError::Pipeline(format!("{e:?}")))?;
-    let convert_sink = convert
-        .static_pad("sink")
-        .ok_or_else(|| GstError::Pipeline("audioconvert has no sink".into()))?;
-    decode.connect_pad_added(move |_, pad| {
-        if !convert_sink.is_linked() {
-            let _ = pad.link(&convert_sink);
-        }
-    });
-    for e in tail.iter().chain(std::iter::once(&decode)) {
+    for e in &chain {
         e.sync_state_with_parent().map_err(p)?;
     }
     link(src, &decode, "sink")?;
     let entry = decode
         .static_pad("sink")
-        .ok_or_else(|| GstError::Pipeline("decodebin has no sink".into()))?;
+        .ok_or_else(|| GstError::Pipeline("audio decoder has no sink".into()))?;
     Ok((entry, false))
+}
+
+/// The highest-ranked decoder element that accepts `caps`.
+fn find_decoder(caps: &gst::Caps) -> Option<gst::Element> {
+    let factories = gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::MARGINAL);
+    let mut candidates: Vec<_> = factories.into_iter().filter(|f| f.can_sink_all_caps(caps)).collect();
+    candidates.sort_by_key(|f| std::cmp::Reverse(f.rank()));
+    candidates.into_iter().find_map(|f| f.create().build().ok())
 }
 
 fn link(src: &gst::Pad, element: &gst::Element, pad: &str) -> Result<(), GstError> {
@@ -217,4 +222,30 @@ fn link(src: &gst::Pad, element: &gst::Element, pad: &str) -> Result<(), GstErro
 
 mod glib_err {
     pub type E = gstreamer::glib::BoolError;
+}
+
+/// The benchmark's ceiling: a GStreamer-only transcode of an MP4 (H.264 + AAC) clip with
+/// the same encoder settings as the file job, audio passed through. Returns frames seen.
+pub fn reference_transcode(input: &Path, output: &Path, settings: &EncoderSettings) -> Result<(), GstError> {
+    super::init()?;
+    let description = format!(
+        "filesrc location=\"{input}\" ! qtdemux name=d \
+         d.video_0 ! queue ! decodebin ! videoconvert ! video/x-raw,format=I420 \
+         ! x264enc speed-preset={preset} pass=quant quantizer={crf} ! video/x-h264,profile=high ! h264parse ! mp4mux name=m \
+         ! filesink location=\"{output}\" d.audio_0 ! queue ! m.",
+        input = input.display(),
+        output = output.display(),
+        preset = settings.preset,
+        crf = settings.crf
+    );
+    let pipeline = gst::parse::launch(&description).map_err(|e| GstError::Pipeline(e.to_string()))?;
+    pipeline.set_state(gst::State::Playing).map_err(|e| GstError::Pipeline(e.to_string()))?;
+    let bus = pipeline.bus().ok_or_else(|| GstError::Pipeline("no bus".into()))?;
+    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let _ = pipeline.set_state(gst::State::Null);
+    match msg.as_ref().map(|m| m.view()) {
+        Some(gst::MessageView::Eos(_)) => Ok(()),
+        Some(gst::MessageView::Error(e)) => Err(GstError::Pipeline(format!("reference transcode failed: {}", e.error()))),
+        _ => Err(GstError::Pipeline("reference transcode timed out".into())),
+    }
 }

@@ -472,6 +472,7 @@ fn spawn_bus_watch(
                     }
                     if r.input_error.is_none() {
                         r.input_error = Some(e.error().to_string());
+                        state.failed.store(true, Ordering::SeqCst);
                         drop(r);
                         // The input's streaming thread has stopped: end every branch ourselves
                         // so the muxer still finalises what was processed.
@@ -504,6 +505,7 @@ fn spawn_bus_watch(
                                 .map(|m| m.description().to_string())
                                 .unwrap_or_else(|_| s.to_string());
                             r.missing_plugins.push(desc);
+                            state.failed.store(true, Ordering::SeqCst);
                         }
                     }
                 }

@@ -2,7 +2,7 @@
 //! audio handed to the muxer untouched (see `encode::add_audio_track`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use gstreamer as gst;
@@ -28,6 +28,13 @@ pub struct InputState {
     pub audio_entries: Mutex<Vec<gst::Pad>>,
     pub audio_passthrough: Mutex<Vec<bool>>,
     pub errors: Mutex<Vec<String>>,
+    /// parsebin has exposed every stream.
+    pub no_more_pads: AtomicBool,
+    /// Demuxed pads seen, and how many of them reached EOS.
+    pub pads: AtomicUsize,
+    pub eos_pads: AtomicUsize,
+    /// The input side failed (bus error, missing plugin): no more frames will come.
+    pub failed: AtomicBool,
 }
 
 pub struct FileInput {
@@ -60,6 +67,8 @@ pub fn add_file_input(
         .drop(false)
         .sync(false)
         .build();
+    // Dynamically added branches (audio re-encoders) must not hold the pipeline in preroll.
+    appsink.set_property("async", false);
     let err = |e: gst::glib::BoolError| GstError::Pipeline(e.to_string());
     pipeline
         .add_many([&src, &parse, &decode, &convert, appsink.upcast_ref()])
@@ -90,7 +99,9 @@ pub fn add_file_input(
         if let Ok(mut s) = st.streams.lock() {
             s.push(name.clone());
         }
-        let result = if name.starts_with("video/") && !st.has_video.swap(true, Ordering::SeqCst) {
+        st.pads.fetch_add(1, Ordering::SeqCst);
+        let is_video = name.starts_with("video/") || name.starts_with("image/");
+        let result = if is_video && !st.has_video.swap(true, Ordering::SeqCst) {
             decode.static_pad("sink").map(|sink| pad.link(&sink).map(|_| ()).map_err(|e| GstError::Pipeline(format!("cannot link video decoder: {e:?}"))))
                 .unwrap_or_else(|| Err(GstError::Pipeline("decodebin has no sink".into())))
         } else if name.starts_with("audio/") {
@@ -143,6 +154,15 @@ fn sink_to_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), GstE
 /// After `stop`, the first buffer on this pad becomes an EOS downstream and the rest
 /// are dropped, so every branch finishes cleanly and the muxer can write its index.
 fn install_stop_probe(pad: &gst::Pad, state: Arc<InputState>) {
+    let st = Arc::clone(&state);
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(e)) = &info.data {
+            if e.type_() == gst::EventType::Eos {
+                st.eos_pads.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        gst::PadProbeReturn::Ok
+    });
     let sent = AtomicBool::new(false);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
         if !state.stop.load(Ordering::Relaxed) {
@@ -197,7 +217,10 @@ impl FileInput {
                 self.index += 1;
                 return Ok(Some(frame));
             }
-            if self.appsink.is_eos() {
+            let s = &self.state;
+            let all_ended = s.pads.load(Ordering::SeqCst) > 0 && s.eos_pads.load(Ordering::SeqCst) >= s.pads.load(Ordering::SeqCst);
+            let no_video = (s.no_more_pads.load(Ordering::SeqCst) || all_ended) && !s.has_video.load(Ordering::SeqCst);
+            if self.appsink.is_eos() || s.failed.load(Ordering::SeqCst) || no_video {
                 return Ok(None);
             }
         }

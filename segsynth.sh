@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# segsynth front door. Idempotent: each step skips what is already in place.
+#
+#   ./segsynth.sh demo    install what is missing, build, process the embedded demo clip -> out/
+#   ./segsynth.sh test    install what is missing, build, run the whole test suite (CI runs this)
+#   ./segsynth.sh setup   only install and build
+#   ./segsynth.sh bench   setup, then the file-job benchmark (segsynth bench)
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+ROOT=$PWD
+ORT_VERSION=1.31.1
+MEDIAPIPE_NPM="@mediapipe/selfie_segmentation@0.1.1675465747"
+APT_PACKAGES=(
+  pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps
+  gstreamer1.0-rtsp
+)
+PY_PACKAGES=(onnxruntime==$ORT_VERSION onnx==1.23.2 tflite==2.18.0 ai-edge-litert==2.3.0 numpy==2.4.6 scikit-image==0.26.0)
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'segsynth.sh: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else die "need root to run: $* (install sudo or run as root)"; fi
+}
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  command -v npm >/dev/null || missing+=(npm)
+  python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "installing apt packages: ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first; segsynth needs rustc >= 1.92"
+}
+
+install_python() {
+  local stamp=.venv/.segsynth-packages want="${PY_PACKAGES[*]}"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    say "creating .venv with ${PY_PACKAGES[*]}"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+    echo "$want" > "$stamp"
+  fi
+}
+
+install_ort() {
+  local lib=.deps/onnxruntime/libonnxruntime.so.$ORT_VERSION
+  if [ ! -f "$lib" ]; then
+    say "installing ONNX Runtime $ORT_VERSION (from the PyPI onnxruntime wheel) into .deps/onnxruntime"
+    mkdir -p .deps/onnxruntime
+    cp "$(.venv/bin/python -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')/libonnxruntime.so.$ORT_VERSION" "$lib"
+  fi
+}
+
+fetch_tflite() {
+  if [ -f .deps/npm/package/selfie_segmentation.tflite ] && [ -f .deps/npm/package/selfie_segmentation_landscape.tflite ]; then return; fi
+  say "fetching MediaPipe selfie segmentation from the npm registry ($MEDIAPIPE_NPM)"
+  mkdir -p .deps/npm
+  (cd .deps/npm && rm -rf package ./*.tgz && npm pack --silent "$MEDIAPIPE_NPM" >/dev/null && tar xzf ./*.tgz)
+}
+
+install_models() {
+  fetch_tflite
+  for m in selfie:selfie_segmentation selfie_landscape:selfie_segmentation_landscape; do
+    local manifest=${m%%:*} file=${m##*:}
+    [ -f "models/$file.onnx" ] && continue
+    local want have
+    want=$(sed -n 's/^source_sha256 = "\(.*\)"/\1/p' "models/$manifest.toml")
+    have=$(sha256sum ".deps/npm/package/$file.tflite" | cut -d' ' -f1)
+    [ "$want" = "$have" ] || die "$file.tflite has sha256 $have, models/$manifest.toml expects $want"
+    say "converting $file.tflite to models/$file.onnx"
+    .venv/bin/python models/convert_selfie.py ".deps/npm/package/$file.tflite" "models/$file.onnx"
+  done
+}
+
+build() {
+  say "building segsynth (release)"
+  cargo build --release --quiet
+}
+
+demo_clip() {
+  if [ ! -f .deps/demo/person.mp4 ]; then
+    say "making the demo clip .deps/demo/person.mp4 from tests/data/astronaut.jpg"
+    mkdir -p .deps/demo
+    target/release/segsynth make-clip .deps/demo/person.mp4 --photo tests/data/astronaut.jpg --frames 150
+  fi
+}
+
+setup() { install_apt; install_python; install_ort; install_models; build; }
+
+case "${1:-demo}" in
+  setup) setup ;;
+  demo)
+    setup; demo_clip
+    mkdir -p out
+    say "processing the demo clip: background replaced (out/demo.mp4)"
+    target/release/segsynth process .deps/demo/person.mp4 -o out/demo.mp4 --overwrite --content blur
+    say "done: out/demo.mp4"
+    ;;
+  test)
+    setup
+    say "converter check against the TFLite interpreter (ai-edge-litert)"
+    for f in selfie_segmentation selfie_segmentation_landscape; do
+      .venv/bin/python models/check_conversion.py ".deps/npm/package/$f.tflite" "models/$f.onnx"
+    done
+    say "cargo test (unit + integration, real GStreamer, ONNX Runtime and models)"
+    cargo test --release -- --test-threads=2
+    say "inference core builds without GStreamer"
+    cargo build --release --quiet --no-default-features --bin segsynth-core-bench
+    ;;
+  bench) setup; shift; target/release/segsynth bench "$@" ;;
+  *) die "unknown command ${1}; expected demo, test, setup or bench" ;;
+esac

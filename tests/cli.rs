@@ -1,0 +1,10 @@
+//! Integration tests: the real `segsynth` binary, real GStreamer, real ONNX Runtime and
+//! the real default model, on clips the tests make themselves. One test binary, so
+//! linking stays quick.
+
+mod support;
+
+mod errors;
+mod file_job;
+mod generators;
+mod multiclass;

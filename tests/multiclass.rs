@@ -1,0 +1,58 @@
+//! Multi-class segmentation through the same code path, with tiny generated models
+//! whose outputs are known: class = argmax of the pixel's colour (R=sky, G=person, B=road).
+
+use crate::support::*;
+
+/// A clip whose left half is red, middle green, right blue.
+fn stripes_clip(dir: &std::path::Path) -> std::path::PathBuf {
+    let png = dir.join("stripes.png");
+    let img = image::RgbImage::from_fn(300, 100, |x, _| match x / 100 {
+        0 => image::Rgb([230, 20, 20]),
+        1 => image::Rgb([20, 230, 20]),
+        _ => image::Rgb([20, 20, 230]),
+    });
+    img.save(&png).unwrap();
+    let clip = dir.join("stripes.mp4");
+    let o = segsynth(&[
+        "make-clip", clip.to_str().unwrap(), "--photo", png.to_str().unwrap(), "--width", "192", "--height", "64", "--frames", "6", "--no-audio",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    clip
+}
+
+fn check(model: &str) {
+    let dir = tmpdir();
+    let clip = stripes_clip(dir.path());
+    let out = dir.path().join("out.mkv");
+    let o = segsynth(&[
+        "process", clip.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q",
+        "--model", data(model).to_str().unwrap(),
+        "--content", "road=color:#ffffff", "--content", "sky=color:#000000",
+        "--feather", "0", "--temporal", "0",
+    ]);
+    assert!(o.status.success(), "{model}: {}", stderr(&o));
+    let p = probe(&out, &[3], 48, 16);
+    let t = p.thumb(3);
+    // The crop window pans, so look well inside each third.
+    let left = region_mean(t, p.thumb_size, (0.02, 0.2, 0.15, 0.8));
+    let right = region_mean(t, p.thumb_size, (0.85, 0.2, 0.98, 0.8));
+    let mid = region_mean(t, p.thumb_size, (0.45, 0.2, 0.55, 0.8));
+    assert!(left.iter().all(|&v| v < 40.0), "{model}: sky (red) became black: {left:?}");
+    assert!(right.iter().all(|&v| v > 215.0), "{model}: road (blue) became white: {right:?}");
+    assert!(mid[1] > 150.0 && mid[0] < 90.0, "{model}: person (green) untouched: {mid:?}");
+}
+
+#[test]
+fn nchw_logits_softmax() {
+    check("seg3_nchw_logits.toml");
+}
+
+#[test]
+fn nhwc_probabilities() {
+    check("seg3_nhwc_probs.toml");
+}
+
+#[test]
+fn argmax_labels() {
+    check("seg3_nchw_labels.toml");
+}

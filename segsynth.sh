@@ -102,8 +102,8 @@ case "${1:-demo}" in
   demo)
     setup; demo_clip
     mkdir -p out
-    say "processing the demo clip: background replaced (out/demo.mp4)"
-    target/release/segsynth process .deps/demo/person.mp4 -o out/demo.mp4 --overwrite --content blur
+    say "processing the demo clip: background replaced by GAN-generated foliage (out/demo.mp4)"
+    target/release/segsynth process .deps/demo/person.mp4 -o out/demo.mp4 --overwrite --content gan:foliage
     say "done: out/demo.mp4"
     ;;
   test)

@@ -24,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Process a video file: same length, timestamps and audio, chosen classes replaced.
     Process(ProcessArgs),
+    /// Live: camera / test / RTSP / file input to any mix of window, virtual camera, RTSP and recording.
+    Run(RunArgs),
     /// Benchmark the file job against a GStreamer-only transcode of the same clip.
     Bench(BenchArgs),
     /// List the available segmentation models and generators.
@@ -142,6 +144,48 @@ pub struct BenchArgs {
     /// Skip the GAN scenarios.
     #[arg(long)]
     pub no_gan: bool,
+    #[command(flatten)]
+    pub processing: Processing,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A pipeline preset (pipelines/*.toml); command-line options override it.
+    pub config: Option<PathBuf>,
+    /// Input: test:, v4l2:/dev/videoN, rtsp://..., or a file path.
+    #[arg(short, long)]
+    pub input: Option<String>,
+    /// Output (repeatable): a file path, display:, v4l2:/dev/videoN, rtsp://ADDR:PORT/PATH (served), rtsp-publish://HOST:PORT/PATH.
+    #[arg(short, long = "output")]
+    pub outputs: Vec<String>,
+    /// Processing width (input is scaled to it).
+    #[arg(long)]
+    pub width: Option<u32>,
+    #[arg(long)]
+    pub height: Option<u32>,
+    /// Maximum frame rate.
+    #[arg(long)]
+    pub fps: Option<u32>,
+    /// Pace file inputs in real time.
+    #[arg(long)]
+    pub realtime: bool,
+    /// RTSP basic-auth user (served output, or input credentials).
+    #[arg(long)]
+    pub rtsp_user: Option<String>,
+    #[arg(long)]
+    pub rtsp_password: Option<String>,
+    /// RTSP input transport: tcp or udp.
+    #[arg(long)]
+    pub rtsp_transport: Option<String>,
+    /// Replace recording files that exist.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Seconds between live statistics lines (0 = none).
+    #[arg(long, default_value_t = 5.0)]
+    pub stats_every: f64,
     #[command(flatten)]
     pub processing: Processing,
 }

@@ -6,6 +6,7 @@ pub mod frame;
 pub mod imgproc;
 pub mod infer;
 pub mod job;
+pub mod live;
 pub mod model;
 pub mod pipeline;
 pub mod synth;

@@ -2,13 +2,13 @@
 
 mod bench;
 mod cli;
+mod run;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use clap::Parser;
 
 use cli::{Cli, Command, Processing};
 use segsynth::content::build_map;
@@ -26,7 +26,11 @@ const EXIT_INCOMPLETE: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 130;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = <Cli as clap::CommandFactory>::command().get_matches();
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(format!("segsynth={0},{0}", cli.log))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
@@ -36,6 +40,10 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         Command::Process(args) => process(args),
+        Command::Run(args) => {
+            let explicit = matches.subcommand_matches("run").cloned();
+            run::run(args, explicit.as_ref())
+        }
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Models => list_models().map(|()| ExitCode::SUCCESS),
         Command::MakeClip(args) => make_clip(args).map(|()| ExitCode::SUCCESS),

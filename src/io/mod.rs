@@ -6,6 +6,7 @@ pub mod encode;
 pub mod file_job;
 pub mod frames;
 pub mod input;
+pub mod live;
 
 use std::sync::Once;
 

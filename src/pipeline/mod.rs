@@ -52,6 +52,40 @@ pub struct Progress {
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     pub dropped: AtomicU64,
+    /// Recent added latencies (ms), appsink to appsrc, for live statistics.
+    pub recent_latency: std::sync::Mutex<std::collections::VecDeque<f32>>,
+}
+
+impl Progress {
+    fn record_latency(&self, ms: f32) {
+        if let Ok(mut v) = self.recent_latency.lock() {
+            if v.len() >= 600 {
+                v.pop_front();
+            }
+            v.push_back(ms);
+        }
+    }
+
+    /// (p50, p99) of the recent added latency in ms.
+    pub fn latency(&self) -> (f32, f32) {
+        let v: Vec<f32> = self.recent_latency.lock().map(|v| v.iter().copied().collect()).unwrap_or_default();
+        (stats::percentile(&v, 50.0), stats::percentile(&v, 99.0))
+    }
+}
+
+/// A source that yields one frame already pulled, then the rest of `inner`.
+pub struct Prepended<'a> {
+    pub first: Option<Frame>,
+    pub inner: &'a mut dyn FrameSource,
+}
+
+impl FrameSource for Prepended<'_> {
+    fn next_frame(&mut self) -> Result<Option<Frame>, PipelineError> {
+        match self.first.take() {
+            Some(f) => Ok(Some(f)),
+            None => self.inner.next_frame(),
+        }
+    }
 }
 
 pub struct StageConfig {
@@ -167,6 +201,7 @@ pub fn run(
                     sink.push(frame)?;
                     push.record(p.elapsed());
                     added.record(entered.elapsed());
+                progress_comp.record_latency(entered.elapsed().as_secs_f32() * 1000.0);
                     progress_comp.frames_out.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok((times, push, added))

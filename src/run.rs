@@ -1,0 +1,136 @@
+//! `segsynth run`: the live job (preset + command line -> input, stages, outputs).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
+use segsynth::io::live::{LiveInput, LiveOutput, LiveSettings, check_input, check_output};
+use segsynth::job::Stages;
+use segsynth::live::{Preset, parse_input, parse_output};
+use segsynth::pipeline::{FrameSource, Prepended, Progress};
+
+use crate::cli::RunArgs;
+
+pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<ExitCode> {
+    let preset = match &args.config {
+        Some(p) => Preset::load(p)?,
+        None => Preset::default(),
+    };
+    // Preset values apply where the command line did not set the option.
+    let given = |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
+    let p = &mut args.processing;
+    if !given("classes") {
+        if let Some(c) = &preset.classes {
+            p.classes = c.clone();
+        }
+    }
+    if !given("content") {
+        if let Some(c) = &preset.content {
+            p.content = c.clone();
+        }
+    }
+    if !given("model") {
+        if let Some(m) = &preset.model {
+            p.model = m.clone();
+        }
+    }
+    if !given("device") {
+        if let Some(d) = preset.device {
+            p.device = d;
+        }
+    }
+    if !given("threads") {
+        if let Some(t) = preset.threads {
+            p.threads = t;
+        }
+    }
+    let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| anyhow::anyhow!("no input: give -i test:, -i v4l2:/dev/video0, -i rtsp://... or -i FILE (or a preset)"))?;
+    let outputs = if args.outputs.is_empty() { preset.outputs.clone().unwrap_or_default() } else { args.outputs.clone() };
+    if outputs.is_empty() {
+        anyhow::bail!("no output: give -o display:, -o rtsp://127.0.0.1:8554/live, -o v4l2:/dev/videoN, -o rtsp-publish://HOST:PORT/PATH or -o FILE");
+    }
+    let input = parse_input(&input).map_err(anyhow::Error::msg)?;
+    let outputs = outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let rtsp = preset.rtsp.clone().unwrap_or_default();
+    let settings = LiveSettings {
+        width: args.width.or(preset.width).unwrap_or(1280),
+        height: args.height.or(preset.height).unwrap_or(720),
+        fps: args.fps.or(preset.fps).unwrap_or(30),
+        realtime: args.realtime || preset.realtime.unwrap_or(false),
+        rtsp_user: args.rtsp_user.clone().or(rtsp.user),
+        rtsp_password: args.rtsp_password.clone().or(rtsp.password),
+        rtsp_transport: args.rtsp_transport.clone().or(rtsp.transport).unwrap_or_else(|| "tcp".into()),
+        overwrite: args.overwrite,
+        stall_after: Duration::from_secs(3),
+    };
+    if !matches!(settings.rtsp_transport.as_str(), "tcp" | "udp") {
+        anyhow::bail!("--rtsp-transport {}: expected tcp or udp", settings.rtsp_transport);
+    }
+    if settings.width < 16 || settings.height < 16 || settings.width % 2 == 1 || settings.height % 2 == 1 || !(1..=240).contains(&settings.fps) {
+        anyhow::bail!("live size {}x{} at {} fps: expected even width/height >= 16 and 1-240 fps", settings.width, settings.height, settings.fps);
+    }
+    check_input(&input).map_err(anyhow::Error::msg)?;
+    for o in &outputs {
+        check_output(o, settings.overwrite).map_err(anyhow::Error::msg)?;
+    }
+    let stages = Stages::prepare(crate::job_options(&args.processing, true)?)?;
+    let stop = crate::interrupt_flag()?;
+    if let Some(secs) = args.duration {
+        let s = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+            s.store(true, Ordering::Relaxed);
+        });
+    }
+    let mut output = LiveOutput::start(&outputs, &settings)?;
+    for url in &output.served {
+        eprintln!("segsynth: serving {url}");
+    }
+    let mut source = LiveInput::start(input, settings.clone(), Arc::clone(&stop))?;
+    let first = source.next_frame()?;
+    let Some(first) = first else {
+        output.finish()?;
+        anyhow::bail!("the input delivered no frame");
+    };
+    let progress = Arc::new(Progress::default());
+    let stats = (args.stats_every > 0.0).then(|| {
+        let (p, s, every) = (Arc::clone(&progress), Arc::clone(&stop), args.stats_every);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            let mut next = Duration::from_secs_f64(every);
+            while !s.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(100));
+                if started.elapsed() >= next {
+                    next += Duration::from_secs_f64(every);
+                    let (p50, p99) = p.latency();
+                    let out = p.frames_out.load(Ordering::Relaxed);
+                    eprintln!(
+                        "segsynth: live {out} frames, {:.1} fps, added latency p50 {p50:.1} ms p99 {p99:.1} ms, dropped {}",
+                        out as f64 / started.elapsed().as_secs_f64(),
+                        p.dropped.load(Ordering::Relaxed)
+                    );
+                }
+            }
+        })
+    });
+    let mut runner = crate::Runner(stages);
+    let first_copy = first.clone();
+    let mut chained = Prepended { first: Some(first), inner: &mut source };
+    let result = segsynth::io::file_job::StageRunner::run(&mut runner, &first_copy, &mut chained, &mut output, &stop, &progress);
+    stop.store(true, Ordering::Relaxed);
+    if let Some(h) = stats {
+        let _ = h.join();
+    }
+    drop(source);
+    let finished = output.finish();
+    let summary = result?;
+    finished?;
+    let (p50, p99) = progress.latency();
+    eprint!("{summary}");
+    eprintln!("live added latency (appsink -> appsrc): p50 {p50:.1} ms, p99 {p99:.1} ms");
+    Ok(ExitCode::SUCCESS)
+}

@@ -7,4 +7,5 @@ mod support;
 mod errors;
 mod file_job;
 mod generators;
+mod live;
 mod multiclass;

@@ -163,6 +163,7 @@ impl LiveInput {
             std::thread::sleep(Duration::from_millis(50));
         }
         self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        self.stalled_reported = true;
         match Self::build(&self.spec, &self.settings) {
             Ok((p, s)) => {
                 self.pipeline = p;
@@ -199,7 +200,7 @@ impl FrameSource for LiveInput {
                 let frame = frame_from_buffer(buffer, info, self.index).map_err(PipelineError::Io)?;
                 self.index += 1;
                 if self.stalled_reported {
-                    eprintln!("segsynth: input delivering again");
+                    eprintln!("segsynth: input delivering again after {:.1} s", self.last_frame.elapsed().as_secs_f32());
                 }
                 self.last_frame = Instant::now();
                 self.stalled_reported = false;

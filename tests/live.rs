@@ -1,0 +1,215 @@
+//! Live jobs with real clients on loopback: RTSP serving, many clients, reconnects,
+//! recording while serving, clean shutdown, presets and live errors.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::support::*;
+
+fn port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    20000 + (std::process::id() % 20000) as u16 + NEXT.fetch_add(1, Ordering::Relaxed) * 7
+}
+
+/// A running `segsynth run`, killed if the test fails before stopping it.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `segsynth run`; its stderr lines arrive on the channel.
+fn start(args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(bin()).arg("run").args(args).stderr(Stdio::piped()).spawn().expect("spawn");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (Running(child), rx)
+}
+
+fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            let hit = line.contains(needle);
+            seen.push(line);
+            if hit {
+                return seen;
+            }
+        }
+    }
+    panic!("{needle:?} not seen within {timeout:?}; got:\n{}", seen.join("\n"));
+}
+
+/// An RTSP client: frames received within `timeout`, up to `want`.
+fn client(url: &str, want: usize, timeout: Duration) -> (usize, (i32, i32)) {
+    gst_init();
+    let pipeline = gst::parse::launch(&format!(
+        "rtspsrc location={url} protocols=tcp latency=0 ! decodebin ! videoconvert ! appsink name=s sync=false"
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("s").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    sink.set_property("async", false);
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut n = 0;
+    let mut size = (0, 0);
+    while n < want && Instant::now() < deadline {
+        if let Some(s) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
+            let st = s.caps().unwrap().structure(0).unwrap().to_owned();
+            size = (st.get::<i32>("width").unwrap(), st.get::<i32>("height").unwrap());
+            n += 1;
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    (n, size)
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn interrupt(child: &Running) {
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+}
+
+#[test]
+fn rtsp_server_serves_eight_clients_and_survives_fifty_reconnects() {
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let (mut child, rx) = start(&["-i", "test:", "-o", &url, "--width", "320", "--height", "180", "--stats-every", "0"]);
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    let (n, size) = client(&url, 10, Duration::from_secs(20));
+    assert!(n >= 10, "one client got {n} frames");
+    assert_eq!(size, (320, 180));
+
+    let handles: Vec<_> = (0..8).map(|_| {
+        let url = url.clone();
+        std::thread::spawn(move || client(&url, 15, Duration::from_secs(40)).0)
+    }).collect();
+    let counts: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(counts.iter().all(|&c| c >= 15), "all 8 concurrent clients got frames: {counts:?}");
+
+    let before = rss_kb(child.id());
+    for _ in 0..50 {
+        assert!(client(&url, 1, Duration::from_secs(10)).0 >= 1, "a reconnecting client got no frame");
+    }
+    let after = rss_kb(child.id());
+    eprintln!("server RSS before 50 reconnects: {} MiB, after: {} MiB", before / 1024, after / 1024);
+    assert!(after < before + 64 * 1024, "RSS stays flat: {before} kB -> {after} kB");
+    assert!(client(&url, 5, Duration::from_secs(10)).0 >= 5, "still serving");
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "clean exit after SIGINT: {status:?}");
+}
+
+#[test]
+fn records_while_serving_and_sigint_finalises_everything() {
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/cam");
+    let dir = tmpdir();
+    let rec = dir.path().join("rec.mkv");
+    let (mut child, rx) = start(&[
+        "-i", "test:", "-o", &url, "-o", rec.to_str().unwrap(), "--width", "320", "--height", "180", "--stats-every", "1",
+    ]);
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    assert!(client(&url, 5, Duration::from_secs(20)).0 >= 5);
+    let lines = wait_for(&rx, "added latency", Duration::from_secs(20));
+    assert!(lines.iter().any(|l| l.contains("dropped")), "live stats report drops: {lines:?}");
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let probe = probe(&rec, &[], 8, 8);
+    assert!(probe.pts.len() >= 15, "recording plays with {} frames", probe.pts.len());
+    assert_eq!(files_in(dir.path()), vec!["rec.mkv"]);
+}
+
+#[test]
+fn rtsp_input_reconnects_after_the_camera_drops() {
+    let p = port();
+    let cam = format!("rtsp://127.0.0.1:{p}/cam");
+    let camera = || start(&["-i", "test:", "-o", &cam, "--width", "320", "--height", "180", "--stats-every", "0", "--content", "color:#000000", "--classes", "person"]);
+    let (mut a, arx) = camera();
+    wait_for(&arx, "serving", Duration::from_secs(30));
+    let dir = tmpdir();
+    let out = dir.path().join("relay.mkv");
+    let (mut relay, rx) = start(&["-i", &cam, "-o", out.to_str().unwrap(), "--width", "320", "--height", "180", "--stats-every", "1"]);
+    wait_for(&rx, "live", Duration::from_secs(30));
+    interrupt(&a);
+    a.wait().unwrap();
+    wait_for(&rx, "reconnecting", Duration::from_secs(30));
+    let (mut b, brx) = camera();
+    wait_for(&brx, "serving", Duration::from_secs(30));
+    wait_for(&rx, "delivering again", Duration::from_secs(60));
+    interrupt(&relay);
+    assert!(relay.wait().unwrap().success());
+    interrupt(&b);
+    b.wait().unwrap();
+    assert!(probe(&out, &[], 8, 8).pts.len() > 10);
+}
+
+#[test]
+fn presets_run_and_bad_presets_name_line_and_key() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The shipped RTSP preset runs (on another port, briefly).
+    let p = port();
+    let o = segsynth(&[
+        "run", root.join("pipelines/rtsp-out.toml").to_str().unwrap(), "-o", &format!("rtsp://127.0.0.1:{p}/live"),
+        "--width", "320", "--height", "180", "--duration", "2", "--stats-every", "0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("frames in"), "{}", stderr(&o));
+    for preset in ["webcam-overlay.toml", "rtsp-out.toml", "file.toml"] {
+        let text = std::fs::read_to_string(root.join("pipelines").join(preset)).unwrap();
+        assert!(text.starts_with('#') && text.contains("─►"), "{preset} opens with a drawn graph");
+    }
+    let dir = tmpdir();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "input = \"test:\"\nfps = \"thirty\"\n").unwrap();
+    assert_clean_error(&segsynth(&["run", bad.to_str().unwrap(), "-o", "display:"]), &["bad.toml", "line 2", "`fps`", "expected u32"]);
+}
+
+#[test]
+fn live_errors_are_clear() {
+    assert_clean_error(
+        &segsynth(&["run", "-i", "test:", "-o", "v4l2:/dev/video77"]),
+        &["/dev/video77", "v4l2loopback", "modprobe"],
+    );
+    assert_clean_error(&segsynth(&["run", "-i", "v4l2:/dev/video78", "-o", "out.mkv"]), &["/dev/video78", "does not exist"]);
+    let o = Command::new(bin()).args(["run", "-i", "test:", "-o", "display:"]).env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY").output().unwrap();
+    assert_clean_error(&o, &["display:", "DISPLAY"]);
+    assert_clean_error(&segsynth(&["run", "-i", "test:", "-o", "ftp://x/y"]), &["ftp://x/y", "expected"]);
+    assert_clean_error(&segsynth(&["run", "-i", "test:"]), &["no output"]);
+}

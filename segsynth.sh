@@ -5,6 +5,7 @@
 #   ./segsynth.sh test    install what is missing, build, run the whole test suite (CI runs this)
 #   ./segsynth.sh setup   only install and build
 #   ./segsynth.sh bench   setup, then the file-job benchmark (segsynth bench)
+#   ./segsynth.sh setup-gpu   optional: onnxruntime-gpu + CUDA/cuDNN wheels, GPU build
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$PWD
@@ -116,7 +117,22 @@ case "${1:-demo}" in
     cargo test --release -- --test-threads=2
     say "inference core builds without GStreamer"
     cargo build --release --quiet --no-default-features --bin segsynth-core-bench
+    say "CUDA/TensorRT build compiles"
+    cargo check --release --quiet --features cuda,tensorrt
+    ;;
+  setup-gpu)
+    # Optional: the CUDA 13 / cuDNN 9 build of ONNX Runtime and its runtime wheels, from PyPI.
+    setup
+    say "creating .venv-gpu with onnxruntime-gpu==$ORT_VERSION and its CUDA/cuDNN wheels"
+    python3 -m venv .venv-gpu
+    .venv-gpu/bin/pip install -q --disable-pip-version-check "onnxruntime-gpu[cuda,cudnn]==$ORT_VERSION"
+    cargo build --release --quiet --features cuda,tensorrt
+    lib=$(.venv-gpu/bin/python -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
+    nv=$(.venv-gpu/bin/python -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null || true)
+    echo "export ORT_DYLIB_PATH=$lib/libonnxruntime.so.$ORT_VERSION"
+    echo "export LD_LIBRARY_PATH=$lib:$(find "${nv:-/nonexistent}" -name 'lib' -type d 2>/dev/null | paste -sd:):\${LD_LIBRARY_PATH:-}"
+    echo "then: target/release/segsynth process IN -o OUT --device cuda"
     ;;
   bench) setup; shift; target/release/segsynth bench "$@" ;;
-  *) die "unknown command ${1}; expected demo, test, setup or bench" ;;
+  *) die "unknown command ${1}; expected demo, test, setup, setup-gpu or bench" ;;
 esac

@@ -21,32 +21,56 @@ fn usage() -> Usage {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage only writes the struct we pass.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
-    Usage { cpu: tv(ru.ru_utime) + tv(ru.ru_stime), max_rss_kb: ru.ru_maxrss }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    Usage {
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+        max_rss_kb: ru.ru_maxrss,
+    }
 }
 
 fn cores() -> f64 {
-    std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0)
+    std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0)
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let dir = args.workdir.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench"));
+    let dir = args
+        .workdir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench"));
     std::fs::create_dir_all(&dir)?;
     let clip = match &args.clip {
         Some(c) => c.clone(),
         None => {
-            let clip = dir.join(format!("person-{}x{}-{}.mp4", args.width, args.height, args.frames));
+            let clip = dir.join(format!(
+                "person-{}x{}-{}.mp4",
+                args.width, args.height, args.frames
+            ));
             if !clip.exists() {
                 eprintln!("making the benchmark clip {} ...", clip.display());
-                let photo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/astronaut.jpg");
+                let photo =
+                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/astronaut.jpg");
                 let (rgb, w, h) = segsynth::content::load_image(&photo)?;
-                let spec = segsynth::io::clip::ClipSpec { width: args.width, height: args.height, frames: args.frames, fps: 30, audio: true, vfr: false };
+                let spec = segsynth::io::clip::ClipSpec {
+                    width: args.width,
+                    height: args.height,
+                    frames: args.frames,
+                    fps: 30,
+                    audio: true,
+                    vfr: false,
+                };
                 segsynth::io::clip::make_clip(&clip, (&rgb, w, h), &spec)?;
             }
             clip
         }
     };
-    let settings = EncoderSettings { preset: args.processing.preset.clone(), crf: args.processing.crf };
+    let settings = EncoderSettings {
+        preset: args.processing.preset.clone(),
+        crf: args.processing.crf,
+    };
     let frames = args.frames as f64;
 
     let reference = |tag: &str| -> anyhow::Result<f64> {
@@ -60,13 +84,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let mut scenarios: Vec<(String, Vec<String>, f32)> = Vec::new();
     if args.processing.content.is_empty() {
-        scenarios.push(("segment + blur background".into(), vec!["blur".into()], args.processing.synth_scale));
+        scenarios.push((
+            "segment + blur background".into(),
+            vec!["blur".into()],
+            args.processing.synth_scale,
+        ));
         if !args.no_gan {
-            scenarios.push(("segment + GAN background (foliage)".into(), vec!["gan:foliage".into()], args.processing.synth_scale));
-            scenarios.push(("segment + GAN background, full-res synthesis".into(), vec!["gan:foliage".into()], 1.0));
+            scenarios.push((
+                "segment + GAN background (foliage)".into(),
+                vec!["gan:foliage".into()],
+                args.processing.synth_scale,
+            ));
+            scenarios.push((
+                "segment + GAN background, full-res synthesis".into(),
+                vec!["gan:foliage".into()],
+                1.0,
+            ));
         }
     } else {
-        scenarios.push((args.processing.content.join(" "), args.processing.content.clone(), args.processing.synth_scale));
+        scenarios.push((
+            args.processing.content.join(" "),
+            args.processing.content.clone(),
+            args.processing.synth_scale,
+        ));
     }
     let mut rows = Vec::new();
     for (name, content, scale) in &scenarios {
@@ -76,7 +116,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let options = crate::job_options(&p, false)?;
         let stages = Stages::prepare(options)?;
         let out = dir.join("segsynth.mp4");
-        let job = FileJob { input: &clip, output: &out, overwrite: true, encoder: settings.clone(), interrupt: Arc::new(AtomicBool::new(false)), progress: false };
+        let job = FileJob {
+            input: &clip,
+            output: &out,
+            overwrite: true,
+            encoder: settings.clone(),
+            interrupt: Arc::new(AtomicBool::new(false)),
+            progress: false,
+        };
         let before = usage();
         let t = Instant::now();
         let (summary, _) = job.run(&mut crate::Runner(stages))?;
@@ -89,11 +136,19 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let reference_fps = (ref_before + ref_after) / 2.0;
 
     println!("clip: {} ({} frames)", clip.display(), args.frames);
-    println!("GStreamer-only transcode (decode -> x264enc {} q{} -> mp4mux, audio passed through): {:.1} fps (runs: {:.1}, {:.1})", settings.preset, settings.crf, reference_fps, ref_before, ref_after);
+    println!(
+        "GStreamer-only transcode (decode -> x264enc {} q{} -> mp4mux, audio passed through): {:.1} fps (runs: {:.1}, {:.1})",
+        settings.preset, settings.crf, reference_fps, ref_before, ref_after
+    );
     for (name, summary, wall, cpu, rss) in rows {
         let fps = summary.frames_out as f64 / wall.as_secs_f64();
         println!();
-        println!("{name}: {fps:.1} fps, ratio to transcode {:.2}, CPU {cpu:.0}% of {} cores, peak RSS {} MiB", fps / reference_fps, cores(), rss / 1024);
+        println!(
+            "{name}: {fps:.1} fps, ratio to transcode {:.2}, CPU {cpu:.0}% of {} cores, peak RSS {} MiB",
+            fps / reference_fps,
+            cores(),
+            rss / 1024
+        );
         print!("{summary}");
     }
     Ok(())

@@ -106,7 +106,8 @@ impl Stages {
         tracing::info!(model = %manifest.name, width = w, height = h, "segmentation model chosen for the frame size");
         let model = Model::open(manifest, &self.options.session)?;
         let mut segmenter = Segmenter::new(model, &self.options.entries, &self.options.mask)?;
-        tracing::info!(provider = segmenter.provider(), "segmentation runs on");
+        let provider = segmenter.provider();
+        tracing::info!(provider, "segmentation runs on");
         let mut synths = Vec::new();
         for g in &self.generators {
             synths.push(match g {
@@ -155,6 +156,7 @@ impl Stages {
             return Err(e).context("the synthesis stage failed");
         }
         summary.nonfinite_values = nonfinite;
+        summary.provider = provider.to_string();
         if !synth_times.ms.is_empty() {
             summary.stages.push(synth_times);
         }

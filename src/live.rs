@@ -11,7 +11,9 @@ pub enum InputSpec {
     Test,
     V4l2(PathBuf),
     Rtsp(String),
-    File { path: PathBuf },
+    File {
+        path: PathBuf,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -20,7 +22,11 @@ pub enum OutputSpec {
     Display,
     V4l2(PathBuf),
     /// Served by segsynth's own RTSP server.
-    RtspServe { address: String, port: u16, path: String },
+    RtspServe {
+        address: String,
+        port: u16,
+        path: String,
+    },
     /// Pushed to an existing RTSP server (`rtsp-publish://HOST:PORT/PATH`).
     RtspPublish(String),
 }
@@ -36,7 +42,9 @@ pub fn parse_input(s: &str) -> Result<InputSpec, String> {
     } else if s.starts_with("rtsp://") || s.starts_with("rtsps://") {
         Ok(InputSpec::Rtsp(s.into()))
     } else if s.contains("://") || s.ends_with(':') {
-        Err(format!("input {s:?}: unknown scheme; expected test:, v4l2:/dev/videoN, rtsp://HOST[:PORT]/PATH or a file path"))
+        Err(format!(
+            "input {s:?}: unknown scheme; expected test:, v4l2:/dev/videoN, rtsp://HOST[:PORT]/PATH or a file path"
+        ))
     } else {
         Ok(InputSpec::File { path: s.into() })
     }
@@ -54,12 +62,18 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
     }
     if let Some(rest) = s.strip_prefix("rtsp-publish://") {
         if rest.is_empty() || !rest.contains('/') {
-            return Err(format!("output {s:?}: expected rtsp-publish://HOST:PORT/PATH"));
+            return Err(format!(
+                "output {s:?}: expected rtsp-publish://HOST:PORT/PATH"
+            ));
         }
         return Ok(OutputSpec::RtspPublish(format!("rtsp://{rest}")));
     }
     if let Some(rest) = s.strip_prefix("rtsp://") {
-        let bad = || format!("output {s:?}: expected rtsp://ADDR:PORT/PATH (e.g. rtsp://127.0.0.1:8554/live)");
+        let bad = || {
+            format!(
+                "output {s:?}: expected rtsp://ADDR:PORT/PATH (e.g. rtsp://127.0.0.1:8554/live)"
+            )
+        };
         let (hostport, path) = rest.split_once('/').ok_or_else(bad)?;
         let (address, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad())?),
@@ -68,7 +82,11 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
         if address.is_empty() || path.is_empty() || port == 0 {
             return Err(bad());
         }
-        return Ok(OutputSpec::RtspServe { address, port, path: format!("/{path}") });
+        return Ok(OutputSpec::RtspServe {
+            address,
+            port,
+            path: format!("/{path}"),
+        });
     }
     if s.contains("://") || s.ends_with(':') {
         return Err(format!(
@@ -114,13 +132,25 @@ pub struct PresetError {
 
 impl Preset {
     pub fn load(path: &Path) -> Result<Preset, PresetError> {
-        let text = std::fs::read_to_string(path).map_err(|e| PresetError { path: path.into(), message: e.to_string() })?;
-        let preset: Preset = toml::from_str(&text).map_err(|e| PresetError { path: path.into(), message: describe(&text, &e) })?;
+        let text = std::fs::read_to_string(path).map_err(|e| PresetError {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let preset: Preset = toml::from_str(&text).map_err(|e| PresetError {
+            path: path.into(),
+            message: describe(&text, &e),
+        })?;
         if let Some(i) = &preset.input {
-            parse_input(i).map_err(|m| PresetError { path: path.into(), message: format!("key `input`: {m}") })?;
+            parse_input(i).map_err(|m| PresetError {
+                path: path.into(),
+                message: format!("key `input`: {m}"),
+            })?;
         }
         for o in preset.outputs.iter().flatten() {
-            parse_output(o).map_err(|m| PresetError { path: path.into(), message: format!("key `outputs`: {m}") })?;
+            parse_output(o).map_err(|m| PresetError {
+                path: path.into(),
+                message: format!("key `outputs`: {m}"),
+            })?;
         }
         Ok(preset)
     }
@@ -132,7 +162,10 @@ fn describe(text: &str, e: &toml::de::Error) -> String {
     let line = start.map(|s| text[..s].matches('\n').count() + 1);
     let key = start.and_then(|s| {
         let line_start = text[..s].rfind('\n').map_or(0, |i| i + 1);
-        text[line_start..].split('=').next().map(|k| k.trim().to_string())
+        text[line_start..]
+            .split('=')
+            .next()
+            .map(|k| k.trim().to_string())
     });
     let msg = e.message().trim().to_string();
     match (line, key) {
@@ -149,15 +182,31 @@ mod tests {
     #[test]
     fn inputs_and_outputs_parse() {
         assert_eq!(parse_input("test:").unwrap(), InputSpec::Test);
-        assert_eq!(parse_input("v4l2:/dev/video2").unwrap(), InputSpec::V4l2("/dev/video2".into()));
-        assert!(matches!(parse_input("rtsp://cam.local:554/stream").unwrap(), InputSpec::Rtsp(_)));
-        assert!(matches!(parse_input("clip.mp4").unwrap(), InputSpec::File { .. }));
+        assert_eq!(
+            parse_input("v4l2:/dev/video2").unwrap(),
+            InputSpec::V4l2("/dev/video2".into())
+        );
+        assert!(matches!(
+            parse_input("rtsp://cam.local:554/stream").unwrap(),
+            InputSpec::Rtsp(_)
+        ));
+        assert!(matches!(
+            parse_input("clip.mp4").unwrap(),
+            InputSpec::File { .. }
+        ));
         assert!(parse_input("http://x").is_err());
         assert_eq!(
             parse_output("rtsp://127.0.0.1:8554/live").unwrap(),
-            OutputSpec::RtspServe { address: "127.0.0.1".into(), port: 8554, path: "/live".into() }
+            OutputSpec::RtspServe {
+                address: "127.0.0.1".into(),
+                port: 8554,
+                path: "/live".into()
+            }
         );
-        assert_eq!(parse_output("rtsp-publish://mtx:8554/cam").unwrap(), OutputSpec::RtspPublish("rtsp://mtx:8554/cam".into()));
+        assert_eq!(
+            parse_output("rtsp-publish://mtx:8554/cam").unwrap(),
+            OutputSpec::RtspPublish("rtsp://mtx:8554/cam".into())
+        );
         assert_eq!(parse_output("display:").unwrap(), OutputSpec::Display);
         assert!(parse_output("rtsp://127.0.0.1:99999/live").is_err());
         assert!(parse_output("ftp://x/y").is_err());
@@ -174,6 +223,9 @@ mod tests {
         let p = dir.join("bad-key.toml");
         std::fs::write(&p, "input = \"test:\"\noutptus = [\"display:\"]\n").unwrap();
         let e = Preset::load(&p).unwrap_err().to_string();
-        assert!(e.contains("line 2") && e.contains("outptus") && e.contains("expected"), "{e}");
+        assert!(
+            e.contains("line 2") && e.contains("outptus") && e.contains("expected"),
+            "{e}"
+        );
     }
 }

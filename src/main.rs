@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-
 use cli::{Cli, Command, Processing};
 use segsynth::content::build_map;
 use segsynth::imgproc::mask::MaskParams;

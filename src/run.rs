@@ -21,7 +21,8 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         None => Preset::default(),
     };
     // Preset values apply where the command line did not set the option.
-    let given = |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
+    let given =
+        |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
     let p = &mut args.processing;
     if !given("classes") {
         if let Some(c) = &preset.classes {
@@ -48,13 +49,27 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
             p.threads = t;
         }
     }
-    let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| anyhow::anyhow!("no input: give -i test:, -i v4l2:/dev/video0, -i rtsp://... or -i FILE (or a preset)"))?;
-    let outputs = if args.outputs.is_empty() { preset.outputs.clone().unwrap_or_default() } else { args.outputs.clone() };
+    let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no input: give -i test:, -i v4l2:/dev/video0, -i rtsp://... or -i FILE (or a preset)"
+        )
+    })?;
+    let outputs = if args.outputs.is_empty() {
+        preset.outputs.clone().unwrap_or_default()
+    } else {
+        args.outputs.clone()
+    };
     if outputs.is_empty() {
-        anyhow::bail!("no output: give -o display:, -o rtsp://127.0.0.1:8554/live, -o v4l2:/dev/videoN, -o rtsp-publish://HOST:PORT/PATH or -o FILE");
+        anyhow::bail!(
+            "no output: give -o display:, -o rtsp://127.0.0.1:8554/live, -o v4l2:/dev/videoN, -o rtsp-publish://HOST:PORT/PATH or -o FILE"
+        );
     }
     let input = parse_input(&input).map_err(anyhow::Error::msg)?;
-    let outputs = outputs.iter().map(|o| parse_output(o)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let outputs = outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
     let rtsp = preset.rtsp.clone().unwrap_or_default();
     let settings = LiveSettings {
         width: args.width.or(preset.width).unwrap_or(1280),
@@ -63,15 +78,32 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         realtime: args.realtime || preset.realtime.unwrap_or(false),
         rtsp_user: args.rtsp_user.clone().or(rtsp.user),
         rtsp_password: args.rtsp_password.clone().or(rtsp.password),
-        rtsp_transport: args.rtsp_transport.clone().or(rtsp.transport).unwrap_or_else(|| "tcp".into()),
+        rtsp_transport: args
+            .rtsp_transport
+            .clone()
+            .or(rtsp.transport)
+            .unwrap_or_else(|| "tcp".into()),
         overwrite: args.overwrite,
         stall_after: Duration::from_secs(3),
     };
     if !matches!(settings.rtsp_transport.as_str(), "tcp" | "udp") {
-        anyhow::bail!("--rtsp-transport {}: expected tcp or udp", settings.rtsp_transport);
+        anyhow::bail!(
+            "--rtsp-transport {}: expected tcp or udp",
+            settings.rtsp_transport
+        );
     }
-    if settings.width < 16 || settings.height < 16 || settings.width % 2 == 1 || settings.height % 2 == 1 || !(1..=240).contains(&settings.fps) {
-        anyhow::bail!("live size {}x{} at {} fps: expected even width/height >= 16 and 1-240 fps", settings.width, settings.height, settings.fps);
+    if settings.width < 16
+        || settings.height < 16
+        || settings.width % 2 == 1
+        || settings.height % 2 == 1
+        || !(1..=240).contains(&settings.fps)
+    {
+        anyhow::bail!(
+            "live size {}x{} at {} fps: expected even width/height >= 16 and 1-240 fps",
+            settings.width,
+            settings.height,
+            settings.fps
+        );
     }
     check_input(&input).map_err(anyhow::Error::msg)?;
     for o in &outputs {
@@ -119,8 +151,18 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     });
     let mut runner = crate::Runner(stages);
     let first_copy = first.clone();
-    let mut chained = Prepended { first: Some(first), inner: &mut source };
-    let result = segsynth::io::file_job::StageRunner::run(&mut runner, &first_copy, &mut chained, &mut output, &stop, &progress);
+    let mut chained = Prepended {
+        first: Some(first),
+        inner: &mut source,
+    };
+    let result = segsynth::io::file_job::StageRunner::run(
+        &mut runner,
+        &first_copy,
+        &mut chained,
+        &mut output,
+        &stop,
+        &progress,
+    );
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = stats {
         let _ = h.join();

@@ -10,7 +10,11 @@ fn run_bad(input: &str, extra: &[&str], needles: &[&str]) {
     args.extend_from_slice(extra);
     let o = segsynth(&args);
     assert_clean_error(&o, needles);
-    assert!(files_in(dir.path()).is_empty(), "nothing written: {:?}", files_in(dir.path()));
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "nothing written: {:?}",
+        files_in(dir.path())
+    );
 }
 
 fn clip() -> String {
@@ -19,7 +23,11 @@ fn clip() -> String {
 
 #[test]
 fn missing_input() {
-    run_bad("/nonexistent/video.mp4", &[], &["/nonexistent/video.mp4", "does not exist"]);
+    run_bad(
+        "/nonexistent/video.mp4",
+        &[],
+        &["/nonexistent/video.mp4", "does not exist"],
+    );
 }
 
 #[test]
@@ -27,7 +35,11 @@ fn not_a_video() {
     let dir = tmpdir();
     let p = dir.path().join("notes.mp4");
     std::fs::write(&p, "just some text, not a video\n".repeat(50)).unwrap();
-    run_bad(p.to_str().unwrap(), &[], &["notes.mp4", "expected a video file"]);
+    run_bad(
+        p.to_str().unwrap(),
+        &[],
+        &["notes.mp4", "expected a video file"],
+    );
 }
 
 #[test]
@@ -42,8 +54,15 @@ fn zero_length_input() {
 fn audio_only_input() {
     let dir = tmpdir();
     let p = dir.path().join("tone.m4a");
-    launch(&format!("audiotestsrc num-buffers=20 ! audioconvert ! avenc_aac ! aacparse ! mp4mux ! filesink location={}", p.display()));
-    run_bad(p.to_str().unwrap(), &[], &["tone.m4a", "no video stream", "audio/mpeg"]);
+    launch(&format!(
+        "audiotestsrc num-buffers=20 ! audioconvert ! avenc_aac ! aacparse ! mp4mux ! filesink location={}",
+        p.display()
+    ));
+    run_bad(
+        p.to_str().unwrap(),
+        &[],
+        &["tone.m4a", "no video stream", "audio/mpeg"],
+    );
 }
 
 #[test]
@@ -53,7 +72,10 @@ fn unsupported_codec_names_the_missing_plugin() {
     let out = dir.path().join("out.mp4");
     let o = std::process::Command::new(bin())
         .args(["process", &clip(), "-o", out.to_str().unwrap(), "-q"])
-        .env("GST_PLUGIN_FEATURE_RANK", "avdec_h264:NONE,openh264dec:NONE,vah264dec:NONE,nvh264dec:NONE,v4l2h264dec:NONE")
+        .env(
+            "GST_PLUGIN_FEATURE_RANK",
+            "avdec_h264:NONE,openh264dec:NONE,vah264dec:NONE,nvh264dec:NONE,v4l2h264dec:NONE",
+        )
         .output()
         .unwrap();
     assert_clean_error(&o, &["missing a plugin", "H.264"]);
@@ -72,24 +94,90 @@ fn output_folder_missing_or_unwritable() {
 
 #[test]
 fn model_errors() {
-    run_bad(&clip(), &["--model", "/nonexistent/model.onnx"], &["/nonexistent/model.onnx", "missing"]);
-    run_bad(&clip(), &["--model", "nosuchmodel"], &["unknown model", "selfie"]);
-    run_bad(&clip(), &["--model", data("not_a_model.toml").to_str().unwrap()], &["not_a_model.onnx", "not a loadable ONNX model"]);
     run_bad(
         &clip(),
-        &["--model", data("seg_bad_channels.toml").to_str().unwrap(), "--classes", "sky"],
+        &["--model", "/nonexistent/model.onnx"],
+        &["/nonexistent/model.onnx", "missing"],
+    );
+    run_bad(
+        &clip(),
+        &["--model", "nosuchmodel"],
+        &["unknown model", "selfie"],
+    );
+    run_bad(
+        &clip(),
+        &["--model", data("not_a_model.toml").to_str().unwrap()],
+        &["not_a_model.onnx", "not a loadable ONNX model"],
+    );
+    run_bad(
+        &clip(),
+        &[
+            "--model",
+            data("seg_bad_channels.toml").to_str().unwrap(),
+            "--classes",
+            "sky",
+        ],
         &["seg_bad_channels", "[1, 5, 32, 32]", "[1, 3, 32, 32]"],
     );
-    run_bad(&clip(), &["--model", data("invalid_manifest.toml").to_str().unwrap()], &["invalid model manifest", "invalid_manifest.toml"]);
+    run_bad(
+        &clip(),
+        &["--model", data("invalid_manifest.toml").to_str().unwrap()],
+        &["invalid model manifest", "invalid_manifest.toml"],
+    );
 }
 
 #[test]
 fn option_errors() {
-    run_bad(&clip(), &["--classes", "sky"], &["unknown class \"sky\"", "background, person"]);
-    run_bad(&clip(), &["--content", "color:#12345"], &["color:#12345", "#RRGGBB"]);
-    run_bad(&clip(), &["--content", "image:/nonexistent.png"], &["/nonexistent.png", "PNG or JPEG"]);
-    run_bad(&clip(), &["--content", "sparkles"], &["sparkles", "expected one of"]);
-    run_bad(&clip(), &["--content", "gan:nosuchgan"], &["nosuchgan", "foliage"]);
+    run_bad(
+        &clip(),
+        &["--classes", "sky"],
+        &["unknown class \"sky\"", "background, person"],
+    );
+    run_bad(
+        &clip(),
+        &["--content", "color:#12345"],
+        &["color:#12345", "#RRGGBB"],
+    );
+    run_bad(
+        &clip(),
+        &["--content", "image:/nonexistent.png"],
+        &["/nonexistent.png", "PNG or JPEG"],
+    );
+    run_bad(
+        &clip(),
+        &["--content", "sparkles"],
+        &["sparkles", "expected one of"],
+    );
+    run_bad(
+        &clip(),
+        &["--content", "gan:nosuchgan"],
+        &["nosuchgan", "foliage"],
+    );
+}
+
+#[test]
+fn gpu_requested_without_gpu_is_an_error_not_a_silent_cpu_run() {
+    for device in ["cuda", "tensorrt"] {
+        run_bad(&clip(), &["--device", device], &[device, "--features"]);
+    }
+    // auto falls back to the CPU and says so.
+    let dir = tmpdir();
+    let out = dir.path().join("auto.mp4");
+    let o = segsynth(&[
+        "process",
+        &clip(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--device",
+        "auto",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("segmentation ran on CPUExecutionProvider"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

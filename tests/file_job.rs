@@ -10,7 +10,15 @@ fn person_kept_background_replaced_timing_and_audio_preserved() {
     let input = person_clip(320, 180, 45);
     let dir = tmpdir();
     let out = dir.path().join("out.mp4");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--content", "color:#00ff00", "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--content",
+        "color:#00ff00",
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let thumbs = [5, 20, 40];
     let a = probe(&input, &thumbs, 64, 36);
@@ -20,22 +28,40 @@ fn person_kept_background_replaced_timing_and_audio_preserved() {
     assert_eq!(b.pts, a.pts, "same frame count and PTS");
     assert_eq!(b.durations, a.durations, "same durations");
     assert_eq!(b.audio.len(), 1, "audio track kept: {:?}", b.audio);
-    assert!(b.audio[0].starts_with("audio/mpeg") && b.audio[0].contains("mpegversion=(int)4"), "AAC passed through: {}", b.audio[0]);
+    assert!(
+        b.audio[0].starts_with("audio/mpeg") && b.audio[0].contains("mpegversion=(int)4"),
+        "AAC passed through: {}",
+        b.audio[0]
+    );
     // Pass-through means the compressed stream is identical, codec_data included.
     assert_eq!(strip_ids(&a.audio[0]), strip_ids(&b.audio[0]));
     for &i in &thumbs {
         let (ta, tb) = (a.thumb(i), b.thumb(i));
         let face_a = region_mean(ta, a.thumb_size, PERSON);
         let face_b = region_mean(tb, b.thumb_size, PERSON);
-        let diff: f32 = face_a.iter().zip(&face_b).map(|(x, y)| (x - y).abs()).sum::<f32>() / 3.0;
-        assert!(diff < 12.0, "frame {i}: face changed by {diff}: {face_a:?} -> {face_b:?}");
+        let diff: f32 = face_a
+            .iter()
+            .zip(&face_b)
+            .map(|(x, y)| (x - y).abs())
+            .sum::<f32>()
+            / 3.0;
+        assert!(
+            diff < 12.0,
+            "frame {i}: face changed by {diff}: {face_a:?} -> {face_b:?}"
+        );
         let bg = region_mean(tb, b.thumb_size, BACKGROUND);
-        assert!(bg[1] > 200.0 && bg[0] < 60.0 && bg[2] < 60.0, "frame {i}: background not green: {bg:?}");
+        assert!(
+            bg[1] > 200.0 && bg[0] < 60.0 && bg[2] < 60.0,
+            "frame {i}: background not green: {bg:?}"
+        );
     }
 }
 
 fn strip_ids(caps: &str) -> String {
-    caps.split(", ").filter(|f| !f.starts_with("stream-id")).collect::<Vec<_>>().join(", ")
+    caps.split(", ")
+        .filter(|f| !f.starts_with("stream-id"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[test]
@@ -43,7 +69,17 @@ fn mask_content_is_a_grey_alpha_video() {
     let input = person_clip(320, 180, 45);
     let dir = tmpdir();
     let out = dir.path().join("mask.mkv");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--classes", "person", "--content", "mask", "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--classes",
+        "person",
+        "--content",
+        "mask",
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let b = probe(&out, &[10], 64, 36);
     assert_eq!(b.pts.len(), 45);
@@ -53,8 +89,19 @@ fn mask_content_is_a_grey_alpha_video() {
     assert!(face.iter().all(|&v| v > 220.0), "person is white: {face:?}");
     assert!(bg.iter().all(|&v| v < 30.0), "background is black: {bg:?}");
     // Grey: R = G = B everywhere (within codec rounding).
-    let max_chroma = t.chunks(3).map(|p| (p[0] as i32 - p[1] as i32).abs().max((p[1] as i32 - p[2] as i32).abs())).max().unwrap();
-    assert!(max_chroma < 16, "mask is grey, max channel spread {max_chroma}");
+    let max_chroma = t
+        .chunks(3)
+        .map(|p| {
+            (p[0] as i32 - p[1] as i32)
+                .abs()
+                .max((p[1] as i32 - p[2] as i32).abs())
+        })
+        .max()
+        .unwrap();
+    assert!(
+        max_chroma < 16,
+        "mask is grey, max channel spread {max_chroma}"
+    );
     // Soft alpha: edges have intermediate values, not only black and white.
     let mid = t.chunks(3).filter(|p| p[0] > 60 && p[0] < 190).count();
     assert!(mid > 0, "soft edges expected");
@@ -65,16 +112,37 @@ fn blur_and_image_content() {
     let input = person_clip(320, 180, 45);
     let dir = tmpdir();
     let png = dir.path().join("magenta.png");
-    image::RgbImage::from_pixel(50, 40, image::Rgb([255, 0, 255])).save(&png).unwrap();
+    image::RgbImage::from_pixel(50, 40, image::Rgb([255, 0, 255]))
+        .save(&png)
+        .unwrap();
     let out_img = dir.path().join("img.mp4");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", out_img.to_str().unwrap(), "--content", &format!("image:{}", png.display()), "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out_img.to_str().unwrap(),
+        "--content",
+        &format!("image:{}", png.display()),
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let b = probe(&out_img, &[10], 64, 36);
     let bg = region_mean(b.thumb(10), b.thumb_size, BACKGROUND);
-    assert!(bg[0] > 200.0 && bg[1] < 60.0 && bg[2] > 200.0, "background shows the image: {bg:?}");
+    assert!(
+        bg[0] > 200.0 && bg[1] < 60.0 && bg[2] > 200.0,
+        "background shows the image: {bg:?}"
+    );
 
     let out_blur = dir.path().join("blur.mp4");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", out_blur.to_str().unwrap(), "--content", "blur:24", "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out_blur.to_str().unwrap(),
+        "--content",
+        "blur:24",
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let a = probe(&input, &[10], 160, 90);
     let b = probe(&out_blur, &[10], 160, 90);
@@ -83,13 +151,20 @@ fn blur_and_image_content() {
         let mut s = 0.0;
         for y in 5..40 {
             for x in x0..x1 {
-                s += (rgb[(y * 160 + x) * 3 + 1] as f32 - rgb[(y * 160 + x + 1) * 3 + 1] as f32).abs();
+                s += (rgb[(y * 160 + x) * 3 + 1] as f32 - rgb[(y * 160 + x + 1) * 3 + 1] as f32)
+                    .abs();
             }
         }
         s
     };
-    let (ra, rb) = (roughness(a.thumb(10), (2, 20)), roughness(b.thumb(10), (2, 20)));
-    assert!(rb < ra * 0.7, "background smoother after blur: {ra} -> {rb}");
+    let (ra, rb) = (
+        roughness(a.thumb(10), (2, 20)),
+        roughness(b.thumb(10), (2, 20)),
+    );
+    assert!(
+        rb < ra * 0.7,
+        "background smoother after blur: {ra} -> {rb}"
+    );
     let face_d = mean_abs_diff(
         &region_mean(a.thumb(10), a.thumb_size, PERSON).map(|v| v as u8),
         &region_mean(b.thumb(10), b.thumb_size, PERSON).map(|v| v as u8),
@@ -102,7 +177,13 @@ fn odd_frame_size_is_kept_exactly() {
     let input = person_clip(641, 359, 12);
     let dir = tmpdir();
     let out = dir.path().join("odd.mp4");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let a = probe(&input, &[], 8, 8);
     let b = probe(&out, &[], 8, 8);
@@ -120,18 +201,38 @@ fn webm_vp8_vorbis_into_mp4_reencodes_audio_and_into_mkv_passes_it() {
         input.display()
     ));
     let mp4 = dir.path().join("out.mp4");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", mp4.to_str().unwrap(), "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        mp4.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let p = probe(&mp4, &[], 8, 8);
     assert_eq!(p.pts.len(), 20);
-    assert_eq!(p.audio.len(), 1, "vorbis can't go in MP4: re-encoded, not dropped");
+    assert_eq!(
+        p.audio.len(),
+        1,
+        "vorbis can't go in MP4: re-encoded, not dropped"
+    );
     assert!(p.audio[0].starts_with("audio/mpeg"), "{:?}", p.audio);
     let mkv = dir.path().join("out.mkv");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", mkv.to_str().unwrap(), "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        mkv.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let p = probe(&mkv, &[], 8, 8);
     assert_eq!(p.pts.len(), 20);
-    assert!(p.audio.len() == 1 && p.audio[0].starts_with("audio/x-vorbis"), "vorbis passed through into MKV: {:?}", p.audio);
+    assert!(
+        p.audio.len() == 1 && p.audio[0].starts_with("audio/x-vorbis"),
+        "vorbis passed through into MKV: {:?}",
+        p.audio
+    );
 }
 
 #[test]
@@ -143,7 +244,13 @@ fn avi_mjpeg_without_audio() {
         input.display()
     ));
     let out = dir.path().join("out.mp4");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let p = probe(&out, &[], 8, 8);
     assert_eq!((p.width, p.height, p.pts.len()), (176, 144, 15));
@@ -155,20 +262,49 @@ fn variable_frame_rate_timestamps_survive() {
     let dir = tmpdir();
     let vfr = dir.path().join("vfr.mkv");
     let o = segsynth(&[
-        "make-clip", vfr.to_str().unwrap(), "--photo", data("astronaut.jpg").to_str().unwrap(),
-        "--width", "128", "--height", "96", "--frames", "20", "--vfr", "--no-audio",
+        "make-clip",
+        vfr.to_str().unwrap(),
+        "--photo",
+        data("astronaut.jpg").to_str().unwrap(),
+        "--width",
+        "128",
+        "--height",
+        "96",
+        "--frames",
+        "20",
+        "--vfr",
+        "--no-audio",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.path().join("out.mkv");
-    let o = segsynth(&["process", vfr.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]);
+    let o = segsynth(&[
+        "process",
+        vfr.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let pa = probe(&vfr, &[], 8, 8);
     let pb = probe(&out, &[], 8, 8);
     assert_eq!(pa.pts.len(), 20);
-    let gaps: std::collections::BTreeSet<u64> = pa.pts.windows(2).map(|w| (w[1] - w[0]) / 1_000_000).collect();
+    let gaps: std::collections::BTreeSet<u64> = pa
+        .pts
+        .windows(2)
+        .map(|w| (w[1] - w[0]) / 1_000_000)
+        .collect();
     assert!(gaps.len() >= 2, "input really is VFR: {gaps:?}");
-    let close = pa.pts.iter().zip(&pb.pts).all(|(x, y)| x.abs_diff(*y) <= 1_000_000);
-    assert!(close && pb.pts.len() == 20, "PTS kept (ms precision of MKV):\n{:?}\n{:?}", pa.pts, pb.pts);
+    let close = pa
+        .pts
+        .iter()
+        .zip(&pb.pts)
+        .all(|(x, y)| x.abs_diff(*y) <= 1_000_000);
+    assert!(
+        close && pb.pts.len() == 20,
+        "PTS kept (ms precision of MKV):\n{:?}\n{:?}",
+        pa.pts,
+        pb.pts
+    );
 }
 
 #[test]
@@ -177,18 +313,37 @@ fn interrupt_finalises_a_playable_file() {
     let dir = tmpdir();
     let out = dir.path().join("stopped.mp4");
     let child = std::process::Command::new(bin())
-        .args(["process", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"])
+        .args([
+            "process",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-q",
+        ])
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_millis(2500));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "interrupted exit code: {}", stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "interrupted exit code: {}",
+        stderr(&o)
+    );
     let p = probe(&out, &[], 8, 8);
-    assert!(p.pts.len() > 0 && p.pts.len() < 600, "partial but playable: {} frames", p.pts.len());
+    assert!(
+        p.pts.len() > 0 && p.pts.len() < 600,
+        "partial but playable: {} frames",
+        p.pts.len()
+    );
     assert_eq!(p.audio.len(), 1, "audio track finalised too");
-    assert_eq!(files_in(dir.path()), vec!["stopped.mp4"], "no temporary files left");
+    assert_eq!(
+        files_in(dir.path()),
+        vec!["stopped.mp4"],
+        "no temporary files left"
+    );
 }
 
 #[test]
@@ -203,12 +358,22 @@ fn truncated_input_keeps_what_decodes_and_exits_3() {
     let cut = dir.path().join("cut.mkv");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out = dir.path().join("out.mp4");
-    let o = segsynth(&["process", cut.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]);
+    let o = segsynth(&[
+        "process",
+        cut.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("ended early"), "{err}");
     let p = probe(&out, &[], 8, 8);
-    assert!(p.pts.len() > 5 && p.pts.len() < 60, "{} frames", p.pts.len());
+    assert!(
+        p.pts.len() > 5 && p.pts.len() < 60,
+        "{} frames",
+        p.pts.len()
+    );
 }
 
 #[test]
@@ -217,10 +382,23 @@ fn existing_output_needs_overwrite() {
     let dir = tmpdir();
     let out = dir.path().join("keep.mp4");
     std::fs::write(&out, b"precious").unwrap();
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
     assert_clean_error(&o, &["already exists", "--overwrite"]);
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
-    let o = segsynth(&["process", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q", "--overwrite"]);
+    let o = segsynth(&[
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--overwrite",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(probe(&out, &[], 8, 8).pts.len(), 45);
 }

@@ -11,12 +11,24 @@ use crate::support::*;
 
 fn generator(manifest: &std::path::Path, params: SynthParams) -> Generator {
     let m = Manifest::load(manifest).expect("manifest");
-    let model = Model::open(m, &SessionOptions { threads: 1, device: Device::Cpu }).expect("open generator");
+    let model = Model::open(
+        m,
+        &SessionOptions {
+            threads: 1,
+            device: Device::Cpu,
+        },
+    )
+    .expect("open generator");
     Generator::new(model, params)
 }
 
 fn params(scale: f32) -> SynthParams {
-    SynthParams { scale, seed: 11, period: 2.0, ..SynthParams::default() }
+    SynthParams {
+        scale,
+        seed: 11,
+        period: 2.0,
+        ..SynthParams::default()
+    }
 }
 
 fn to_u8(v: f32) -> u8 {
@@ -35,7 +47,8 @@ fn spatial_contract_matches_known_output() {
     for y in 0..h {
         for x in 0..w {
             for c in 0..3 {
-                rgb[(y * w + x) * 3 + c] = to_u8(noise[c * (h / 4) * (w / 4) + (y / 4) * (w / 4) + x / 4].tanh());
+                rgb[(y * w + x) * 3 + c] =
+                    to_u8(noise[c * (h / 4) * (w / 4) + (y / 4) * (w / 4) + x / 4].tanh());
             }
         }
     }
@@ -47,9 +60,21 @@ fn latent_contract_matches_known_output() {
     let mut g = generator(&data("gen_latent.toml"), params(1.0));
     let layer = g.layer(300_000_000, 40, 20, Matrix::Bt601, None).unwrap();
     let z = noise_at(11, 8, 2.0, 0.3);
-    let expected = rgb_to_yuv(Matrix::Bt601, to_u8(z[0].tanh()), to_u8(z[1].tanh()), to_u8(z[2].tanh()));
-    for (plane, want) in layer.planes().iter().zip([expected.0, expected.1, expected.2]) {
-        assert!(plane.data.iter().all(|&v| v.abs_diff(want) <= 1), "constant colour {want} expected");
+    let expected = rgb_to_yuv(
+        Matrix::Bt601,
+        to_u8(z[0].tanh()),
+        to_u8(z[1].tanh()),
+        to_u8(z[2].tanh()),
+    );
+    for (plane, want) in layer
+        .planes()
+        .iter()
+        .zip([expected.0, expected.1, expected.2])
+    {
+        assert!(
+            plane.data.iter().all(|&v| v.abs_diff(want) <= 1),
+            "constant colour {want} expected"
+        );
     }
 }
 
@@ -61,7 +86,11 @@ fn image_contract_matches_known_output() {
     let layer = g.layer(0, 24, 16, Matrix::Bt709, Some(&frame)).unwrap();
     // gen_image inverts: red becomes cyan.
     let cyan = rgb_to_yuv(Matrix::Bt709, 0, 255, 255);
-    assert!(layer.y.data.iter().all(|&p| p.abs_diff(cyan.0) <= 3), "{:?} vs {cyan:?}", &layer.y.data[..4]);
+    assert!(
+        layer.y.data.iter().all(|&p| p.abs_diff(cyan.0) <= 3),
+        "{:?} vs {cyan:?}",
+        &layer.y.data[..4]
+    );
     assert!(layer.u.data.iter().all(|&p| p.abs_diff(cyan.1) <= 3));
 }
 
@@ -76,39 +105,75 @@ fn nan_output_is_clamped_and_counted() {
 #[test]
 fn trained_generator_is_seeded_smooth_and_covers_any_size() {
     let foliage = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gan/foliage.toml");
-    let p = SynthParams { scale: 0.5, seed: 3, period: 6.0, ..SynthParams::default() };
+    let p = SynthParams {
+        scale: 0.5,
+        seed: 3,
+        period: 6.0,
+        ..SynthParams::default()
+    };
     let mut g = generator(&foliage, p.clone());
     let (w, h) = (321, 181); // odd: spatial output is cropped to cover it exactly
     let frame_ns = 33_333_333u64;
     let a = g.layer(5 * frame_ns, w, h, Matrix::Bt709, None).unwrap();
     assert_eq!((a.width(), a.height()), (w, h));
     let mut again = generator(&foliage, p.clone());
-    assert_eq!(again.layer(5 * frame_ns, w, h, Matrix::Bt709, None).unwrap(), a, "same seed, same content");
-    let mut other = generator(&foliage, SynthParams { seed: 4, ..p.clone() });
-    let b = other.layer(5 * frame_ns, w, h, Matrix::Bt709, None).unwrap();
-    assert!(mean_abs_diff(&a.y.data, &b.y.data) > 5.0, "another seed gives other content");
+    assert_eq!(
+        again
+            .layer(5 * frame_ns, w, h, Matrix::Bt709, None)
+            .unwrap(),
+        a,
+        "same seed, same content"
+    );
+    let mut other = generator(
+        &foliage,
+        SynthParams {
+            seed: 4,
+            ..p.clone()
+        },
+    );
+    let b = other
+        .layer(5 * frame_ns, w, h, Matrix::Bt709, None)
+        .unwrap();
+    assert!(
+        mean_abs_diff(&a.y.data, &b.y.data) > 5.0,
+        "another seed gives other content"
+    );
     // Not flat: it is texture.
     let mean = a.y.data.iter().map(|&v| v as f32).sum::<f32>() / a.y.data.len() as f32;
-    let var = a.y.data.iter().map(|&v| (v as f32 - mean).powi(2)).sum::<f32>() / a.y.data.len() as f32;
+    let var =
+        a.y.data
+            .iter()
+            .map(|&v| (v as f32 - mean).powi(2))
+            .sum::<f32>()
+            / a.y.data.len() as f32;
     assert!(var.sqrt() > 8.0, "textured output, std {}", var.sqrt());
 
     // Temporal smoothness at 30 fps around a keyframe (t = 6 s): mean |ΔY| per frame stays
     // under 2 levels of 255 (well under what reads as flicker), and the step across the
     // keyframe is no larger than steps elsewhere (no pop).
     let keyframe = (6.0 / (frame_ns as f64 / 1e9)) as u64; // frame 180
-    let mut prev = g.layer((keyframe - 4) * frame_ns, w, h, Matrix::Bt709, None).unwrap();
+    let mut prev = g
+        .layer((keyframe - 4) * frame_ns, w, h, Matrix::Bt709, None)
+        .unwrap();
     let mut steps = Vec::new();
     for i in keyframe - 3..=keyframe + 3 {
         let cur = g.layer(i * frame_ns, w, h, Matrix::Bt709, None).unwrap();
         steps.push(mean_abs_diff(&prev.y.data, &cur.y.data));
         prev = cur;
     }
-    let mid = g.layer(keyframe / 2 * frame_ns, w, h, Matrix::Bt709, None).unwrap();
-    let mid_next = g.layer((keyframe / 2 + 1) * frame_ns, w, h, Matrix::Bt709, None).unwrap();
+    let mid = g
+        .layer(keyframe / 2 * frame_ns, w, h, Matrix::Bt709, None)
+        .unwrap();
+    let mid_next = g
+        .layer((keyframe / 2 + 1) * frame_ns, w, h, Matrix::Bt709, None)
+        .unwrap();
     let mid_step = mean_abs_diff(&mid.y.data, &mid_next.y.data);
     eprintln!("content change per frame around the keyframe: {steps:?}, mid-segment: {mid_step}");
     assert!(steps.iter().all(|&s| s < 2.0), "smooth: {steps:?}");
-    assert!(steps.iter().cloned().fold(0.0, f32::max) <= mid_step + 0.5, "no pop at the keyframe: {steps:?} vs {mid_step}");
+    assert!(
+        steps.iter().cloned().fold(0.0, f32::max) <= mid_step + 0.5,
+        "no pop at the keyframe: {steps:?} vs {mid_step}"
+    );
     assert!(mid_step > 0.05, "but it does move: {mid_step}");
 }
 
@@ -117,27 +182,58 @@ fn bad_generators_fail_before_output_exists() {
     let clip = person_clip(320, 180, 45);
     let dir = tmpdir();
     let out = dir.path().join("out.mp4");
-    let run = |content: &str| segsynth(&["process", clip.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q", "--content", content]);
+    let run = |content: &str| {
+        segsynth(&[
+            "process",
+            clip.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "-q",
+            "--content",
+            content,
+        ])
+    };
     // A segmentation model is not a generator.
-    assert_clean_error(&run(&format!("gan:{}", data("seg3_nchw_logits.toml").display())), &["expected a generator"]);
+    assert_clean_error(
+        &run(&format!("gan:{}", data("seg3_nchw_logits.toml").display())),
+        &["expected a generator"],
+    );
     // Manifest names an input the model doesn't have.
     let bad = dir.path().join("gen_wrong.toml");
-    let text = std::fs::read_to_string(data("gen_spatial.toml")).unwrap().replace("name = \"noise\"", "name = \"latent\"").replace(
-        "file = \"gen_spatial.onnx\"",
-        &format!("file = \"{}\"", data("gen_spatial.onnx").display()),
-    );
+    let text = std::fs::read_to_string(data("gen_spatial.toml"))
+        .unwrap()
+        .replace("name = \"noise\"", "name = \"latent\"")
+        .replace(
+            "file = \"gen_spatial.onnx\"",
+            &format!("file = \"{}\"", data("gen_spatial.onnx").display()),
+        );
     std::fs::write(&bad, text).unwrap();
-    assert_clean_error(&run(&format!("gan:{}", bad.display())), &["\"latent\" is not in the model", "noise"]);
+    assert_clean_error(
+        &run(&format!("gan:{}", bad.display())),
+        &["\"latent\" is not in the model", "noise"],
+    );
     // Wrong contract for the model's shapes: a latent contract on a spatial model.
     let wrong = dir.path().join("gen_contract.toml");
-    let text = std::fs::read_to_string(data("gen_latent.toml")).unwrap().replace(
-        "file = \"gen_latent.onnx\"",
-        &format!("file = \"{}\"", data("gen_spatial.onnx").display()),
-    );
+    let text = std::fs::read_to_string(data("gen_latent.toml"))
+        .unwrap()
+        .replace(
+            "file = \"gen_latent.onnx\"",
+            &format!("file = \"{}\"", data("gen_spatial.onnx").display()),
+        );
     std::fs::write(&wrong, text).unwrap();
-    assert_clean_error(&run(&format!("gan:{}", wrong.display())), &["\"z\" is not in the model"]);
-    assert_clean_error(&run("gan:/nonexistent/gen.onnx"), &["/nonexistent/gen.onnx"]);
-    assert_eq!(files_in(dir.path()), vec!["gen_contract.toml", "gen_wrong.toml"], "no output written");
+    assert_clean_error(
+        &run(&format!("gan:{}", wrong.display())),
+        &["\"z\" is not in the model"],
+    );
+    assert_clean_error(
+        &run("gan:/nonexistent/gen.onnx"),
+        &["/nonexistent/gen.onnx"],
+    );
+    assert_eq!(
+        files_in(dir.path()),
+        vec!["gen_contract.toml", "gen_wrong.toml"],
+        "no output written"
+    );
 }
 
 #[test]
@@ -146,8 +242,17 @@ fn gan_background_lives_and_person_stays() {
     let dir = tmpdir();
     let out = dir.path().join("gan.mp4");
     let o = segsynth(&[
-        "process", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q",
-        "--content", "gan:foliage", "--synth-period", "0.5", "--content", "person=blur:2",
+        "process",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--content",
+        "gan:foliage",
+        "--synth-period",
+        "0.5",
+        "--content",
+        "person=blur:2",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let a = probe(&input, &[5, 40], 64, 36);
@@ -156,12 +261,27 @@ fn gan_background_lives_and_person_stays() {
     let region = (0.85, 0.05, 0.98, 0.45);
     let bg_in = region_mean(a.thumb(5), a.thumb_size, region);
     let bg5 = region_mean(b.thumb(5), b.thumb_size, region);
-    assert!((bg5[0] - bg_in[0]).abs() + (bg5[1] - bg_in[1]).abs() + (bg5[2] - bg_in[2]).abs() > 40.0, "background replaced: {bg_in:?} -> {bg5:?}");
+    assert!(
+        (bg5[0] - bg_in[0]).abs() + (bg5[1] - bg_in[1]).abs() + (bg5[2] - bg_in[2]).abs() > 40.0,
+        "background replaced: {bg_in:?} -> {bg5:?}"
+    );
     // Living texture: the same background region changes between frames 5 and 40.
-    let crop = |t: &[u8]| -> Vec<u8> { t.chunks(3).enumerate().filter(|(i, _)| i % 64 > 54).flat_map(|(_, p)| p.to_vec()).collect() };
-    assert!(mean_abs_diff(&crop(b.thumb(5)), &crop(b.thumb(40))) > 3.0, "background animates");
+    let crop = |t: &[u8]| -> Vec<u8> {
+        t.chunks(3)
+            .enumerate()
+            .filter(|(i, _)| i % 64 > 54)
+            .flat_map(|(_, p)| p.to_vec())
+            .collect()
+    };
+    assert!(
+        mean_abs_diff(&crop(b.thumb(5)), &crop(b.thumb(40))) > 3.0,
+        "background animates"
+    );
     let face = (0.30, 0.60, 0.45, 0.85);
     let fa = region_mean(a.thumb(40), a.thumb_size, face);
     let fb = region_mean(b.thumb(40), b.thumb_size, face);
-    assert!(fa.iter().zip(&fb).map(|(x, y)| (x - y).abs()).sum::<f32>() / 3.0 < 12.0, "person kept: {fa:?} {fb:?}");
+    assert!(
+        fa.iter().zip(&fb).map(|(x, y)| (x - y).abs()).sum::<f32>() / 3.0 < 12.0,
+        "person kept: {fa:?} {fb:?}"
+    );
 }

@@ -42,7 +42,12 @@ impl Drop for Running {
 
 /// Starts `segsynth run`; its stderr lines arrive on the channel.
 fn start(args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(bin()).arg("run").args(args).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = Command::new(bin())
+        .arg("run")
+        .args(args)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -53,7 +58,11 @@ fn start(args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
     (Running(child), rx)
 }
 
-fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str, timeout: Duration) -> Vec<String> {
+fn wait_for(
+    rx: &std::sync::mpsc::Receiver<String>,
+    needle: &str,
+    timeout: Duration,
+) -> Vec<String> {
     let deadline = Instant::now() + timeout;
     let mut seen = Vec::new();
     while Instant::now() < deadline {
@@ -65,7 +74,10 @@ fn wait_for(rx: &std::sync::mpsc::Receiver<String>, needle: &str, timeout: Durat
             }
         }
     }
-    panic!("{needle:?} not seen within {timeout:?}; got:\n{}", seen.join("\n"));
+    panic!(
+        "{needle:?} not seen within {timeout:?}; got:\n{}",
+        seen.join("\n")
+    );
 }
 
 /// An RTSP client: frames received within `timeout`, up to `want`.
@@ -77,7 +89,11 @@ fn client(url: &str, want: usize, timeout: Duration) -> (usize, (i32, i32)) {
     .unwrap()
     .downcast::<gst::Pipeline>()
     .unwrap();
-    let sink = pipeline.by_name("s").unwrap().downcast::<gst_app::AppSink>().unwrap();
+    let sink = pipeline
+        .by_name("s")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
     sink.set_property("async", false);
     pipeline.set_state(gst::State::Playing).unwrap();
     let deadline = Instant::now() + timeout;
@@ -86,7 +102,10 @@ fn client(url: &str, want: usize, timeout: Duration) -> (usize, (i32, i32)) {
     while n < want && Instant::now() < deadline {
         if let Some(s) = sink.try_pull_sample(gst::ClockTime::from_mseconds(200)) {
             let st = s.caps().unwrap().structure(0).unwrap().to_owned();
-            size = (st.get::<i32>("width").unwrap(), st.get::<i32>("height").unwrap());
+            size = (
+                st.get::<i32>("width").unwrap(),
+                st.get::<i32>("height").unwrap(),
+            );
             n += 1;
         }
     }
@@ -97,7 +116,11 @@ fn client(url: &str, want: usize, timeout: Duration) -> (usize, (i32, i32)) {
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -109,27 +132,56 @@ fn interrupt(child: &Running) {
 fn rtsp_server_serves_eight_clients_and_survives_fifty_reconnects() {
     let p = port();
     let url = format!("rtsp://127.0.0.1:{p}/live");
-    let (mut child, rx) = start(&["-i", "test:", "-o", &url, "--width", "320", "--height", "180", "--stats-every", "0"]);
+    let (mut child, rx) = start(&[
+        "-i",
+        "test:",
+        "-o",
+        &url,
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--stats-every",
+        "0",
+    ]);
     wait_for(&rx, "serving", Duration::from_secs(30));
     let (n, size) = client(&url, 10, Duration::from_secs(20));
     assert!(n >= 10, "one client got {n} frames");
     assert_eq!(size, (320, 180));
 
-    let handles: Vec<_> = (0..8).map(|_| {
-        let url = url.clone();
-        std::thread::spawn(move || client(&url, 15, Duration::from_secs(40)).0)
-    }).collect();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || client(&url, 15, Duration::from_secs(40)).0)
+        })
+        .collect();
     let counts: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-    assert!(counts.iter().all(|&c| c >= 15), "all 8 concurrent clients got frames: {counts:?}");
+    assert!(
+        counts.iter().all(|&c| c >= 15),
+        "all 8 concurrent clients got frames: {counts:?}"
+    );
 
     let before = rss_kb(child.id());
     for _ in 0..50 {
-        assert!(client(&url, 1, Duration::from_secs(10)).0 >= 1, "a reconnecting client got no frame");
+        assert!(
+            client(&url, 1, Duration::from_secs(10)).0 >= 1,
+            "a reconnecting client got no frame"
+        );
     }
     let after = rss_kb(child.id());
-    eprintln!("server RSS before 50 reconnects: {} MiB, after: {} MiB", before / 1024, after / 1024);
-    assert!(after < before + 64 * 1024, "RSS stays flat: {before} kB -> {after} kB");
-    assert!(client(&url, 5, Duration::from_secs(10)).0 >= 5, "still serving");
+    eprintln!(
+        "server RSS before 50 reconnects: {} MiB, after: {} MiB",
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        after < before + 64 * 1024,
+        "RSS stays flat: {before} kB -> {after} kB"
+    );
+    assert!(
+        client(&url, 5, Duration::from_secs(10)).0 >= 5,
+        "still serving"
+    );
     interrupt(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "clean exit after SIGINT: {status:?}");
@@ -142,17 +194,35 @@ fn records_while_serving_and_sigint_finalises_everything() {
     let dir = tmpdir();
     let rec = dir.path().join("rec.mkv");
     let (mut child, rx) = start(&[
-        "-i", "test:", "-o", &url, "-o", rec.to_str().unwrap(), "--width", "320", "--height", "180", "--stats-every", "1",
+        "-i",
+        "test:",
+        "-o",
+        &url,
+        "-o",
+        rec.to_str().unwrap(),
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--stats-every",
+        "1",
     ]);
     wait_for(&rx, "serving", Duration::from_secs(30));
     assert!(client(&url, 5, Duration::from_secs(20)).0 >= 5);
     let lines = wait_for(&rx, "added latency", Duration::from_secs(20));
-    assert!(lines.iter().any(|l| l.contains("dropped")), "live stats report drops: {lines:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("dropped")),
+        "live stats report drops: {lines:?}"
+    );
     interrupt(&child);
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
     let probe = probe(&rec, &[], 8, 8);
-    assert!(probe.pts.len() >= 15, "recording plays with {} frames", probe.pts.len());
+    assert!(
+        probe.pts.len() >= 15,
+        "recording plays with {} frames",
+        probe.pts.len()
+    );
     assert_eq!(files_in(dir.path()), vec!["rec.mkv"]);
 }
 
@@ -160,12 +230,40 @@ fn records_while_serving_and_sigint_finalises_everything() {
 fn rtsp_input_reconnects_after_the_camera_drops() {
     let p = port();
     let cam = format!("rtsp://127.0.0.1:{p}/cam");
-    let camera = || start(&["-i", "test:", "-o", &cam, "--width", "320", "--height", "180", "--stats-every", "0", "--content", "color:#000000", "--classes", "person"]);
+    let camera = || {
+        start(&[
+            "-i",
+            "test:",
+            "-o",
+            &cam,
+            "--width",
+            "320",
+            "--height",
+            "180",
+            "--stats-every",
+            "0",
+            "--content",
+            "color:#000000",
+            "--classes",
+            "person",
+        ])
+    };
     let (mut a, arx) = camera();
     wait_for(&arx, "serving", Duration::from_secs(30));
     let dir = tmpdir();
     let out = dir.path().join("relay.mkv");
-    let (mut relay, rx) = start(&["-i", &cam, "-o", out.to_str().unwrap(), "--width", "320", "--height", "180", "--stats-every", "1"]);
+    let (mut relay, rx) = start(&[
+        "-i",
+        &cam,
+        "-o",
+        out.to_str().unwrap(),
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--stats-every",
+        "1",
+    ]);
     wait_for(&rx, "live", Duration::from_secs(30));
     interrupt(&a);
     a.wait().unwrap();
@@ -186,19 +284,35 @@ fn presets_run_and_bad_presets_name_line_and_key() {
     // The shipped RTSP preset runs (on another port, briefly).
     let p = port();
     let o = segsynth(&[
-        "run", root.join("pipelines/rtsp-out.toml").to_str().unwrap(), "-o", &format!("rtsp://127.0.0.1:{p}/live"),
-        "--width", "320", "--height", "180", "--duration", "2", "--stats-every", "0",
+        "run",
+        root.join("pipelines/rtsp-out.toml").to_str().unwrap(),
+        "-o",
+        &format!("rtsp://127.0.0.1:{p}/live"),
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--duration",
+        "2",
+        "--stats-every",
+        "0",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("frames in"), "{}", stderr(&o));
     for preset in ["webcam-overlay.toml", "rtsp-out.toml", "file.toml"] {
         let text = std::fs::read_to_string(root.join("pipelines").join(preset)).unwrap();
-        assert!(text.starts_with('#') && text.contains("─►"), "{preset} opens with a drawn graph");
+        assert!(
+            text.starts_with('#') && text.contains("─►"),
+            "{preset} opens with a drawn graph"
+        );
     }
     let dir = tmpdir();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "input = \"test:\"\nfps = \"thirty\"\n").unwrap();
-    assert_clean_error(&segsynth(&["run", bad.to_str().unwrap(), "-o", "display:"]), &["bad.toml", "line 2", "`fps`", "expected u32"]);
+    assert_clean_error(
+        &segsynth(&["run", bad.to_str().unwrap(), "-o", "display:"]),
+        &["bad.toml", "line 2", "`fps`", "expected u32"],
+    );
 }
 
 #[test]
@@ -207,9 +321,20 @@ fn live_errors_are_clear() {
         &segsynth(&["run", "-i", "test:", "-o", "v4l2:/dev/video77"]),
         &["/dev/video77", "v4l2loopback", "modprobe"],
     );
-    assert_clean_error(&segsynth(&["run", "-i", "v4l2:/dev/video78", "-o", "out.mkv"]), &["/dev/video78", "does not exist"]);
-    let o = Command::new(bin()).args(["run", "-i", "test:", "-o", "display:"]).env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY").output().unwrap();
+    assert_clean_error(
+        &segsynth(&["run", "-i", "v4l2:/dev/video78", "-o", "out.mkv"]),
+        &["/dev/video78", "does not exist"],
+    );
+    let o = Command::new(bin())
+        .args(["run", "-i", "test:", "-o", "display:"])
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
     assert_clean_error(&o, &["display:", "DISPLAY"]);
-    assert_clean_error(&segsynth(&["run", "-i", "test:", "-o", "ftp://x/y"]), &["ftp://x/y", "expected"]);
+    assert_clean_error(
+        &segsynth(&["run", "-i", "test:", "-o", "ftp://x/y"]),
+        &["ftp://x/y", "expected"],
+    );
     assert_clean_error(&segsynth(&["run", "-i", "test:"]), &["no output"]);
 }

@@ -14,7 +14,17 @@ fn stripes_clip(dir: &std::path::Path) -> std::path::PathBuf {
     img.save(&png).unwrap();
     let clip = dir.join("stripes.mp4");
     let o = segsynth(&[
-        "make-clip", clip.to_str().unwrap(), "--photo", png.to_str().unwrap(), "--width", "192", "--height", "64", "--frames", "6", "--no-audio",
+        "make-clip",
+        clip.to_str().unwrap(),
+        "--photo",
+        png.to_str().unwrap(),
+        "--width",
+        "192",
+        "--height",
+        "64",
+        "--frames",
+        "6",
+        "--no-audio",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     clip
@@ -25,10 +35,21 @@ fn check(model: &str) {
     let clip = stripes_clip(dir.path());
     let out = dir.path().join("out.mkv");
     let o = segsynth(&[
-        "process", clip.to_str().unwrap(), "-o", out.to_str().unwrap(), "-q",
-        "--model", data(model).to_str().unwrap(),
-        "--content", "road=color:#ffffff", "--content", "sky=color:#000000",
-        "--feather", "0", "--temporal", "0",
+        "process",
+        clip.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--model",
+        data(model).to_str().unwrap(),
+        "--content",
+        "road=color:#ffffff",
+        "--content",
+        "sky=color:#000000",
+        "--feather",
+        "0",
+        "--temporal",
+        "0",
     ]);
     assert!(o.status.success(), "{model}: {}", stderr(&o));
     let p = probe(&out, &[3], 48, 16);
@@ -37,9 +58,18 @@ fn check(model: &str) {
     let left = region_mean(t, p.thumb_size, (0.02, 0.2, 0.15, 0.8));
     let right = region_mean(t, p.thumb_size, (0.85, 0.2, 0.98, 0.8));
     let mid = region_mean(t, p.thumb_size, (0.45, 0.2, 0.55, 0.8));
-    assert!(left.iter().all(|&v| v < 40.0), "{model}: sky (red) became black: {left:?}");
-    assert!(right.iter().all(|&v| v > 215.0), "{model}: road (blue) became white: {right:?}");
-    assert!(mid[1] > 150.0 && mid[0] < 90.0, "{model}: person (green) untouched: {mid:?}");
+    assert!(
+        left.iter().all(|&v| v < 40.0),
+        "{model}: sky (red) became black: {left:?}"
+    );
+    assert!(
+        right.iter().all(|&v| v > 215.0),
+        "{model}: road (blue) became white: {right:?}"
+    );
+    assert!(
+        mid[1] > 150.0 && mid[0] < 90.0,
+        "{model}: person (green) untouched: {mid:?}"
+    );
 }
 
 #[test]

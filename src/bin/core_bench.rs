@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use segsynth::content::{ContentKind, Entry};
 use segsynth::frame::{Frame, Matrix, Yuv420};
-use segsynth::imgproc::mask::{MaskFilter, MaskParams, ScoreMap, Scores, class_alpha, upsample_alpha};
+use segsynth::imgproc::mask::{
+    MaskFilter, MaskParams, ScoreMap, Scores, class_alpha, upsample_alpha,
+};
 use segsynth::imgproc::preprocess::frame_to_tensor;
 use segsynth::infer::{Device, Model, Output, SessionOptions};
 use segsynth::job::{load_generator, models_dir};
@@ -31,11 +33,21 @@ struct Opts {
 }
 
 fn parse() -> Result<Opts, String> {
-    let mut o = Opts { device: Device::Cpu, frames: 60, sizes: vec![(1280, 720), (1920, 1080)], streams: vec![1], gan: Some("foliage".into()), threads: 1 };
+    let mut o = Opts {
+        device: Device::Cpu,
+        frames: 60,
+        sizes: vec![(1280, 720), (1920, 1080)],
+        streams: vec![1],
+        gan: Some("foliage".into()),
+        threads: 1,
+    };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
     while i < args.len() {
-        let v = args.get(i + 1).cloned().ok_or_else(|| format!("{} needs a value", args[i]))?;
+        let v = args
+            .get(i + 1)
+            .cloned()
+            .ok_or_else(|| format!("{} needs a value", args[i]))?;
         match args[i].as_str() {
             "--device" => {
                 o.device = match v.as_str() {
@@ -43,7 +55,11 @@ fn parse() -> Result<Opts, String> {
                     "cuda" => Device::Cuda,
                     "tensorrt" => Device::Tensorrt,
                     "auto" => Device::Auto,
-                    _ => return Err(format!("--device {v}: expected cpu, cuda, tensorrt or auto")),
+                    _ => {
+                        return Err(format!(
+                            "--device {v}: expected cpu, cuda, tensorrt or auto"
+                        ));
+                    }
                 }
             }
             "--frames" => o.frames = v.parse().map_err(|_| "--frames expects a number")?,
@@ -52,10 +68,19 @@ fn parse() -> Result<Opts, String> {
             "--sizes" => {
                 o.sizes = v
                     .split(',')
-                    .map(|s| s.split_once('x').and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?))).ok_or(format!("bad size {s}, expected WxH")))
+                    .map(|s| {
+                        s.split_once('x')
+                            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                            .ok_or(format!("bad size {s}, expected WxH"))
+                    })
                     .collect::<Result<_, _>>()?
             }
-            "--streams" => o.streams = v.split(',').map(|s| s.parse().map_err(|_| format!("bad stream count {s}"))).collect::<Result<_, _>>()?,
+            "--streams" => {
+                o.streams = v
+                    .split(',')
+                    .map(|s| s.parse().map_err(|_| format!("bad stream count {s}")))
+                    .collect::<Result<_, _>>()?
+            }
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -66,18 +91,32 @@ fn parse() -> Result<Opts, String> {
 fn synthetic_frame(w: usize, h: usize, i: usize) -> Frame {
     // A bright disc ("person") moving over a gradient.
     let mut rgb = vec![0u8; w * h * 3];
-    let (cx, cy, r) = (w as f32 * (0.4 + 0.1 * (i as f32 * 0.1).sin()), h as f32 * 0.55, h as f32 * 0.3);
+    let (cx, cy, r) = (
+        w as f32 * (0.4 + 0.1 * (i as f32 * 0.1).sin()),
+        h as f32 * 0.55,
+        h as f32 * 0.3,
+    );
     for y in 0..h {
         for x in 0..w {
             let p = (y * w + x) * 3;
             let inside = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt() < r;
-            let (rr, g, b) = if inside { (220, 170, 140) } else { ((x * 255 / w) as u8, (y * 255 / h) as u8, 90) };
+            let (rr, g, b) = if inside {
+                (220, 170, 140)
+            } else {
+                ((x * 255 / w) as u8, (y * 255 / h) as u8, 90)
+            };
             rgb[p] = rr;
             rgb[p + 1] = g;
             rgb[p + 2] = b;
         }
     }
-    Frame { index: i as u64, pts: Some(i as u64 * 33_333_333), duration: Some(33_333_333), matrix: Matrix::Bt709, picture: Yuv420::from_rgb(&rgb, w, h, Matrix::Bt709) }
+    Frame {
+        index: i as u64,
+        pts: Some(i as u64 * 33_333_333),
+        duration: Some(33_333_333),
+        matrix: Matrix::Bt709,
+        picture: Yuv420::from_rgb(&rgb, w, h, Matrix::Bt709),
+    }
 }
 
 fn main() {
@@ -90,26 +129,64 @@ fn main() {
 fn run() -> anyhow::Result<()> {
     let o = parse().map_err(anyhow::Error::msg)?;
     let dir = models_dir();
-    let session = SessionOptions { threads: o.threads, device: o.device };
-    println!("inference core, device {:?}, {} intra-op thread(s), {} frames per run", o.device, o.threads, o.frames);
-    println!("{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}", "size", "streams", "prep p50", "model p50", "mask p50", "upsm p50", "comp p50", "synth p50", "frame p99", "fps/stream");
+    let session = SessionOptions {
+        threads: o.threads,
+        device: o.device,
+    };
+    println!(
+        "inference core, device {:?}, {} intra-op thread(s), {} frames per run",
+        o.device, o.threads, o.frames
+    );
+    println!(
+        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "size",
+        "streams",
+        "prep p50",
+        "model p50",
+        "mask p50",
+        "upsm p50",
+        "comp p50",
+        "synth p50",
+        "frame p99",
+        "fps/stream"
+    );
     for &(w, h) in &o.sizes {
         let frames: Vec<Frame> = (0..8).map(|i| synthetic_frame(w, h, i)).collect();
         for &streams in &o.streams {
             let base = Manifest::load(&resolve("selfie", &dir)?)?;
             let manifest = for_frame(base, w, h)?;
-            let mut models: Vec<Model> = (0..streams).map(|_| Model::open(manifest.clone(), &session)).collect::<Result<_, _>>()?;
+            let mut models: Vec<Model> = (0..streams)
+                .map(|_| Model::open(manifest.clone(), &session))
+                .collect::<Result<_, _>>()?;
             let provider = models[0].provider;
-            let entries = vec![Entry { classes: vec!["background".into()], content: ContentKind::Blur { radius: 32 } }];
-            let mut compositors: Vec<Compositor> = (0..streams).map(|_| Compositor::new(&entries, &[])).collect::<Result<_, _>>()?;
-            let mut filters: Vec<MaskFilter> = (0..streams).map(|_| MaskFilter::new(MaskParams::default())).collect();
+            let entries = vec![Entry {
+                classes: vec!["background".into()],
+                content: ContentKind::Blur { radius: 32 },
+            }];
+            let mut compositors: Vec<Compositor> = (0..streams)
+                .map(|_| Compositor::new(&entries, &[]))
+                .collect::<Result<_, _>>()?;
+            let mut filters: Vec<MaskFilter> = (0..streams)
+                .map(|_| MaskFilter::new(MaskParams::default()))
+                .collect();
             let mut generator = match &o.gan {
-                Some(g) => Some(Generator::new(Model::open(load_generator(g, &dir)?, &session)?, SynthParams::default())),
+                Some(g) => Some(Generator::new(
+                    Model::open(load_generator(g, &dir)?, &session)?,
+                    SynthParams::default(),
+                )),
                 None => None,
             };
             let geometry = manifest.input_geometry();
             let shape = manifest.input.shape.clone();
-            let mut t = [Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+            let mut t = [
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ];
             let started = Instant::now();
             let mut tensor = Vec::new();
             let mut alpha = Vec::new();
@@ -122,8 +199,20 @@ fn run() -> anyhow::Result<()> {
                     let b = Instant::now();
                     let out = models[s].run(&[(&manifest.input.name, &shape, &tensor)])?;
                     let c = Instant::now();
-                    let Output::F32 { shape: os, data } = out else { anyhow::bail!("unexpected output") };
-                    let map = ScoreMap { scores: Scores::F32(&data), width: os[2] as usize, height: os[1] as usize, channels: 1, layout: manifest.output.layout.unwrap_or(segsynth::imgproc::preprocess::Layout::Nhwc), semantics: segsynth::imgproc::mask::Semantics::Sigmoid };
+                    let Output::F32 { shape: os, data } = out else {
+                        anyhow::bail!("unexpected output")
+                    };
+                    let map = ScoreMap {
+                        scores: Scores::F32(&data),
+                        width: os[2] as usize,
+                        height: os[1] as usize,
+                        channels: 1,
+                        layout: manifest
+                            .output
+                            .layout
+                            .unwrap_or(segsynth::imgproc::preprocess::Layout::Nhwc),
+                        semantics: segsynth::imgproc::mask::Semantics::Sigmoid,
+                    };
                     class_alpha(&map, &[true, false], &mut alpha);
                     filters[s].apply(&mut alpha, map.width, map.height, w);
                     let d = Instant::now();
@@ -148,7 +237,16 @@ fn run() -> anyhow::Result<()> {
             let p = |v: &Vec<f32>| percentile(v, 50.0);
             println!(
                 "{:<10} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.1}   [{provider}]",
-                format!("{w}x{h}"), streams, p(&t[0]), p(&t[1]), p(&t[2]), p(&t[3]), p(&t[4]), p(&t[5]), percentile(&t[6], 99.0), fps
+                format!("{w}x{h}"),
+                streams,
+                p(&t[0]),
+                p(&t[1]),
+                p(&t[2]),
+                p(&t[3]),
+                p(&t[4]),
+                p(&t[5]),
+                percentile(&t[6], 99.0),
+                fps
             );
             let _ = Arc::new(());
         }

@@ -41,7 +41,11 @@ pub fn make_clip(
     let mux = add_muxer(&pipeline, "clip", container, out)?;
     let (w, h) = (spec.width as usize, spec.height as usize);
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, spec.width, spec.height)
-        .fps(if spec.vfr { gst::Fraction::new(0, 1) } else { gst::Fraction::new(spec.fps as i32, 1) })
+        .fps(if spec.vfr {
+            gst::Fraction::new(0, 1)
+        } else {
+            gst::Fraction::new(spec.fps as i32, 1)
+        })
         .build()
         .map_err(|e| GstError::Pipeline(e.to_string()))?;
     let caps = info
@@ -92,7 +96,11 @@ pub fn make_clip(
         .ok_or_else(|| GstError::Pipeline("bad photo buffer".into()))?;
     let mut pts = 0u64;
     for i in 0..spec.frames {
-        let duration = if spec.vfr && i % 2 == 1 { 3 * frame_ns } else { frame_ns };
+        let duration = if spec.vfr && i % 2 == 1 {
+            3 * frame_ns
+        } else {
+            frame_ns
+        };
         let t = i as f32 / spec.frames.max(1) as f32;
         let pixels = pan_frame(&src_img, w, h, t);
         let frame = Frame {

@@ -201,8 +201,14 @@ pub fn add_audio_track(
 
 /// The highest-ranked decoder element that accepts `caps`.
 fn find_decoder(caps: &gst::Caps) -> Option<gst::Element> {
-    let factories = gst::ElementFactory::factories_with_type(gst::ElementFactoryType::DECODER, gst::Rank::MARGINAL);
-    let mut candidates: Vec<_> = factories.into_iter().filter(|f| f.can_sink_all_caps(caps)).collect();
+    let factories = gst::ElementFactory::factories_with_type(
+        gst::ElementFactoryType::DECODER,
+        gst::Rank::MARGINAL,
+    );
+    let mut candidates: Vec<_> = factories
+        .into_iter()
+        .filter(|f| f.can_sink_all_caps(caps))
+        .collect();
     candidates.sort_by_key(|f| std::cmp::Reverse(f.rank()));
     candidates.into_iter().find_map(|f| f.create().build().ok())
 }
@@ -226,7 +232,11 @@ mod glib_err {
 
 /// The benchmark's ceiling: a GStreamer-only transcode of an MP4 (H.264 + AAC) clip with
 /// the same encoder settings as the file job, audio passed through. Returns frames seen.
-pub fn reference_transcode(input: &Path, output: &Path, settings: &EncoderSettings) -> Result<(), GstError> {
+pub fn reference_transcode(
+    input: &Path,
+    output: &Path,
+    settings: &EncoderSettings,
+) -> Result<(), GstError> {
     super::init()?;
     let description = format!(
         "filesrc location=\"{input}\" ! qtdemux name=d \
@@ -238,14 +248,25 @@ pub fn reference_transcode(input: &Path, output: &Path, settings: &EncoderSettin
         preset = settings.preset,
         crf = settings.crf
     );
-    let pipeline = gst::parse::launch(&description).map_err(|e| GstError::Pipeline(e.to_string()))?;
-    pipeline.set_state(gst::State::Playing).map_err(|e| GstError::Pipeline(e.to_string()))?;
-    let bus = pipeline.bus().ok_or_else(|| GstError::Pipeline("no bus".into()))?;
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(600), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let pipeline =
+        gst::parse::launch(&description).map_err(|e| GstError::Pipeline(e.to_string()))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| GstError::Pipeline("no bus".into()))?;
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(600),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
     let _ = pipeline.set_state(gst::State::Null);
     match msg.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => Ok(()),
-        Some(gst::MessageView::Error(e)) => Err(GstError::Pipeline(format!("reference transcode failed: {}", e.error()))),
+        Some(gst::MessageView::Error(e)) => Err(GstError::Pipeline(format!(
+            "reference transcode failed: {}",
+            e.error()
+        ))),
         _ => Err(GstError::Pipeline("reference transcode timed out".into())),
     }
 }

@@ -218,8 +218,10 @@ impl FileInput {
                 return Ok(Some(frame));
             }
             let s = &self.state;
-            let all_ended = s.pads.load(Ordering::SeqCst) > 0 && s.eos_pads.load(Ordering::SeqCst) >= s.pads.load(Ordering::SeqCst);
-            let no_video = (s.no_more_pads.load(Ordering::SeqCst) || all_ended) && !s.has_video.load(Ordering::SeqCst);
+            let all_ended = s.pads.load(Ordering::SeqCst) > 0
+                && s.eos_pads.load(Ordering::SeqCst) >= s.pads.load(Ordering::SeqCst);
+            let no_video = (s.no_more_pads.load(Ordering::SeqCst) || all_ended)
+                && !s.has_video.load(Ordering::SeqCst);
             if self.appsink.is_eos() || s.failed.load(Ordering::SeqCst) || no_video {
                 return Ok(None);
             }

@@ -53,7 +53,9 @@ pub fn check_output(o: &OutputSpec, overwrite: bool) -> Result<(), String> {
     match o {
         OutputSpec::File(p) => super::file_job::check_output(p, overwrite).map(|_| ()),
         OutputSpec::Display => {
-            if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+            if std::env::var_os("DISPLAY").is_none()
+                && std::env::var_os("WAYLAND_DISPLAY").is_none()
+            {
                 return Err("output display: needs a graphical session, but neither DISPLAY nor WAYLAND_DISPLAY is set".into());
             }
             Ok(())
@@ -75,7 +77,10 @@ pub fn check_output(o: &OutputSpec, overwrite: bool) -> Result<(), String> {
 
 pub fn check_input(i: &InputSpec) -> Result<(), String> {
     match i {
-        InputSpec::V4l2(dev) if !dev.exists() => Err(format!("camera {} does not exist; list cameras with `ls /dev/video*`", dev.display())),
+        InputSpec::V4l2(dev) if !dev.exists() => Err(format!(
+            "camera {} does not exist; list cameras with `ls /dev/video*`",
+            dev.display()
+        )),
         InputSpec::File { path } => super::file_job::check_input(path),
         _ => Ok(()),
     }
@@ -106,23 +111,39 @@ fn input_description(spec: &InputSpec, s: &LiveSettings) -> String {
             "videotestsrc is-live=true pattern=ball ! video/x-raw,width={},height={},framerate={}/1 ! {scale} ! {sink}",
             s.width, s.height, s.fps
         ),
-        InputSpec::V4l2(dev) => format!("v4l2src device={} ! decodebin ! {scale} ! {sink}", dev.display()),
+        InputSpec::V4l2(dev) => format!(
+            "v4l2src device={} ! decodebin ! {scale} ! {sink}",
+            dev.display()
+        ),
         InputSpec::Rtsp(url) => {
             let auth = match (&s.rtsp_user, &s.rtsp_password) {
                 (Some(u), Some(p)) => format!(" user-id=\"{u}\" user-pw=\"{p}\""),
                 _ => String::new(),
             };
-            format!("rtspsrc location=\"{url}\" protocols={} latency=100{auth} ! decodebin ! {scale} ! {sink}", s.rtsp_transport)
+            format!(
+                "rtspsrc location=\"{url}\" protocols={} latency=100{auth} ! decodebin ! {scale} ! {sink}",
+                s.rtsp_transport
+            )
         }
         InputSpec::File { path } => {
-            let sink = format!("appsink name=sink max-buffers=1 drop=false sync={}", s.realtime);
-            format!("filesrc location=\"{}\" ! decodebin ! {scale} ! {sink}", path.display())
+            let sink = format!(
+                "appsink name=sink max-buffers=1 drop=false sync={}",
+                s.realtime
+            );
+            format!(
+                "filesrc location=\"{}\" ! decodebin ! {scale} ! {sink}",
+                path.display()
+            )
         }
     }
 }
 
 impl LiveInput {
-    pub fn start(spec: InputSpec, settings: LiveSettings, stop: Arc<AtomicBool>) -> Result<LiveInput, GstError> {
+    pub fn start(
+        spec: InputSpec,
+        settings: LiveSettings,
+        stop: Arc<AtomicBool>,
+    ) -> Result<LiveInput, GstError> {
         init()?;
         let (pipeline, appsink) = Self::build(&spec, &settings)?;
         Ok(LiveInput {
@@ -139,10 +160,15 @@ impl LiveInput {
         })
     }
 
-    fn build(spec: &InputSpec, settings: &LiveSettings) -> Result<(gst::Pipeline, gst_app::AppSink), GstError> {
+    fn build(
+        spec: &InputSpec,
+        settings: &LiveSettings,
+    ) -> Result<(gst::Pipeline, gst_app::AppSink), GstError> {
         let description = input_description(spec, settings);
         let pipeline = gst::parse::launch(&description)
-            .map_err(|e| GstError::Pipeline(format!("cannot build the input ({description}): {e}")))?
+            .map_err(|e| {
+                GstError::Pipeline(format!("cannot build the input ({description}): {e}"))
+            })?
             .downcast::<gst::Pipeline>()
             .map_err(|_| GstError::Pipeline("input is not a pipeline".into()))?;
         let appsink = pipeline
@@ -150,13 +176,18 @@ impl LiveInput {
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| GstError::Pipeline("input has no appsink".into()))?;
         appsink.set_property("async", false);
-        pipeline.set_state(gst::State::Playing).map_err(|_| GstError::Pipeline(format!("the input {spec:?} failed to start")))?;
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| GstError::Pipeline(format!("the input {spec:?} failed to start")))?;
         Ok((pipeline, appsink))
     }
 
     fn reconnect(&mut self, why: &str) {
         tracing::warn!(input = ?self.spec, "input lost ({why}); reconnecting in {:?}", self.backoff);
-        eprintln!("segsynth: input lost ({why}); reconnecting in {} s", self.backoff.as_secs());
+        eprintln!(
+            "segsynth: input lost ({why}); reconnecting in {} s",
+            self.backoff.as_secs()
+        );
         let _ = self.pipeline.set_state(gst::State::Null);
         let deadline = Instant::now() + self.backoff;
         while Instant::now() < deadline && !self.stop.load(Ordering::Relaxed) {
@@ -178,7 +209,13 @@ impl LiveInput {
         let bus = self.pipeline.bus()?;
         while let Some(msg) = bus.pop() {
             if let gst::MessageView::Error(e) = msg.view() {
-                return Some(format!("{} ({})", e.error(), msg.src().map(|s| s.path_string().to_string()).unwrap_or_default()));
+                return Some(format!(
+                    "{} ({})",
+                    e.error(),
+                    msg.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default()
+                ));
             }
         }
         None
@@ -191,16 +228,30 @@ impl FrameSource for LiveInput {
             if self.stop.load(Ordering::Relaxed) {
                 return Ok(None);
             }
-            if let Some(sample) = self.appsink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
-                let caps = sample.caps().ok_or_else(|| PipelineError::Io("sample without caps".into()))?;
+            if let Some(sample) = self
+                .appsink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            {
+                let caps = sample
+                    .caps()
+                    .ok_or_else(|| PipelineError::Io("sample without caps".into()))?;
                 if self.info.is_none() {
-                    self.info = Some(gst_video::VideoInfo::from_caps(caps).map_err(|e| PipelineError::Io(e.to_string()))?);
+                    self.info = Some(
+                        gst_video::VideoInfo::from_caps(caps)
+                            .map_err(|e| PipelineError::Io(e.to_string()))?,
+                    );
                 }
-                let (Some(buffer), Some(info)) = (sample.buffer(), self.info.as_ref()) else { continue };
-                let frame = frame_from_buffer(buffer, info, self.index).map_err(PipelineError::Io)?;
+                let (Some(buffer), Some(info)) = (sample.buffer(), self.info.as_ref()) else {
+                    continue;
+                };
+                let frame =
+                    frame_from_buffer(buffer, info, self.index).map_err(PipelineError::Io)?;
                 self.index += 1;
                 if self.stalled_reported {
-                    eprintln!("segsynth: input delivering again after {:.1} s", self.last_frame.elapsed().as_secs_f32());
+                    eprintln!(
+                        "segsynth: input delivering again after {:.1} s",
+                        self.last_frame.elapsed().as_secs_f32()
+                    );
                 }
                 self.last_frame = Instant::now();
                 self.stalled_reported = false;
@@ -214,11 +265,16 @@ impl FrameSource for LiveInput {
             let stalled = self.last_frame.elapsed() > self.settings.stall_after;
             if stalled && !self.stalled_reported {
                 self.stalled_reported = true;
-                eprintln!("segsynth: watchdog: the input has delivered no frame for {:.1} s", self.last_frame.elapsed().as_secs_f32());
+                eprintln!(
+                    "segsynth: watchdog: the input has delivered no frame for {:.1} s",
+                    self.last_frame.elapsed().as_secs_f32()
+                );
             }
             match (&self.spec, error) {
                 (InputSpec::Rtsp(_), Some(e)) => self.reconnect(&e),
-                (InputSpec::Rtsp(_), None) if stalled || self.appsink.is_eos() => self.reconnect("stream stalled"),
+                (InputSpec::Rtsp(_), None) if stalled || self.appsink.is_eos() => {
+                    self.reconnect("stream stalled")
+                }
                 (_, Some(e)) => return Err(PipelineError::Io(format!("input failed: {e}"))),
                 _ => {}
             }
@@ -260,7 +316,12 @@ fn live_h264(prefix: &str, fps: u32) -> Result<Vec<gst::Element>, GstError> {
     enc.set_property_from_str("speed-preset", "ultrafast");
     enc.set_property("key-int-max", fps.max(1));
     let caps = make("capsfilter", &format!("{prefix}-profile"))?;
-    caps.set_property("caps", gst::Caps::builder("video/x-h264").field("profile", "high").build());
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-h264")
+            .field("profile", "high")
+            .build(),
+    );
     let parse = make("h264parse", &format!("{prefix}-parse"))?;
     Ok(vec![convert, enc, caps, parse])
 }
@@ -269,10 +330,14 @@ impl LiveOutput {
     pub fn start(outputs: &[OutputSpec], settings: &LiveSettings) -> Result<LiveOutput, GstError> {
         init()?;
         let pipeline = gst::Pipeline::with_name("segsynth-live-out");
-        let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, settings.width, settings.height)
-            .fps(gst::Fraction::new(settings.fps as i32, 1))
-            .build()
-            .map_err(perr)?;
+        let info = gst_video::VideoInfo::builder(
+            gst_video::VideoFormat::I420,
+            settings.width,
+            settings.height,
+        )
+        .fps(gst::Fraction::new(settings.fps as i32, 1))
+        .build()
+        .map_err(perr)?;
         let appsrc = gst_app::AppSrc::builder()
             .name("out-appsrc")
             .caps(&info.to_caps().map_err(perr)?)
@@ -285,7 +350,9 @@ impl LiveOutput {
         appsrc.set_property_from_str("leaky-type", "downstream");
         let tee = make("tee", "out-tee")?;
         tee.set_property("allow-not-linked", true);
-        pipeline.add_many([appsrc.upcast_ref(), &tee]).map_err(perr)?;
+        pipeline
+            .add_many([appsrc.upcast_ref(), &tee])
+            .map_err(perr)?;
         appsrc.link(&tee).map_err(perr)?;
         let mut main_loop = None;
         let mut renames = Vec::new();
@@ -296,8 +363,14 @@ impl LiveOutput {
             match o {
                 OutputSpec::File(path) => {
                     let container = Container::for_path(path).map_err(GstError::Pipeline)?;
-                    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-                    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                    let name = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    let dir = path
+                        .parent()
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .unwrap_or(Path::new("."));
                     let temp = dir.join(format!(".{name}.segsynth-{}.partial", std::process::id()));
                     // Recording keeps every frame it gets: a deeper, non-leaky queue.
                     chain[0].set_property_from_str("leaky", "no");
@@ -323,7 +396,12 @@ impl LiveOutput {
                 OutputSpec::V4l2(dev) => {
                     chain.push(make("videoconvert", &format!("{prefix}-convert"))?);
                     let caps = make("capsfilter", &format!("{prefix}-yuy2"))?;
-                    caps.set_property("caps", gst::Caps::builder("video/x-raw").field("format", "YUY2").build());
+                    caps.set_property(
+                        "caps",
+                        gst::Caps::builder("video/x-raw")
+                            .field("format", "YUY2")
+                            .build(),
+                    );
                     chain.push(caps);
                     let sink = make("v4l2sink", &format!("{prefix}-v4l2"))?;
                     sink.set_property("device", dev.to_string_lossy().to_string());
@@ -336,7 +414,11 @@ impl LiveOutput {
                     sink.set_property("location", url);
                     chain.push(sink);
                 }
-                OutputSpec::RtspServe { address, port, path } => {
+                OutputSpec::RtspServe {
+                    address,
+                    port,
+                    path,
+                } => {
                     let channel = format!("segsynth-{}-{i}", std::process::id());
                     let sink = make("intervideosink", &format!("{prefix}-inter"))?;
                     sink.set_property("channel", &channel);
@@ -345,7 +427,10 @@ impl LiveOutput {
                     if main_loop.is_none() {
                         let l = glib::MainLoop::new(None, false);
                         let run = l.clone();
-                        std::thread::Builder::new().name("rtsp-server".into()).spawn(move || run.run()).map_err(perr)?;
+                        std::thread::Builder::new()
+                            .name("rtsp-server".into())
+                            .spawn(move || run.run())
+                            .map_err(perr)?;
                         main_loop = Some(l);
                     }
                     serve(address, *port, path, &channel, settings)?;
@@ -353,11 +438,21 @@ impl LiveOutput {
                 }
             }
             pipeline.add_many(&chain).map_err(perr)?;
-            gst::Element::link_many(&chain).map_err(|e| GstError::Pipeline(format!("cannot link output {o:?}: {e}")))?;
+            gst::Element::link_many(&chain)
+                .map_err(|e| GstError::Pipeline(format!("cannot link output {o:?}: {e}")))?;
             tee.link(&chain[0]).map_err(perr)?;
         }
-        pipeline.set_state(gst::State::Playing).map_err(|_| GstError::Pipeline("the outputs failed to start".into()))?;
-        Ok(LiveOutput { pipeline, appsrc, info, main_loop, renames, served })
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| GstError::Pipeline("the outputs failed to start".into()))?;
+        Ok(LiveOutput {
+            pipeline,
+            appsrc,
+            info,
+            main_loop,
+            renames,
+            served,
+        })
     }
 
     /// First error the outputs reported, if any.
@@ -365,7 +460,13 @@ impl LiveOutput {
         let bus = self.pipeline.bus()?;
         while let Some(msg) = bus.pop() {
             if let gst::MessageView::Error(e) = msg.view() {
-                return Some(format!("{} ({})", e.error(), msg.src().map(|s| s.path_string().to_string()).unwrap_or_default()));
+                return Some(format!(
+                    "{} ({})",
+                    e.error(),
+                    msg.src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default()
+                ));
             }
         }
         None
@@ -374,16 +475,27 @@ impl LiveOutput {
     /// Sends EOS, waits for recordings to finalise, stops the server.
     pub fn finish(self) -> Result<(), GstError> {
         let _ = self.appsrc.end_of_stream();
-        let bus = self.pipeline.bus().ok_or_else(|| GstError::Pipeline("no bus".into()))?;
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| GstError::Pipeline("no bus".into()))?;
         let result = if self.renames.is_empty() {
             Ok(())
         } else {
-            match bus.timed_pop_filtered(gst::ClockTime::from_seconds(20), &[gst::MessageType::Eos, gst::MessageType::Error]) {
+            match bus.timed_pop_filtered(
+                gst::ClockTime::from_seconds(20),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            ) {
                 Some(m) => match m.view() {
-                    gst::MessageView::Error(e) => Err(GstError::Pipeline(format!("finishing the outputs failed: {}", e.error()))),
+                    gst::MessageView::Error(e) => Err(GstError::Pipeline(format!(
+                        "finishing the outputs failed: {}",
+                        e.error()
+                    ))),
                     _ => Ok(()),
                 },
-                None => Err(GstError::Pipeline("the outputs did not finish within 20 s".into())),
+                None => Err(GstError::Pipeline(
+                    "the outputs did not finish within 20 s".into(),
+                )),
             }
         };
         let _ = self.pipeline.set_state(gst::State::Null);
@@ -392,7 +504,12 @@ impl LiveOutput {
         }
         for (temp, path) in &self.renames {
             if result.is_ok() {
-                std::fs::rename(temp, path).map_err(|e| GstError::Pipeline(format!("cannot move the recording into {}: {e}", path.display())))?;
+                std::fs::rename(temp, path).map_err(|e| {
+                    GstError::Pipeline(format!(
+                        "cannot move the recording into {}: {e}",
+                        path.display()
+                    ))
+                })?;
             } else {
                 let _ = std::fs::remove_file(temp);
             }
@@ -412,11 +529,20 @@ impl FrameSink for LiveOutput {
             b.set_pts(gst::ClockTime::NONE);
             b.set_duration(gst::ClockTime::NONE);
         }
-        self.appsrc.push_buffer(buffer).map(|_| ()).map_err(|e| PipelineError::Io(format!("outputs stopped ({e:?})")))
+        self.appsrc
+            .push_buffer(buffer)
+            .map(|_| ())
+            .map_err(|e| PipelineError::Io(format!("outputs stopped ({e:?})")))
     }
 }
 
-fn serve(address: &str, port: u16, path: &str, channel: &str, s: &LiveSettings) -> Result<(), GstError> {
+fn serve(
+    address: &str,
+    port: u16,
+    path: &str,
+    channel: &str,
+    s: &LiveSettings,
+) -> Result<(), GstError> {
     let server = rtsp::RTSPServer::new();
     server.set_address(address);
     server.set_service(&port.to_string());
@@ -429,7 +555,9 @@ fn serve(address: &str, port: u16, path: &str, channel: &str, s: &LiveSettings) 
     factory.set_shared(true);
     if let (Some(user), Some(pass)) = (&s.rtsp_user, &s.rtsp_password) {
         let auth = rtsp::RTSPAuth::new();
-        let token = rtsp::RTSPToken::builder().field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user").build();
+        let token = rtsp::RTSPToken::builder()
+            .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+            .build();
         auth.add_basic(rtsp::RTSPAuth::make_basic(user, pass).as_str(), &token);
         server.set_auth(Some(&auth));
         factory.add_role_from_structure(
@@ -439,11 +567,15 @@ fn serve(address: &str, port: u16, path: &str, channel: &str, s: &LiveSettings) 
                 .build(),
         );
     }
-    let mounts = server.mount_points().ok_or_else(|| GstError::Pipeline("RTSP server has no mount points".into()))?;
+    let mounts = server
+        .mount_points()
+        .ok_or_else(|| GstError::Pipeline("RTSP server has no mount points".into()))?;
     mounts.add_factory(path, factory);
-    server
-        .attach(None)
-        .map_err(|e| GstError::Pipeline(format!("cannot serve RTSP on {address}:{port} (is the port in use?): {e}")))?;
+    server.attach(None).map_err(|e| {
+        GstError::Pipeline(format!(
+            "cannot serve RTSP on {address}:{port} (is the port in use?): {e}"
+        ))
+    })?;
     // The server lives as long as the process' main loop.
     std::mem::forget(server);
     Ok(())

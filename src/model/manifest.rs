@@ -429,7 +429,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("segsynth-manifest-{}", std::process::id()));
         std::fs::create_dir_all(&dir).ok();
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let p = dir.join(format!("m{}.toml", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let p = dir.join(format!(
+            "m{}.toml",
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
         std::fs::write(&p, text).ok();
         Manifest::load(&p)
     }

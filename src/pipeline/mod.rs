@@ -68,7 +68,11 @@ impl Progress {
 
     /// (p50, p99) of the recent added latency in ms.
     pub fn latency(&self) -> (f32, f32) {
-        let v: Vec<f32> = self.recent_latency.lock().map(|v| v.iter().copied().collect()).unwrap_or_default();
+        let v: Vec<f32> = self
+            .recent_latency
+            .lock()
+            .map(|v| v.iter().copied().collect())
+            .unwrap_or_default();
         (stats::percentile(&v, 50.0), stats::percentile(&v, 99.0))
     }
 }
@@ -201,7 +205,7 @@ pub fn run(
                     sink.push(frame)?;
                     push.record(p.elapsed());
                     added.record(entered.elapsed());
-                progress_comp.record_latency(entered.elapsed().as_secs_f32() * 1000.0);
+                    progress_comp.record_latency(entered.elapsed().as_secs_f32() * 1000.0);
                     progress_comp.frames_out.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok((times, push, added))

@@ -43,6 +43,8 @@ pub struct Summary {
     pub nonfinite_values: u64,
     pub wall: Duration,
     pub stages: Vec<StageTimes>,
+    /// Execution provider that ran segmentation.
+    pub provider: String,
 }
 
 impl Summary {
@@ -62,6 +64,9 @@ impl fmt::Display for Summary {
             self.wall.as_secs_f64(),
             self.fps()
         )?;
+        if !self.provider.is_empty() {
+            writeln!(f, "segmentation ran on {}", self.provider)?;
+        }
         if self.layer_reuses > 0 || self.nonfinite_values > 0 {
             writeln!(
                 f,

@@ -15,11 +15,16 @@ pub fn bin() -> &'static str {
 }
 
 pub fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 pub fn segsynth(args: &[&str]) -> Output {
-    Command::new(bin()).args(args).output().expect("run segsynth")
+    Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run segsynth")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -30,9 +35,15 @@ pub fn stderr(o: &Output) -> String {
 pub fn assert_clean_error(o: &Output, needles: &[&str]) {
     let err = stderr(o);
     assert!(!o.status.success(), "expected failure, got success:\n{err}");
-    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "panic in:\n{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+        "panic in:\n{err}"
+    );
     for n in needles {
-        assert!(err.to_lowercase().contains(&n.to_lowercase()), "expected {n:?} in:\n{err}");
+        assert!(
+            err.to_lowercase().contains(&n.to_lowercase()),
+            "expected {n:?} in:\n{err}"
+        );
     }
 }
 
@@ -47,7 +58,10 @@ pub fn launch(description: &str) {
     let pipeline = gst::parse::launch(description).unwrap_or_else(|e| panic!("{description}: {e}"));
     pipeline.set_state(gst::State::Playing).expect("playing");
     let bus = pipeline.bus().expect("bus");
-    let msg = bus.timed_pop_filtered(gst::ClockTime::from_seconds(120), &[gst::MessageType::Eos, gst::MessageType::Error]);
+    let msg = bus.timed_pop_filtered(
+        gst::ClockTime::from_seconds(120),
+        &[gst::MessageType::Eos, gst::MessageType::Error],
+    );
     let _ = pipeline.set_state(gst::State::Null);
     match msg.as_ref().map(|m| m.view()) {
         Some(gst::MessageView::Eos(_)) => {}
@@ -59,7 +73,10 @@ pub fn launch(description: &str) {
 /// The person clip (astronaut photo with motion and a sine tone), made once per run.
 pub fn person_clip(width: u32, height: u32, frames: u32) -> PathBuf {
     static CLIPS: OnceLock<Mutex<()>> = OnceLock::new();
-    let _guard = CLIPS.get_or_init(|| Mutex::new(())).lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = CLIPS
+        .get_or_init(|| Mutex::new(()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips");
     std::fs::create_dir_all(&dir).expect("clip dir");
     let path = dir.join(format!("person-{width}x{height}-{frames}.mp4"));
@@ -102,14 +119,30 @@ pub struct Probe {
 pub fn probe(path: &Path, thumbs: &[usize], tw: usize, th: usize) -> Probe {
     gst_init();
     let pipeline = gst::Pipeline::new();
-    let src = gst::ElementFactory::make("filesrc").property("location", path.to_str().unwrap()).build().unwrap();
+    let src = gst::ElementFactory::make("filesrc")
+        .property("location", path.to_str().unwrap())
+        .build()
+        .unwrap();
     let parse = gst::ElementFactory::make("parsebin").build().unwrap();
     pipeline.add_many([&src, &parse]).unwrap();
     src.link(&parse).unwrap();
     let audio = std::sync::Arc::new(Mutex::new(Vec::new()));
-    let full = gst_app::AppSink::builder().caps(&gst::Caps::builder("video/x-raw").field("format", "I420").build()).sync(false).build();
+    let full = gst_app::AppSink::builder()
+        .caps(
+            &gst::Caps::builder("video/x-raw")
+                .field("format", "I420")
+                .build(),
+        )
+        .sync(false)
+        .build();
     let small = gst_app::AppSink::builder()
-        .caps(&gst::Caps::builder("video/x-raw").field("format", "RGB").field("width", tw as i32).field("height", th as i32).build())
+        .caps(
+            &gst::Caps::builder("video/x-raw")
+                .field("format", "RGB")
+                .field("width", tw as i32)
+                .field("height", th as i32)
+                .build(),
+        )
         .sync(false)
         .build();
     let pl = pipeline.downgrade();
@@ -121,7 +154,11 @@ pub fn probe(path: &Path, thumbs: &[usize], tw: usize, th: usize) -> Probe {
         let name = caps.structure(0).unwrap().name().to_string();
         if name.starts_with("audio/") {
             a.lock().unwrap().push(caps.to_string());
-            let sink = gst::ElementFactory::make("fakesink").property("sync", false).property("async", false).build().unwrap();
+            let sink = gst::ElementFactory::make("fakesink")
+                .property("sync", false)
+                .property("async", false)
+                .build()
+                .unwrap();
             pipeline.add(&sink).unwrap();
             // Straight to PLAYING: a sink left in PAUSED would block the demuxer in preroll.
             sink.set_state(gst::State::Playing).unwrap();
@@ -153,17 +190,26 @@ pub fn probe(path: &Path, thumbs: &[usize], tw: usize, th: usize) -> Probe {
         pipeline.add(sink).unwrap();
     }
     pipeline.set_state(gst::State::Playing).unwrap();
-    let mut p = Probe { thumb_size: (tw, th), ..Probe::default() };
+    let mut p = Probe {
+        thumb_size: (tw, th),
+        ..Probe::default()
+    };
     let mut index = 0;
     loop {
-        let Some(s) = full.try_pull_sample(gst::ClockTime::from_seconds(20)) else { break };
+        let Some(s) = full.try_pull_sample(gst::ClockTime::from_seconds(20)) else {
+            break;
+        };
         let b = s.buffer().unwrap();
         let info = gstreamer_video::VideoInfo::from_caps(s.caps().unwrap()).unwrap();
         p.width = info.width();
         p.height = info.height();
-        p.pts.push(b.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX));
-        p.durations.push(b.duration().map(|t| t.nseconds()).unwrap_or(0));
-        let t = small.try_pull_sample(gst::ClockTime::from_seconds(20)).expect("thumbnail");
+        p.pts
+            .push(b.pts().map(|t| t.nseconds()).unwrap_or(u64::MAX));
+        p.durations
+            .push(b.duration().map(|t| t.nseconds()).unwrap_or(0));
+        let t = small
+            .try_pull_sample(gst::ClockTime::from_seconds(20))
+            .expect("thumbnail");
         if thumbs.contains(&index) {
             let tb = t.buffer().unwrap();
             let info = gstreamer_video::VideoInfo::from_caps(t.caps().unwrap()).unwrap();
@@ -184,12 +230,21 @@ pub fn probe(path: &Path, thumbs: &[usize], tw: usize, th: usize) -> Probe {
 
 impl Probe {
     pub fn thumb(&self, index: usize) -> &[u8] {
-        &self.thumbs.iter().find(|(i, _)| *i == index).expect("thumbnail captured").1
+        &self
+            .thumbs
+            .iter()
+            .find(|(i, _)| *i == index)
+            .expect("thumbnail captured")
+            .1
     }
 }
 
 /// Mean RGB over a rectangle given in fractions of the thumbnail.
-pub fn region_mean(rgb: &[u8], size: (usize, usize), (x0, y0, x1, y1): (f32, f32, f32, f32)) -> [f32; 3] {
+pub fn region_mean(
+    rgb: &[u8],
+    size: (usize, usize),
+    (x0, y0, x1, y1): (f32, f32, f32, f32),
+) -> [f32; 3] {
     let (w, h) = size;
     let (xa, xb) = ((x0 * w as f32) as usize, (x1 * w as f32) as usize);
     let (ya, yb) = ((y0 * h as f32) as usize, (y1 * h as f32) as usize);
@@ -203,19 +258,34 @@ pub fn region_mean(rgb: &[u8], size: (usize, usize), (x0, y0, x1, y1): (f32, f32
             n += 1.0;
         }
     }
-    [(sum[0] / n) as f32, (sum[1] / n) as f32, (sum[2] / n) as f32]
+    [
+        (sum[0] / n) as f32,
+        (sum[1] / n) as f32,
+        (sum[2] / n) as f32,
+    ]
 }
 
 pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (*x as f32 - *y as f32).abs()).sum::<f32>() / a.len() as f32
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f32 - *y as f32).abs())
+        .sum::<f32>()
+        / a.len() as f32
 }
 
 pub fn tmpdir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("segsynth-test").tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir")
+    tempfile::Builder::new()
+        .prefix("segsynth-test")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("tempdir")
 }
 
 pub fn files_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
     v.sort();
     v
 }

@@ -117,22 +117,11 @@ pub fn make_clip(
         }
     }
     let _ = appsrc.end_of_stream();
-    let bus = pipeline
-        .bus()
-        .ok_or_else(|| GstError::Pipeline("no bus".into()))?;
-    let result = match bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(300),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
-    ) {
-        Some(msg) => match msg.view() {
-            gst::MessageView::Error(e) => Err(GstError::Pipeline(format!(
-                "making the clip failed: {}",
-                e.error()
-            ))),
-            _ => Ok(()),
-        },
-        None => Err(GstError::Pipeline("making the clip timed out".into())),
-    };
+    let result = super::wait_eos(
+        &pipeline,
+        "making the clip",
+        std::time::Duration::from_secs(300),
+    );
     let _ = pipeline.set_state(gst::State::Null);
     result
 }

@@ -253,20 +253,14 @@ pub fn reference_transcode(
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| GstError::Pipeline(e.to_string()))?;
-    let bus = pipeline
-        .bus()
-        .ok_or_else(|| GstError::Pipeline("no bus".into()))?;
-    let msg = bus.timed_pop_filtered(
-        gst::ClockTime::from_seconds(600),
-        &[gst::MessageType::Eos, gst::MessageType::Error],
+    let pipeline = pipeline
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| GstError::Pipeline("reference transcode is not a pipeline".into()))?;
+    let result = super::wait_eos(
+        &pipeline,
+        "reference transcode",
+        std::time::Duration::from_secs(600),
     );
     let _ = pipeline.set_state(gst::State::Null);
-    match msg.as_ref().map(|m| m.view()) {
-        Some(gst::MessageView::Eos(_)) => Ok(()),
-        Some(gst::MessageView::Error(e)) => Err(GstError::Pipeline(format!(
-            "reference transcode failed: {}",
-            e.error()
-        ))),
-        _ => Err(GstError::Pipeline("reference transcode timed out".into())),
-    }
+    result
 }

@@ -206,19 +206,7 @@ impl LiveInput {
     }
 
     fn bus_error(&self) -> Option<String> {
-        let bus = self.pipeline.bus()?;
-        while let Some(msg) = bus.pop() {
-            if let gst::MessageView::Error(e) = msg.view() {
-                return Some(format!(
-                    "{} ({})",
-                    e.error(),
-                    msg.src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default()
-                ));
-            }
-        }
-        None
+        super::first_bus_error(&self.pipeline)
     }
 }
 
@@ -457,46 +445,20 @@ impl LiveOutput {
 
     /// First error the outputs reported, if any.
     pub fn error(&self) -> Option<String> {
-        let bus = self.pipeline.bus()?;
-        while let Some(msg) = bus.pop() {
-            if let gst::MessageView::Error(e) = msg.view() {
-                return Some(format!(
-                    "{} ({})",
-                    e.error(),
-                    msg.src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default()
-                ));
-            }
-        }
-        None
+        super::first_bus_error(&self.pipeline)
     }
 
     /// Sends EOS, waits for recordings to finalise, stops the server.
     pub fn finish(self) -> Result<(), GstError> {
         let _ = self.appsrc.end_of_stream();
-        let bus = self
-            .pipeline
-            .bus()
-            .ok_or_else(|| GstError::Pipeline("no bus".into()))?;
         let result = if self.renames.is_empty() {
             Ok(())
         } else {
-            match bus.timed_pop_filtered(
-                gst::ClockTime::from_seconds(20),
-                &[gst::MessageType::Eos, gst::MessageType::Error],
-            ) {
-                Some(m) => match m.view() {
-                    gst::MessageView::Error(e) => Err(GstError::Pipeline(format!(
-                        "finishing the outputs failed: {}",
-                        e.error()
-                    ))),
-                    _ => Ok(()),
-                },
-                None => Err(GstError::Pipeline(
-                    "the outputs did not finish within 20 s".into(),
-                )),
-            }
+            super::wait_eos(
+                &self.pipeline,
+                "finishing the outputs",
+                Duration::from_secs(20),
+            )
         };
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(l) = &self.main_loop {

@@ -59,3 +59,47 @@ fn package_for(factory: &str) -> &'static str {
         _ => "gstreamer1.0-plugins-base",
     }
 }
+
+/// The first error message waiting on a pipeline's bus, with the element's path.
+pub fn first_bus_error(pipeline: &gstreamer::Pipeline) -> Option<String> {
+    use gstreamer::prelude::*;
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop() {
+        if let gstreamer::MessageView::Error(e) = msg.view() {
+            let path = msg
+                .src()
+                .map(|s| s.path_string().to_string())
+                .unwrap_or_default();
+            return Some(format!("{} ({path})", e.error()));
+        }
+    }
+    None
+}
+
+/// Waits for EOS (Ok) or an error (Err naming `what`) on the bus, up to `timeout`.
+pub fn wait_eos(
+    pipeline: &gstreamer::Pipeline,
+    what: &str,
+    timeout: std::time::Duration,
+) -> Result<(), GstError> {
+    use gstreamer::prelude::*;
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| GstError::Pipeline(format!("{what}: pipeline has no bus")))?;
+    let types = [gstreamer::MessageType::Eos, gstreamer::MessageType::Error];
+    match bus.timed_pop_filtered(
+        gstreamer::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+        &types,
+    ) {
+        Some(msg) => match msg.view() {
+            gstreamer::MessageView::Error(e) => {
+                Err(GstError::Pipeline(format!("{what} failed: {}", e.error())))
+            }
+            _ => Ok(()),
+        },
+        None => Err(GstError::Pipeline(format!(
+            "{what} did not finish within {} s",
+            timeout.as_secs()
+        ))),
+    }
+}

@@ -344,12 +344,31 @@ fn rtsp_basic_auth_keeps_strangers_out() {
     let p = port();
     let url = format!("rtsp://127.0.0.1:{p}/private");
     let (child, rx) = start(&[
-        "-i", "test:", "-o", &url, "--width", "320", "--height", "180", "--stats-every", "0",
-        "--rtsp-user", "viewer", "--rtsp-password", "s3cret",
+        "-i",
+        "test:",
+        "-o",
+        &url,
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--stats-every",
+        "0",
+        "--rtsp-user",
+        "viewer",
+        "--rtsp-password",
+        "s3cret",
     ]);
     wait_for(&rx, "serving", Duration::from_secs(30));
-    assert_eq!(client(&url, 1, Duration::from_secs(4)).0, 0, "no frames without credentials");
+    assert_eq!(
+        client(&url, 1, Duration::from_secs(4)).0,
+        0,
+        "no frames without credentials"
+    );
     let authed = format!("rtsp://viewer:s3cret@127.0.0.1:{p}/private");
-    assert!(client(&authed, 5, Duration::from_secs(20)).0 >= 5, "frames with credentials");
+    assert!(
+        client(&authed, 5, Duration::from_secs(20)).0 >= 5,
+        "frames with credentials"
+    );
     interrupt(&child);
 }

@@ -10,15 +10,7 @@ fn person_kept_background_replaced_timing_and_audio_preserved() {
     let input = person_clip(320, 180, 45);
     let dir = tmpdir();
     let out = dir.path().join("out.mp4");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--content",
-        "color:#00ff00",
-        "-q",
-    ]);
+    let o = process(&input, &out, &["--content", "color:#00ff00", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let thumbs = [5, 20, 40];
     let a = probe(&input, &thumbs, 64, 36);
@@ -69,17 +61,11 @@ fn mask_content_is_a_grey_alpha_video() {
     let input = person_clip(320, 180, 45);
     let dir = tmpdir();
     let out = dir.path().join("mask.mkv");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--classes",
-        "person",
-        "--content",
-        "mask",
-        "-q",
-    ]);
+    let o = process(
+        &input,
+        &out,
+        &["--classes", "person", "--content", "mask", "-q"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let b = probe(&out, &[10], 64, 36);
     assert_eq!(b.pts.len(), 45);
@@ -116,15 +102,11 @@ fn blur_and_image_content() {
         .save(&png)
         .unwrap();
     let out_img = dir.path().join("img.mp4");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out_img.to_str().unwrap(),
-        "--content",
-        &format!("image:{}", png.display()),
-        "-q",
-    ]);
+    let o = process(
+        &input,
+        &out_img,
+        &["--content", &format!("image:{}", png.display()), "-q"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let b = probe(&out_img, &[10], 64, 36);
     let bg = region_mean(b.thumb(10), b.thumb_size, BACKGROUND);
@@ -134,15 +116,7 @@ fn blur_and_image_content() {
     );
 
     let out_blur = dir.path().join("blur.mp4");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out_blur.to_str().unwrap(),
-        "--content",
-        "blur:24",
-        "-q",
-    ]);
+    let o = process(&input, &out_blur, &["--content", "blur:24", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let a = probe(&input, &[10], 160, 90);
     let b = probe(&out_blur, &[10], 160, 90);
@@ -177,13 +151,7 @@ fn odd_frame_size_is_kept_exactly() {
     let input = person_clip(641, 359, 12);
     let dir = tmpdir();
     let out = dir.path().join("odd.mp4");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = process(&input, &out, &["-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let a = probe(&input, &[], 8, 8);
     let b = probe(&out, &[], 8, 8);
@@ -201,13 +169,7 @@ fn webm_vp8_vorbis_into_mp4_reencodes_audio_and_into_mkv_passes_it() {
         input.display()
     ));
     let mp4 = dir.path().join("out.mp4");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        mp4.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = process(&input, &mp4, &["-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let p = probe(&mp4, &[], 8, 8);
     assert_eq!(p.pts.len(), 20);
@@ -218,13 +180,7 @@ fn webm_vp8_vorbis_into_mp4_reencodes_audio_and_into_mkv_passes_it() {
     );
     assert!(p.audio[0].starts_with("audio/mpeg"), "{:?}", p.audio);
     let mkv = dir.path().join("out.mkv");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        mkv.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = process(&input, &mkv, &["-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let p = probe(&mkv, &[], 8, 8);
     assert_eq!(p.pts.len(), 20);
@@ -244,13 +200,7 @@ fn avi_mjpeg_without_audio() {
         input.display()
     ));
     let out = dir.path().join("out.mp4");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = process(&input, &out, &["-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let p = probe(&out, &[], 8, 8);
     assert_eq!((p.width, p.height, p.pts.len()), (176, 144, 15));
@@ -277,13 +227,7 @@ fn variable_frame_rate_timestamps_survive() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.path().join("out.mkv");
-    let o = segsynth(&[
-        "process",
-        vfr.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = process(&vfr, &out, &["-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let pa = probe(&vfr, &[], 8, 8);
     let pb = probe(&out, &[], 8, 8);
@@ -358,13 +302,7 @@ fn truncated_input_keeps_what_decodes_and_exits_3() {
     let cut = dir.path().join("cut.mkv");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
     let out = dir.path().join("out.mp4");
-    let o = segsynth(&[
-        "process",
-        cut.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = process(&cut, &out, &["-q"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("ended early"), "{err}");
@@ -382,23 +320,10 @@ fn existing_output_needs_overwrite() {
     let dir = tmpdir();
     let out = dir.path().join("keep.mp4");
     std::fs::write(&out, b"precious").unwrap();
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let o = process(&input, &out, &["-q"]);
     assert_clean_error(&o, &["already exists", "--overwrite"]);
     assert_eq!(std::fs::read(&out).unwrap(), b"precious");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-        "--overwrite",
-    ]);
+    let o = process(&input, &out, &["-q", "--overwrite"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(probe(&out, &[], 8, 8).pts.len(), 45);
 }

@@ -182,17 +182,7 @@ fn bad_generators_fail_before_output_exists() {
     let clip = person_clip(320, 180, 45);
     let dir = tmpdir();
     let out = dir.path().join("out.mp4");
-    let run = |content: &str| {
-        segsynth(&[
-            "process",
-            clip.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "-q",
-            "--content",
-            content,
-        ])
-    };
+    let run = |content: &str| process(&clip, &out, &["-q", "--content", content]);
     // A segmentation model is not a generator.
     assert_clean_error(
         &run(&format!("gan:{}", data("seg3_nchw_logits.toml").display())),
@@ -241,19 +231,19 @@ fn gan_background_lives_and_person_stays() {
     let input = person_clip(320, 180, 45);
     let dir = tmpdir();
     let out = dir.path().join("gan.mp4");
-    let o = segsynth(&[
-        "process",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-        "--content",
-        "gan:foliage",
-        "--synth-period",
-        "0.5",
-        "--content",
-        "person=blur:2",
-    ]);
+    let o = process(
+        &input,
+        &out,
+        &[
+            "-q",
+            "--content",
+            "gan:foliage",
+            "--synth-period",
+            "0.5",
+            "--content",
+            "person=blur:2",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let a = probe(&input, &[5, 40], 64, 36);
     let b = probe(&out, &[5, 40], 64, 36);

@@ -34,23 +34,23 @@ fn check(model: &str) {
     let dir = tmpdir();
     let clip = stripes_clip(dir.path());
     let out = dir.path().join("out.mkv");
-    let o = segsynth(&[
-        "process",
-        clip.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "-q",
-        "--model",
-        data(model).to_str().unwrap(),
-        "--content",
-        "road=color:#ffffff",
-        "--content",
-        "sky=color:#000000",
-        "--feather",
-        "0",
-        "--temporal",
-        "0",
-    ]);
+    let o = process(
+        &clip,
+        &out,
+        &[
+            "-q",
+            "--model",
+            data(model).to_str().unwrap(),
+            "--content",
+            "road=color:#ffffff",
+            "--content",
+            "sky=color:#000000",
+            "--feather",
+            "0",
+            "--temporal",
+            "0",
+        ],
+    );
     assert!(o.status.success(), "{model}: {}", stderr(&o));
     let p = probe(&out, &[3], 48, 16);
     let t = p.thumb(3);

@@ -27,6 +27,18 @@ pub fn segsynth(args: &[&str]) -> Output {
         .expect("run segsynth")
 }
 
+/// `segsynth process INPUT -o OUTPUT EXTRA...`
+pub fn process(input: &Path, output: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "process",
+        input.to_str().expect("utf-8 path"),
+        "-o",
+        output.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    segsynth(&args)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }

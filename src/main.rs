@@ -204,14 +204,20 @@ fn make_clip(args: cli::MakeClipArgs) -> anyhow::Result<()> {
 fn list_models() -> anyhow::Result<()> {
     let dir = segsynth::job::models_dir();
     for name in segsynth::model::list(&dir) {
-        let path = segsynth::model::resolve(&name, &dir)?;
+        let path = dir.join(format!("{name}.toml"));
         match segsynth::model::Manifest::load(&path) {
-            Ok(m) => println!(
-                "{name:<24} {:?} {} ({})",
-                m.task,
-                m.classes().join(","),
-                m.licence
-            ),
+            Ok(m) => {
+                let what = match m.task {
+                    segsynth::model::Task::Segmentation => {
+                        format!("segmentation, classes {}", m.classes().join(", "))
+                    }
+                    segsynth::model::Task::Generator => {
+                        format!("generator, use as --content gan:{}", m.name)
+                    }
+                };
+                let licence: String = m.licence.chars().take(60).collect();
+                println!("{name:<20} {what}  [{licence}]");
+            }
             Err(e) => println!("{name:<24} invalid: {e}"),
         }
     }

@@ -192,3 +192,18 @@ fn missing_onnx_runtime_is_one_sentence() {
     assert_clean_error(&o, &["ONNX Runtime", "/nonexistent/libonnxruntime.so"]);
     assert!(files_in(dir.path()).is_empty());
 }
+
+#[test]
+fn models_lists_segmentation_models_and_generators() {
+    let o = segsynth(&["models"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("selfie") && out.contains("classes background, person"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gan:foliage") && out.contains("gan:petals"),
+        "{out}"
+    );
+}

@@ -51,7 +51,9 @@ pub fn models_dir() -> PathBuf {
 pub struct Stages {
     options: JobOptions,
     segmentation: Manifest,
-    generators: Vec<Option<Manifest>>,
+    /// Sessions opened while validating, reused by the first run when they fit.
+    segmentation_model: Option<Model>,
+    generators: Vec<Option<(Manifest, Option<Model>)>>,
 }
 
 impl Stages {
@@ -73,8 +75,8 @@ impl Stages {
             generators.push(match &e.content {
                 ContentKind::Gan { model } => {
                     let m = load_generator(model, &dir)?;
-                    Model::open(m.clone(), &gan_session(&options))?;
-                    Some(m)
+                    let session = Model::open(m.clone(), &gan_session(&options))?;
+                    Some((m, Some(session)))
                 }
                 _ => None,
             });
@@ -88,6 +90,7 @@ impl Stages {
         Ok(Stages {
             options,
             segmentation: manifest,
+            segmentation_model: Some(model),
             generators,
         })
     }
@@ -104,15 +107,21 @@ impl Stages {
         let (w, h) = (first.picture.width(), first.picture.height());
         let manifest = for_frame(self.segmentation.clone(), w, h)?;
         tracing::info!(model = %manifest.name, width = w, height = h, "segmentation model chosen for the frame size");
-        let model = Model::open(manifest, &self.options.session)?;
+        let model = match self.segmentation_model.take() {
+            Some(m) if m.manifest.path == manifest.path => m,
+            _ => Model::open(manifest, &self.options.session)?,
+        };
         let mut segmenter = Segmenter::new(model, &self.options.entries, &self.options.mask)?;
         let provider = segmenter.provider();
         tracing::info!(provider, "segmentation runs on");
         let mut synths = Vec::new();
-        for g in &self.generators {
+        for g in &mut self.generators {
             synths.push(match g {
-                Some(m) => {
-                    let model = Model::open(m.clone(), &gan_session(&self.options))?;
+                Some((manifest, session)) => {
+                    let model = match session.take() {
+                        Some(m) => m,
+                        None => Model::open(manifest.clone(), &gan_session(&self.options))?,
+                    };
                     Some(SynthStage::start(
                         Generator::new(model, self.options.synth.clone()),
                         &self.options.synth,

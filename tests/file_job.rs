@@ -253,7 +253,8 @@ fn variable_frame_rate_timestamps_survive() {
 
 #[test]
 fn interrupt_finalises_a_playable_file() {
-    let input = person_clip(640, 360, 600);
+    // Long enough that even a fast machine is still processing when the signal comes.
+    let input = person_clip(640, 360, 1800);
     let dir = tmpdir();
     let out = dir.path().join("stopped.mp4");
     let child = std::process::Command::new(bin())
@@ -267,7 +268,7 @@ fn interrupt_finalises_a_playable_file() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::thread::sleep(std::time::Duration::from_millis(2000));
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let o = child.wait_with_output().unwrap();
     assert_eq!(
@@ -278,7 +279,7 @@ fn interrupt_finalises_a_playable_file() {
     );
     let p = probe(&out, &[], 8, 8);
     assert!(
-        p.pts.len() > 0 && p.pts.len() < 600,
+        p.pts.len() > 0 && p.pts.len() < 1800,
         "partial but playable: {} frames",
         p.pts.len()
     );

@@ -326,18 +326,13 @@ impl Generator {
         let (rgb, bad) = to_rgb8(&data, ow, oh, lo, hi);
         self.nonfinite += bad;
         // Spatial output covers the target exactly by cropping; others are scaled to cover.
-        let (cw, ch) = (sw.min(ow), sh.min(oh));
+        // Either way the result is sw x sh.
         let small = if g.contract == Contract::Spatial && ow >= sw && oh >= sh {
-            crop(&rgb, ow, 0, 0, cw, ch)
+            crop(&rgb, ow, 0, 0, sw, sh)
         } else {
             crate::content::cover(&rgb, ow, oh, sw, sh)
         };
-        let (cw, ch) = if g.contract == Contract::Spatial && ow >= sw && oh >= sh {
-            (cw, ch)
-        } else {
-            (sw, sh)
-        };
-        let low = Yuv420::from_rgb(&small, cw, ch, matrix);
+        let low = Yuv420::from_rgb(&small, sw, sh, matrix);
         let (uw, uh) = crate::frame::chroma_size(width, height);
         Ok(Yuv420 {
             y: resize_plane(&low.y, width, height),

@@ -112,7 +112,7 @@ pub struct Frame {
     pub picture: Yuv420,
 }
 
-fn coefficients(matrix: Matrix) -> (f32, f32) {
+pub fn coefficients(matrix: Matrix) -> (f32, f32) {
     match matrix {
         Matrix::Bt601 => (0.299, 0.114),
         Matrix::Bt709 => (0.2126, 0.0722),

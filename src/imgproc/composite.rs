@@ -1,20 +1,25 @@
 //! Blending content over a frame through an 8-bit alpha.
 
 use super::mask::AlphaPlanes;
+use super::simd::multiversion;
 use crate::frame::{Plane, Yuv420};
 
-/// `dst = content * a + dst * (1 - a)`, `a` in 0..=255.
-pub fn blend_plane(dst: &mut Plane, content: &Plane, alpha: &Plane) {
-    debug_assert_eq!(dst.data.len(), alpha.data.len());
-    for ((d, &c), &a) in dst.data.iter_mut().zip(&content.data).zip(&alpha.data) {
-        *d = mix(*d, c, a);
+multiversion! {
+    /// `dst = content * a + dst * (1 - a)`, `a` in 0..=255.
+    pub fn blend_plane(dst: &mut Plane, content: &Plane, alpha: &Plane) {
+        debug_assert_eq!(dst.data.len(), alpha.data.len());
+        for ((d, &c), &a) in dst.data.iter_mut().zip(&content.data).zip(&alpha.data) {
+            *d = mix(*d, c, a);
+        }
     }
 }
 
-/// Same with a constant content value.
-pub fn blend_value(dst: &mut Plane, value: u8, alpha: &Plane) {
-    for (d, &a) in dst.data.iter_mut().zip(&alpha.data) {
-        *d = mix(*d, value, a);
+multiversion! {
+    /// Same with a constant content value.
+    pub fn blend_value(dst: &mut Plane, value: u8, alpha: &Plane) {
+        for (d, &a) in dst.data.iter_mut().zip(&alpha.data) {
+            *d = mix(*d, value, a);
+        }
     }
 }
 

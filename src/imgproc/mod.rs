@@ -7,3 +7,4 @@ pub mod composite;
 pub mod mask;
 pub mod preprocess;
 pub mod resize;
+mod simd;

@@ -1,7 +1,7 @@
 //! Frame -> model input tensor.
 
 use super::resize::{Taps, corner_taps, half_pixel_taps};
-use crate::frame::{Matrix, Yuv420, yuv_to_rgb01};
+use crate::frame::{Matrix, Yuv420, coefficients};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -51,59 +51,118 @@ pub fn frame_to_tensor(pic: &Yuv420, matrix: Matrix, g: &TensorGeometry, out: &m
         Sampling::HalfPixel => half_pixel_taps(src, dst),
     };
     let (xt, yt) = (taps(w, g.width), taps(h, g.height));
+    // Per-axis sample positions, computed once: luma taps, and the chroma position
+    // that sits at the same spot (chroma is at half resolution, centre-aligned).
+    let (lx, ly) = (Axis::from_taps(&xt), Axis::from_taps(&yt));
+    let (cx, cy) = (
+        Axis::chroma(&lx, pic.u.width),
+        Axis::chroma(&ly, pic.u.height),
+    );
+    let n = g.width * g.height;
     out.clear();
     out.resize(g.len(), 0.0);
-    let plane_size = g.width * g.height;
+    let mut yuv = [
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    ];
     for ty in 0..g.height {
         for tx in 0..g.width {
-            let sx = xt.i0[tx] as f32 + xt.w1[tx] as f32 / 256.0;
-            let sy = yt.i0[ty] as f32 + yt.w1[ty] as f32 / 256.0;
-            let yv = bilinear_at(&pic.y.data, pic.y.width, &xt, &yt, tx, ty);
-            // Chroma sits at half resolution; sample it at the matching centre position.
-            let cx = ((sx + 0.5) / 2.0 - 0.5).max(0.0);
-            let cy = ((sy + 0.5) / 2.0 - 0.5).max(0.0);
-            let uv = sample(&pic.u.data, pic.u.width, pic.u.height, cx, cy);
-            let vv = sample(&pic.v.data, pic.v.width, pic.v.height, cx, cy);
-            let rgb = yuv_to_rgb01(matrix, yv, uv, vv);
-            let p = ty * g.width + tx;
-            for c in 0..3 {
-                let value = rgb[c] * g.scale[c] + g.offset[c];
-                match g.layout {
-                    Layout::Nhwc => out[p * 3 + c] = value,
-                    Layout::Nchw => out[c * plane_size + p] = value,
-                }
+            yuv[0].push(bilinear(&pic.y.data, pic.y.width, &lx, &ly, tx, ty));
+            yuv[1].push(bilinear(&pic.u.data, pic.u.width, &cx, &cy, tx, ty));
+            yuv[2].push(bilinear(&pic.v.data, pic.v.width, &cx, &cy, tx, ty));
+        }
+    }
+    let m = YuvToRgb::new(matrix);
+    for (p, ((&y, &u), &v)) in yuv[0].iter().zip(&yuv[1]).zip(&yuv[2]).enumerate() {
+        let rgb = m.apply(y, u, v);
+        for c in 0..3 {
+            let value = rgb[c] * g.scale[c] + g.offset[c];
+            match g.layout {
+                Layout::Nhwc => out[p * 3 + c] = value,
+                Layout::Nchw => out[c * n + p] = value,
             }
         }
     }
 }
 
-#[inline]
-fn bilinear_at(d: &[u8], w: usize, xt: &Taps, yt: &Taps, tx: usize, ty: usize) -> f32 {
-    let (x0, x1, wx) = (
-        xt.i0[tx] as usize,
-        xt.i1[tx] as usize,
-        xt.w1[tx] as f32 / 256.0,
-    );
-    let (y0, y1, wy) = (
-        yt.i0[ty] as usize,
-        yt.i1[ty] as usize,
-        yt.w1[ty] as f32 / 256.0,
-    );
-    let top = d[y0 * w + x0] as f32 * (1.0 - wx) + d[y0 * w + x1] as f32 * wx;
-    let bot = d[y1 * w + x0] as f32 * (1.0 - wx) + d[y1 * w + x1] as f32 * wx;
-    top * (1.0 - wy) + bot * wy
+/// `frame::yuv_to_rgb01` with its divisions folded into constants.
+struct YuvToRgb {
+    rv: f32,
+    bu: f32,
+    gu: f32,
+    gv: f32,
+}
+
+impl YuvToRgb {
+    fn new(matrix: Matrix) -> Self {
+        let (kr, kb) = coefficients(matrix);
+        let kg = 1.0 - kr - kb;
+        let (rv, bu) = (2.0 * (1.0 - kr), 2.0 * (1.0 - kb));
+        YuvToRgb {
+            rv,
+            bu,
+            gu: -kb * bu / kg,
+            gv: -kr * rv / kg,
+        }
+    }
+
+    #[inline]
+    fn apply(&self, y: f32, u: f32, v: f32) -> [f32; 3] {
+        let y = (y - 16.0) * (1.0 / 219.0);
+        let u = (u - 128.0) * (1.0 / 224.0);
+        let v = (v - 128.0) * (1.0 / 224.0);
+        [
+            (y + self.rv * v).clamp(0.0, 1.0),
+            (y + self.gu * u + self.gv * v).clamp(0.0, 1.0),
+            (y + self.bu * u).clamp(0.0, 1.0),
+        ]
+    }
+}
+
+/// Sample positions along one axis: two source indices and the weight of the second.
+struct Axis {
+    i0: Vec<usize>,
+    i1: Vec<usize>,
+    f: Vec<f32>,
+}
+
+impl Axis {
+    fn from_taps(t: &Taps) -> Axis {
+        Axis {
+            i0: t.i0.iter().map(|&i| i as usize).collect(),
+            i1: t.i1.iter().map(|&i| i as usize).collect(),
+            f: t.w1.iter().map(|&w| w as f32 / 256.0).collect(),
+        }
+    }
+
+    /// The chroma position (plane length `len`) under each luma position of `luma`.
+    fn chroma(luma: &Axis, len: usize) -> Axis {
+        let last = len.saturating_sub(1);
+        let mut a = Axis {
+            i0: Vec::new(),
+            i1: Vec::new(),
+            f: Vec::new(),
+        };
+        for (&i, &f) in luma.i0.iter().zip(&luma.f) {
+            let s = i as f32 + f;
+            let c = ((s + 0.5) / 2.0 - 0.5).clamp(0.0, last as f32);
+            let i0 = c as usize;
+            a.i0.push(i0);
+            a.i1.push((i0 + 1).min(last));
+            a.f.push(c - i0 as f32);
+        }
+        a
+    }
 }
 
 #[inline]
-fn sample(d: &[u8], w: usize, h: usize, x: f32, y: f32) -> f32 {
-    let x = x.min((w - 1) as f32);
-    let y = y.min((h - 1) as f32);
-    let (x0, y0) = (x as usize, y as usize);
-    let (x1, y1) = ((x0 + 1).min(w - 1), (y0 + 1).min(h - 1));
-    let (fx, fy) = (x - x0 as f32, y - y0 as f32);
-    let top = d[y0 * w + x0] as f32 * (1.0 - fx) + d[y0 * w + x1] as f32 * fx;
-    let bot = d[y1 * w + x0] as f32 * (1.0 - fx) + d[y1 * w + x1] as f32 * fx;
-    top * (1.0 - fy) + bot * fy
+fn bilinear(d: &[u8], w: usize, xa: &Axis, ya: &Axis, tx: usize, ty: usize) -> f32 {
+    let (x0, x1, wx) = (xa.i0[tx], xa.i1[tx], xa.f[tx]);
+    let (y0, y1, wy) = (ya.i0[ty], ya.i1[ty], ya.f[ty]);
+    let top = d[y0 * w + x0] as f32 * (1.0 - wx) + d[y0 * w + x1] as f32 * wx;
+    let bot = d[y1 * w + x0] as f32 * (1.0 - wx) + d[y1 * w + x1] as f32 * wx;
+    top * (1.0 - wy) + bot * wy
 }
 
 #[cfg(test)]
@@ -119,6 +178,27 @@ mod tests {
             sampling: Sampling::Corner,
             scale: [1.0; 3],
             offset: [0.0; 3],
+        }
+    }
+
+    #[test]
+    fn folded_conversion_matches_the_reference_formula() {
+        for m in [Matrix::Bt601, Matrix::Bt709] {
+            let folded = YuvToRgb::new(m);
+            for (y, u, v) in [
+                (16.0, 128.0, 128.0),
+                (81.0, 90.0, 240.0),
+                (200.0, 30.0, 100.0),
+            ] {
+                let a = folded.apply(y, u, v);
+                let b = crate::frame::yuv_to_rgb01(m, y, u, v);
+                for c in 0..3 {
+                    assert!(
+                        (a[c] - b[c]).abs() < 1e-5,
+                        "{m:?} {y},{u},{v}: {a:?} vs {b:?}"
+                    );
+                }
+            }
         }
     }
 

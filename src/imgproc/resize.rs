@@ -1,5 +1,6 @@
 //! Bilinear resampling with the two coordinate conventions the pipeline needs.
 
+use super::simd::multiversion;
 use crate::frame::Plane;
 
 /// Precomputed taps for one axis: source index pair and the weight of the second (0..=256).
@@ -56,56 +57,65 @@ pub fn resize_plane(src: &Plane, dw: usize, dh: usize) -> Plane {
     resize_u16_to_plane(&q, src.width, src.height, dw, dh)
 }
 
-fn resize_u16_to_plane(src: &[u16], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
-    let xt = half_pixel_taps(sw, dw);
-    let yt = half_pixel_taps(sh, dh);
-    // Horizontal pass into 8.8 fixed point rows, then a vertical pass per output row.
-    let mut rows = vec![0u32; sh * dw];
-    for y in 0..sh {
-        let s = &src[y * sw..(y + 1) * sw];
-        let r = &mut rows[y * dw..(y + 1) * dw];
-        for x in 0..dw {
-            let a = s[xt.i0[x] as usize] as u32;
-            let b = s[xt.i1[x] as usize] as u32;
-            let w = xt.w1[x] as u32;
-            r[x] = a * (256 - w) + b * w;
+multiversion! {
+    fn resize_u16_to_plane(src: &[u16], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
+        let xt = half_pixel_taps(sw, dw);
+        let yt = half_pixel_taps(sh, dh);
+        // Horizontal pass into 8.8 fixed point rows, then a vertical pass per output row.
+        let mut rows = vec![0u32; sh * dw];
+        for y in 0..sh {
+            let s = &src[y * sw..(y + 1) * sw];
+            let r = &mut rows[y * dw..(y + 1) * dw];
+            for x in 0..dw {
+                let a = s[xt.i0[x] as usize] as u32;
+                let b = s[xt.i1[x] as usize] as u32;
+                let w = xt.w1[x] as u32;
+                r[x] = a * (256 - w) + b * w;
+            }
         }
-    }
-    let mut out = Plane::new(dw, dh, 0);
-    for y in 0..dh {
-        let r0 = &rows[yt.i0[y] as usize * dw..][..dw];
-        let r1 = &rows[yt.i1[y] as usize * dw..][..dw];
-        let w = yt.w1[y] as u32;
-        let o = &mut out.data[y * dw..(y + 1) * dw];
-        for x in 0..dw {
-            o[x] = ((r0[x] * (256 - w) + r1[x] * w + (1 << 15)) >> 16) as u8;
+        let mut out = Plane::new(dw, dh, 0);
+        for y in 0..dh {
+            let r0 = &rows[yt.i0[y] as usize * dw..][..dw];
+            let r1 = &rows[yt.i1[y] as usize * dw..][..dw];
+            let w = yt.w1[y] as u32;
+            let o = &mut out.data[y * dw..(y + 1) * dw];
+            for ((o, &a), &b) in o.iter_mut().zip(r0).zip(r1) {
+                *o = ((a * (256 - w) + b * w + (1 << 15)) >> 16) as u8;
+            }
         }
+        out
     }
-    out
 }
 
-/// Averages `factor x factor` blocks (partial blocks at the edges average what they cover).
-pub fn downscale_box(src: &Plane, factor: usize) -> Plane {
-    let factor = factor.max(1);
-    let (dw, dh) = (src.width.div_ceil(factor), src.height.div_ceil(factor));
-    let mut sums = vec![0u32; dw * dh];
-    let mut counts = vec![0u32; dw * dh];
-    for y in 0..src.height {
-        let row = &src.data[y * src.width..(y + 1) * src.width];
-        let base = (y / factor) * dw;
-        for (x, &v) in row.iter().enumerate() {
-            sums[base + x / factor] += v as u32;
-            counts[base + x / factor] += 1;
+multiversion! {
+    /// Averages `factor x factor` blocks (partial blocks at the edges average what they cover).
+    pub fn downscale_box(src: &Plane, factor: usize) -> Plane {
+        let factor = factor.max(1);
+        let (w, h) = (src.width, src.height);
+        let (dw, dh) = (w.div_ceil(factor), h.div_ceil(factor));
+        let mut data = Vec::with_capacity(dw * dh);
+        // Column sums of one band of `factor` rows, then block sums across the band.
+        let mut cols = vec![0u32; w];
+        for by in 0..dh {
+            let rows = &src.data[by * factor * w..((by + 1) * factor).min(h) * w];
+            cols.fill(0);
+            for row in rows.chunks_exact(w) {
+                for (c, &v) in cols.iter_mut().zip(row) {
+                    *c += v as u32;
+                }
+            }
+            let band = (rows.len() / w.max(1)) as u32;
+            for block in cols.chunks(factor) {
+                let n = band * block.len() as u32;
+                let s: u32 = block.iter().sum();
+                data.push(((s + n / 2) / n) as u8);
+            }
         }
-    }
-    Plane {
-        width: dw,
-        height: dh,
-        data: sums
-            .iter()
-            .zip(&counts)
-            .map(|(s, c)| ((s + c / 2) / c) as u8)
-            .collect(),
+        Plane {
+            width: dw,
+            height: dh,
+            data,
+        }
     }
 }
 
@@ -148,5 +158,12 @@ mod tests {
         };
         let d = downscale_box(&p, 2);
         assert_eq!(d.data, vec![15, 150]);
+        // Partial blocks at the right and bottom edges average only what they cover.
+        let p = Plane {
+            width: 3,
+            height: 3,
+            data: vec![10, 20, 90, 30, 40, 90, 200, 100, 7],
+        };
+        assert_eq!(downscale_box(&p, 2).data, vec![25, 90, 150, 7]);
     }
 }

@@ -7,5 +7,6 @@ mod support;
 mod errors;
 mod file_job;
 mod generators;
+mod graphs;
 mod live;
 mod multiclass;

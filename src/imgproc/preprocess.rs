@@ -45,15 +45,9 @@ impl TensorGeometry {
 /// Samples `pic` bilinearly onto the tensor grid, converts to RGB and normalises.
 /// `out` is resized to `geometry.len()`.
 pub fn frame_to_tensor(pic: &Yuv420, matrix: Matrix, g: &TensorGeometry, out: &mut Vec<f32>) {
-    let (w, h) = (pic.width(), pic.height());
-    let taps = |src: usize, dst: usize| match g.sampling {
-        Sampling::Corner => corner_taps(src, dst),
-        Sampling::HalfPixel => half_pixel_taps(src, dst),
-    };
-    let (xt, yt) = (taps(w, g.width), taps(h, g.height));
     // Per-axis sample positions, computed once: luma taps, and the chroma position
     // that sits at the same spot (chroma is at half resolution, centre-aligned).
-    let (lx, ly) = (Axis::from_taps(&xt), Axis::from_taps(&yt));
+    let (lx, ly) = axes(pic.width(), pic.height(), g);
     let (cx, cy) = (
         Axis::chroma(&lx, pic.u.width),
         Axis::chroma(&ly, pic.u.height),
@@ -87,7 +81,7 @@ pub fn frame_to_tensor(pic: &Yuv420, matrix: Matrix, g: &TensorGeometry, out: &m
 }
 
 /// `frame::yuv_to_rgb01` with its divisions folded into constants.
-struct YuvToRgb {
+pub struct YuvToRgb {
     rv: f32,
     bu: f32,
     gu: f32,
@@ -95,7 +89,7 @@ struct YuvToRgb {
 }
 
 impl YuvToRgb {
-    fn new(matrix: Matrix) -> Self {
+    pub fn new(matrix: Matrix) -> Self {
         let (kr, kb) = coefficients(matrix);
         let kg = 1.0 - kr - kb;
         let (rv, bu) = (2.0 * (1.0 - kr), 2.0 * (1.0 - kb));
@@ -105,6 +99,29 @@ impl YuvToRgb {
             gu: -kb * bu / kg,
             gv: -kr * rv / kg,
         }
+    }
+
+    /// The conversion as `rgb = W * [y, u, v] + b` on 0..=255 inputs (before clamping):
+    /// `W` row-major, one row per output channel.
+    pub fn affine(&self) -> ([f32; 9], [f32; 3]) {
+        let (ky, kc) = (1.0 / 219.0, 1.0 / 224.0);
+        let w = [
+            ky,
+            0.0,
+            self.rv * kc,
+            ky,
+            self.gu * kc,
+            self.gv * kc,
+            ky,
+            self.bu * kc,
+            0.0,
+        ];
+        let b = [
+            -16.0 * ky - 128.0 * self.rv * kc,
+            -16.0 * ky - 128.0 * (self.gu + self.gv) * kc,
+            -16.0 * ky - 128.0 * self.bu * kc,
+        ];
+        (w, b)
     }
 
     #[inline]
@@ -118,6 +135,38 @@ impl YuvToRgb {
             (y + self.bu * u).clamp(0.0, 1.0),
         ]
     }
+}
+
+/// Where `frame_to_tensor` samples the source for each tensor pixel, in source pixel
+/// coordinates: luma columns/rows and the matching chroma columns/rows.
+pub struct SamplePositions {
+    pub luma_x: Vec<f32>,
+    pub luma_y: Vec<f32>,
+    pub chroma_x: Vec<f32>,
+    pub chroma_y: Vec<f32>,
+}
+
+pub fn sample_positions(width: usize, height: usize, g: &TensorGeometry) -> SamplePositions {
+    let (cw, ch) = crate::frame::chroma_size(width, height);
+    let (lx, ly) = axes(width, height, g);
+    let (cx, cy) = (Axis::chroma(&lx, cw), Axis::chroma(&ly, ch));
+    SamplePositions {
+        luma_x: lx.positions(),
+        luma_y: ly.positions(),
+        chroma_x: cx.positions(),
+        chroma_y: cy.positions(),
+    }
+}
+
+fn axes(width: usize, height: usize, g: &TensorGeometry) -> (Axis, Axis) {
+    let taps = |src: usize, dst: usize| match g.sampling {
+        Sampling::Corner => corner_taps(src, dst),
+        Sampling::HalfPixel => half_pixel_taps(src, dst),
+    };
+    (
+        Axis::from_taps(&taps(width, g.width)),
+        Axis::from_taps(&taps(height, g.height)),
+    )
 }
 
 /// Sample positions along one axis: two source indices and the weight of the second.
@@ -134,6 +183,14 @@ impl Axis {
             i1: t.i1.iter().map(|&i| i as usize).collect(),
             f: t.w1.iter().map(|&w| w as f32 / 256.0).collect(),
         }
+    }
+
+    fn positions(&self) -> Vec<f32> {
+        self.i0
+            .iter()
+            .zip(&self.f)
+            .map(|(&i, &f)| i as f32 + f)
+            .collect()
     }
 
     /// The chroma position (plane length `len`) under each luma position of `luma`.

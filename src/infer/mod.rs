@@ -12,6 +12,8 @@ use ort::value::TensorRef;
 
 use crate::model::{IoInfo, Manifest, ManifestError};
 
+pub mod graphs;
+
 pub const ORT_VERSION: &str = "1.31.1";
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,8 @@ pub enum InferError {
         device: &'static str,
         message: String,
     },
+    #[error("cannot build the {graph}: {message}")]
+    Graph { graph: String, message: String },
     #[error("running model {model}: {message}")]
     Run { model: String, message: String },
 }
@@ -172,8 +176,16 @@ impl Model {
                 .into());
             }
         }
-        let env = environment()?;
-        let (session, provider) = build_session(env, &path, options)?;
+        let (session, provider) = build_session(options, &path.display().to_string(), |b| {
+            b.commit_from_file(&path).map_err(ort_msg)
+        })
+        .map_err(|e| match e {
+            InferError::Graph { message, .. } => InferError::BadModel {
+                path: path.clone(),
+                message,
+            },
+            other => other,
+        })?;
         let describe = |outlets: &[ort::value::Outlet]| -> Vec<IoInfo> {
             outlets
                 .iter()
@@ -276,13 +288,16 @@ fn base_builder(
         .map_err(builder_err)
 }
 
+/// Builds a session on the first usable device of `options.device`'s order; `commit`
+/// turns a configured builder into the session (from a file or an in-memory graph).
 fn build_session(
-    env: &ort::environment::Environment,
-    path: &Path,
     options: &SessionOptions,
+    what: &str,
+    mut commit: impl FnMut(&mut SessionBuilder) -> Result<Session, String>,
 ) -> Result<(Session, &'static str), InferError> {
-    let bad = |message: String| InferError::BadModel {
-        path: path.to_owned(),
+    let env = environment()?;
+    let bad = |message: String| InferError::Graph {
+        graph: what.to_string(),
         message,
     };
     let order: &[Device] = match options.device {
@@ -296,9 +311,7 @@ fn build_session(
         let mut builder = base_builder(env, options.threads).map_err(bad)?;
         match register(device, &mut builder) {
             Ok(name) => {
-                let session = builder
-                    .commit_from_file(path)
-                    .map_err(|e| bad(ort_msg(e)))?;
+                let session = commit(&mut builder).map_err(bad)?;
                 return Ok((session, name));
             }
             Err(message) => {

@@ -1,0 +1,820 @@
+//! The per-pixel stages as ONNX graphs, built in memory with ONNX Runtime's model
+//! editor: frame planes -> model input (resize, YUV->RGB, normalise, layout), scores ->
+//! alpha planes (softmax/selection, temporal filter, edge shaping, feather, upsample),
+//! and the blend. On a GPU provider they run beside the models, so a frame crosses the
+//! bus once each way; on the CPU they are the reference's twins (`imgproc`), tested
+//! against it. Graphs are built for one frame size and rebuilt when it changes.
+
+use ort::editor::{Graph, Model as EditorModel, Node, ONNX_DOMAIN, Opset};
+use ort::memory::Allocator;
+use ort::operator::Attribute;
+use ort::session::Session;
+use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
+
+use super::{InferError, SessionOptions, build_session, environment};
+use crate::frame::{Matrix, Yuv420, chroma_size};
+use crate::imgproc::mask::{MaskParams, Semantics};
+use crate::imgproc::preprocess::{Layout, TensorGeometry, YuvToRgb, sample_positions};
+
+/// Opset of the generated graphs (GridSample-16, Resize-13/18 semantics used are stable).
+const OPSET: u32 = 17;
+const FLOAT: i64 = 1;
+const UINT8: i64 = 2;
+
+type Res<T> = Result<T, String>;
+
+fn e<E: std::fmt::Display>(err: E) -> String {
+    err.to_string()
+}
+
+/// Accumulates nodes and initializers with generated names.
+struct Builder {
+    graph: Graph,
+    next: usize,
+}
+
+impl Builder {
+    fn new() -> Res<Builder> {
+        Ok(Builder {
+            graph: Graph::new().map_err(e)?,
+            next: 0,
+        })
+    }
+
+    fn name(&mut self, hint: &str) -> String {
+        self.next += 1;
+        format!("{hint}_{}", self.next)
+    }
+
+    fn op(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attribute>) -> Res<String> {
+        let out = self.name(&op.to_ascii_lowercase());
+        self.op_named(op, inputs, attrs, &out)?;
+        Ok(out)
+    }
+
+    fn op_named(&mut self, op: &str, inputs: &[&str], attrs: Vec<Attribute>, out: &str) -> Res<()> {
+        let node_name = self.name("node");
+        let node = Node::new(op, ONNX_DOMAIN, node_name, inputs, [out], attrs).map_err(e)?;
+        self.graph.add_node(node).map_err(e)
+    }
+
+    fn f32s(&mut self, shape: &[i64], data: &[f32]) -> Res<String> {
+        let mut t = Tensor::<f32>::new(&Allocator::default(), shape.to_vec()).map_err(e)?;
+        t.extract_tensor_mut().1.copy_from_slice(data);
+        let name = self.name("const");
+        self.graph.add_initializer(&name, t, false).map_err(e)?;
+        Ok(name)
+    }
+
+    fn scalar(&mut self, v: f32) -> Res<String> {
+        self.f32s(&[], &[v])
+    }
+
+    fn i64s(&mut self, data: &[i64]) -> Res<String> {
+        let mut t = Tensor::<i64>::new(&Allocator::default(), [data.len()]).map_err(e)?;
+        t.extract_tensor_mut().1.copy_from_slice(data);
+        let name = self.name("const");
+        self.graph.add_initializer(&name, t, false).map_err(e)?;
+        Ok(name)
+    }
+
+    fn cast(&mut self, x: &str, to: i64) -> Res<String> {
+        self.op("Cast", &[x], vec![attr("to", to)?])
+    }
+
+    fn clip(&mut self, x: &str, lo: f32, hi: f32) -> Res<String> {
+        let (lo, hi) = (self.scalar(lo)?, self.scalar(hi)?);
+        self.op("Clip", &[x, &lo, &hi], vec![])
+    }
+
+    fn binary(&mut self, op: &str, a: &str, b: &str) -> Res<String> {
+        self.op(op, &[a, b], vec![])
+    }
+
+    /// `x * k + c` with scalar constants.
+    fn affine(&mut self, x: &str, k: f32, c: f32) -> Res<String> {
+        let k = self.scalar(k)?;
+        let m = self.binary("Mul", x, &k)?;
+        let c = self.scalar(c)?;
+        self.binary("Add", &m, &c)
+    }
+
+    /// Half-pixel bilinear resize of an NCHW tensor to `sizes`.
+    fn resize(&mut self, x: &str, sizes: [i64; 4]) -> Res<String> {
+        let sizes = self.i64s(&sizes)?;
+        self.op(
+            "Resize",
+            &[x, "", "", &sizes],
+            vec![
+                attr("mode", "linear")?,
+                attr("coordinate_transformation_mode", "half_pixel")?,
+            ],
+        )
+    }
+
+    /// Box blur of radius `r` over an NCHW tensor with clamped (replicated) edges.
+    fn box_blur(&mut self, x: &str, r: usize) -> Res<String> {
+        if r == 0 {
+            return Ok(x.to_string());
+        }
+        let r = r as i64;
+        let pads = self.i64s(&[0, 0, r, r, 0, 0, r, r])?;
+        let padded = self.op("Pad", &[x, &pads], vec![attr("mode", "edge")?])?;
+        let k = 2 * r + 1;
+        self.op(
+            "AveragePool",
+            &[&padded],
+            vec![
+                attr("kernel_shape", vec![k, k])?,
+                attr("strides", vec![1i64, 1])?,
+            ],
+        )
+    }
+
+    /// Float in 0..=255 -> rounded, clamped u8.
+    fn to_u8(&mut self, x: &str) -> Res<String> {
+        let r = self.op("Round", &[x], vec![])?;
+        let c = self.clip(&r, 0.0, 255.0)?;
+        self.cast(&c, UINT8)
+    }
+
+    fn finish(
+        self,
+        inputs: Vec<Outlet>,
+        outputs: Vec<Outlet>,
+        options: &SessionOptions,
+        what: &str,
+    ) -> Result<(Session, &'static str), InferError> {
+        let mut graph = self.graph;
+        let bad = |m: String| InferError::Graph {
+            graph: what.to_string(),
+            message: m,
+        };
+        graph.set_inputs(inputs).map_err(|x| bad(e(x)))?;
+        graph.set_outputs(outputs).map_err(|x| bad(e(x)))?;
+        let mut model = EditorModel::new([Opset::new(ONNX_DOMAIN, OPSET).map_err(|x| bad(e(x)))?])
+            .map_err(|x| bad(e(x)))?;
+        model.set_graph(graph).map_err(|x| bad(e(x)))?;
+        // The model is consumed by the first session attempt; later attempts (auto device
+        // order) would need it again, so keep it in an Option.
+        let mut model = Some(model);
+        build_session(options, what, |builder| {
+            let model = model
+                .take()
+                .ok_or_else(|| "graph already consumed by an earlier provider".to_string())?;
+            model.into_session(builder).map_err(e)
+        })
+    }
+}
+
+/// Attribute values the graphs use.
+enum A<'a> {
+    I(i64),
+    Is(Vec<i64>),
+    S(&'a str),
+}
+
+impl From<i64> for A<'_> {
+    fn from(v: i64) -> Self {
+        A::I(v)
+    }
+}
+impl From<Vec<i64>> for A<'_> {
+    fn from(v: Vec<i64>) -> Self {
+        A::Is(v)
+    }
+}
+impl<'a> From<&'a str> for A<'a> {
+    fn from(v: &'a str) -> Self {
+        A::S(v)
+    }
+}
+
+fn attr<'a>(name: &str, v: impl Into<A<'a>>) -> Res<Attribute> {
+    match v.into() {
+        A::I(i) => Attribute::new(name, i),
+        A::Is(v) => Attribute::new(name, v),
+        A::S(s) => Attribute::new(name, s.to_string()),
+    }
+    .map_err(e)
+}
+
+fn tensor(name: &str, ty: TensorElementType, shape: &[i64]) -> Outlet {
+    Outlet::new(
+        name,
+        ValueType::Tensor {
+            ty,
+            shape: Shape::new(shape.iter().copied()),
+            dimension_symbols: SymbolicDimensions::empty(shape.len()),
+        },
+    )
+}
+
+fn dims(w: usize, h: usize) -> (i64, i64, i64, i64) {
+    let (cw, ch) = chroma_size(w, h);
+    (w as i64, h as i64, cw as i64, ch as i64)
+}
+
+/// Normalised GridSample coordinates (`align_corners = 1`) for source positions.
+fn grid(xs: &[f32], ys: &[f32], src_w: usize, src_h: usize) -> Vec<f32> {
+    let norm = |p: f32, len: usize| {
+        if len > 1 {
+            2.0 * p / (len - 1) as f32 - 1.0
+        } else {
+            0.0
+        }
+    };
+    let mut g = Vec::with_capacity(xs.len() * ys.len() * 2);
+    for &y in ys {
+        for &x in xs {
+            g.push(norm(x, src_w));
+            g.push(norm(y, src_h));
+        }
+    }
+    g
+}
+
+fn run_err(graph: &str) -> impl Fn(ort::Error) -> InferError + '_ {
+    move |err| InferError::Run {
+        model: graph.to_string(),
+        message: err.to_string(),
+    }
+}
+
+fn plane_input<'a>(
+    data: &'a [u8],
+    shape: [i64; 4],
+) -> Result<ort::session::SessionInputValue<'a>, ort::Error> {
+    Ok(ort::value::TensorRef::from_array_view((shape, data))?.into())
+}
+
+/// Frame planes -> model input tensor, the graph twin of `preprocess::frame_to_tensor`.
+pub struct PrepGraph {
+    session: Session,
+    pub provider: &'static str,
+    width: usize,
+    height: usize,
+}
+
+impl PrepGraph {
+    pub fn new(
+        width: usize,
+        height: usize,
+        matrix: Matrix,
+        g: &TensorGeometry,
+        options: &SessionOptions,
+    ) -> Result<PrepGraph, InferError> {
+        environment()?;
+        let what = "pre-processing graph";
+        let build = || -> Res<(Builder, Vec<Outlet>, Vec<Outlet>)> {
+            let (w, h, cw, ch) = dims(width, height);
+            let (mw, mh) = (g.width as i64, g.height as i64);
+            let mut b = Builder::new()?;
+            let p = sample_positions(width, height, g);
+            let grid_l = grid(&p.luma_x, &p.luma_y, width, height);
+            let grid_c = grid(&p.chroma_x, &p.chroma_y, cw as usize, ch as usize);
+            let grid_l = b.f32s(&[1, mh, mw, 2], &grid_l)?;
+            let grid_c = b.f32s(&[1, mh, mw, 2], &grid_c)?;
+            let sample = |b: &mut Builder, x: &str, grid: &str| {
+                let f = b.cast(x, FLOAT)?;
+                b.op(
+                    "GridSample",
+                    &[&f, grid],
+                    vec![
+                        attr("align_corners", 1i64)?,
+                        attr("mode", "bilinear")?,
+                        attr("padding_mode", "border")?,
+                    ],
+                )
+            };
+            let ys = sample(&mut b, "y", &grid_l)?;
+            let uv = b.op("Concat", &["u", "v"], vec![attr("axis", 1i64)?])?;
+            let uvs = sample(&mut b, &uv, &grid_c)?;
+            let yuv = b.op("Concat", &[&ys, &uvs], vec![attr("axis", 1i64)?])?;
+            let (weights, bias) = YuvToRgb::new(matrix).affine();
+            let wt = b.f32s(&[3, 3, 1, 1], &weights)?;
+            let bs = b.f32s(&[3], &bias)?;
+            let rgb = b.op("Conv", &[&yuv, &wt, &bs], vec![])?;
+            let rgb = b.clip(&rgb, 0.0, 1.0)?;
+            let scale = b.f32s(&[1, 3, 1, 1], &g.scale)?;
+            let offset = b.f32s(&[1, 3, 1, 1], &g.offset)?;
+            let scaled = b.binary("Mul", &rgb, &scale)?;
+            let out_shape = match g.layout {
+                Layout::Nchw => {
+                    b.op_named("Add", &[&scaled, &offset], vec![], "tensor")?;
+                    vec![1, 3, mh, mw]
+                }
+                Layout::Nhwc => {
+                    let n = b.binary("Add", &scaled, &offset)?;
+                    b.op_named(
+                        "Transpose",
+                        &[&n],
+                        vec![attr("perm", vec![0i64, 2, 3, 1])?],
+                        "tensor",
+                    )?;
+                    vec![1, mh, mw, 3]
+                }
+            };
+            let u8t = TensorElementType::Uint8;
+            Ok((
+                b,
+                vec![
+                    tensor("y", u8t, &[1, 1, h, w]),
+                    tensor("u", u8t, &[1, 1, ch, cw]),
+                    tensor("v", u8t, &[1, 1, ch, cw]),
+                ],
+                vec![tensor("tensor", TensorElementType::Float32, &out_shape)],
+            ))
+        };
+        let (b, inputs, outputs) = build().map_err(|m| InferError::Graph {
+            graph: what.into(),
+            message: m,
+        })?;
+        let (session, provider) = b.finish(inputs, outputs, options, what)?;
+        Ok(PrepGraph {
+            session,
+            provider,
+            width,
+            height,
+        })
+    }
+
+    pub fn fits(&self, pic: &Yuv420) -> bool {
+        pic.width() == self.width && pic.height() == self.height
+    }
+
+    pub fn run(&mut self, pic: &Yuv420, out: &mut Vec<f32>) -> Result<(), InferError> {
+        let what = "pre-processing graph";
+        let (w, h, cw, ch) = dims(pic.width(), pic.height());
+        let err = run_err(what);
+        let inputs = vec![
+            ("y", plane_input(&pic.y.data, [1, 1, h, w]).map_err(&err)?),
+            ("u", plane_input(&pic.u.data, [1, 1, ch, cw]).map_err(&err)?),
+            ("v", plane_input(&pic.v.data, [1, 1, ch, cw]).map_err(&err)?),
+        ];
+        let outputs = self.session.run(inputs).map_err(&err)?;
+        let (_, data) = outputs["tensor"]
+            .try_extract_tensor::<f32>()
+            .map_err(&err)?;
+        out.clear();
+        out.extend_from_slice(data);
+        Ok(())
+    }
+}
+
+/// How the graph reads the segmentation output.
+#[derive(Clone, Debug)]
+pub struct ScoreLayout {
+    /// The model output's shape, e.g. `[1, 144, 256, 1]`.
+    pub shape: Vec<i64>,
+    pub layout: Layout,
+    pub semantics: Semantics,
+}
+
+/// Scores -> per-entry alpha planes at luma and chroma size, the graph twin of
+/// `mask::class_alpha` + `MaskFilter::apply` + `upsample_alpha`. It carries the
+/// temporal filter's state between runs.
+pub struct MaskGraph {
+    session: Session,
+    pub provider: &'static str,
+    entries: usize,
+    state: Vec<f32>,
+    state_shape: [i64; 4],
+    have_state: bool,
+    width: usize,
+    height: usize,
+}
+
+/// Alpha planes for all entries, `entries x H x W` and `entries x Hc x Wc`, 0..=255.
+pub struct AlphaStack {
+    pub luma: Vec<u8>,
+    pub chroma: Vec<u8>,
+}
+
+impl MaskGraph {
+    /// `selections[e][class]` says which classes entry `e` covers. Label maps are not
+    /// supported (they are integer; the native path handles them).
+    pub fn new(
+        scores: &ScoreLayout,
+        selections: &[Vec<bool>],
+        params: &MaskParams,
+        width: usize,
+        height: usize,
+        options: &SessionOptions,
+    ) -> Result<MaskGraph, InferError> {
+        environment()?;
+        let what = "mask graph";
+        let bad = |m: String| InferError::Graph {
+            graph: what.into(),
+            message: m,
+        };
+        let s = &scores.shape;
+        if s.len() != 4 || s.iter().any(|&d| d < 1) {
+            return Err(bad(format!(
+                "expected a 4-D score tensor with fixed sizes, got {s:?}"
+            )));
+        }
+        if scores.semantics == Semantics::Labels {
+            return Err(bad(
+                "label-map outputs are handled by the native path".into()
+            ));
+        }
+        let (c, mh, mw) = match scores.layout {
+            Layout::Nchw => (s[1], s[2], s[3]),
+            Layout::Nhwc => (s[3], s[1], s[2]),
+        };
+        let entries = selections.len() as i64;
+        let state_shape = [1, entries, mh, mw];
+        let build = || -> Res<(Builder, Vec<Outlet>, Vec<Outlet>)> {
+            let (w, h, cw, ch) = dims(width, height);
+            let mut b = Builder::new()?;
+            let nchw = match scores.layout {
+                Layout::Nchw => "scores".to_string(),
+                Layout::Nhwc => b.op(
+                    "Transpose",
+                    &["scores"],
+                    vec![attr("perm", vec![0i64, 3, 1, 2])?],
+                )?,
+            };
+            // Selection as a 1x1 convolution: one output channel per entry.
+            let mut weights = Vec::new();
+            let mut bias = Vec::new();
+            let (probs, in_c) = match scores.semantics {
+                Semantics::Sigmoid => {
+                    for sel in selections {
+                        let neg = sel.first().copied().unwrap_or(false);
+                        let pos = sel.get(1).copied().unwrap_or(false);
+                        // alpha = pos*p + neg*(1-p)
+                        weights.push(pos as i32 as f32 - neg as i32 as f32);
+                        bias.push(neg as i32 as f32);
+                    }
+                    (b.clip(&nchw, 0.0, 1.0)?, 1)
+                }
+                Semantics::Probabilities | Semantics::Logits => {
+                    for sel in selections {
+                        for k in 0..c as usize {
+                            weights.push(if sel.get(k).copied().unwrap_or(false) {
+                                1.0
+                            } else {
+                                0.0
+                            });
+                        }
+                        bias.push(0.0);
+                    }
+                    let p = if scores.semantics == Semantics::Logits {
+                        b.op("Softmax", &[&nchw], vec![attr("axis", 1i64)?])?
+                    } else {
+                        nchw
+                    };
+                    (p, c)
+                }
+                Semantics::Labels => unreachable!("rejected above"),
+            };
+            let wt = b.f32s(&[entries, in_c, 1, 1], &weights)?;
+            let bs = b.f32s(&[entries], &bias)?;
+            let raw = b.op("Conv", &[&probs, &wt, &bs], vec![])?;
+            let mut alpha = b.clip(&raw, 0.0, 1.0)?;
+            // Motion-adaptive temporal filter; `history` is 0 on the first frame.
+            if params.temporal > 0.0 {
+                let diff = b.binary("Sub", "previous", &alpha)?;
+                let change = b.op("Abs", &[&diff], vec![])?;
+                let ratio = b.affine(&change, 1.0 / params.motion_threshold, 0.0)?;
+                let one = b.scalar(1.0)?;
+                let capped = b.binary("Min", &ratio, &one)?;
+                let still = b.affine(&capped, -params.temporal, params.temporal)?;
+                let keep = b.binary("Mul", &still, "history")?;
+                let pull = b.binary("Mul", &keep, &diff)?;
+                alpha = b.binary("Add", &alpha, &pull)?;
+            }
+            b.op_named("Identity", &[&alpha], vec![], "state")?;
+            if params.hi > params.lo {
+                let k = 1.0 / (params.hi - params.lo);
+                let t = b.affine(&alpha, k, -params.lo * k)?;
+                let t = b.clip(&t, 0.0, 1.0)?;
+                let t2 = b.binary("Mul", &t, &t)?;
+                let three = b.affine(&t, -2.0, 3.0)?;
+                alpha = b.binary("Mul", &t2, &three)?;
+            }
+            let radius = (params.feather * mw as f32 / width.max(1) as f32).round() as usize;
+            alpha = b.box_blur(&alpha, radius)?;
+            let alpha255 = b.affine(&alpha, 255.0, 0.0)?;
+            for (name, (ow, oh)) in [("luma", (w, h)), ("chroma", (cw, ch))] {
+                let up = b.resize(&alpha255, [1, entries, oh, ow])?;
+                let q = b.to_u8(&up)?;
+                b.op_named("Identity", &[&q], vec![], name)?;
+            }
+            let f = TensorElementType::Float32;
+            Ok((
+                b,
+                vec![
+                    tensor("scores", f, s),
+                    tensor("previous", f, &state_shape),
+                    tensor("history", f, &[]),
+                ],
+                vec![
+                    tensor("luma", TensorElementType::Uint8, &[1, entries, h, w]),
+                    tensor("chroma", TensorElementType::Uint8, &[1, entries, ch, cw]),
+                    tensor("state", f, &state_shape),
+                ],
+            ))
+        };
+        let (b, inputs, outputs) = build().map_err(bad)?;
+        let (session, provider) = b.finish(inputs, outputs, options, what)?;
+        Ok(MaskGraph {
+            session,
+            provider,
+            entries: selections.len(),
+            state: vec![0.0; (entries * mh * mw) as usize],
+            state_shape,
+            have_state: false,
+            width,
+            height,
+        })
+    }
+
+    pub fn entries(&self) -> usize {
+        self.entries
+    }
+
+    pub fn fits(&self, width: usize, height: usize) -> bool {
+        width == self.width && height == self.height
+    }
+
+    pub fn run(
+        &mut self,
+        scores: &[f32],
+        shape: &[i64],
+        out: &mut AlphaStack,
+    ) -> Result<(), InferError> {
+        let what = "mask graph";
+        let err = run_err(what);
+        let history = [if self.have_state { 1.0f32 } else { 0.0 }];
+        let inputs = vec![
+            (
+                "scores",
+                ort::session::SessionInputValue::from(
+                    ort::value::TensorRef::from_array_view((shape.to_vec(), scores))
+                        .map_err(&err)?,
+                ),
+            ),
+            (
+                "previous",
+                ort::value::TensorRef::from_array_view((self.state_shape, &self.state[..]))
+                    .map_err(&err)?
+                    .into(),
+            ),
+            (
+                "history",
+                ort::value::TensorRef::from_array_view(([0usize; 0], &history[..]))
+                    .map_err(&err)?
+                    .into(),
+            ),
+        ];
+        let outputs = self.session.run(inputs).map_err(&err)?;
+        let (_, state) = outputs["state"].try_extract_tensor::<f32>().map_err(&err)?;
+        self.state.copy_from_slice(state);
+        self.have_state = true;
+        let (_, luma) = outputs["luma"].try_extract_tensor::<u8>().map_err(&err)?;
+        let (_, chroma) = outputs["chroma"].try_extract_tensor::<u8>().map_err(&err)?;
+        out.luma.clear();
+        out.luma.extend_from_slice(luma);
+        out.chroma.clear();
+        out.chroma.extend_from_slice(chroma);
+        Ok(())
+    }
+}
+
+/// One content layer of the blend graph, in compositing order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BlendLayer {
+    /// Blur of the original frame, radius in luma pixels.
+    Blur(usize),
+    /// A constant YUV colour.
+    Value(u8, u8, u8),
+    /// A picture given per frame (image or GAN layer), input `picture{i}`.
+    Picture,
+}
+
+/// Frame + alpha stack + layers -> composited frame, the graph twin of `Compositor`.
+pub struct BlendGraph {
+    session: Session,
+    pub provider: &'static str,
+    layers: Vec<BlendLayer>,
+    width: usize,
+    height: usize,
+}
+
+impl BlendGraph {
+    /// `black_first`: start from a black frame (mask output) instead of the picture.
+    pub fn new(
+        layers: &[BlendLayer],
+        black_first: bool,
+        width: usize,
+        height: usize,
+        options: &SessionOptions,
+    ) -> Result<BlendGraph, InferError> {
+        environment()?;
+        let what = "blend graph";
+        let n = layers.len() as i64;
+        let build = || -> Res<(Builder, Vec<Outlet>, Vec<Outlet>)> {
+            let (w, h, cw, ch) = dims(width, height);
+            let mut b = Builder::new()?;
+            let y0 = b.cast("y", FLOAT)?;
+            let uv = b.op("Concat", &["u", "v"], vec![attr("axis", 1i64)?])?;
+            let uv0 = b.cast(&uv, FLOAT)?;
+            let (mut y, mut uv) = if black_first {
+                let ky = b.f32s(&[1, 1, 1, 1], &[16.0])?;
+                let kuv = b.f32s(&[1, 2, 1, 1], &[128.0, 128.0])?;
+                let zy = b.affine(&y0, 0.0, 0.0)?;
+                let zuv = b.affine(&uv0, 0.0, 0.0)?;
+                (b.binary("Add", &zy, &ky)?, b.binary("Add", &zuv, &kuv)?)
+            } else {
+                (y0.clone(), uv0.clone())
+            };
+            let la = b.cast("luma_alpha", FLOAT)?;
+            let la = b.affine(&la, 1.0 / 255.0, 0.0)?;
+            let ca = b.cast("chroma_alpha", FLOAT)?;
+            let ca = b.affine(&ca, 1.0 / 255.0, 0.0)?;
+            let axis = b.i64s(&[1])?;
+            let mut inputs = vec![
+                tensor("y", TensorElementType::Uint8, &[1, 1, h, w]),
+                tensor("u", TensorElementType::Uint8, &[1, 1, ch, cw]),
+                tensor("v", TensorElementType::Uint8, &[1, 1, ch, cw]),
+                tensor("luma_alpha", TensorElementType::Uint8, &[1, n, h, w]),
+                tensor("chroma_alpha", TensorElementType::Uint8, &[1, n, ch, cw]),
+            ];
+            for (i, layer) in layers.iter().enumerate() {
+                let (cy, cuv) = match layer {
+                    BlendLayer::Blur(radius) => (
+                        blur(&mut b, &y0, *radius, [1, 1, h, w])?,
+                        blur(&mut b, &uv0, (*radius / 2).max(1), [1, 2, ch, cw])?,
+                    ),
+                    BlendLayer::Value(vy, vu, vv) => (
+                        b.f32s(&[1, 1, 1, 1], &[*vy as f32])?,
+                        b.f32s(&[1, 2, 1, 1], &[*vu as f32, *vv as f32])?,
+                    ),
+                    BlendLayer::Picture => {
+                        let names = [
+                            format!("picture{i}_y"),
+                            format!("picture{i}_u"),
+                            format!("picture{i}_v"),
+                        ];
+                        inputs.push(tensor(&names[0], TensorElementType::Uint8, &[1, 1, h, w]));
+                        inputs.push(tensor(&names[1], TensorElementType::Uint8, &[1, 1, ch, cw]));
+                        inputs.push(tensor(&names[2], TensorElementType::Uint8, &[1, 1, ch, cw]));
+                        let py = b.cast(&names[0], FLOAT)?;
+                        let puv =
+                            b.op("Concat", &[&names[1], &names[2]], vec![attr("axis", 1i64)?])?;
+                        (py, b.cast(&puv, FLOAT)?)
+                    }
+                };
+                let (s, t) = (b.i64s(&[i as i64])?, b.i64s(&[i as i64 + 1])?);
+                let al = b.op("Slice", &[&la, &s, &t, &axis], vec![])?;
+                let ac = b.op("Slice", &[&ca, &s, &t, &axis], vec![])?;
+                // dst + (content - dst) * a
+                let dy = b.binary("Sub", &cy, &y)?;
+                let dy = b.binary("Mul", &dy, &al)?;
+                y = b.binary("Add", &y, &dy)?;
+                let duv = b.binary("Sub", &cuv, &uv)?;
+                let duv = b.binary("Mul", &duv, &ac)?;
+                uv = b.binary("Add", &uv, &duv)?;
+            }
+            let oy = b.to_u8(&y)?;
+            b.op_named("Identity", &[&oy], vec![], "out_y")?;
+            let ouv = b.to_u8(&uv)?;
+            let (s0, s1, s2) = (b.i64s(&[0])?, b.i64s(&[1])?, b.i64s(&[2])?);
+            b.op_named("Slice", &[&ouv, &s0, &s1, &axis], vec![], "out_u")?;
+            b.op_named("Slice", &[&ouv, &s1, &s2, &axis], vec![], "out_v")?;
+            let u8t = TensorElementType::Uint8;
+            Ok((
+                b,
+                inputs,
+                vec![
+                    tensor("out_y", u8t, &[1, 1, h, w]),
+                    tensor("out_u", u8t, &[1, 1, ch, cw]),
+                    tensor("out_v", u8t, &[1, 1, ch, cw]),
+                ],
+            ))
+        };
+        let (b, inputs, outputs) = build().map_err(|m| InferError::Graph {
+            graph: what.into(),
+            message: m,
+        })?;
+        let (session, provider) = b.finish(inputs, outputs, options, what)?;
+        Ok(BlendGraph {
+            session,
+            provider,
+            layers: layers.to_vec(),
+            width,
+            height,
+        })
+    }
+
+    pub fn fits(&self, width: usize, height: usize) -> bool {
+        width == self.width && height == self.height
+    }
+
+    /// Composites in place. `pictures` holds one picture per `BlendLayer::Picture`, in order.
+    pub fn run(
+        &mut self,
+        pic: &mut Yuv420,
+        alphas: &AlphaStack,
+        pictures: &[&Yuv420],
+    ) -> Result<(), InferError> {
+        let what = "blend graph";
+        let err = run_err(what);
+        let (w, h, cw, ch) = dims(pic.width(), pic.height());
+        let n = self.layers.len() as i64;
+        let mut names: Vec<String> = Vec::new();
+        let expected = self
+            .layers
+            .iter()
+            .filter(|l| **l == BlendLayer::Picture)
+            .count();
+        if pictures.len() != expected {
+            return Err(InferError::Run {
+                model: what.into(),
+                message: format!(
+                    "expected {expected} content pictures, got {}",
+                    pictures.len()
+                ),
+            });
+        }
+        let mut picture_iter = pictures.iter();
+        let mut picture_planes: Vec<(usize, &Yuv420)> = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            if *l == BlendLayer::Picture {
+                if let Some(p) = picture_iter.next() {
+                    picture_planes.push((i, p));
+                    for c in ["y", "u", "v"] {
+                        names.push(format!("picture{i}_{c}"));
+                    }
+                }
+            }
+        }
+        let mut inputs = vec![
+            (
+                "y".to_string(),
+                plane_input(&pic.y.data, [1, 1, h, w]).map_err(&err)?,
+            ),
+            (
+                "u".to_string(),
+                plane_input(&pic.u.data, [1, 1, ch, cw]).map_err(&err)?,
+            ),
+            (
+                "v".to_string(),
+                plane_input(&pic.v.data, [1, 1, ch, cw]).map_err(&err)?,
+            ),
+            (
+                "luma_alpha".to_string(),
+                plane_input(&alphas.luma, [1, n, h, w]).map_err(&err)?,
+            ),
+            (
+                "chroma_alpha".to_string(),
+                plane_input(&alphas.chroma, [1, n, ch, cw]).map_err(&err)?,
+            ),
+        ];
+        let mut name_iter = names.into_iter();
+        for (_, p) in &picture_planes {
+            for (data, shape) in [
+                (&p.y.data, [1, 1, h, w]),
+                (&p.u.data, [1, 1, ch, cw]),
+                (&p.v.data, [1, 1, ch, cw]),
+            ] {
+                let name = name_iter.next().unwrap_or_default();
+                inputs.push((name, plane_input(data, shape).map_err(&err)?));
+            }
+        }
+        let outputs = self.session.run(inputs).map_err(&err)?;
+        for (name, plane) in [
+            ("out_y", &mut pic.y),
+            ("out_u", &mut pic.u),
+            ("out_v", &mut pic.v),
+        ] {
+            let (_, d) = outputs[name].try_extract_tensor::<u8>().map_err(&err)?;
+            plane.data.copy_from_slice(d);
+        }
+        Ok(())
+    }
+}
+
+/// The graph twin of `blur::blur_plane` on an NCHW float tensor of size `full`.
+fn blur(b: &mut Builder, x: &str, radius: usize, full: [i64; 4]) -> Res<String> {
+    let factor = (radius / 4).clamp(1, 16) as i64;
+    let small = b.op(
+        "AveragePool",
+        &[x],
+        vec![
+            attr("kernel_shape", vec![factor, factor])?,
+            attr("strides", vec![factor, factor])?,
+            attr("ceil_mode", 1i64)?,
+            attr("count_include_pad", 0i64)?,
+        ],
+    )?;
+    let r = (radius / factor as usize / 2).max(1);
+    let mut s = small;
+    for _ in 0..3 {
+        s = b.box_blur(&s, r)?;
+    }
+    b.resize(&s, full)
+}

@@ -1,0 +1,292 @@
+//! The ONNX pixel graphs (`infer::graphs`) against the native reference (`imgproc`),
+//! run through real ONNX Runtime on synthetic frames and scores.
+
+use segsynth::content::{ContentKind, Entry};
+use segsynth::frame::{Frame, Matrix, Yuv420};
+use segsynth::imgproc::composite::blend_picture;
+use segsynth::imgproc::mask::{
+    AlphaPlanes, MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha, upsample_alpha,
+};
+use segsynth::imgproc::preprocess::{Layout, Sampling, TensorGeometry, frame_to_tensor};
+use segsynth::infer::graphs::{
+    AlphaStack, BlendGraph, BlendLayer, MaskGraph, PrepGraph, ScoreLayout,
+};
+use segsynth::infer::{Device, SessionOptions};
+use segsynth::pipeline::composite::Compositor;
+
+fn cpu() -> SessionOptions {
+    SessionOptions {
+        threads: 1,
+        device: Device::Cpu,
+    }
+}
+
+/// A busy test picture: gradients, a disc and a hard edge, so resampling errors show.
+fn picture(w: usize, h: usize, seed: usize) -> Yuv420 {
+    let mut rgb = vec![0u8; w * h * 3];
+    for y in 0..h {
+        for x in 0..w {
+            let i = (y * w + x) * 3;
+            let d =
+                ((x as f32 - w as f32 * 0.45).powi(2) + (y as f32 - h as f32 * 0.5).powi(2)).sqrt();
+            let disc = d < h as f32 * 0.3;
+            rgb[i] = if disc { 230 } else { ((x * 255) / w) as u8 };
+            rgb[i + 1] = ((y * 255 / h + seed * 17) % 256) as u8;
+            rgb[i + 2] = if x % 37 < 18 { 40 } else { 200 };
+        }
+    }
+    Yuv420::from_rgb(&rgb, w, h, Matrix::Bt709)
+}
+
+fn diff_u8(a: &[u8], b: &[u8]) -> (u8, f64) {
+    assert_eq!(a.len(), b.len());
+    let max = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap_or(0);
+    let mean = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x.abs_diff(*y) as f64)
+        .sum::<f64>()
+        / a.len() as f64;
+    (max, mean)
+}
+
+#[test]
+fn prep_graph_matches_native_sampling_and_normalisation() {
+    // Odd sizes on purpose: chroma planes are ceil(w/2) x ceil(h/2).
+    let (w, h) = (333, 187);
+    let pic = picture(w, h, 1);
+    for (layout, sampling, scale, offset) in [
+        (Layout::Nhwc, Sampling::Corner, [1.0; 3], [0.0; 3]),
+        (
+            Layout::Nchw,
+            Sampling::HalfPixel,
+            [2.0, 4.0, 1.0],
+            [-1.0, -2.0, 0.5],
+        ),
+    ] {
+        let g = TensorGeometry {
+            width: 64,
+            height: 40,
+            layout,
+            sampling,
+            scale,
+            offset,
+        };
+        let mut native = Vec::new();
+        frame_to_tensor(&pic, Matrix::Bt709, &g, &mut native);
+        let mut graph = PrepGraph::new(w, h, Matrix::Bt709, &g, &cpu()).expect("build prep graph");
+        let mut out = Vec::new();
+        graph.run(&pic, &mut out).expect("run prep graph");
+        assert_eq!(out.len(), native.len());
+        let max = out
+            .iter()
+            .zip(&native)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(max < 1e-3, "{layout:?} {sampling:?}: max diff {max}");
+    }
+}
+
+/// Native alpha planes for one entry, frames in a row (so the temporal filter acts).
+fn native_alpha(
+    frames: &[Vec<f32>],
+    layout: &ScoreLayout,
+    selected: &[bool],
+    params: &MaskParams,
+    (w, h): (usize, usize),
+) -> AlphaPlanes {
+    let s = &layout.shape;
+    let (channels, mh, mw) = match layout.layout {
+        Layout::Nchw => (s[1], s[2], s[3]),
+        Layout::Nhwc => (s[3], s[1], s[2]),
+    };
+    let mut filter = MaskFilter::new(params.clone());
+    let mut alpha = Vec::new();
+    let mut last = None;
+    for f in frames {
+        let m = ScoreMap {
+            scores: Scores::F32(f),
+            width: mw as usize,
+            height: mh as usize,
+            channels: channels as usize,
+            layout: layout.layout,
+            semantics: layout.semantics,
+        };
+        class_alpha(&m, selected, &mut alpha);
+        filter.apply(&mut alpha, m.width, m.height, w);
+        last = Some(upsample_alpha(&alpha, m.width, m.height, w, h));
+    }
+    last.expect("at least one frame")
+}
+
+#[test]
+fn mask_graph_matches_native_selection_filter_and_upsampling() {
+    let (w, h) = (320, 180);
+    let (mw, mh) = (32, 18);
+    let params = MaskParams::default();
+    // Sigmoid (NHWC, one channel) with both entries, then logits (NCHW, 3 classes).
+    let ramp = |t: f32| -> Vec<f32> {
+        (0..mw * mh)
+            .map(|i| {
+                let (x, y) = ((i % mw) as f32, (i / mw) as f32);
+                (((x - 12.0 - t) / 4.0).tanh() * 0.5 + 0.5) * (0.8 + 0.2 * (y / mh as f32))
+            })
+            .collect()
+    };
+    check_mask(
+        &[ramp(0.0), ramp(1.5)],
+        &ScoreLayout {
+            shape: vec![1, mh as i64, mw as i64, 1],
+            layout: Layout::Nhwc,
+            semantics: Semantics::Sigmoid,
+        },
+        &[vec![true, false], vec![false, true]],
+        &params,
+        (w, h),
+    );
+    let logits = |t: f32| -> Vec<f32> {
+        let mut d = vec![0.0f32; 3 * mw * mh];
+        for i in 0..mw * mh {
+            let (x, y) = ((i % mw) as f32, (i / mw) as f32);
+            d[i] = (x - 8.0 - t) * 0.7;
+            d[mw * mh + i] = (y - 9.0) * 0.9;
+            d[2 * mw * mh + i] = 2.0 - (x - 20.0).abs() * 0.5;
+        }
+        d
+    };
+    check_mask(
+        &[logits(0.0), logits(2.0)],
+        &ScoreLayout {
+            shape: vec![1, 3, mh as i64, mw as i64],
+            layout: Layout::Nchw,
+            semantics: Semantics::Logits,
+        },
+        &[vec![true, false, true], vec![false, true, false]],
+        &params,
+        (w, h),
+    );
+}
+
+fn check_mask(
+    frames: &[Vec<f32>],
+    layout: &ScoreLayout,
+    selections: &[Vec<bool>],
+    params: &MaskParams,
+    (w, h): (usize, usize),
+) {
+    let mut graph =
+        MaskGraph::new(layout, selections, params, w, h, &cpu()).expect("build mask graph");
+    let mut stack = AlphaStack {
+        luma: Vec::new(),
+        chroma: Vec::new(),
+    };
+    for f in frames {
+        graph
+            .run(f, &layout.shape, &mut stack)
+            .expect("run mask graph");
+    }
+    let (cw, ch) = segsynth::frame::chroma_size(w, h);
+    for (e, selected) in selections.iter().enumerate() {
+        let native = native_alpha(frames, layout, selected, params, (w, h));
+        let luma = &stack.luma[e * w * h..(e + 1) * w * h];
+        let chroma = &stack.chroma[e * cw * ch..(e + 1) * cw * ch];
+        let what = format!("{:?} entry {e}", layout.semantics);
+        let (max, mean) = diff_u8(luma, &native.luma.data);
+        assert!(max <= 2 && mean < 0.2, "{what} luma: max {max} mean {mean}");
+        let (max, mean) = diff_u8(chroma, &native.chroma.data);
+        assert!(
+            max <= 2 && mean < 0.2,
+            "{what} chroma: max {max} mean {mean}"
+        );
+        // Not vacuous: the alpha has both ends and a soft edge.
+        assert!(
+            luma.contains(&0) && luma.contains(&255) && luma.iter().any(|&a| a > 60 && a < 200),
+            "{what}: alpha lacks range"
+        );
+    }
+}
+
+fn ramp_alpha(w: usize, h: usize, reverse: bool) -> AlphaPlanes {
+    let plane = |pw: usize, ph: usize| segsynth::frame::Plane {
+        width: pw,
+        height: ph,
+        data: (0..pw * ph)
+            .map(|i| {
+                let x = (i % pw) * 255 / (pw - 1);
+                (if reverse { 255 - x } else { x }) as u8
+            })
+            .collect(),
+    };
+    let (cw, ch) = segsynth::frame::chroma_size(w, h);
+    AlphaPlanes {
+        luma: plane(w, h),
+        chroma: plane(cw, ch),
+    }
+}
+
+#[test]
+fn blend_graph_matches_the_compositor() {
+    let (w, h) = (321, 181);
+    let pic = picture(w, h, 2);
+    let content = picture(w, h, 7);
+    let alphas = [
+        ramp_alpha(w, h, false),
+        ramp_alpha(w, h, true),
+        ramp_alpha(w, h, false),
+    ];
+    // Native: blur + colour through the compositor, then a picture layer.
+    let entries = vec![
+        Entry {
+            classes: vec!["background".into()],
+            content: ContentKind::Blur { radius: 24 },
+        },
+        Entry {
+            classes: vec!["person".into()],
+            content: ContentKind::Color { rgb: [30, 200, 90] },
+        },
+    ];
+    let mut native = Frame {
+        index: 0,
+        pts: Some(0),
+        duration: None,
+        matrix: Matrix::Bt709,
+        picture: pic.clone(),
+    };
+    Compositor::new(&entries, &[])
+        .expect("compositor")
+        .composite(&mut native, &alphas[..2]);
+    blend_picture(&mut native.picture, &content, &alphas[2]);
+
+    let colour = segsynth::frame::rgb_to_yuv(Matrix::Bt709, 30, 200, 90);
+    let layers = [
+        BlendLayer::Blur(24),
+        BlendLayer::Value(colour.0, colour.1, colour.2),
+        BlendLayer::Picture,
+    ];
+    let mut graph = BlendGraph::new(&layers, false, w, h, &cpu()).expect("build blend graph");
+    let stack = AlphaStack {
+        luma: alphas.iter().flat_map(|a| a.luma.data.clone()).collect(),
+        chroma: alphas.iter().flat_map(|a| a.chroma.data.clone()).collect(),
+    };
+    let mut out = pic.clone();
+    graph
+        .run(&mut out, &stack, &[&content])
+        .expect("run blend graph");
+    for (name, a, b) in [
+        ("y", &out.y.data, &native.picture.y.data),
+        ("u", &out.u.data, &native.picture.u.data),
+        ("v", &out.v.data, &native.picture.v.data),
+    ] {
+        let (max, mean) = diff_u8(a, b);
+        assert!(
+            max <= 4 && mean < 0.6,
+            "plane {name}: max {max} mean {mean}"
+        );
+    }
+    assert_ne!(out, pic, "the blend changed the frame");
+}

@@ -3,19 +3,24 @@
 //!
 //! ```text
 //! segsynth-core-bench [--device cpu|cuda|tensorrt|auto] [--frames N] [--sizes 640x360,1280x720,1920x1080]
-//!                     [--streams 1,2,4] [--gan foliage] [--threads N]
+//!                     [--streams 1,2,4] [--pixels native,graph] [--gan foliage|none] [--threads N]
 //! ```
-//! Prints a table: per-step p50/p99 ms and frames per second per stream count.
+//! Each row is one run: `streams` independent streams (own sessions, own thread) work
+//! at once. Prints per-step p50, frame p99, frames per second per stream and in total,
+//! and the memory the run added (resident set, whole run and per stream).
+//! `--pixels graph` runs the per-pixel steps as ONNX graphs (on the chosen device);
+//! `native` runs them in Rust on the CPU.
 
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Instant;
 
 use segsynth::content::{ContentKind, Entry};
 use segsynth::frame::{Frame, Matrix, Yuv420};
 use segsynth::imgproc::mask::{
-    MaskFilter, MaskParams, ScoreMap, Scores, class_alpha, upsample_alpha,
+    MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha, upsample_alpha,
 };
-use segsynth::imgproc::preprocess::frame_to_tensor;
+use segsynth::imgproc::preprocess::{Layout, frame_to_tensor};
+use segsynth::infer::graphs::{AlphaStack, BlendGraph, BlendLayer, MaskGraph, PrepGraph, ScoreLayout};
 use segsynth::infer::{Device, Model, Output, SessionOptions};
 use segsynth::job::{load_generator, models_dir};
 use segsynth::model::{Manifest, for_frame, resolve};
@@ -23,13 +28,24 @@ use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::stats::percentile;
 use segsynth::synth::{Generator, SynthParams};
 
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Pixels {
+    Native,
+    Graph,
+}
+
 struct Opts {
     device: Device,
     frames: usize,
     sizes: Vec<(usize, usize)>,
     streams: Vec<usize>,
+    pixels: Vec<Pixels>,
     gan: Option<String>,
     threads: usize,
+}
+
+fn list<T>(v: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
+    v.split(',').map(|s| one(s.trim())).collect()
 }
 
 fn parse() -> Result<Opts, String> {
@@ -38,6 +54,7 @@ fn parse() -> Result<Opts, String> {
         frames: 60,
         sizes: vec![(1280, 720), (1920, 1080)],
         streams: vec![1],
+        pixels: vec![Pixels::Native, Pixels::Graph],
         gan: Some("foliage".into()),
         threads: 1,
     };
@@ -62,24 +79,37 @@ fn parse() -> Result<Opts, String> {
                     }
                 }
             }
-            "--frames" => o.frames = v.parse().map_err(|_| "--frames expects a number")?,
+            "--frames" => {
+                o.frames = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or("--frames expects a positive number")?
+            }
             "--threads" => o.threads = v.parse().map_err(|_| "--threads expects a number")?,
             "--gan" => o.gan = (v != "none").then_some(v),
             "--sizes" => {
-                o.sizes = v
-                    .split(',')
-                    .map(|s| {
-                        s.split_once('x')
-                            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
-                            .ok_or(format!("bad size {s}, expected WxH"))
-                    })
-                    .collect::<Result<_, _>>()?
+                o.sizes = list(&v, |s| {
+                    s.split_once('x')
+                        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)))
+                        .filter(|&(w, h)| w >= 16 && h >= 16)
+                        .ok_or(format!("bad size {s}, expected WxH (at least 16x16)"))
+                })?
             }
             "--streams" => {
-                o.streams = v
-                    .split(',')
-                    .map(|s| s.parse().map_err(|_| format!("bad stream count {s}")))
-                    .collect::<Result<_, _>>()?
+                o.streams = list(&v, |s| {
+                    s.parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or(format!("bad stream count {s}, expected a positive number"))
+                })?
+            }
+            "--pixels" => {
+                o.pixels = list(&v, |s| match s {
+                    "native" => Ok(Pixels::Native),
+                    "graph" => Ok(Pixels::Graph),
+                    _ => Err(format!("--pixels {s}: expected native or graph")),
+                })?
             }
             other => return Err(format!("unknown option {other}")),
         }
@@ -126,6 +156,138 @@ fn main() {
     }
 }
 
+/// Resident set size in MiB, from /proc (0 where there is none).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Per-step samples of one stream, in ms: prep, model, mask, upsample, composite, frame.
+type Samples = [Vec<f32>; 6];
+
+/// One stream's stages: the model and either the native kernels or the pixel graphs.
+struct Stream {
+    model: Model,
+    manifest: Manifest,
+    pixels: Pixels,
+    compositor: Compositor,
+    filter: MaskFilter,
+    graphs: Option<(PrepGraph, MaskGraph, BlendGraph)>,
+    tensor: Vec<f32>,
+    alpha: Vec<f32>,
+    stack: AlphaStack,
+}
+
+const BLUR: usize = 32;
+
+impl Stream {
+    fn new(
+        manifest: &Manifest,
+        pixels: Pixels,
+        (w, h): (usize, usize),
+        session: &SessionOptions,
+    ) -> anyhow::Result<Stream> {
+        let model = Model::open(manifest.clone(), session)?;
+        let entries = vec![Entry {
+            classes: vec!["background".into()],
+            content: ContentKind::Blur { radius: BLUR },
+        }];
+        let selections = vec![vec![true, false]];
+        let params = MaskParams::default();
+        let graphs = match pixels {
+            Pixels::Native => None,
+            Pixels::Graph => {
+                let scores = ScoreLayout {
+                    shape: manifest.output.shape.clone(),
+                    layout: manifest.output.layout.unwrap_or(Layout::Nhwc),
+                    semantics: manifest.output.semantics.unwrap_or(Semantics::Sigmoid),
+                };
+                Some((
+                    PrepGraph::new(w, h, Matrix::Bt709, &manifest.input_geometry(), session)?,
+                    MaskGraph::new(&scores, &selections, &params, w, h, session)?,
+                    BlendGraph::new(&[BlendLayer::Blur(BLUR)], false, w, h, session)?,
+                ))
+            }
+        };
+        Ok(Stream {
+            model,
+            manifest: manifest.clone(),
+            pixels,
+            compositor: Compositor::new(&entries, &[])?,
+            filter: MaskFilter::new(params),
+            graphs,
+            tensor: Vec::new(),
+            alpha: Vec::new(),
+            stack: AlphaStack {
+                luma: Vec::new(),
+                chroma: Vec::new(),
+            },
+        })
+    }
+
+    fn step(&mut self, frame: &mut Frame, t: &mut Samples) -> anyhow::Result<()> {
+        let m = &self.manifest;
+        let (w, h) = (frame.picture.width(), frame.picture.height());
+        let a = Instant::now();
+        match (&mut self.graphs, self.pixels) {
+            (Some((prep, _, _)), Pixels::Graph) => prep.run(&frame.picture, &mut self.tensor)?,
+            _ => frame_to_tensor(
+                &frame.picture,
+                frame.matrix,
+                &m.input_geometry(),
+                &mut self.tensor,
+            ),
+        }
+        let b = Instant::now();
+        let out = self
+            .model
+            .run(&[(&m.input.name, &m.input.shape, &self.tensor)])?;
+        let c = Instant::now();
+        let Output::F32 { shape: os, data } = out else {
+            anyhow::bail!("the selfie model gave a non-float output")
+        };
+        let (d, e) = match &mut self.graphs {
+            Some((_, mask, blend)) => {
+                mask.run(&data, &os, &mut self.stack)?;
+                let d = Instant::now();
+                blend.run(&mut frame.picture, &self.stack, &[])?;
+                (d, d)
+            }
+            None => {
+                let map = ScoreMap {
+                    scores: Scores::F32(&data),
+                    width: os[2] as usize,
+                    height: os[1] as usize,
+                    channels: 1,
+                    layout: m.output.layout.unwrap_or(Layout::Nhwc),
+                    semantics: Semantics::Sigmoid,
+                };
+                class_alpha(&map, &[true, false], &mut self.alpha);
+                self.filter.apply(&mut self.alpha, map.width, map.height, w);
+                let d = Instant::now();
+                let planes = upsample_alpha(&self.alpha, map.width, map.height, w, h);
+                let e = Instant::now();
+                self.compositor.composite(frame, &[planes]);
+                (d, e)
+            }
+        };
+        let f = Instant::now();
+        for (i, (x, y)) in [(a, b), (b, c), (c, d), (d, e), (e, f), (a, f)]
+            .into_iter()
+            .enumerate()
+        {
+            t[i].push(ms(x, y));
+        }
+        Ok(())
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let o = parse().map_err(anyhow::Error::msg)?;
     let dir = models_dir();
@@ -134,124 +296,130 @@ fn run() -> anyhow::Result<()> {
         device: o.device,
     };
     println!(
-        "inference core, device {:?}, {} intra-op thread(s), {} frames per run",
-        o.device, o.threads, o.frames
+        "inference core, device {:?}, {} intra-op thread(s) per session, {} frames per stream, {} CPU(s)",
+        o.device,
+        o.threads,
+        o.frames,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:<10} {:>7} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "{:<10} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
         "size",
         "streams",
-        "prep p50",
-        "model p50",
-        "mask p50",
-        "upsm p50",
-        "comp p50",
-        "synth p50",
-        "frame p99",
-        "fps/stream"
+        "pixels",
+        "prep",
+        "model",
+        "mask",
+        "upsm",
+        "comp",
+        "synth",
+        "frm p99",
+        "fps/strm",
+        "fps total",
+        "+MiB",
+        "MiB/strm"
     );
     for &(w, h) in &o.sizes {
         let frames: Vec<Frame> = (0..8).map(|i| synthetic_frame(w, h, i)).collect();
+        let base = Manifest::load(&resolve("selfie", &dir)?)?;
+        let manifest = for_frame(base, w, h)?;
         for &streams in &o.streams {
-            let base = Manifest::load(&resolve("selfie", &dir)?)?;
-            let manifest = for_frame(base, w, h)?;
-            let mut models: Vec<Model> = (0..streams)
-                .map(|_| Model::open(manifest.clone(), &session))
-                .collect::<Result<_, _>>()?;
-            let provider = models[0].provider;
-            let entries = vec![Entry {
-                classes: vec!["background".into()],
-                content: ContentKind::Blur { radius: 32 },
-            }];
-            let mut compositors: Vec<Compositor> = (0..streams)
-                .map(|_| Compositor::new(&entries, &[]))
-                .collect::<Result<_, _>>()?;
-            let mut filters: Vec<MaskFilter> = (0..streams)
-                .map(|_| MaskFilter::new(MaskParams::default()))
-                .collect();
-            let mut generator = match &o.gan {
-                Some(g) => Some(Generator::new(
-                    Model::open(load_generator(g, &dir)?, &session)?,
-                    SynthParams::default(),
-                )),
-                None => None,
-            };
-            let geometry = manifest.input_geometry();
-            let shape = manifest.input.shape.clone();
-            let mut t = [
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-            ];
-            let started = Instant::now();
-            let mut tensor = Vec::new();
-            let mut alpha = Vec::new();
-            for i in 0..o.frames {
-                let f0 = Instant::now();
-                for s in 0..streams {
-                    let mut frame = frames[(i + s) % frames.len()].clone();
-                    let a = Instant::now();
-                    frame_to_tensor(&frame.picture, frame.matrix, &geometry, &mut tensor);
-                    let b = Instant::now();
-                    let out = models[s].run(&[(&manifest.input.name, &shape, &tensor)])?;
-                    let c = Instant::now();
-                    let Output::F32 { shape: os, data } = out else {
-                        anyhow::bail!("unexpected output")
-                    };
-                    let map = ScoreMap {
-                        scores: Scores::F32(&data),
-                        width: os[2] as usize,
-                        height: os[1] as usize,
-                        channels: 1,
-                        layout: manifest
-                            .output
-                            .layout
-                            .unwrap_or(segsynth::imgproc::preprocess::Layout::Nhwc),
-                        semantics: segsynth::imgproc::mask::Semantics::Sigmoid,
-                    };
-                    class_alpha(&map, &[true, false], &mut alpha);
-                    filters[s].apply(&mut alpha, map.width, map.height, w);
-                    let d = Instant::now();
-                    let planes = upsample_alpha(&alpha, map.width, map.height, w, h);
-                    let e = Instant::now();
-                    compositors[s].composite(&mut frame, &[planes]);
-                    let f = Instant::now();
-                    t[0].push(ms(a, b));
-                    t[1].push(ms(b, c));
-                    t[2].push(ms(c, d));
-                    t[3].push(ms(d, e));
-                    t[4].push(ms(e, f));
+            for &pixels in &o.pixels {
+                let before = rss_mib();
+                let mut set: Vec<Stream> = (0..streams)
+                    .map(|_| Stream::new(&manifest, pixels, (w, h), &session))
+                    .collect::<anyhow::Result<_>>()?;
+                let provider = set[0].model.provider;
+                let started = Instant::now();
+                let results: Mutex<Vec<anyhow::Result<Samples>>> = Mutex::new(Vec::new());
+                std::thread::scope(|scope| {
+                    for (s, stream) in set.iter_mut().enumerate() {
+                        let (frames, results) = (&frames, &results);
+                        scope.spawn(move || {
+                            let mut t: Samples = Default::default();
+                            let r = (0..o.frames)
+                                .try_for_each(|i| {
+                                    let mut frame = frames[(i + s) % frames.len()].clone();
+                                    stream.step(&mut frame, &mut t)
+                                })
+                                .map(|_| t);
+                            if let Ok(mut all) = results.lock() {
+                                all.push(r);
+                            }
+                        });
+                    }
+                });
+                let wall = started.elapsed().as_secs_f64();
+                let added = rss_mib() - before;
+                drop(set);
+                let mut t: Samples = Default::default();
+                for r in results.into_inner().unwrap_or_default() {
+                    for (all, one) in t.iter_mut().zip(r?) {
+                        all.extend(one);
+                    }
                 }
-                if let Some(g) = generator.as_mut() {
-                    let a = Instant::now();
-                    g.layer(i as u64 * 33_333_333, w, h, Matrix::Bt709, None)?;
-                    t[5].push(ms(a, Instant::now()));
-                }
-                t[6].push(ms(f0, Instant::now()));
+                let synth = match &o.gan {
+                    Some(g) => synth_ms(g, &dir, (w, h), &session, o.frames.min(10))?,
+                    None => 0.0,
+                };
+                let total = (streams * o.frames) as f64 / wall;
+                let p = |v: &Vec<f32>| percentile(v, 50.0);
+                let dash = |v: f32, show: bool| {
+                    if show {
+                        format!("{v:.2}")
+                    } else {
+                        "-".to_string()
+                    }
+                };
+                println!(
+                    "{:<10} {:>7} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
+                    format!("{w}x{h}"),
+                    streams,
+                    match pixels {
+                        Pixels::Native => "native",
+                        Pixels::Graph => "graph",
+                    },
+                    p(&t[0]),
+                    p(&t[1]),
+                    p(&t[2]),
+                    dash(p(&t[3]), pixels == Pixels::Native),
+                    p(&t[4]),
+                    synth,
+                    percentile(&t[5], 99.0),
+                    total / streams as f64,
+                    total,
+                    added.max(0.0),
+                    added.max(0.0) / streams as f64,
+                );
             }
-            let fps = o.frames as f64 / started.elapsed().as_secs_f64();
-            let p = |v: &Vec<f32>| percentile(v, 50.0);
-            println!(
-                "{:<10} {:>7} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>10.1}   [{provider}]",
-                format!("{w}x{h}"),
-                streams,
-                p(&t[0]),
-                p(&t[1]),
-                p(&t[2]),
-                p(&t[3]),
-                p(&t[4]),
-                p(&t[5]),
-                percentile(&t[6], 99.0),
-                fps
-            );
-            let _ = Arc::new(());
         }
     }
+    println!(
+        "prep = frame -> model input; mask = scores -> alpha (graph: including upsampling); upsm = alpha upsampling (native);\n\
+         comp = blur + blend; synth = one GAN layer (p50, alone); +MiB = resident memory the run added."
+    );
     Ok(())
+}
+
+/// p50 time of one GAN layer at this frame size, run alone.
+fn synth_ms(
+    gan: &str,
+    dir: &std::path::Path,
+    (w, h): (usize, usize),
+    session: &SessionOptions,
+    n: usize,
+) -> anyhow::Result<f32> {
+    let mut g = Generator::new(
+        Model::open(load_generator(gan, dir)?, session)?,
+        SynthParams::default(),
+    );
+    let mut t = Vec::new();
+    for i in 0..n.max(2) {
+        let a = Instant::now();
+        g.layer(i as u64 * 33_333_333, w, h, Matrix::Bt709, None)?;
+        t.push(ms(a, Instant::now()));
+    }
+    Ok(percentile(&t, 50.0))
 }
 
 fn ms(a: Instant, b: Instant) -> f32 {

@@ -8,11 +8,13 @@ use segsynth::imgproc::mask::{
     AlphaPlanes, MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha, upsample_alpha,
 };
 use segsynth::imgproc::preprocess::{Layout, Sampling, TensorGeometry, frame_to_tensor};
-use segsynth::infer::graphs::{
-    AlphaStack, BlendGraph, BlendLayer, MaskGraph, PrepGraph, ScoreLayout,
-};
-use segsynth::infer::{Device, SessionOptions};
+use segsynth::infer::chain::SegmentChain;
+use segsynth::infer::graphs::{BlendGraph, BlendLayer, MaskGraph, PrepGraph, ScoreLayout};
+use segsynth::infer::{Device, Model, SessionOptions};
+use segsynth::job::models_dir;
+use segsynth::model::{Manifest, for_frame, resolve};
 use segsynth::pipeline::composite::Compositor;
+use segsynth::pipeline::segment::Segmenter;
 
 fn cpu() -> SessionOptions {
     SessionOptions {
@@ -181,20 +183,14 @@ fn check_mask(
 ) {
     let mut graph =
         MaskGraph::new(layout, selections, params, w, h, &cpu()).expect("build mask graph");
-    let mut stack = AlphaStack {
-        luma: Vec::new(),
-        chroma: Vec::new(),
-    };
+    let mut planes = Vec::new();
     for f in frames {
-        graph
-            .run(f, &layout.shape, &mut stack)
-            .expect("run mask graph");
+        planes = graph.run(f, &layout.shape).expect("run mask graph");
     }
-    let (cw, ch) = segsynth::frame::chroma_size(w, h);
+    assert_eq!(planes.len(), selections.len());
     for (e, selected) in selections.iter().enumerate() {
         let native = native_alpha(frames, layout, selected, params, (w, h));
-        let luma = &stack.luma[e * w * h..(e + 1) * w * h];
-        let chroma = &stack.chroma[e * cw * ch..(e + 1) * cw * ch];
+        let (luma, chroma) = (&planes[e].luma.data, &planes[e].chroma.data);
         let what = format!("{:?} entry {e}", layout.semantics);
         let (max, mean) = diff_u8(luma, &native.luma.data);
         assert!(max <= 2 && mean < 0.2, "{what} luma: max {max} mean {mean}");
@@ -269,13 +265,9 @@ fn blend_graph_matches_the_compositor() {
         BlendLayer::Picture,
     ];
     let mut graph = BlendGraph::new(&layers, false, w, h, &cpu()).expect("build blend graph");
-    let stack = AlphaStack {
-        luma: alphas.iter().flat_map(|a| a.luma.data.clone()).collect(),
-        chroma: alphas.iter().flat_map(|a| a.chroma.data.clone()).collect(),
-    };
     let mut out = pic.clone();
     graph
-        .run(&mut out, &stack, &[&content])
+        .run(&mut out, &alphas, &[&content])
         .expect("run blend graph");
     for (name, a, b) in [
         ("y", &out.y.data, &native.picture.y.data),
@@ -289,4 +281,85 @@ fn blend_graph_matches_the_compositor() {
         );
     }
     assert_ne!(out, pic, "the blend changed the frame");
+}
+
+/// The astronaut photo as a frame: a real person for the real selfie model.
+fn astronaut(w: usize, h: usize) -> Yuv420 {
+    let (rgb, sw, sh) =
+        segsynth::content::load_image(&crate::support::data("astronaut.jpg")).expect("photo");
+    let fitted = segsynth::content::cover(&rgb, sw, sh, w, h);
+    Yuv420::from_rgb(&fitted, w, h, Matrix::Bt709)
+}
+
+#[test]
+fn bound_chain_matches_the_native_segmenter_on_the_selfie_model() {
+    let (w, h) = (480, 270);
+    let manifest = for_frame(
+        Manifest::load(&resolve("selfie", &models_dir()).expect("selfie manifest")).expect("load"),
+        w,
+        h,
+    )
+    .expect("landscape model for 16:9");
+    let entries = vec![
+        Entry {
+            classes: vec!["background".into()],
+            content: ContentKind::Blur { radius: 16 },
+        },
+        Entry {
+            classes: vec!["person".into()],
+            content: ContentKind::Mask,
+        },
+    ];
+    let params = MaskParams::default();
+    let mut native = Segmenter::new(
+        Model::open(manifest.clone(), &cpu()).expect("open model"),
+        &entries,
+        &params,
+    )
+    .expect("segmenter");
+    let mut chain = SegmentChain::new(
+        Model::open(manifest, &cpu()).expect("open model"),
+        &[vec![true, false], vec![false, true]],
+        &params,
+        (w, h),
+        Matrix::Bt709,
+        &cpu(),
+    )
+    .expect("bound chain");
+    assert_eq!(chain.provider(), "CPUExecutionProvider");
+    let still = astronaut(w, h);
+    // Three frames: the temporal state is carried (and ping-pongs) inside the chain.
+    for i in 0..3 {
+        let mut pic = still.clone();
+        // Shift the photo a little each frame so the state matters.
+        pic.y.data.rotate_left(i * 6);
+        let frame = Frame {
+            index: i as u64,
+            pts: Some(i as u64),
+            duration: None,
+            matrix: Matrix::Bt709,
+            picture: pic,
+        };
+        let a = native.masks(&frame).expect("native masks");
+        let b = chain.alphas(&frame.picture).expect("chain alphas");
+        assert_eq!(a.len(), b.len());
+        for (e, (a, b)) in a.iter().zip(&b).enumerate() {
+            let (max, mean) = diff_u8(&a.luma.data, &b.luma.data);
+            assert!(
+                max <= 3 && mean < 0.3,
+                "frame {i} entry {e}: max {max} mean {mean}"
+            );
+            let (max, mean) = diff_u8(&a.chroma.data, &b.chroma.data);
+            assert!(
+                max <= 3 && mean < 0.3,
+                "frame {i} entry {e} chroma: max {max} mean {mean}"
+            );
+        }
+        let person = &b[1].luma.data;
+        let covered = person.iter().filter(|&&v| v > 200).count() as f64 / person.len() as f64;
+        assert!(
+            covered > 0.1 && covered < 0.9,
+            "the astronaut is found: {covered:.2}"
+        );
+    }
 }

@@ -20,7 +20,8 @@ use segsynth::imgproc::mask::{
     MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha, upsample_alpha,
 };
 use segsynth::imgproc::preprocess::{Layout, frame_to_tensor};
-use segsynth::infer::graphs::{AlphaStack, BlendGraph, BlendLayer, MaskGraph, PrepGraph, ScoreLayout};
+use segsynth::infer::chain::SegmentChain;
+use segsynth::infer::graphs::{BlendGraph, BlendLayer};
 use segsynth::infer::{Device, Model, Output, SessionOptions};
 use segsynth::job::{load_generator, models_dir};
 use segsynth::model::{Manifest, for_frame, resolve};
@@ -168,20 +169,25 @@ fn rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Per-step samples of one stream, in ms: prep, model, mask, upsample, composite, frame.
-type Samples = [Vec<f32>; 6];
+/// Per-step samples of one stream, in ms: prep, model, mask, upsample, composite, frame,
+/// and frame -> alpha planes (the first four together).
+type Samples = [Vec<f32>; 7];
 
-/// One stream's stages: the model and either the native kernels or the pixel graphs.
+/// One stream's stages: the model with the native kernels, or the bound graph chain
+/// (pre-processing graph -> model -> mask graph) and the blend graph.
 struct Stream {
+    native: Option<Native>,
+    graphs: Option<(SegmentChain, BlendGraph)>,
+    provider: &'static str,
+}
+
+struct Native {
     model: Model,
     manifest: Manifest,
-    pixels: Pixels,
     compositor: Compositor,
     filter: MaskFilter,
-    graphs: Option<(PrepGraph, MaskGraph, BlendGraph)>,
     tensor: Vec<f32>,
     alpha: Vec<f32>,
-    stack: AlphaStack,
 }
 
 const BLUR: usize = 32;
@@ -194,91 +200,87 @@ impl Stream {
         session: &SessionOptions,
     ) -> anyhow::Result<Stream> {
         let model = Model::open(manifest.clone(), session)?;
+        let provider = model.provider;
         let entries = vec![Entry {
             classes: vec!["background".into()],
             content: ContentKind::Blur { radius: BLUR },
         }];
-        let selections = vec![vec![true, false]];
         let params = MaskParams::default();
-        let graphs = match pixels {
-            Pixels::Native => None,
-            Pixels::Graph => {
-                let scores = ScoreLayout {
-                    shape: manifest.output.shape.clone(),
-                    layout: manifest.output.layout.unwrap_or(Layout::Nhwc),
-                    semantics: manifest.output.semantics.unwrap_or(Semantics::Sigmoid),
-                };
-                Some((
-                    PrepGraph::new(w, h, Matrix::Bt709, &manifest.input_geometry(), session)?,
-                    MaskGraph::new(&scores, &selections, &params, w, h, session)?,
+        Ok(match pixels {
+            Pixels::Native => Stream {
+                native: Some(Native {
+                    model,
+                    manifest: manifest.clone(),
+                    compositor: Compositor::new(&entries, &[])?,
+                    filter: MaskFilter::new(params),
+                    tensor: Vec::new(),
+                    alpha: Vec::new(),
+                }),
+                graphs: None,
+                provider,
+            },
+            Pixels::Graph => Stream {
+                native: None,
+                graphs: Some((
+                    SegmentChain::new(
+                        model,
+                        &[vec![true, false]],
+                        &params,
+                        (w, h),
+                        Matrix::Bt709,
+                        session,
+                    )?,
                     BlendGraph::new(&[BlendLayer::Blur(BLUR)], false, w, h, session)?,
-                ))
-            }
-        };
-        Ok(Stream {
-            model,
-            manifest: manifest.clone(),
-            pixels,
-            compositor: Compositor::new(&entries, &[])?,
-            filter: MaskFilter::new(params),
-            graphs,
-            tensor: Vec::new(),
-            alpha: Vec::new(),
-            stack: AlphaStack {
-                luma: Vec::new(),
-                chroma: Vec::new(),
+                )),
+                provider,
             },
         })
     }
 
     fn step(&mut self, frame: &mut Frame, t: &mut Samples) -> anyhow::Result<()> {
-        let m = &self.manifest;
-        let (w, h) = (frame.picture.width(), frame.picture.height());
         let a = Instant::now();
-        match (&mut self.graphs, self.pixels) {
-            (Some((prep, _, _)), Pixels::Graph) => prep.run(&frame.picture, &mut self.tensor)?,
-            _ => frame_to_tensor(
-                &frame.picture,
-                frame.matrix,
-                &m.input_geometry(),
-                &mut self.tensor,
-            ),
+        if let Some((chain, blend)) = &mut self.graphs {
+            let alphas = chain.alphas(&frame.picture)?;
+            let b = Instant::now();
+            blend.run(&mut frame.picture, &alphas, &[])?;
+            t[4].push(ms(b, Instant::now()));
+            t[5].push(ms(a, Instant::now()));
+            t[6].push(ms(a, b));
+            return Ok(());
         }
+        let Some(n) = &mut self.native else {
+            anyhow::bail!("stream has no stages")
+        };
+        let m = &n.manifest;
+        let (w, h) = (frame.picture.width(), frame.picture.height());
+        frame_to_tensor(
+            &frame.picture,
+            frame.matrix,
+            &m.input_geometry(),
+            &mut n.tensor,
+        );
         let b = Instant::now();
-        let out = self
-            .model
-            .run(&[(&m.input.name, &m.input.shape, &self.tensor)])?;
+        let out = n.model.run(&[(&m.input.name, &m.input.shape, &n.tensor)])?;
         let c = Instant::now();
         let Output::F32 { shape: os, data } = out else {
             anyhow::bail!("the selfie model gave a non-float output")
         };
-        let (d, e) = match &mut self.graphs {
-            Some((_, mask, blend)) => {
-                mask.run(&data, &os, &mut self.stack)?;
-                let d = Instant::now();
-                blend.run(&mut frame.picture, &self.stack, &[])?;
-                (d, d)
-            }
-            None => {
-                let map = ScoreMap {
-                    scores: Scores::F32(&data),
-                    width: os[2] as usize,
-                    height: os[1] as usize,
-                    channels: 1,
-                    layout: m.output.layout.unwrap_or(Layout::Nhwc),
-                    semantics: Semantics::Sigmoid,
-                };
-                class_alpha(&map, &[true, false], &mut self.alpha);
-                self.filter.apply(&mut self.alpha, map.width, map.height, w);
-                let d = Instant::now();
-                let planes = upsample_alpha(&self.alpha, map.width, map.height, w, h);
-                let e = Instant::now();
-                self.compositor.composite(frame, &[planes]);
-                (d, e)
-            }
+        let map = ScoreMap {
+            scores: Scores::F32(&data),
+            width: os[2] as usize,
+            height: os[1] as usize,
+            channels: 1,
+            layout: m.output.layout.unwrap_or(Layout::Nhwc),
+            semantics: Semantics::Sigmoid,
         };
+        class_alpha(&map, &[true, false], &mut n.alpha);
+        n.filter.apply(&mut n.alpha, map.width, map.height, w);
+        let d = Instant::now();
+        let planes = upsample_alpha(&n.alpha, map.width, map.height, w, h);
+        let e = Instant::now();
+        n.compositor.composite(frame, &[planes]);
         let f = Instant::now();
-        for (i, (x, y)) in [(a, b), (b, c), (c, d), (d, e), (e, f), (a, f)]
+        for (i, (x, y)) in [(a, b), (b, c), (c, d), (d, e), (e, f), (a, f), (a, e)]
             .into_iter()
             .enumerate()
         {
@@ -303,7 +305,7 @@ fn run() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:<10} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
+        "{:<10} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
         "size",
         "streams",
         "pixels",
@@ -311,6 +313,7 @@ fn run() -> anyhow::Result<()> {
         "model",
         "mask",
         "upsm",
+        "segment",
         "comp",
         "synth",
         "frm p99",
@@ -329,7 +332,7 @@ fn run() -> anyhow::Result<()> {
                 let mut set: Vec<Stream> = (0..streams)
                     .map(|_| Stream::new(&manifest, pixels, (w, h), &session))
                     .collect::<anyhow::Result<_>>()?;
-                let provider = set[0].model.provider;
+                let provider = set[0].provider;
                 let started = Instant::now();
                 let results: Mutex<Vec<anyhow::Result<Samples>>> = Mutex::new(Vec::new());
                 std::thread::scope(|scope| {
@@ -371,18 +374,20 @@ fn run() -> anyhow::Result<()> {
                         "-".to_string()
                     }
                 };
+                let native = pixels == Pixels::Native;
                 println!(
-                    "{:<10} {:>7} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
+                    "{:<10} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
                     format!("{w}x{h}"),
                     streams,
                     match pixels {
                         Pixels::Native => "native",
                         Pixels::Graph => "graph",
                     },
-                    p(&t[0]),
-                    p(&t[1]),
-                    p(&t[2]),
-                    dash(p(&t[3]), pixels == Pixels::Native),
+                    dash(p(&t[0]), native),
+                    dash(p(&t[1]), native),
+                    dash(p(&t[2]), native),
+                    dash(p(&t[3]), native),
+                    p(&t[6]),
                     p(&t[4]),
                     synth,
                     percentile(&t[5], 99.0),
@@ -395,8 +400,9 @@ fn run() -> anyhow::Result<()> {
         }
     }
     println!(
-        "prep = frame -> model input; mask = scores -> alpha (graph: including upsampling); upsm = alpha upsampling (native);\n\
-         comp = blur + blend; synth = one GAN layer (p50, alone); +MiB = resident memory the run added."
+        "p50 ms per frame. prep = frame -> model input; mask = scores -> alpha; upsm = alpha upsampling; segment = all four\n\
+         (graph: one IoBinding chain, pre-processing graph -> model -> mask graph); comp = blur + blend (graph: blend graph);\n\
+         synth = one GAN layer (alone); +MiB = resident memory the run added."
     );
     Ok(())
 }

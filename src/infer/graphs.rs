@@ -12,8 +12,8 @@ use ort::session::Session;
 use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
 
 use super::{InferError, SessionOptions, build_session, environment};
-use crate::frame::{Matrix, Yuv420, chroma_size};
-use crate::imgproc::mask::{MaskParams, Semantics};
+use crate::frame::{Matrix, Plane, Yuv420, chroma_size};
+use crate::imgproc::mask::{AlphaPlanes, MaskParams, Semantics};
 use crate::imgproc::preprocess::{Layout, TensorGeometry, YuvToRgb, sample_positions};
 
 /// Opset of the generated graphs (GridSample-16, Resize-13/18 semantics used are stable).
@@ -250,7 +250,7 @@ fn plane_input<'a>(
 
 /// Frame planes -> model input tensor, the graph twin of `preprocess::frame_to_tensor`.
 pub struct PrepGraph {
-    session: Session,
+    pub(super) session: Session,
     pub provider: &'static str,
     width: usize,
     height: usize,
@@ -375,20 +375,14 @@ pub struct ScoreLayout {
 /// `mask::class_alpha` + `MaskFilter::apply` + `upsample_alpha`. It carries the
 /// temporal filter's state between runs.
 pub struct MaskGraph {
-    session: Session,
+    pub(super) session: Session,
     pub provider: &'static str,
     entries: usize,
     state: Vec<f32>,
-    state_shape: [i64; 4],
-    have_state: bool,
+    pub(super) state_shape: [i64; 4],
+    pub(super) have_state: bool,
     width: usize,
     height: usize,
-}
-
-/// Alpha planes for all entries, `entries x H x W` and `entries x Hc x Wc`, 0..=255.
-pub struct AlphaStack {
-    pub luma: Vec<u8>,
-    pub chroma: Vec<u8>,
 }
 
 impl MaskGraph {
@@ -498,12 +492,19 @@ impl MaskGraph {
             let radius = (params.feather * mw as f32 / width.max(1) as f32).round() as usize;
             alpha = b.box_blur(&alpha, radius)?;
             let alpha255 = b.affine(&alpha, 255.0, 0.0)?;
-            for (name, (ow, oh)) in [("luma", (w, h)), ("chroma", (cw, ch))] {
+            let f = TensorElementType::Float32;
+            let mut outputs = vec![tensor("state", f, &state_shape)];
+            let axis = b.i64s(&[1])?;
+            for (plane, (ow, oh)) in [("luma", (w, h)), ("chroma", (cw, ch))] {
                 let up = b.resize(&alpha255, [1, entries, oh, ow])?;
                 let q = b.to_u8(&up)?;
-                b.op_named("Identity", &[&q], vec![], name)?;
+                for i in 0..entries {
+                    let (s0, s1) = (b.i64s(&[i])?, b.i64s(&[i + 1])?);
+                    let name = alpha_name(i as usize, plane);
+                    b.op_named("Slice", &[&q, &s0, &s1, &axis], vec![], &name)?;
+                    outputs.push(tensor(&name, TensorElementType::Uint8, &[1, 1, oh, ow]));
+                }
             }
-            let f = TensorElementType::Float32;
             Ok((
                 b,
                 vec![
@@ -511,11 +512,7 @@ impl MaskGraph {
                     tensor("previous", f, &state_shape),
                     tensor("history", f, &[]),
                 ],
-                vec![
-                    tensor("luma", TensorElementType::Uint8, &[1, entries, h, w]),
-                    tensor("chroma", TensorElementType::Uint8, &[1, entries, ch, cw]),
-                    tensor("state", f, &state_shape),
-                ],
+                outputs,
             ))
         };
         let (b, inputs, outputs) = build().map_err(bad)?;
@@ -540,12 +537,8 @@ impl MaskGraph {
         width == self.width && height == self.height
     }
 
-    pub fn run(
-        &mut self,
-        scores: &[f32],
-        shape: &[i64],
-        out: &mut AlphaStack,
-    ) -> Result<(), InferError> {
+    /// Runs on host tensors (see `chain::SegmentChain` for the bound, on-device path).
+    pub fn run(&mut self, scores: &[f32], shape: &[i64]) -> Result<Vec<AlphaPlanes>, InferError> {
         let what = "mask graph";
         let err = run_err(what);
         let history = [if self.have_state { 1.0f32 } else { 0.0 }];
@@ -574,14 +567,42 @@ impl MaskGraph {
         let (_, state) = outputs["state"].try_extract_tensor::<f32>().map_err(&err)?;
         self.state.copy_from_slice(state);
         self.have_state = true;
-        let (_, luma) = outputs["luma"].try_extract_tensor::<u8>().map_err(&err)?;
-        let (_, chroma) = outputs["chroma"].try_extract_tensor::<u8>().map_err(&err)?;
-        out.luma.clear();
-        out.luma.extend_from_slice(luma);
-        out.chroma.clear();
-        out.chroma.extend_from_slice(chroma);
-        Ok(())
+        alpha_planes(self.entries, self.width, self.height, |name| {
+            let (_, d) = outputs[name].try_extract_tensor::<u8>().map_err(&err)?;
+            Ok(d.to_vec())
+        })
     }
+}
+
+/// Output name of entry `i`'s alpha plane (`luma` or `chroma`).
+pub(super) fn alpha_name(i: usize, plane: &str) -> String {
+    format!("alpha{i}_{plane}")
+}
+
+/// Collects per-entry alpha planes through `read(name)`.
+pub(super) fn alpha_planes(
+    entries: usize,
+    width: usize,
+    height: usize,
+    mut read: impl FnMut(&str) -> Result<Vec<u8>, InferError>,
+) -> Result<Vec<AlphaPlanes>, InferError> {
+    let (cw, ch) = chroma_size(width, height);
+    (0..entries)
+        .map(|i| {
+            Ok(AlphaPlanes {
+                luma: Plane {
+                    width,
+                    height,
+                    data: read(&alpha_name(i, "luma"))?,
+                },
+                chroma: Plane {
+                    width: cw,
+                    height: ch,
+                    data: read(&alpha_name(i, "chroma"))?,
+                },
+            })
+        })
+        .collect()
 }
 
 /// One content layer of the blend graph, in compositing order.
@@ -615,7 +636,6 @@ impl BlendGraph {
     ) -> Result<BlendGraph, InferError> {
         environment()?;
         let what = "blend graph";
-        let n = layers.len() as i64;
         let build = || -> Res<(Builder, Vec<Outlet>, Vec<Outlet>)> {
             let (w, h, cw, ch) = dims(width, height);
             let mut b = Builder::new()?;
@@ -631,19 +651,21 @@ impl BlendGraph {
             } else {
                 (y0.clone(), uv0.clone())
             };
-            let la = b.cast("luma_alpha", FLOAT)?;
-            let la = b.affine(&la, 1.0 / 255.0, 0.0)?;
-            let ca = b.cast("chroma_alpha", FLOAT)?;
-            let ca = b.affine(&ca, 1.0 / 255.0, 0.0)?;
             let axis = b.i64s(&[1])?;
+            let u8t = TensorElementType::Uint8;
             let mut inputs = vec![
-                tensor("y", TensorElementType::Uint8, &[1, 1, h, w]),
-                tensor("u", TensorElementType::Uint8, &[1, 1, ch, cw]),
-                tensor("v", TensorElementType::Uint8, &[1, 1, ch, cw]),
-                tensor("luma_alpha", TensorElementType::Uint8, &[1, n, h, w]),
-                tensor("chroma_alpha", TensorElementType::Uint8, &[1, n, ch, cw]),
+                tensor("y", u8t, &[1, 1, h, w]),
+                tensor("u", u8t, &[1, 1, ch, cw]),
+                tensor("v", u8t, &[1, 1, ch, cw]),
             ];
             for (i, layer) in layers.iter().enumerate() {
+                let (ln, cn) = (alpha_name(i, "luma"), alpha_name(i, "chroma"));
+                inputs.push(tensor(&ln, u8t, &[1, 1, h, w]));
+                inputs.push(tensor(&cn, u8t, &[1, 1, ch, cw]));
+                let al = b.cast(&ln, FLOAT)?;
+                let al = b.affine(&al, 1.0 / 255.0, 0.0)?;
+                let ac = b.cast(&cn, FLOAT)?;
+                let ac = b.affine(&ac, 1.0 / 255.0, 0.0)?;
                 let (cy, cuv) = match layer {
                     BlendLayer::Blur(radius) => (
                         blur(&mut b, &y0, *radius, [1, 1, h, w])?,
@@ -659,18 +681,15 @@ impl BlendGraph {
                             format!("picture{i}_u"),
                             format!("picture{i}_v"),
                         ];
-                        inputs.push(tensor(&names[0], TensorElementType::Uint8, &[1, 1, h, w]));
-                        inputs.push(tensor(&names[1], TensorElementType::Uint8, &[1, 1, ch, cw]));
-                        inputs.push(tensor(&names[2], TensorElementType::Uint8, &[1, 1, ch, cw]));
+                        inputs.push(tensor(&names[0], u8t, &[1, 1, h, w]));
+                        inputs.push(tensor(&names[1], u8t, &[1, 1, ch, cw]));
+                        inputs.push(tensor(&names[2], u8t, &[1, 1, ch, cw]));
                         let py = b.cast(&names[0], FLOAT)?;
                         let puv =
                             b.op("Concat", &[&names[1], &names[2]], vec![attr("axis", 1i64)?])?;
                         (py, b.cast(&puv, FLOAT)?)
                     }
                 };
-                let (s, t) = (b.i64s(&[i as i64])?, b.i64s(&[i as i64 + 1])?);
-                let al = b.op("Slice", &[&la, &s, &t, &axis], vec![])?;
-                let ac = b.op("Slice", &[&ca, &s, &t, &axis], vec![])?;
                 // dst + (content - dst) * a
                 let dy = b.binary("Sub", &cy, &y)?;
                 let dy = b.binary("Mul", &dy, &al)?;
@@ -685,7 +704,6 @@ impl BlendGraph {
             let (s0, s1, s2) = (b.i64s(&[0])?, b.i64s(&[1])?, b.i64s(&[2])?);
             b.op_named("Slice", &[&ouv, &s0, &s1, &axis], vec![], "out_u")?;
             b.op_named("Slice", &[&ouv, &s1, &s2, &axis], vec![], "out_v")?;
-            let u8t = TensorElementType::Uint8;
             Ok((
                 b,
                 inputs,
@@ -714,75 +732,71 @@ impl BlendGraph {
         width == self.width && height == self.height
     }
 
-    /// Composites in place. `pictures` holds one picture per `BlendLayer::Picture`, in order.
+    /// Composites in place. `alphas` has one entry per layer; `pictures` one picture per
+    /// `BlendLayer::Picture`, in order.
     pub fn run(
         &mut self,
         pic: &mut Yuv420,
-        alphas: &AlphaStack,
+        alphas: &[AlphaPlanes],
         pictures: &[&Yuv420],
     ) -> Result<(), InferError> {
         let what = "blend graph";
         let err = run_err(what);
         let (w, h, cw, ch) = dims(pic.width(), pic.height());
-        let n = self.layers.len() as i64;
-        let mut names: Vec<String> = Vec::new();
-        let expected = self
+        let wanted = self
             .layers
             .iter()
             .filter(|l| **l == BlendLayer::Picture)
             .count();
-        if pictures.len() != expected {
+        if pictures.len() != wanted || alphas.len() != self.layers.len() {
             return Err(InferError::Run {
                 model: what.into(),
                 message: format!(
-                    "expected {expected} content pictures, got {}",
+                    "expected {} alphas and {wanted} content pictures, got {} and {}",
+                    self.layers.len(),
+                    alphas.len(),
                     pictures.len()
                 ),
             });
         }
-        let mut picture_iter = pictures.iter();
-        let mut picture_planes: Vec<(usize, &Yuv420)> = Vec::new();
-        for (i, l) in self.layers.iter().enumerate() {
-            if *l == BlendLayer::Picture {
-                if let Some(p) = picture_iter.next() {
-                    picture_planes.push((i, p));
-                    for c in ["y", "u", "v"] {
-                        names.push(format!("picture{i}_{c}"));
-                    }
-                }
-            }
-        }
+        let (luma, chroma) = ([1, 1, h, w], [1, 1, ch, cw]);
         let mut inputs = vec![
             (
                 "y".to_string(),
-                plane_input(&pic.y.data, [1, 1, h, w]).map_err(&err)?,
+                plane_input(&pic.y.data, luma).map_err(&err)?,
             ),
             (
                 "u".to_string(),
-                plane_input(&pic.u.data, [1, 1, ch, cw]).map_err(&err)?,
+                plane_input(&pic.u.data, chroma).map_err(&err)?,
             ),
             (
                 "v".to_string(),
-                plane_input(&pic.v.data, [1, 1, ch, cw]).map_err(&err)?,
-            ),
-            (
-                "luma_alpha".to_string(),
-                plane_input(&alphas.luma, [1, n, h, w]).map_err(&err)?,
-            ),
-            (
-                "chroma_alpha".to_string(),
-                plane_input(&alphas.chroma, [1, n, ch, cw]).map_err(&err)?,
+                plane_input(&pic.v.data, chroma).map_err(&err)?,
             ),
         ];
-        let mut name_iter = names.into_iter();
-        for (_, p) in &picture_planes {
-            for (data, shape) in [
-                (&p.y.data, [1, 1, h, w]),
-                (&p.u.data, [1, 1, ch, cw]),
-                (&p.v.data, [1, 1, ch, cw]),
-            ] {
-                let name = name_iter.next().unwrap_or_default();
-                inputs.push((name, plane_input(data, shape).map_err(&err)?));
+        let mut next_picture = pictures.iter();
+        for (i, (layer, a)) in self.layers.iter().zip(alphas).enumerate() {
+            inputs.push((
+                alpha_name(i, "luma"),
+                plane_input(&a.luma.data, luma).map_err(&err)?,
+            ));
+            inputs.push((
+                alpha_name(i, "chroma"),
+                plane_input(&a.chroma.data, chroma).map_err(&err)?,
+            ));
+            if *layer == BlendLayer::Picture
+                && let Some(p) = next_picture.next()
+            {
+                for (c, data, shape) in [
+                    ("y", &p.y.data, luma),
+                    ("u", &p.u.data, chroma),
+                    ("v", &p.v.data, chroma),
+                ] {
+                    inputs.push((
+                        format!("picture{i}_{c}"),
+                        plane_input(data, shape).map_err(&err)?,
+                    ));
+                }
             }
         }
         let outputs = self.session.run(inputs).map_err(&err)?;

@@ -12,6 +12,7 @@ use ort::value::TensorRef;
 
 use crate::model::{IoInfo, Manifest, ManifestError};
 
+pub mod chain;
 pub mod graphs;
 
 pub const ORT_VERSION: &str = "1.31.1";

@@ -1,0 +1,237 @@
+//! Segmentation as one bound chain: frame planes -> pre-processing graph -> model ->
+//! mask graph -> alpha planes, run with ONNX Runtime's IoBinding.
+//!
+//! - The frame planes are copied into preallocated input tensors (page-locked "pinned"
+//!   host memory when the provider is CUDA/TensorRT, so the upload is a plain DMA).
+//! - The model input and the scores stay where the provider put them (device memory on
+//!   a GPU) and are bound straight into the next session.
+//! - The temporal filter's state ping-pongs between two tensors on the device.
+//! - The alpha planes land in preallocated host tensors.
+
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::session::{IoBinding, Session};
+use ort::value::Tensor;
+
+use super::graphs::{MaskGraph, PrepGraph, ScoreLayout, alpha_name, alpha_planes};
+use super::{InferError, Model, SessionOptions};
+use crate::frame::{Matrix, Yuv420, chroma_size};
+use crate::imgproc::mask::{AlphaPlanes, MaskParams};
+
+pub struct SegmentChain {
+    prep: PrepGraph,
+    model: Model,
+    mask: MaskGraph,
+    planes: [Tensor<u8>; 3],
+    history: Tensor<f32>,
+    /// Host zeros: the "previous" state of the first frame (device memory starts undefined).
+    zeros: Tensor<f32>,
+    state: [Tensor<f32>; 2],
+    /// Which `state` tensor holds the previous frame's state.
+    current: usize,
+    prep_binding: IoBinding,
+    model_binding: IoBinding,
+    mask_binding: IoBinding,
+    width: usize,
+    height: usize,
+}
+
+fn gpu(provider: &str) -> bool {
+    provider != "CPUExecutionProvider"
+}
+
+fn ort_err(what: &str) -> impl Fn(ort::Error) -> InferError + '_ {
+    move |e| InferError::Run {
+        model: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// Host memory the provider can read and write directly: pinned on a GPU provider.
+fn host_allocator(session: &Session, provider: &str, kind: MemoryType) -> ort::Result<Allocator> {
+    if gpu(provider) {
+        Allocator::new(
+            session,
+            MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                0,
+                AllocatorType::Device,
+                kind,
+            )?,
+        )
+    } else {
+        Ok(Allocator::default())
+    }
+}
+
+/// Memory on the provider's device (plain host memory on the CPU provider).
+fn device_memory(provider: &str) -> ort::Result<MemoryInfo<'static>> {
+    if gpu(provider) {
+        MemoryInfo::new(
+            AllocationDevice::CUDA,
+            0,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+    } else {
+        MemoryInfo::new(
+            AllocationDevice::CPU,
+            0,
+            AllocatorType::Device,
+            MemoryType::Default,
+        )
+    }
+}
+
+impl SegmentChain {
+    /// `model` is the opened segmentation model; the graphs are built for frames of
+    /// `width x height` on the same device options.
+    pub fn new(
+        model: Model,
+        selections: &[Vec<bool>],
+        params: &MaskParams,
+        (width, height): (usize, usize),
+        matrix: Matrix,
+        options: &SessionOptions,
+    ) -> Result<SegmentChain, InferError> {
+        let m = model.manifest.clone();
+        let scores = ScoreLayout {
+            shape: m.output.shape.clone(),
+            layout: m
+                .output
+                .layout
+                .unwrap_or(crate::imgproc::preprocess::Layout::Nchw),
+            semantics: m
+                .output
+                .semantics
+                .unwrap_or(crate::imgproc::mask::Semantics::Sigmoid),
+        };
+        let prep = PrepGraph::new(width, height, matrix, &m.input_geometry(), options)?;
+        let mask = MaskGraph::new(&scores, selections, params, width, height, options)?;
+        let what = "segmentation chain";
+        let err = ort_err(what);
+        let provider = model.provider;
+        let (cw, ch) = chroma_size(width, height);
+        let input_alloc =
+            host_allocator(&prep.session, provider, MemoryType::CPUInput).map_err(&err)?;
+        let planes = [
+            Tensor::<u8>::new(&input_alloc, [1usize, 1, height, width]).map_err(&err)?,
+            Tensor::<u8>::new(&input_alloc, [1usize, 1, ch, cw]).map_err(&err)?,
+            Tensor::<u8>::new(&input_alloc, [1usize, 1, ch, cw]).map_err(&err)?,
+        ];
+        let history = Tensor::<f32>::new(&Allocator::default(), [0usize; 0]).map_err(&err)?;
+        let device = device_memory(provider).map_err(&err)?;
+        let state_alloc = if gpu(provider) {
+            Allocator::new(&mask.session, device.clone()).map_err(&err)?
+        } else {
+            Allocator::default()
+        };
+        let shape = mask.state_shape.map(|d| d as usize);
+        let mut zeros = Tensor::<f32>::new(&Allocator::default(), shape).map_err(&err)?;
+        zeros.extract_tensor_mut().1.fill(0.0);
+        let state = [
+            Tensor::<f32>::new(&state_alloc, shape).map_err(&err)?,
+            Tensor::<f32>::new(&state_alloc, shape).map_err(&err)?,
+        ];
+        let mut prep_binding = prep.session.create_binding().map_err(&err)?;
+        for (name, t) in ["y", "u", "v"].iter().zip(&planes) {
+            prep_binding.bind_input(*name, t).map_err(&err)?;
+        }
+        prep_binding
+            .bind_output_to_device("tensor", &device)
+            .map_err(&err)?;
+        let mut model_binding = model.session.create_binding().map_err(&err)?;
+        model_binding
+            .bind_output_to_device(m.output.name.clone(), &device)
+            .map_err(&err)?;
+        let mut mask_binding = mask.session.create_binding().map_err(&err)?;
+        let output_alloc =
+            host_allocator(&mask.session, provider, MemoryType::CPUOutput).map_err(&err)?;
+        for i in 0..selections.len() {
+            for (plane, (w, h)) in [("luma", (width, height)), ("chroma", (cw, ch))] {
+                let t = Tensor::<u8>::new(&output_alloc, [1usize, 1, h, w]).map_err(&err)?;
+                mask_binding
+                    .bind_output(alpha_name(i, plane), t)
+                    .map_err(&err)?;
+            }
+        }
+        Ok(SegmentChain {
+            prep,
+            model,
+            mask,
+            planes,
+            history,
+            zeros,
+            state,
+            current: 0,
+            prep_binding,
+            model_binding,
+            mask_binding,
+            width,
+            height,
+        })
+    }
+
+    pub fn provider(&self) -> &'static str {
+        self.model.provider
+    }
+
+    pub fn fits(&self, pic: &Yuv420) -> bool {
+        pic.width() == self.width && pic.height() == self.height
+    }
+
+    /// One alpha per entry for this frame.
+    pub fn alphas(&mut self, pic: &Yuv420) -> Result<Vec<AlphaPlanes>, InferError> {
+        let err = ort_err("segmentation chain");
+        for (t, src) in self.planes.iter_mut().zip([&pic.y, &pic.u, &pic.v]) {
+            t.extract_tensor_mut().1.copy_from_slice(&src.data);
+        }
+        let tensor = {
+            let mut out = self
+                .prep
+                .session
+                .run_binding(&self.prep_binding)
+                .map_err(&err)?;
+            out.remove("tensor")
+                .ok_or_else(|| err(ort::Error::new("pre-processing gave no tensor")))?
+        };
+        let input = self.model.manifest.input.name.clone();
+        let output = self.model.manifest.output.name.clone();
+        self.model_binding
+            .bind_input(input, &tensor)
+            .map_err(&err)?;
+        let scores = {
+            let mut out = self
+                .model
+                .session
+                .run_binding(&self.model_binding)
+                .map_err(&err)?;
+            out.remove(&output)
+                .ok_or_else(|| err(ort::Error::new("the model gave no output")))?
+        };
+        let (prev, next) = (self.current, 1 - self.current);
+        self.history.extract_tensor_mut().1[0] = if self.mask.have_state { 1.0 } else { 0.0 };
+        let b = &mut self.mask_binding;
+        b.bind_input("scores", &scores).map_err(&err)?;
+        b.bind_input("history", &self.history).map_err(&err)?;
+        let previous = if self.mask.have_state {
+            &self.state[prev]
+        } else {
+            &self.zeros
+        };
+        b.bind_input("previous", previous).map_err(&err)?;
+        b.bind_output("state", &mut self.state[next])
+            .map_err(&err)?;
+        let entries = self.mask.entries();
+        self.mask.have_state = true;
+        self.current = next;
+        let out = self
+            .mask
+            .session
+            .run_binding(&self.mask_binding)
+            .map_err(&err)?;
+        alpha_planes(entries, self.width, self.height, |name| {
+            let (_, d) = out[name].try_extract_tensor::<u8>().map_err(&err)?;
+            Ok(d.to_vec())
+        })
+    }
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use segsynth::infer::Device;
+use segsynth::infer::{Device, Pixels};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,6 +74,10 @@ pub struct Processing {
     /// Execution device for the ONNX stages.
     #[arg(long, value_enum, default_value_t = Device::Auto)]
     pub device: Device,
+    /// Where per-pixel steps run: ONNX graphs beside the model (graph), Rust kernels (native),
+    /// or graphs only when the model is on a GPU (auto).
+    #[arg(long, value_enum, default_value_t = Pixels::Auto)]
+    pub pixels: Pixels,
     /// ONNX Runtime intra-op threads for segmentation (1 leaves the other core to the codec).
     #[arg(long, default_value_t = 1)]
     pub threads: usize,

@@ -11,7 +11,7 @@ use anyhow::Context;
 use crate::content::{ContentKind, Entry};
 use crate::frame::Frame;
 use crate::imgproc::mask::MaskParams;
-use crate::infer::{Model, SessionOptions};
+use crate::infer::{Model, Pixels, SessionOptions};
 use crate::model::{Manifest, Task, for_frame, resolve};
 use crate::pipeline::composite::Compositor;
 use crate::pipeline::segment::{Segmenter, selections};
@@ -29,6 +29,7 @@ pub struct JobOptions {
     pub synth: SynthParams,
     pub session: SessionOptions,
     pub gan_threads: usize,
+    pub pixels: crate::infer::Pixels,
     pub stages: (crate::pipeline::Backpressure, usize),
 }
 
@@ -135,6 +136,24 @@ impl Stages {
             .map(|s| s.as_ref().map(|s| Arc::clone(&s.slot)))
             .collect();
         let mut compositor = Compositor::new(&self.options.entries, &slots)?;
+        let pixels = self.options.pixels;
+        let mut graphs = pixels.use_graphs(provider);
+        if graphs {
+            match segmenter.use_graphs(self.options.session.clone()) {
+                Ok(()) => compositor.use_graphs(self.options.session.clone()),
+                Err(e) if pixels == Pixels::Auto => {
+                    tracing::info!(reason = %e, "per-pixel steps stay native");
+                    graphs = false;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let pixel_path = if graphs {
+            "ONNX graphs"
+        } else {
+            "native kernels"
+        };
+        tracing::info!(pixel_path, "per-pixel steps run as");
         let config = StageConfig {
             backpressure: self.options.stages.0,
             capacity: self.options.stages.1,
@@ -165,7 +184,7 @@ impl Stages {
             return Err(e).context("the synthesis stage failed");
         }
         summary.nonfinite_values = nonfinite;
-        summary.provider = provider.to_string();
+        summary.provider = format!("{provider} (per-pixel steps: {pixel_path})");
         if !synth_times.ms.is_empty() {
             summary.stages.push(synth_times);
         }

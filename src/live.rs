@@ -110,6 +110,7 @@ pub struct Preset {
     pub content: Option<Vec<String>>,
     pub model: Option<String>,
     pub device: Option<crate::infer::Device>,
+    pub pixels: Option<crate::infer::Pixels>,
     pub threads: Option<usize>,
     pub rtsp: Option<RtspSettings>,
 }

@@ -108,6 +108,7 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
             device: p.device,
         },
         gan_threads: p.gan_threads,
+        pixels: p.pixels,
         stages: if live {
             (Backpressure::DropOldest, 2)
         } else {

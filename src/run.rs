@@ -44,6 +44,11 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
             p.device = d;
         }
     }
+    if !given("pixels") {
+        if let Some(x) = preset.pixels {
+            p.pixels = x;
+        }
+    }
     if !given("threads") {
         if let Some(t) = preset.threads {
             p.threads = t;

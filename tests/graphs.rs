@@ -255,7 +255,8 @@ fn blend_graph_matches_the_compositor() {
     };
     Compositor::new(&entries, &[])
         .expect("compositor")
-        .composite(&mut native, &alphas[..2]);
+        .composite(&mut native, &alphas[..2])
+        .expect("native composite");
     blend_picture(&mut native.picture, &content, &alphas[2]);
 
     let colour = segsynth::frame::rgb_to_yuv(Matrix::Bt709, 30, 200, 90);
@@ -361,5 +362,44 @@ fn bound_chain_matches_the_native_segmenter_on_the_selfie_model() {
             covered > 0.1 && covered < 0.9,
             "the astronaut is found: {covered:.2}"
         );
+    }
+}
+
+#[test]
+fn file_job_with_pixel_graphs_matches_native_kernels() {
+    use crate::support::*;
+    let input = person_clip(320, 180, 20);
+    let dir = tmpdir();
+    let mut thumbs = Vec::new();
+    for (pixels, content) in [
+        ("native", "blur:24"),
+        ("graph", "blur:24"),
+        ("native", "color:#00ff00"),
+        ("graph", "color:#00ff00"),
+    ] {
+        let out = dir
+            .path()
+            .join(format!("{pixels}-{}.mp4", content.replace([':', '#'], "")));
+        let o = process(&input, &out, &["--content", content, "--pixels", pixels]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let label = if pixels == "graph" {
+            "ONNX graphs"
+        } else {
+            "native kernels"
+        };
+        assert!(
+            stderr(&o).contains(&format!("per-pixel steps: {label}")),
+            "summary names the pixel path:\n{}",
+            stderr(&o)
+        );
+        thumbs.push(probe(&out, &[15], 160, 90).thumb(15).to_vec());
+    }
+    let input_thumb = probe(&input, &[15], 160, 90).thumb(15).to_vec();
+    for (pair, what) in [(0, "blur"), (2, "colour")] {
+        let d = mean_abs_diff(&thumbs[pair], &thumbs[pair + 1]);
+        assert!(d < 1.5, "{what}: graph and native outputs differ by {d}");
+        // Not vacuous: both really changed the frame.
+        let changed = mean_abs_diff(&thumbs[pair], &input_thumb);
+        assert!(changed > 3.0, "{what}: content applied ({changed})");
     }
 }

@@ -278,7 +278,7 @@ impl Stream {
         let d = Instant::now();
         let planes = upsample_alpha(&n.alpha, map.width, map.height, w, h);
         let e = Instant::now();
-        n.compositor.composite(frame, &[planes]);
+        n.compositor.composite(frame, &[planes])?;
         let f = Instant::now();
         for (i, (x, y)) in [(a, b), (b, c), (c, d), (d, e), (e, f), (a, f), (a, e)]
             .into_iter()

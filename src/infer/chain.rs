@@ -171,6 +171,11 @@ impl SegmentChain {
         })
     }
 
+    /// Gives the model back (to rebuild the graphs for another frame size).
+    pub fn into_model(self) -> Model {
+        self.model
+    }
+
     pub fn provider(&self) -> &'static str {
         self.model.provider
     }

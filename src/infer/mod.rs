@@ -53,6 +53,31 @@ pub enum Device {
     Tensorrt,
 }
 
+/// Where the per-pixel steps (resize/normalise, mask, upsample, blend) run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pixels {
+    /// ONNX graphs when the model runs on a GPU provider, Rust kernels on the CPU
+    /// (where the graphs measured 2-5x slower).
+    #[default]
+    Auto,
+    /// Rust kernels (`imgproc`), on the CPU.
+    Native,
+    /// ONNX graphs on the model's device (`infer::graphs`, bound with IoBinding).
+    Graph,
+}
+
+impl Pixels {
+    /// Whether the graphs run, given the provider the model got.
+    pub fn use_graphs(self, provider: &str) -> bool {
+        match self {
+            Pixels::Auto => provider != "CPUExecutionProvider",
+            Pixels::Native => false,
+            Pixels::Graph => true,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct SessionOptions {
     pub threads: usize,

@@ -7,7 +7,9 @@ use crate::frame::{Frame, Matrix, Yuv420, rgb_to_yuv};
 use crate::imgproc::blur::blur_plane;
 use crate::imgproc::composite::{blend_color, blend_picture};
 use crate::imgproc::mask::AlphaPlanes;
-use crate::synth::LayerSlot;
+use crate::infer::graphs::{BlendGraph, BlendLayer};
+use crate::infer::{InferError, SessionOptions};
+use crate::synth::{LayerSlot, SynthLayer};
 
 enum Layer {
     Blur {
@@ -20,7 +22,7 @@ enum Layer {
         rgb: Vec<u8>,
         width: usize,
         height: usize,
-        fitted: Option<(usize, usize, Matrix, Yuv420)>,
+        fitted: Option<(usize, usize, Matrix, Arc<Yuv420>)>,
     },
     Mask,
     Gan {
@@ -32,6 +34,7 @@ enum Layer {
 pub struct Compositor {
     layers: Vec<Layer>,
     has_mask: bool,
+    graph: Option<GraphBlend>,
     /// How often a frame reused a synthesized layer it had already used.
     pub layer_reuses: u64,
 }
@@ -76,13 +79,90 @@ impl Compositor {
         Ok(Compositor {
             layers,
             has_mask,
+            graph: None,
             layer_reuses: 0,
         })
     }
 
-    pub fn composite(&mut self, frame: &mut Frame, alphas: &[AlphaPlanes]) {
+    /// Blends through the ONNX blend graph (built on `options`' device) from now on.
+    pub fn use_graphs(&mut self, options: SessionOptions) {
+        self.graph = Some(GraphBlend {
+            options,
+            built: None,
+        });
+    }
+
+    pub fn composite(
+        &mut self,
+        frame: &mut Frame,
+        alphas: &[AlphaPlanes],
+    ) -> Result<(), InferError> {
         let (w, h) = (frame.picture.width(), frame.picture.height());
         let matrix = frame.matrix;
+        // Per layer, the picture it blends (image fitted to the frame, latest GAN layer).
+        let mut pictures: Vec<Option<Content>> = Vec::with_capacity(self.layers.len());
+        for layer in self.layers.iter_mut() {
+            pictures.push(match layer {
+                Layer::Image {
+                    rgb,
+                    width,
+                    height,
+                    fitted,
+                } => {
+                    let stale = !matches!(fitted, Some((fw, fh, fm, _)) if *fw == w && *fh == h && *fm == matrix);
+                    if stale {
+                        let pixels = cover(rgb, *width, *height, w, h);
+                        *fitted = Some((w, h, matrix, Arc::new(Yuv420::from_rgb(&pixels, w, h, matrix))));
+                    }
+                    fitted.as_ref().map(|f| Content::Image(Arc::clone(&f.3)))
+                }
+                Layer::Gan {
+                    slot,
+                    last_generation,
+                } => {
+                    slot.request(frame.pts.unwrap_or(frame.index * 33_333_333), w, h, matrix);
+                    let latest = slot.latest(w, h);
+                    if let Some(l) = &latest {
+                        if l.generation == *last_generation {
+                            self.layer_reuses += 1;
+                        }
+                        *last_generation = l.generation;
+                    }
+                    latest.map(Content::Gan)
+                }
+                _ => None,
+            });
+        }
+        let missing_picture = self
+            .layers
+            .iter()
+            .zip(&pictures)
+            .any(|(l, p)| matches!(l, Layer::Gan { .. } | Layer::Image { .. }) && p.is_none());
+        // The graph needs every picture; before the first GAN layer exists, blend natively.
+        if let Some(g) = self.graph.as_mut().filter(|_| !missing_picture) {
+            let layers: Vec<BlendLayer> = self
+                .layers
+                .iter()
+                .map(|l| match l {
+                    Layer::Blur { radius } => BlendLayer::Blur(*radius),
+                    Layer::Color { rgb } => {
+                        let (y, u, v) = rgb_to_yuv(matrix, rgb[0], rgb[1], rgb[2]);
+                        BlendLayer::Value(y, u, v)
+                    }
+                    Layer::Mask => BlendLayer::Value(235, 128, 128),
+                    Layer::Image { .. } | Layer::Gan { .. } => BlendLayer::Picture,
+                })
+                .collect();
+            let key = (w, h, layers.clone());
+            if g.built.as_ref().is_none_or(|(k, _)| *k != key) {
+                let graph = BlendGraph::new(&layers, self.has_mask, w, h, &g.options)?;
+                g.built = Some((key, graph));
+            }
+            if let Some((_, graph)) = g.built.as_mut() {
+                let pics: Vec<&Yuv420> = pictures.iter().flatten().map(Content::picture).collect();
+                return graph.run(&mut frame.picture, alphas, &pics);
+            }
+        }
         // Blur reads the untouched frame even when an earlier entry already drew over it.
         let needs_original =
             self.layers.len() > 1 && self.layers.iter().any(|l| matches!(l, Layer::Blur { .. }));
@@ -90,7 +170,7 @@ impl Compositor {
         if self.has_mask {
             frame.picture = Yuv420::filled(w, h, (16, 128, 128));
         }
-        for (layer, alpha) in self.layers.iter_mut().zip(alphas) {
+        for ((layer, alpha), content) in self.layers.iter().zip(alphas).zip(&pictures) {
             match layer {
                 Layer::Blur { radius } => {
                     let src = original.as_ref().unwrap_or(&frame.picture);
@@ -106,36 +186,35 @@ impl Compositor {
                     rgb_to_yuv(matrix, rgb[0], rgb[1], rgb[2]),
                     alpha,
                 ),
-                Layer::Image {
-                    rgb,
-                    width,
-                    height,
-                    fitted,
-                } => {
-                    let stale = !matches!(fitted, Some((fw, fh, fm, _)) if *fw == w && *fh == h && *fm == matrix);
-                    if stale {
-                        let pixels = cover(rgb, *width, *height, w, h);
-                        *fitted = Some((w, h, matrix, Yuv420::from_rgb(&pixels, w, h, matrix)));
-                    }
-                    if let Some((_, _, _, pic)) = fitted {
-                        blend_picture(&mut frame.picture, pic, alpha);
-                    }
-                }
                 Layer::Mask => blend_color(&mut frame.picture, (235, 128, 128), alpha),
-                Layer::Gan {
-                    slot,
-                    last_generation,
-                } => {
-                    slot.request(frame.pts.unwrap_or(frame.index * 33_333_333), w, h, matrix);
-                    if let Some(latest) = slot.latest(w, h) {
-                        if latest.generation == *last_generation {
-                            self.layer_reuses += 1;
-                        }
-                        *last_generation = latest.generation;
-                        blend_picture(&mut frame.picture, &latest.picture, alpha);
+                Layer::Image { .. } | Layer::Gan { .. } => {
+                    if let Some(c) = content {
+                        blend_picture(&mut frame.picture, c.picture(), alpha);
                     }
                 }
             }
         }
+        Ok(())
     }
+}
+
+/// A picture a layer blends this frame.
+enum Content {
+    Image(Arc<Yuv420>),
+    Gan(Arc<SynthLayer>),
+}
+
+impl Content {
+    fn picture(&self) -> &Yuv420 {
+        match self {
+            Content::Image(p) => p,
+            Content::Gan(l) => &l.picture,
+        }
+    }
+}
+
+/// The blend graph and the key (size, layers) it was built for.
+struct GraphBlend {
+    options: SessionOptions,
+    built: Option<((usize, usize, Vec<BlendLayer>), BlendGraph)>,
 }

@@ -199,7 +199,7 @@ pub fn run(
                 } in composite_rx.iter()
                 {
                     let t = Instant::now();
-                    comp_stage.composite(&mut frame, &masks);
+                    comp_stage.composite(&mut frame, &masks)?;
                     times.record(t.elapsed());
                     let p = Instant::now();
                     sink.push(frame)?;

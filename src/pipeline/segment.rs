@@ -2,14 +2,22 @@
 
 use crate::content::{Entry, select};
 use crate::frame::Frame;
+use crate::imgproc::mask::Semantics;
 use crate::imgproc::mask::{
     AlphaPlanes, MaskFilter, MaskParams, ScoreMap, Scores, class_alpha, upsample_alpha,
 };
 use crate::imgproc::preprocess::{Layout, TensorGeometry, frame_to_tensor};
-use crate::infer::{InferError, Model, Output};
+use crate::infer::chain::SegmentChain;
+use crate::infer::{InferError, Model, Output, SessionOptions};
 
 pub struct Segmenter {
-    model: Model,
+    /// The model, when the native kernels run (the chain owns it otherwise).
+    model: Option<Model>,
+    /// Pre-processing graph -> model -> mask graph, when the per-pixel steps run as graphs.
+    chain: Option<SegmentChain>,
+    graph_options: Option<SessionOptions>,
+    params: MaskParams,
+    provider: &'static str,
     geometry: TensorGeometry,
     shape: Vec<i64>,
     selections: Vec<Vec<bool>>,
@@ -33,7 +41,11 @@ impl Segmenter {
             .map(|_| MaskFilter::new(params.clone()))
             .collect();
         Ok(Segmenter {
-            model,
+            provider: model.provider,
+            model: Some(model),
+            chain: None,
+            graph_options: None,
+            params: params.clone(),
             geometry,
             shape,
             selections,
@@ -44,20 +56,62 @@ impl Segmenter {
     }
 
     pub fn provider(&self) -> &'static str {
-        self.model.provider
+        self.provider
+    }
+
+    /// Runs the per-pixel steps as ONNX graphs (`infer::chain`) from the next frame on.
+    /// Label-map models stay native (their graph would need integer gathers).
+    pub fn use_graphs(&mut self, options: SessionOptions) -> Result<(), InferError> {
+        let m = self.model.as_ref().map(|m| &m.manifest);
+        if m.and_then(|m| m.output.semantics) == Some(Semantics::Labels) {
+            return Err(InferError::Graph {
+                graph: "mask graph".into(),
+                message: "label-map models are post-processed natively; use --pixels native".into(),
+            });
+        }
+        self.graph_options = Some(options);
+        Ok(())
     }
 
     /// One alpha per map entry, at the frame's luma and chroma sizes.
     pub fn masks(&mut self, frame: &Frame) -> Result<Vec<AlphaPlanes>, InferError> {
+        if let Some(options) = &self.graph_options {
+            let (w, h) = (frame.picture.width(), frame.picture.height());
+            if self.chain.as_ref().is_some_and(|c| !c.fits(&frame.picture)) {
+                // New frame size: take the model back and build the graphs again.
+                self.model = self.chain.take().map(SegmentChain::into_model);
+            }
+            if self.chain.is_none()
+                && let Some(model) = self.model.take()
+            {
+                self.chain = Some(SegmentChain::new(
+                    model,
+                    &self.selections,
+                    &self.params,
+                    (w, h),
+                    frame.matrix,
+                    options,
+                )?);
+            }
+            if let Some(chain) = self.chain.as_mut() {
+                return chain.alphas(&frame.picture);
+            }
+        }
+        let Some(model) = self.model.as_mut() else {
+            return Err(InferError::Run {
+                model: "segmentation".into(),
+                message: "no model (a failed graph build took it)".into(),
+            });
+        };
         frame_to_tensor(
             &frame.picture,
             frame.matrix,
             &self.geometry,
             &mut self.input,
         );
-        let input_name = self.model.manifest.input.name.clone();
-        let output = self.model.run(&[(&input_name, &self.shape, &self.input)])?;
-        let m = &self.model.manifest;
+        let input_name = model.manifest.input.name.clone();
+        let output = model.run(&[(&input_name, &self.shape, &self.input)])?;
+        let m = &model.manifest;
         let layout = m.output.layout.unwrap_or(Layout::Nchw);
         let semantics = m
             .output

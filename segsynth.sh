@@ -6,6 +6,8 @@
 #   ./segsynth.sh setup   only install and build
 #   ./segsynth.sh bench   setup, then the file-job benchmark (segsynth bench)
 #   ./segsynth.sh setup-gpu   optional: onnxruntime-gpu + CUDA/cuDNN wheels, GPU build
+#   ./segsynth.sh gpu-check-build   build the GStreamer-free core benchmark for a GPU box
+#   ./segsynth.sh gpu-check   on the GPU box: print the inference-core table on CUDA
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 ROOT=$PWD
@@ -134,5 +136,27 @@ case "${1:-demo}" in
     echo "then: target/release/segsynth process IN -o OUT --device cuda"
     ;;
   bench) setup; shift; target/release/segsynth bench "$@" ;;
-  *) die "unknown command ${1}; expected demo, test, setup, setup-gpu or bench" ;;
+  gpu-check-build)
+    # Here: the inference-core benchmark with CUDA/TensorRT, accepting ONNX Runtime >= 1.22
+    # (a GPU box may have 1.30), in its own target dir.
+    setup
+    cargo build --release --quiet --no-default-features --features cuda,tensorrt \
+      --bin segsynth-core-bench --target-dir target/gpu
+    say "carry target/gpu/release/segsynth-core-bench and models/*.onnx; run ./segsynth.sh gpu-check there"
+    ;;
+  gpu-check)
+    # There: no GStreamer, no network, Python with onnxruntime (GPU build) and the NVIDIA wheels.
+    bin=target/gpu/release/segsynth-core-bench
+    [ -x "$bin" ] || die "$bin is missing: run ./segsynth.sh gpu-check-build here first and carry it"
+    py=${PYTHON:-python3}
+    "$py" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.get_available_providers())'
+    capi=$("$py" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
+    lib=$(ls "$capi"/libonnxruntime.so* | head -n 1)
+    nvlibs=$("$py" -c 'import glob, os, site; print(":".join(sorted({d for sp in site.getsitepackages() for d in glob.glob(os.path.join(sp, "nvidia", "*", "lib"))})))')
+    export ORT_DYLIB_PATH=$lib LD_LIBRARY_PATH="$capi:$nvlibs:${LD_LIBRARY_PATH:-}"
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    shift
+    "$bin" --device cuda --sizes 1280x720,1920x1080 --streams 1,8,40 --pixels native,graph --frames 60 "$@"
+    ;;
+  *) die "unknown command ${1}; expected demo, test, setup, setup-gpu, bench, gpu-check-build or gpu-check" ;;
 esac

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use segsynth::io::encode::{EncoderSettings, reference_transcode};
 use segsynth::io::file_job::FileJob;
 use segsynth::job::Stages;
+use segsynth::pipeline::stats::Summary;
 
 use crate::cli::BenchArgs;
 
@@ -73,14 +74,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let frames = args.frames as f64;
 
-    let reference = |tag: &str| -> anyhow::Result<f64> {
-        let out = dir.join(format!("reference-{tag}.mp4"));
+    let reference = |round: u32| -> anyhow::Result<f64> {
+        let out = dir.join(format!("reference-{round}.mp4"));
         let _ = std::fs::remove_file(&out);
         let t = Instant::now();
         reference_transcode(&clip, &out, &settings)?;
         Ok(frames / t.elapsed().as_secs_f64())
     };
-    let ref_before = reference("a")?;
 
     let mut scenarios: Vec<(String, Vec<String>, f32)> = Vec::new();
     if args.processing.content.is_empty() {
@@ -108,48 +108,113 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.processing.synth_scale,
         ));
     }
-    let mut rows = Vec::new();
-    for (name, content, scale) in &scenarios {
-        let mut p = args.processing.clone();
-        p.content = content.clone();
-        p.synth_scale = *scale;
-        let options = crate::job_options(&p, false)?;
-        let stages = Stages::prepare(options)?;
-        let out = dir.join("segsynth.mp4");
-        let job = FileJob {
-            input: &clip,
-            output: &out,
-            overwrite: true,
-            encoder: settings.clone(),
-            interrupt: Arc::new(AtomicBool::new(false)),
-            progress: false,
-        };
-        let before = usage();
-        let t = Instant::now();
-        let (summary, _) = job.run(&mut crate::Runner(stages))?;
-        let wall = t.elapsed();
-        let after = usage();
-        let cpu = (after.cpu - before.cpu).as_secs_f64() / wall.as_secs_f64() / cores() * 100.0;
-        rows.push((name.clone(), summary, wall, cpu, after.max_rss_kb));
+    // Per scenario, per round: (fps, ratio to this round's transcode, summary, CPU %, peak RSS).
+    let mut results: Vec<Vec<(f64, f64, Summary, f64, u64)>> = vec![Vec::new(); scenarios.len()];
+    let mut references = Vec::new();
+    for round in 0..args.rounds {
+        let reference_fps = reference(round)?;
+        references.push(reference_fps);
+        for ((_, content, scale), runs) in scenarios.iter().zip(&mut results) {
+            let mut p = args.processing.clone();
+            p.content = content.clone();
+            p.synth_scale = *scale;
+            let options = crate::job_options(&p, false)?;
+            let stages = Stages::prepare(options)?;
+            let out = dir.join("segsynth.mp4");
+            let job = FileJob {
+                input: &clip,
+                output: &out,
+                overwrite: true,
+                encoder: settings.clone(),
+                interrupt: Arc::new(AtomicBool::new(false)),
+                progress: false,
+            };
+            reset_peak_rss();
+            let before = usage();
+            let t = Instant::now();
+            let (summary, _) = job.run(&mut crate::Runner(stages))?;
+            let wall = t.elapsed();
+            let after = usage();
+            let cpu = (after.cpu - before.cpu).as_secs_f64() / wall.as_secs_f64() / cores() * 100.0;
+            let fps = summary.frames_out as f64 / wall.as_secs_f64();
+            runs.push((fps, fps / reference_fps, summary, cpu, peak_rss_mib()));
+        }
     }
-    let ref_after = reference("b")?;
-    let reference_fps = (ref_before + ref_after) / 2.0;
-
-    println!("clip: {} ({} frames)", clip.display(), args.frames);
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     println!(
-        "GStreamer-only transcode (decode -> x264enc {} q{} -> mp4mux, audio passed through): {:.1} fps (runs: {:.1}, {:.1})",
-        settings.preset, settings.crf, reference_fps, ref_before, ref_after
+        "clip: {} ({} frames), {} rounds",
+        clip.display(),
+        args.frames,
+        args.rounds
     );
-    for (name, summary, wall, cpu, rss) in rows {
-        let fps = summary.frames_out as f64 / wall.as_secs_f64();
+    println!(
+        "GStreamer-only transcode (decode -> x264enc {} q{} -> mp4mux, audio passed through): median {:.1} fps (rounds: {})",
+        settings.preset,
+        settings.crf,
+        median(&references),
+        list(&references)
+    );
+    let peak_rss = usage().max_rss_kb / 1024;
+    for ((name, _, _), runs) in scenarios.iter().zip(results) {
+        let fps: Vec<f64> = runs.iter().map(|r| r.0).collect();
+        let ratios: Vec<f64> = runs.iter().map(|r| r.1).collect();
+        let cpu: Vec<f64> = runs.iter().map(|r| r.3).collect();
+        let rss = runs.iter().map(|r| r.4).max().unwrap_or(0);
         println!();
         println!(
-            "{name}: {fps:.1} fps, ratio to transcode {:.2}, CPU {cpu:.0}% of {} cores, peak RSS {} MiB",
-            fps / reference_fps,
+            "{name}: median {:.1} fps, ratio to transcode {:.2} (rounds: {}), CPU {:.0}% of {} cores, peak RSS {rss} MiB",
+            median(&fps),
+            median(&ratios),
+            ratios
+                .iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median(&cpu),
             cores(),
-            rss / 1024
         );
-        print!("{summary}");
+        // The per-stage table of the median round.
+        let mut order: Vec<usize> = (0..runs.len()).collect();
+        order.sort_by(|&a, &b| runs[a].1.total_cmp(&runs[b].1));
+        if let Some(&mid) = order.get(order.len() / 2) {
+            print!("{}", runs[mid].2);
+        }
     }
+    println!();
+    println!(
+        "peak RSS of the whole benchmark process: {peak_rss} MiB (per scenario: its own runs)"
+    );
     Ok(())
+}
+
+/// Resets the kernel's resident-set high-water mark (Linux: `clear_refs` 5).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// VmHWM: peak resident set since the last reset, in MiB.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib / 1024)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    match s.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
 }

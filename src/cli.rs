@@ -148,6 +148,10 @@ pub struct BenchArgs {
     /// Skip the GAN scenarios.
     #[arg(long)]
     pub no_gan: bool,
+    /// Rounds; each runs the transcode and then every scenario, and the ratio is the
+    /// median over rounds of the scenario against the transcode of its own round.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub rounds: u32,
     #[command(flatten)]
     pub processing: Processing,
 }

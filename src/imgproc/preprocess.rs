@@ -55,18 +55,11 @@ pub fn frame_to_tensor(pic: &Yuv420, matrix: Matrix, g: &TensorGeometry, out: &m
     let n = g.width * g.height;
     out.clear();
     out.resize(g.len(), 0.0);
-    let mut yuv = [
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
-        Vec::with_capacity(n),
+    let yuv = [
+        sample_plane(&pic.y, &lx, &ly),
+        sample_plane(&pic.u, &cx, &cy),
+        sample_plane(&pic.v, &cx, &cy),
     ];
-    for ty in 0..g.height {
-        for tx in 0..g.width {
-            yuv[0].push(bilinear(&pic.y.data, pic.y.width, &lx, &ly, tx, ty));
-            yuv[1].push(bilinear(&pic.u.data, pic.u.width, &cx, &cy, tx, ty));
-            yuv[2].push(bilinear(&pic.v.data, pic.v.width, &cx, &cy, tx, ty));
-        }
-    }
     let m = YuvToRgb::new(matrix);
     for (p, ((&y, &u), &v)) in yuv[0].iter().zip(&yuv[1]).zip(&yuv[2]).enumerate() {
         let rgb = m.apply(y, u, v);
@@ -213,13 +206,20 @@ impl Axis {
     }
 }
 
-#[inline]
-fn bilinear(d: &[u8], w: usize, xa: &Axis, ya: &Axis, tx: usize, ty: usize) -> f32 {
-    let (x0, x1, wx) = (xa.i0[tx], xa.i1[tx], xa.f[tx]);
-    let (y0, y1, wy) = (ya.i0[ty], ya.i1[ty], ya.f[ty]);
-    let top = d[y0 * w + x0] as f32 * (1.0 - wx) + d[y0 * w + x1] as f32 * wx;
-    let bot = d[y1 * w + x0] as f32 * (1.0 - wx) + d[y1 * w + x1] as f32 * wx;
-    top * (1.0 - wy) + bot * wy
+/// Bilinear samples of `plane` at every (x, y) of the two axes, row by row.
+fn sample_plane(plane: &crate::frame::Plane, xa: &Axis, ya: &Axis) -> Vec<f32> {
+    let w = plane.width;
+    let mut out = Vec::with_capacity(xa.f.len() * ya.f.len());
+    for ((&y0, &y1), &wy) in ya.i0.iter().zip(&ya.i1).zip(&ya.f) {
+        let r0 = &plane.data[y0 * w..(y0 + 1) * w];
+        let r1 = &plane.data[y1 * w..(y1 + 1) * w];
+        for ((&x0, &x1), &wx) in xa.i0.iter().zip(&xa.i1).zip(&xa.f) {
+            let top = r0[x0] as f32 * (1.0 - wx) + r0[x1] as f32 * wx;
+            let bot = r1[x0] as f32 * (1.0 - wx) + r1[x1] as f32 * wx;
+            out.push(top * (1.0 - wy) + bot * wy);
+        }
+    }
+    out
 }
 
 #[cfg(test)]

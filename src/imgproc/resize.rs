@@ -61,28 +61,37 @@ multiversion! {
     fn resize_u16_to_plane(src: &[u16], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
         let xt = half_pixel_taps(sw, dw);
         let yt = half_pixel_taps(sh, dh);
-        // Horizontal pass into 8.8 fixed point rows, then a vertical pass per output row.
-        let mut rows = vec![0u32; sh * dw];
-        for y in 0..sh {
-            let s = &src[y * sw..(y + 1) * sw];
-            let r = &mut rows[y * dw..(y + 1) * dw];
-            for x in 0..dw {
-                let a = s[xt.i0[x] as usize] as u32;
-                let b = s[xt.i1[x] as usize] as u32;
-                let w = xt.w1[x] as u32;
-                r[x] = a * (256 - w) + b * w;
-            }
+        // Horizontal pass into 8.8 fixed point rows, then a vertical pass per output row
+        // (one multiply per pixel: a + (b - a) * w), written without zero-filling first.
+        let mut rows: Vec<i32> = Vec::with_capacity(sh * dw);
+        for s in src.chunks_exact(sw).take(sh) {
+            rows.extend(
+                xt.i0
+                    .iter()
+                    .zip(&xt.i1)
+                    .zip(&xt.w1)
+                    .map(|((&i0, &i1), &w)| {
+                        let (a, b, w) = (s[i0 as usize] as i32, s[i1 as usize] as i32, w as i32);
+                        a * (256 - w) + b * w
+                    }),
+            );
         }
-        let mut out = Plane::new(dw, dh, 0);
-        for y in 0..dh {
-            let r0 = &rows[yt.i0[y] as usize * dw..][..dw];
-            let r1 = &rows[yt.i1[y] as usize * dw..][..dw];
-            let w = yt.w1[y] as u32;
-            let o = &mut out.data[y * dw..(y + 1) * dw];
-            for ((o, &a), &b) in o.iter_mut().zip(r0).zip(r1) {
-                *o = ((a * (256 - w) + b * w + (1 << 15)) >> 16) as u8;
-            }
+        let mut data: Vec<u8> = Vec::with_capacity(dw * dh);
+        for ((&i0, &i1), &w) in yt.i0.iter().zip(&yt.i1).zip(&yt.w1) {
+            let r0 = &rows[i0 as usize * dw..][..dw];
+            let r1 = &rows[i1 as usize * dw..][..dw];
+            let w = w as i32;
+            data.extend(
+                r0.iter()
+                    .zip(r1)
+                    .map(|(&a, &b)| (((a << 8) + (b - a) * w + (1 << 15)) >> 16) as u8),
+            );
         }
+        let out = Plane {
+            width: dw,
+            height: dh,
+            data,
+        };
         out
     }
 }

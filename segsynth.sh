@@ -117,8 +117,9 @@ case "${1:-demo}" in
     done
     say "cargo test (unit + integration, real GStreamer, ONNX Runtime and models)"
     cargo test --release -- --test-threads=2
-    say "inference core builds without GStreamer"
+    say "inference core builds and runs without GStreamer (Rust kernels and ONNX pixel graphs)"
     cargo build --release --quiet --no-default-features --bin segsynth-core-bench
+    target/release/segsynth-core-bench --sizes 320x180 --frames 4 --streams 1,2 --gan foliage
     say "CUDA/TensorRT build compiles"
     cargo check --release --quiet --features cuda,tensorrt
     ;;

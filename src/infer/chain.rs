@@ -46,21 +46,25 @@ fn ort_err(what: &str) -> impl Fn(ort::Error) -> InferError + '_ {
     }
 }
 
-/// Host memory the provider can read and write directly: pinned on a GPU provider.
+/// Host memory the provider can read and write directly: pinned on a GPU provider
+/// (plain host memory, still bound, where the provider offers no pinned allocator).
 fn host_allocator(session: &Session, provider: &str, kind: MemoryType) -> ort::Result<Allocator> {
     if gpu(provider) {
-        Allocator::new(
-            session,
-            MemoryInfo::new(
-                AllocationDevice::CUDA_PINNED,
-                0,
-                AllocatorType::Device,
-                kind,
-            )?,
+        let pinned = MemoryInfo::new(
+            AllocationDevice::CUDA_PINNED,
+            0,
+            AllocatorType::Device,
+            kind,
         )
-    } else {
-        Ok(Allocator::default())
+        .and_then(|info| Allocator::new(session, info));
+        match pinned {
+            Ok(a) => return Ok(a),
+            Err(e) => {
+                tracing::warn!(provider, error = %e, "no pinned host memory; binding plain host tensors")
+            }
+        }
     }
+    Ok(Allocator::default())
 }
 
 /// Memory on the provider's device (plain host memory on the CPU provider).

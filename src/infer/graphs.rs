@@ -92,9 +92,17 @@ impl Builder {
     }
 
     /// `x * k + c` with scalar constants.
+    /// (Each element-wise op is a pass over the tensor, so identity steps are left out.)
     fn affine(&mut self, x: &str, k: f32, c: f32) -> Res<String> {
-        let k = self.scalar(k)?;
-        let m = self.binary("Mul", x, &k)?;
+        let m = if k == 1.0 {
+            x.to_string()
+        } else {
+            let k = self.scalar(k)?;
+            self.binary("Mul", x, &k)?
+        };
+        if c == 0.0 {
+            return Ok(m);
+        }
         let c = self.scalar(c)?;
         self.binary("Add", &m, &c)
     }
@@ -131,11 +139,11 @@ impl Builder {
         )
     }
 
-    /// Float in 0..=255 -> rounded, clamped u8.
+    /// Float already in 0..=255 (a blend or interpolation of such values) -> rounded u8:
+    /// +0.5, then Cast, which truncates.
     fn to_u8(&mut self, x: &str) -> Res<String> {
-        let r = self.op("Round", &[x], vec![])?;
-        let c = self.clip(&r, 0.0, 255.0)?;
-        self.cast(&c, UINT8)
+        let h = self.affine(x, 1.0, 0.5)?;
+        self.cast(&h, UINT8)
     }
 
     fn finish(
@@ -491,13 +499,21 @@ impl MaskGraph {
             }
             let radius = (params.feather * mw as f32 / width.max(1) as f32).round() as usize;
             alpha = b.box_blur(&alpha, radius)?;
-            let alpha255 = b.affine(&alpha, 255.0, 0.0)?;
+            // Scaled to 0..=255 with the rounding offset folded in at model resolution, so
+            // the full-size planes need only the resize and a truncating cast.
+            let alpha255 = b.affine(&alpha, 255.0, 0.5)?;
             let f = TensorElementType::Float32;
             let mut outputs = vec![tensor("state", f, &state_shape)];
             let axis = b.i64s(&[1])?;
             for (plane, (ow, oh)) in [("luma", (w, h)), ("chroma", (cw, ch))] {
                 let up = b.resize(&alpha255, [1, entries, oh, ow])?;
-                let q = b.to_u8(&up)?;
+                if entries == 1 {
+                    let name = alpha_name(0, plane);
+                    b.op_named("Cast", &[&up], vec![attr("to", UINT8)?], &name)?;
+                    outputs.push(tensor(&name, TensorElementType::Uint8, &[1, 1, oh, ow]));
+                    continue;
+                }
+                let q = b.cast(&up, UINT8)?;
                 for i in 0..entries {
                     let (s0, s1) = (b.i64s(&[i])?, b.i64s(&[i + 1])?);
                     let name = alpha_name(i as usize, plane);

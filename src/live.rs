@@ -228,5 +228,13 @@ mod tests {
             e.contains("line 2") && e.contains("outptus") && e.contains("expected"),
             "{e}"
         );
+        let p = dir.join("pixels.toml");
+        std::fs::write(&p, "device = \"cuda\"\npixels = \"graph\"\n").unwrap();
+        let ok = Preset::load(&p).unwrap();
+        assert_eq!(ok.device, Some(crate::infer::Device::Cuda));
+        assert_eq!(ok.pixels, Some(crate::infer::Pixels::Graph));
+        std::fs::write(&p, "pixels = \"gpu\"\n").unwrap();
+        let e = Preset::load(&p).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("gpu"), "{e}");
     }
 }

@@ -30,7 +30,7 @@ fn stripes_clip(dir: &std::path::Path) -> std::path::PathBuf {
     clip
 }
 
-fn check(model: &str) {
+fn check(model: &str, pixels: &str) {
     let dir = tmpdir();
     let clip = stripes_clip(dir.path());
     let out = dir.path().join("out.mkv");
@@ -49,6 +49,8 @@ fn check(model: &str) {
             "0",
             "--temporal",
             "0",
+            "--pixels",
+            pixels,
         ],
     );
     assert!(o.status.success(), "{model}: {}", stderr(&o));
@@ -74,15 +76,38 @@ fn check(model: &str) {
 
 #[test]
 fn nchw_logits_softmax() {
-    check("seg3_nchw_logits.toml");
+    check("seg3_nchw_logits.toml", "native");
+    check("seg3_nchw_logits.toml", "graph");
 }
 
 #[test]
 fn nhwc_probabilities() {
-    check("seg3_nhwc_probs.toml");
+    check("seg3_nhwc_probs.toml", "native");
+    check("seg3_nhwc_probs.toml", "graph");
 }
 
 #[test]
 fn argmax_labels() {
-    check("seg3_nchw_labels.toml");
+    check("seg3_nchw_labels.toml", "native");
+    // auto on the CPU is native; an explicit graph request for a label map is a clear error.
+    check("seg3_nchw_labels.toml", "auto");
+    let dir = tmpdir();
+    let clip = stripes_clip(dir.path());
+    let out = dir.path().join("labels-graph.mkv");
+    let model = data("seg3_nchw_labels.toml");
+    let o = process(
+        &clip,
+        &out,
+        &[
+            "-q",
+            "--model",
+            model.to_str().unwrap(),
+            "--content",
+            "sky=mask",
+            "--pixels",
+            "graph",
+        ],
+    );
+    assert_clean_error(&o, &["label-map", "--pixels native"]);
+    assert!(!out.exists(), "no output left behind");
 }

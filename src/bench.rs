@@ -160,6 +160,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         list(&references)
     );
     let peak_rss = usage().max_rss_kb / 1024;
+    let mut table = Vec::new();
     for ((name, _, _), runs) in scenarios.iter().zip(results) {
         let fps: Vec<f64> = runs.iter().map(|r| r.0).collect();
         let ratios: Vec<f64> = runs.iter().map(|r| r.1).collect();
@@ -183,13 +184,66 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         order.sort_by(|&a, &b| runs[a].1.total_cmp(&runs[b].1));
         if let Some(&mid) = order.get(order.len() / 2) {
             print!("{}", runs[mid].2);
+            table.push(Row {
+                fps: median(&fps),
+                ratio: median(&ratios),
+                cpu: median(&cpu),
+                rss,
+                summary: runs[mid].2.clone(),
+            });
         }
     }
     println!();
     println!(
         "peak RSS of the whole benchmark process: {peak_rss} MiB (per scenario: its own runs)"
     );
+    print_table(&references, &scenarios, &table);
     Ok(())
+}
+
+/// One scenario's line of the closing table (stages from its median round).
+struct Row {
+    fps: f64,
+    ratio: f64,
+    cpu: f64,
+    rss: u64,
+    summary: Summary,
+}
+
+fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32)], rows: &[Row]) {
+    let stage = |s: &Summary, name: &str| {
+        s.stages
+            .iter()
+            .find(|t| t.name == name && !t.ms.is_empty())
+            .map_or("-".to_string(), |t| {
+                format!("{:.1}/{:.1}", t.percentile(50.0), t.percentile(99.0))
+            })
+    };
+    println!();
+    println!(
+        "{:<46} {:>7} {:>6} {:>5} {:>8} {:>12} {:>12} {:>12}",
+        "job", "fps", "ratio", "CPU%", "RSS MiB", "segment ms", "compose ms", "synth ms"
+    );
+    println!(
+        "{:<46} {:>7.1} {:>6.2}",
+        "GStreamer-only transcode",
+        median(references),
+        1.0
+    );
+    for ((name, _, _), r) in scenarios.iter().zip(rows) {
+        println!(
+            "{:<46} {:>7.1} {:>6.2} {:>5.0} {:>8} {:>12} {:>12} {:>12}",
+            name,
+            r.fps,
+            r.ratio,
+            r.cpu,
+            r.rss,
+            stage(&r.summary, "segment"),
+            stage(&r.summary, "composite"),
+            stage(&r.summary, "synth"),
+        );
+    }
+    println!("(medians over rounds; stage columns are p50/p99 of the median round)");
 }
 
 /// Resets the kernel's resident-set high-water mark (Linux: `clear_refs` 5).

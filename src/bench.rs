@@ -108,7 +108,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.processing.synth_scale,
         ));
     }
-    // Per scenario, per round: (fps, ratio to this round's transcode, summary, CPU %, peak RSS).
+    // Per scenario, per round: (fps, ratio to this round's transcode, summary, CPU %,
+    // peak RSS growth during the run).
     let mut results: Vec<Vec<(f64, f64, Summary, f64, u64)>> = vec![Vec::new(); scenarios.len()];
     let mut references = Vec::new();
     for round in 0..args.rounds {
@@ -130,6 +131,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 progress: false,
             };
             reset_peak_rss();
+            let rss_before = proc_status_mib("VmRSS:");
             let before = usage();
             let t = Instant::now();
             let (summary, _) = job.run(&mut crate::Runner(stages))?;
@@ -137,7 +139,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let after = usage();
             let cpu = (after.cpu - before.cpu).as_secs_f64() / wall.as_secs_f64() / cores() * 100.0;
             let fps = summary.frames_out as f64 / wall.as_secs_f64();
-            runs.push((fps, fps / reference_fps, summary, cpu, peak_rss_mib()));
+            let added = proc_status_mib("VmHWM:").saturating_sub(rss_before);
+            runs.push((fps, fps / reference_fps, summary, cpu, added));
         }
     }
     let list = |v: &[f64]| {
@@ -168,7 +171,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         let rss = runs.iter().map(|r| r.4).max().unwrap_or(0);
         println!();
         println!(
-            "{name}: median {:.1} fps, ratio to transcode {:.2} (rounds: {}), CPU {:.0}% of {} cores, peak RSS {rss} MiB",
+            "{name}: median {:.1} fps, ratio to transcode {:.2} (rounds: {}), CPU {:.0}% of {} cores, peak RSS +{rss} MiB during the job",
             median(&fps),
             median(&ratios),
             ratios
@@ -222,7 +225,7 @@ fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32)], row
     println!();
     println!(
         "{:<46} {:>7} {:>6} {:>5} {:>8} {:>12} {:>12} {:>12}",
-        "job", "fps", "ratio", "CPU%", "RSS MiB", "segment ms", "compose ms", "synth ms"
+        "job", "fps", "ratio", "CPU%", "+RSS MiB", "segment ms", "compose ms", "synth ms"
     );
     println!(
         "{:<46} {:>7.1} {:>6.2}",
@@ -243,7 +246,9 @@ fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32)], row
             stage(&r.summary, "synth"),
         );
     }
-    println!("(medians over rounds; stage columns are p50/p99 of the median round)");
+    println!(
+        "(medians over rounds; +RSS: peak resident memory the job added over the process before it;\n stage columns: p50/p99 of the median round)"
+    );
 }
 
 /// Resets the kernel's resident-set high-water mark (Linux: `clear_refs` 5).
@@ -251,13 +256,13 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// VmHWM: peak resident set since the last reset, in MiB.
-fn peak_rss_mib() -> u64 {
+/// A `/proc/self/status` memory line (VmRSS, VmHWM = peak since the last reset), in MiB.
+fn proc_status_mib(key: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
         })
         .map_or(0, |kib| kib / 1024)

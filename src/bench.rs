@@ -108,9 +108,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.processing.synth_scale,
         ));
     }
-    // Per scenario, per round: (fps, ratio to this round's transcode, summary, CPU %,
-    // peak RSS growth during the run).
-    let mut results: Vec<Vec<(f64, f64, Summary, f64, u64)>> = vec![Vec::new(); scenarios.len()];
+    // Per scenario, one result per round.
+    let mut results: Vec<Vec<Round>> = (0..scenarios.len()).map(|_| Vec::new()).collect();
     let mut references = Vec::new();
     for round in 0..args.rounds {
         let reference_fps = reference(round)?;
@@ -140,7 +139,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let cpu = (after.cpu - before.cpu).as_secs_f64() / wall.as_secs_f64() / cores() * 100.0;
             let fps = summary.frames_out as f64 / wall.as_secs_f64();
             let added = proc_status_mib("VmHWM:").saturating_sub(rss_before);
-            runs.push((fps, fps / reference_fps, summary, cpu, added));
+            runs.push(Round {
+                fps,
+                ratio: fps / reference_fps,
+                summary,
+                cpu,
+                rss_added: added,
+            });
         }
     }
     let list = |v: &[f64]| {
@@ -165,10 +170,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let peak_rss = usage().max_rss_kb / 1024;
     let mut table = Vec::new();
     for ((name, _, _), runs) in scenarios.iter().zip(results) {
-        let fps: Vec<f64> = runs.iter().map(|r| r.0).collect();
-        let ratios: Vec<f64> = runs.iter().map(|r| r.1).collect();
-        let cpu: Vec<f64> = runs.iter().map(|r| r.3).collect();
-        let rss = runs.iter().map(|r| r.4).max().unwrap_or(0);
+        let fps: Vec<f64> = runs.iter().map(|r| r.fps).collect();
+        let ratios: Vec<f64> = runs.iter().map(|r| r.ratio).collect();
+        let cpu: Vec<f64> = runs.iter().map(|r| r.cpu).collect();
+        let rss = runs.iter().map(|r| r.rss_added).max().unwrap_or(0);
         println!();
         println!(
             "{name}: median {:.1} fps, ratio to transcode {:.2} (rounds: {}), CPU {:.0}% of {} cores, peak RSS +{rss} MiB during the job",
@@ -184,15 +189,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
         // The per-stage table of the median round.
         let mut order: Vec<usize> = (0..runs.len()).collect();
-        order.sort_by(|&a, &b| runs[a].1.total_cmp(&runs[b].1));
+        order.sort_by(|&a, &b| runs[a].ratio.total_cmp(&runs[b].ratio));
         if let Some(&mid) = order.get(order.len() / 2) {
-            print!("{}", runs[mid].2);
+            print!("{}", runs[mid].summary);
             table.push(Row {
                 fps: median(&fps),
                 ratio: median(&ratios),
                 cpu: median(&cpu),
                 rss,
-                summary: runs[mid].2.clone(),
+                summary: runs[mid].summary.clone(),
             });
         }
     }
@@ -202,6 +207,18 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     print_table(&references, &scenarios, &table);
     Ok(())
+}
+
+/// One job run of one round.
+struct Round {
+    fps: f64,
+    /// fps over this round's transcode fps.
+    ratio: f64,
+    summary: Summary,
+    /// CPU use in % of all cores.
+    cpu: f64,
+    /// Peak resident memory the run added, MiB.
+    rss_added: u64,
 }
 
 /// One scenario's line of the closing table (stages from its median round).

@@ -87,12 +87,11 @@ multiversion! {
                     .map(|(&a, &b)| (((a << 8) + (b - a) * w + (1 << 15)) >> 16) as u8),
             );
         }
-        let out = Plane {
+        Plane {
             width: dw,
             height: dh,
             data,
-        };
-        out
+        }
     }
 }
 

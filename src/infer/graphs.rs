@@ -141,7 +141,7 @@ impl Builder {
 
     /// Float already in 0..=255 (a blend or interpolation of such values) -> rounded u8:
     /// +0.5, then Cast, which truncates.
-    fn to_u8(&mut self, x: &str) -> Res<String> {
+    fn round_u8(&mut self, x: &str) -> Res<String> {
         let h = self.affine(x, 1.0, 0.5)?;
         self.cast(&h, UINT8)
     }
@@ -714,9 +714,9 @@ impl BlendGraph {
                 let duv = b.binary("Mul", &duv, &ac)?;
                 uv = b.binary("Add", &uv, &duv)?;
             }
-            let oy = b.to_u8(&y)?;
+            let oy = b.round_u8(&y)?;
             b.op_named("Identity", &[&oy], vec![], "out_y")?;
-            let ouv = b.to_u8(&uv)?;
+            let ouv = b.round_u8(&uv)?;
             let (s0, s1, s2) = (b.i64s(&[0])?, b.i64s(&[1])?, b.i64s(&[2])?);
             b.op_named("Slice", &[&ouv, &s0, &s1, &axis], vec![], "out_u")?;
             b.op_named("Slice", &[&ouv, &s1, &s2, &axis], vec![], "out_v")?;

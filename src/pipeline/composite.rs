@@ -213,8 +213,11 @@ impl Content {
     }
 }
 
-/// The blend graph and the key (size, layers) it was built for.
+/// What a blend graph was built for: frame size and layers.
+type BlendKey = (usize, usize, Vec<BlendLayer>);
+
+/// The blend graph and the key it was built for.
 struct GraphBlend {
     options: SessionOptions,
-    built: Option<((usize, usize, Vec<BlendLayer>), BlendGraph)>,
+    built: Option<(BlendKey, BlendGraph)>,
 }

@@ -59,33 +59,14 @@ pub fn resize_plane(src: &Plane, dw: usize, dh: usize) -> Plane {
 
 multiversion! {
     fn resize_u16_to_plane(src: &[u16], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
-        let xt = half_pixel_taps(sw, dw);
+        let rows = horizontal_rows(src, sw, sh, dw);
         let yt = half_pixel_taps(sh, dh);
-        // Horizontal pass into 8.8 fixed point rows, then a vertical pass per output row
-        // (one multiply per pixel: a + (b - a) * w), written without zero-filling first.
-        let mut rows: Vec<i32> = Vec::with_capacity(sh * dw);
-        for s in src.chunks_exact(sw).take(sh) {
-            rows.extend(
-                xt.i0
-                    .iter()
-                    .zip(&xt.i1)
-                    .zip(&xt.w1)
-                    .map(|((&i0, &i1), &w)| {
-                        let (a, b, w) = (s[i0 as usize] as i32, s[i1 as usize] as i32, w as i32);
-                        a * (256 - w) + b * w
-                    }),
-            );
-        }
         let mut data: Vec<u8> = Vec::with_capacity(dw * dh);
         for ((&i0, &i1), &w) in yt.i0.iter().zip(&yt.i1).zip(&yt.w1) {
             let r0 = &rows[i0 as usize * dw..][..dw];
             let r1 = &rows[i1 as usize * dw..][..dw];
             let w = w as i32;
-            data.extend(
-                r0.iter()
-                    .zip(r1)
-                    .map(|(&a, &b)| (((a << 8) + (b - a) * w + (1 << 15)) >> 16) as u8),
-            );
+            data.extend(r0.iter().zip(r1).map(|(&a, &b)| vertical(a, b, w)));
         }
         Plane {
             width: dw,
@@ -93,6 +74,39 @@ multiversion! {
             data,
         }
     }
+}
+
+/// Half-pixel horizontal pass of a bilinear upsample: each source row widened to `dw`
+/// values in 8.8 fixed point. The vertical pass (`vertical`) then costs one multiply
+/// per output pixel and needs no zero-filled output first.
+#[inline(always)]
+pub(super) fn horizontal_rows<T: Copy + Into<i32>>(
+    src: &[T],
+    sw: usize,
+    sh: usize,
+    dw: usize,
+) -> Vec<i32> {
+    let xt = half_pixel_taps(sw, dw);
+    let mut rows: Vec<i32> = Vec::with_capacity(sh * dw);
+    for s in src.chunks_exact(sw).take(sh) {
+        rows.extend(
+            xt.i0
+                .iter()
+                .zip(&xt.i1)
+                .zip(&xt.w1)
+                .map(|((&i0, &i1), &w)| {
+                    let (a, b, w) = (s[i0 as usize].into(), s[i1 as usize].into(), w as i32);
+                    a * (256 - w) + b * w
+                }),
+        );
+    }
+    rows
+}
+
+/// Vertical bilinear step between two 8.8 rows, weight `w` of the second (0..=256).
+#[inline(always)]
+pub(super) fn vertical(a: i32, b: i32, w: i32) -> u8 {
+    (((a << 8) + (b - a) * w + (1 << 15)) >> 16) as u8
 }
 
 multiversion! {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::content::{ContentError, ContentKind, Entry, cover, load_image};
 use crate::frame::{Frame, Matrix, Yuv420, rgb_to_yuv};
-use crate::imgproc::blur::blur_plane;
+use crate::imgproc::blur::{blend_upsampled, blur_small};
 use crate::imgproc::composite::{blend_color, blend_picture};
 use crate::imgproc::mask::AlphaPlanes;
 use crate::infer::graphs::{BlendGraph, BlendLayer};
@@ -174,12 +174,15 @@ impl Compositor {
             match layer {
                 Layer::Blur { radius } => {
                     let src = original.as_ref().unwrap_or(&frame.picture);
-                    let blurred = Yuv420 {
-                        y: blur_plane(&src.y, *radius),
-                        u: blur_plane(&src.u, (*radius / 2).max(1)),
-                        v: blur_plane(&src.v, (*radius / 2).max(1)),
-                    };
-                    blend_picture(&mut frame.picture, &blurred, alpha);
+                    let small = [
+                        blur_small(&src.y, (*radius).max(1)),
+                        blur_small(&src.u, (*radius / 2).max(1)),
+                        blur_small(&src.v, (*radius / 2).max(1)),
+                    ];
+                    let pic = &mut frame.picture;
+                    blend_upsampled(&mut pic.y, &small[0], &alpha.luma);
+                    blend_upsampled(&mut pic.u, &small[1], &alpha.chroma);
+                    blend_upsampled(&mut pic.v, &small[2], &alpha.chroma);
                 }
                 Layer::Color { rgb } => blend_color(
                     &mut frame.picture,

@@ -138,7 +138,7 @@ case "${1:-demo}" in
     ;;
   bench) setup; shift; target/release/segsynth bench "$@" ;;
   gpu-check-build)
-    # Here: the inference-core benchmark with CUDA/TensorRT, accepting ONNX Runtime >= 1.22
+    # Here: the inference-core benchmark with CUDA/TensorRT, accepting ONNX Runtime >= 1.23
     # (a GPU box may have 1.30), in its own target dir.
     setup
     cargo build --release --quiet --no-default-features --features cuda,tensorrt \
@@ -152,12 +152,15 @@ case "${1:-demo}" in
     py=${PYTHON:-python3}
     "$py" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.get_available_providers())'
     capi=$("$py" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
-    lib=$(ls "$capi"/libonnxruntime.so* | head -n 1)
+    lib=$(find "$capi" -maxdepth 1 -name 'libonnxruntime.so*' | sort | head -n 1)
+    [ -n "$lib" ] || die "no libonnxruntime.so* in $capi: this onnxruntime wheel has no shared library"
     nvlibs=$("$py" -c 'import glob, os, site; print(":".join(sorted({d for sp in site.getsitepackages() for d in glob.glob(os.path.join(sp, "nvidia", "*", "lib"))})))')
     export ORT_DYLIB_PATH=$lib LD_LIBRARY_PATH="$capi:$nvlibs:${LD_LIBRARY_PATH:-}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     shift
-    "$bin" --device cuda --sizes 1280x720,1920x1080 --streams 1,8,40 --pixels native,graph --frames 60 "$@"
+    # 720p x 1/8/40 streams (the 40-stream target), then 1080p with GAN content (the 1080p60 target).
+    "$bin" --device cuda --sizes 1280x720 --streams 1,8,40 --pixels native,graph --gan none --frames 60 "$@"
+    "$bin" --device cuda --sizes 1920x1080 --streams 1,4 --pixels native,graph --gan foliage --frames 60 "$@"
     ;;
   *) die "unknown command ${1}; expected demo, test, setup, setup-gpu, bench, gpu-check-build or gpu-check" ;;
 esac

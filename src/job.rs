@@ -139,13 +139,17 @@ impl Stages {
         let pixels = self.options.pixels;
         let mut graphs = pixels.use_graphs(provider);
         if graphs {
-            match segmenter.use_graphs(self.options.session.clone()) {
-                Ok(()) => compositor.use_graphs(self.options.session.clone()),
-                Err(e) if pixels == Pixels::Auto => {
-                    tracing::info!(reason = %e, "per-pixel steps stay native");
-                    graphs = false;
-                }
-                Err(e) => return Err(e.into()),
+            let fallback = pixels == Pixels::Auto;
+            let session = self.options.session.clone();
+            let segment = segmenter.use_graphs(session.clone(), first, fallback)?;
+            let blend = compositor.use_graphs(session, first, fallback)?;
+            graphs = segment && blend;
+            if segment != blend {
+                tracing::warn!(
+                    segment,
+                    blend,
+                    "only part of the per-pixel steps run as graphs"
+                );
             }
         }
         let pixel_path = if graphs {

@@ -151,6 +151,22 @@ fn mask_graph_matches_native_selection_filter_and_upsampling() {
         &params,
         (w, h),
     );
+    // Non-finite scores are cleaned the same way (NaN -> 0, clamped) in both.
+    let mut poisoned = ramp(0.5);
+    for i in (0..poisoned.len()).step_by(7) {
+        poisoned[i] = if i % 2 == 0 { f32::NAN } else { f32::INFINITY };
+    }
+    check_mask(
+        &[ramp(0.0), poisoned, ramp(1.0)],
+        &ScoreLayout {
+            shape: vec![1, mh as i64, mw as i64, 1],
+            layout: Layout::Nhwc,
+            semantics: Semantics::Sigmoid,
+        },
+        &[vec![true, false], vec![false, true]],
+        &params,
+        (w, h),
+    );
     let logits = |t: f32| -> Vec<f32> {
         let mut d = vec![0.0f32; 3 * mw * mh];
         for i in 0..mw * mh {
@@ -326,6 +342,7 @@ fn bound_chain_matches_the_native_segmenter_on_the_selfie_model() {
         Matrix::Bt709,
         &cpu(),
     )
+    .map_err(|(_, e)| e)
     .expect("bound chain");
     assert_eq!(chain.provider(), "CPUExecutionProvider");
     let still = astronaut(w, h);

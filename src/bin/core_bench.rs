@@ -238,7 +238,8 @@ impl Stream {
                         (w, h),
                         Matrix::Bt709,
                         session,
-                    )?,
+                    )
+                    .map_err(|(_, e)| e)?,
                     BlendGraph::new(&[BlendLayer::Blur(BLUR)], false, w, h, session)?,
                 )),
                 provider,

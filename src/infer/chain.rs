@@ -33,6 +33,7 @@ pub struct SegmentChain {
     mask_binding: IoBinding,
     width: usize,
     height: usize,
+    matrix: Matrix,
 }
 
 fn gpu(provider: &str) -> bool {
@@ -86,17 +87,28 @@ fn device_memory(provider: &str) -> ort::Result<MemoryInfo<'static>> {
     }
 }
 
-impl SegmentChain {
-    /// `model` is the opened segmentation model; the graphs are built for frames of
-    /// `width x height` on the same device options.
-    pub fn new(
-        model: Model,
+/// Everything but the model, built for one frame size and matrix.
+struct Parts {
+    prep: PrepGraph,
+    mask: MaskGraph,
+    planes: [Tensor<u8>; 3],
+    history: Tensor<f32>,
+    zeros: Tensor<f32>,
+    state: [Tensor<f32>; 2],
+    prep_binding: IoBinding,
+    model_binding: IoBinding,
+    mask_binding: IoBinding,
+}
+
+impl Parts {
+    fn build(
+        model: &Model,
         selections: &[Vec<bool>],
         params: &MaskParams,
         (width, height): (usize, usize),
         matrix: Matrix,
         options: &SessionOptions,
-    ) -> Result<SegmentChain, InferError> {
+    ) -> Result<Parts, InferError> {
         let m = model.manifest.clone();
         let scores = ScoreLayout {
             shape: m.output.shape.clone(),
@@ -136,10 +148,9 @@ impl SegmentChain {
             Tensor::<f32>::new(&state_alloc, shape).map_err(&err)?,
             Tensor::<f32>::new(&state_alloc, shape).map_err(&err)?,
         ];
+        // The planes are bound per frame (`alphas`): binding is when ORT copies them to
+        // a GPU, so a buffer bound once would be uploaded once.
         let mut prep_binding = prep.session.create_binding().map_err(&err)?;
-        for (name, t) in ["y", "u", "v"].iter().zip(&planes) {
-            prep_binding.bind_input(*name, t).map_err(&err)?;
-        }
         prep_binding
             .bind_output_to_device("tensor", &device)
             .map_err(&err)?;
@@ -158,21 +169,51 @@ impl SegmentChain {
                     .map_err(&err)?;
             }
         }
-        Ok(SegmentChain {
+        Ok(Parts {
             prep,
-            model,
             mask,
             planes,
             history,
             zeros,
             state,
-            current: 0,
             prep_binding,
             model_binding,
             mask_binding,
-            width,
-            height,
         })
+    }
+}
+
+impl SegmentChain {
+    /// `model` is the opened segmentation model; the graphs are built for frames of
+    /// `width x height` on the same device options.
+    pub fn new(
+        model: Model,
+        selections: &[Vec<bool>],
+        params: &MaskParams,
+        (width, height): (usize, usize),
+        matrix: Matrix,
+        options: &SessionOptions,
+    ) -> Result<SegmentChain, (Model, InferError)> {
+        let parts = Parts::build(&model, selections, params, (width, height), matrix, options);
+        match parts {
+            Ok(p) => Ok(SegmentChain {
+                prep: p.prep,
+                model,
+                mask: p.mask,
+                planes: p.planes,
+                history: p.history,
+                zeros: p.zeros,
+                state: p.state,
+                current: 0,
+                prep_binding: p.prep_binding,
+                model_binding: p.model_binding,
+                mask_binding: p.mask_binding,
+                width,
+                height,
+                matrix,
+            }),
+            Err(e) => Err((model, e)),
+        }
     }
 
     /// Gives the model back (to rebuild the graphs for another frame size).
@@ -184,63 +225,97 @@ impl SegmentChain {
         self.model.provider
     }
 
-    pub fn fits(&self, pic: &Yuv420) -> bool {
-        pic.width() == self.width && pic.height() == self.height
+    /// Whether the graphs were built for this frame's size and colour matrix.
+    pub fn fits(&self, pic: &Yuv420, matrix: Matrix) -> bool {
+        pic.width() == self.width && pic.height() == self.height && matrix == self.matrix
     }
 
-    /// One alpha per entry for this frame.
+    /// One alpha per entry for this frame (of the size the chain was built for).
     pub fn alphas(&mut self, pic: &Yuv420) -> Result<Vec<AlphaPlanes>, InferError> {
-        let err = ort_err("segmentation chain");
+        if pic.width() != self.width || pic.height() != self.height {
+            return Err(InferError::Run {
+                model: "segmentation chain".into(),
+                message: format!(
+                    "frame is {}x{}, the graphs were built for {}x{}",
+                    pic.width(),
+                    pic.height(),
+                    self.width,
+                    self.height
+                ),
+            });
+        }
+        let prep_err = ort_err("pre-processing graph");
         for (t, src) in self.planes.iter_mut().zip([&pic.y, &pic.u, &pic.v]) {
-            t.extract_tensor_mut().1.copy_from_slice(&src.data);
+            t.try_extract_tensor_mut::<u8>()
+                .map_err(&prep_err)?
+                .1
+                .copy_from_slice(&src.data);
+        }
+        for (name, t) in ["y", "u", "v"].iter().zip(&self.planes) {
+            self.prep_binding.bind_input(*name, t).map_err(&prep_err)?;
         }
         let tensor = {
             let mut out = self
                 .prep
                 .session
                 .run_binding(&self.prep_binding)
-                .map_err(&err)?;
-            out.remove("tensor")
-                .ok_or_else(|| err(ort::Error::new("pre-processing gave no tensor")))?
+                .map_err(&prep_err)?;
+            out.remove("tensor").ok_or_else(|| InferError::Run {
+                model: "pre-processing graph".into(),
+                message: "no output \"tensor\"".into(),
+            })?
         };
         let input = self.model.manifest.input.name.clone();
         let output = self.model.manifest.output.name.clone();
+        let model_name = self.model.manifest.name.clone();
+        let model_err = ort_err(&model_name);
         self.model_binding
             .bind_input(input, &tensor)
-            .map_err(&err)?;
+            .map_err(&model_err)?;
         let scores = {
             let mut out = self
                 .model
                 .session
                 .run_binding(&self.model_binding)
-                .map_err(&err)?;
-            out.remove(&output)
-                .ok_or_else(|| err(ort::Error::new("the model gave no output")))?
+                .map_err(&model_err)?;
+            let names: Vec<String> = out.keys().map(|k| k.to_string()).collect();
+            out.remove(&output).ok_or_else(|| InferError::Run {
+                model: model_name.clone(),
+                message: format!("no output {output:?} (it gave {names:?})"),
+            })?
         };
+        let mask_err = ort_err("mask graph");
         let (prev, next) = (self.current, 1 - self.current);
-        self.history.extract_tensor_mut().1[0] = if self.mask.have_state { 1.0 } else { 0.0 };
+        let have_state = self.mask.have_state;
+        self.history
+            .try_extract_tensor_mut::<f32>()
+            .map_err(&mask_err)?
+            .1[0] = if have_state { 1.0 } else { 0.0 };
         let b = &mut self.mask_binding;
-        b.bind_input("scores", &scores).map_err(&err)?;
-        b.bind_input("history", &self.history).map_err(&err)?;
-        let previous = if self.mask.have_state {
+        b.bind_input("scores", &scores).map_err(&mask_err)?;
+        b.bind_input("history", &self.history).map_err(&mask_err)?;
+        let previous = if have_state {
             &self.state[prev]
         } else {
             &self.zeros
         };
-        b.bind_input("previous", previous).map_err(&err)?;
+        b.bind_input("previous", previous).map_err(&mask_err)?;
         b.bind_output("state", &mut self.state[next])
-            .map_err(&err)?;
+            .map_err(&mask_err)?;
         let entries = self.mask.entries();
-        self.mask.have_state = true;
-        self.current = next;
         let out = self
             .mask
             .session
             .run_binding(&self.mask_binding)
-            .map_err(&err)?;
-        alpha_planes(entries, self.width, self.height, |name| {
-            let (_, d) = out[name].try_extract_tensor::<u8>().map_err(&err)?;
+            .map_err(&mask_err)?;
+        let planes = alpha_planes(entries, self.width, self.height, |name| {
+            let (_, d) = out[name].try_extract_tensor::<u8>().map_err(&mask_err)?;
             Ok(d.to_vec())
-        })
+        })?;
+        drop(out);
+        // Only a run that succeeded moves the state on.
+        self.mask.have_state = true;
+        self.current = next;
+        Ok(planes)
     }
 }

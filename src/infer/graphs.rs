@@ -430,11 +430,17 @@ impl MaskGraph {
         let build = || -> Res<(Builder, Vec<Outlet>, Vec<Outlet>)> {
             let (w, h, cw, ch) = dims(width, height);
             let mut b = Builder::new()?;
+            // Like the native `sanitize`: NaN -> 0, then clamp, so one bad score can
+            // neither poison the carried temporal state nor reach the u8 cast.
+            let nan = b.op("IsNaN", &["scores"], vec![])?;
+            let zero = b.scalar(0.0)?;
+            let clean = b.op("Where", &[&nan, &zero, "scores"], vec![])?;
+            let clean = b.clip(&clean, -1e4, 1e4)?;
             let nchw = match scores.layout {
-                Layout::Nchw => "scores".to_string(),
+                Layout::Nchw => clean,
                 Layout::Nhwc => b.op(
                     "Transpose",
-                    &["scores"],
+                    &[&clean],
                     vec![attr("perm", vec![0i64, 3, 1, 2])?],
                 )?,
             };
@@ -830,21 +836,48 @@ impl BlendGraph {
 
 /// The graph twin of `blur::blur_plane` on an NCHW float tensor of size `full`.
 fn blur(b: &mut Builder, x: &str, radius: usize, full: [i64; 4]) -> Res<String> {
-    let factor = (radius / 4).clamp(1, 16) as i64;
-    let small = b.op(
-        "AveragePool",
-        &[x],
-        vec![
-            attr("kernel_shape", vec![factor, factor])?,
-            attr("strides", vec![factor, factor])?,
-            attr("ceil_mode", 1i64)?,
-            attr("count_include_pad", 0i64)?,
-        ],
-    )?;
-    let r = (radius / factor as usize / 2).max(1);
+    let factor = (radius / 4).clamp(1, 16);
+    let small = box_downscale(b, x, factor, (full[3] as usize, full[2] as usize))?;
+    let r = (radius / factor / 2).max(1);
     let mut s = small;
     for _ in 0..3 {
         s = b.box_blur(&s, r)?;
     }
     b.resize(&s, full)
+}
+
+/// The graph twin of `resize::downscale_box`: zero-pad to whole blocks, average each
+/// `factor x factor` block, then rescale the edge blocks by the share of real pixels in
+/// them (a constant map), so partial blocks average only what they cover. (Plain
+/// pooling, no `ceil_mode`, which GPU pooling kernels have handled unevenly.)
+fn box_downscale(b: &mut Builder, x: &str, factor: usize, (w, h): (usize, usize)) -> Res<String> {
+    let (dw, dh) = (w.div_ceil(factor), h.div_ceil(factor));
+    let (pw, ph) = ((dw * factor - w) as i64, (dh * factor - h) as i64);
+    let padded = if pw > 0 || ph > 0 {
+        let pads = b.i64s(&[0, 0, 0, 0, 0, 0, ph, pw])?;
+        b.op("Pad", &[x, &pads], vec![attr("mode", "constant")?])?
+    } else {
+        x.to_string()
+    };
+    let f = factor as i64;
+    let mean = b.op(
+        "AveragePool",
+        &[&padded],
+        vec![
+            attr("kernel_shape", vec![f, f])?,
+            attr("strides", vec![f, f])?,
+        ],
+    )?;
+    if pw == 0 && ph == 0 {
+        return Ok(mean);
+    }
+    let cover = |i: usize, len: usize| ((i + 1) * factor).min(len) - i * factor;
+    let mut gain = Vec::with_capacity(dw * dh);
+    for by in 0..dh {
+        for bx in 0..dw {
+            gain.push((factor * factor) as f32 / (cover(bx, w) * cover(by, h)) as f32);
+        }
+    }
+    let gain = b.f32s(&[1, 1, dh as i64, dw as i64], &gain)?;
+    b.binary("Mul", &mean, &gain)
 }

@@ -85,11 +85,48 @@ impl Compositor {
     }
 
     /// Blends through the ONNX blend graph (built on `options`' device) from now on.
-    pub fn use_graphs(&mut self, options: SessionOptions) {
-        self.graph = Some(GraphBlend {
+    /// Blends through the ONNX blend graph, built now for `first` (and again when the
+    /// frame size or colour matrix changes). With `fallback` a graph that cannot be built
+    /// leaves native blending in place; without it that is an error. Returns whether
+    /// the graph runs.
+    pub fn use_graphs(
+        &mut self,
+        options: SessionOptions,
+        first: &Frame,
+        fallback: bool,
+    ) -> Result<bool, InferError> {
+        let mut g = GraphBlend {
             options,
             built: None,
-        });
+        };
+        let (w, h) = (first.picture.width(), first.picture.height());
+        match g.ensure(self.blend_layers(first.matrix), self.has_mask, w, h) {
+            Ok(()) => {
+                self.graph = Some(g);
+                Ok(true)
+            }
+            Err(e) if fallback => {
+                tracing::warn!(reason = %e, "blending stays native");
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The layers as the blend graph sees them (colours depend on the frame's matrix).
+    fn blend_layers(&self, matrix: Matrix) -> Vec<BlendLayer> {
+        self.layers
+            .iter()
+            .map(|l| match l {
+                Layer::Blur { radius } => BlendLayer::Blur(*radius),
+                Layer::Color { rgb } => {
+                    let (y, u, v) = rgb_to_yuv(matrix, rgb[0], rgb[1], rgb[2]);
+                    BlendLayer::Value(y, u, v)
+                }
+                Layer::Mask => BlendLayer::Value(235, 128, 128),
+                Layer::Image { .. } | Layer::Gan { .. } => BlendLayer::Picture,
+            })
+            .collect()
     }
 
     pub fn composite(
@@ -139,25 +176,10 @@ impl Compositor {
             .zip(&pictures)
             .any(|(l, p)| matches!(l, Layer::Gan { .. } | Layer::Image { .. }) && p.is_none());
         // The graph needs every picture; before the first GAN layer exists, blend natively.
+        let layers = self.blend_layers(matrix);
+        let has_mask = self.has_mask;
         if let Some(g) = self.graph.as_mut().filter(|_| !missing_picture) {
-            let layers: Vec<BlendLayer> = self
-                .layers
-                .iter()
-                .map(|l| match l {
-                    Layer::Blur { radius } => BlendLayer::Blur(*radius),
-                    Layer::Color { rgb } => {
-                        let (y, u, v) = rgb_to_yuv(matrix, rgb[0], rgb[1], rgb[2]);
-                        BlendLayer::Value(y, u, v)
-                    }
-                    Layer::Mask => BlendLayer::Value(235, 128, 128),
-                    Layer::Image { .. } | Layer::Gan { .. } => BlendLayer::Picture,
-                })
-                .collect();
-            let key = (w, h, layers.clone());
-            if g.built.as_ref().is_none_or(|(k, _)| *k != key) {
-                let graph = BlendGraph::new(&layers, self.has_mask, w, h, &g.options)?;
-                g.built = Some((key, graph));
-            }
+            g.ensure(layers, has_mask, w, h)?;
             if let Some((_, graph)) = g.built.as_mut() {
                 let pics: Vec<&Yuv420> = pictures.iter().flatten().map(Content::picture).collect();
                 return graph.run(&mut frame.picture, alphas, &pics);
@@ -213,6 +235,27 @@ impl Content {
             Content::Image(p) => p,
             Content::Gan(l) => &l.picture,
         }
+    }
+}
+
+impl GraphBlend {
+    /// Builds the graph unless the one in place fits.
+    fn ensure(
+        &mut self,
+        layers: Vec<BlendLayer>,
+        has_mask: bool,
+        w: usize,
+        h: usize,
+    ) -> Result<(), InferError> {
+        if self
+            .built
+            .as_ref()
+            .is_none_or(|(k, _)| k.0 != w || k.1 != h || k.2 != layers)
+        {
+            let graph = BlendGraph::new(&layers, has_mask, w, h, &self.options)?;
+            self.built = Some(((w, h, layers), graph));
+        }
+        Ok(())
     }
 }
 

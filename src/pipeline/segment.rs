@@ -59,39 +59,82 @@ impl Segmenter {
         self.provider
     }
 
-    /// Runs the per-pixel steps as ONNX graphs (`infer::chain`) from the next frame on.
-    /// Label-map models stay native (their graph would need integer gathers).
-    pub fn use_graphs(&mut self, options: SessionOptions) -> Result<(), InferError> {
-        let m = self.model.as_ref().map(|m| &m.manifest);
-        if m.and_then(|m| m.output.semantics) == Some(Semantics::Labels) {
-            return Err(InferError::Graph {
-                graph: "mask graph".into(),
-                message: "label-map models are post-processed natively; use --pixels native".into(),
-            });
+    /// Runs the per-pixel steps as ONNX graphs (`infer::chain`), built now for `first`'s
+    /// size and colour matrix (and again whenever those change). With `fallback` (the
+    /// `auto` choice) a model or graph the chain cannot take leaves the native path in
+    /// place and says why; without it that is an error. Returns whether graphs run.
+    pub fn use_graphs(
+        &mut self,
+        options: SessionOptions,
+        first: &Frame,
+        fallback: bool,
+    ) -> Result<bool, InferError> {
+        let not_supported = |message: String| InferError::Graph {
+            graph: "mask graph".into(),
+            message: format!("{message}; use --pixels native"),
+        };
+        let outcome = match self.model.as_ref().map(|m| &m.manifest.output) {
+            Some(o) if o.semantics == Some(Semantics::Labels) => Err(not_supported(
+                "label-map models are post-processed natively".into(),
+            )),
+            Some(o) if o.shape.len() != 4 || o.shape.iter().any(|&d| d < 1) => {
+                Err(not_supported(format!(
+                    "the graphs need a 4-D score output of fixed size, the manifest says {:?}",
+                    o.shape
+                )))
+            }
+            _ => {
+                self.graph_options = Some(options);
+                self.build_chain(first)
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(true),
+            Err(e) if fallback => {
+                tracing::warn!(reason = %e, "per-pixel steps stay native");
+                self.graph_options = None;
+                Ok(false)
+            }
+            Err(e) => Err(e),
         }
-        self.graph_options = Some(options);
-        Ok(())
+    }
+
+    /// (Re)builds the chain for this frame; on failure the model stays with the native path.
+    fn build_chain(&mut self, frame: &Frame) -> Result<(), InferError> {
+        let (Some(options), Some(model)) = (self.graph_options.as_ref(), self.model.take()) else {
+            return Ok(());
+        };
+        let size = (frame.picture.width(), frame.picture.height());
+        match SegmentChain::new(
+            model,
+            &self.selections,
+            &self.params,
+            size,
+            frame.matrix,
+            options,
+        ) {
+            Ok(chain) => {
+                self.chain = Some(chain);
+                Ok(())
+            }
+            Err((model, e)) => {
+                self.model = Some(model);
+                Err(e)
+            }
+        }
     }
 
     /// One alpha per map entry, at the frame's luma and chroma sizes.
     pub fn masks(&mut self, frame: &Frame) -> Result<Vec<AlphaPlanes>, InferError> {
-        if let Some(options) = &self.graph_options {
-            let (w, h) = (frame.picture.width(), frame.picture.height());
-            if self.chain.as_ref().is_some_and(|c| !c.fits(&frame.picture)) {
-                // New frame size: take the model back and build the graphs again.
-                self.model = self.chain.take().map(SegmentChain::into_model);
-            }
-            if self.chain.is_none()
-                && let Some(model) = self.model.take()
+        if self.graph_options.is_some() {
+            if self
+                .chain
+                .as_ref()
+                .is_some_and(|c| !c.fits(&frame.picture, frame.matrix))
             {
-                self.chain = Some(SegmentChain::new(
-                    model,
-                    &self.selections,
-                    &self.params,
-                    (w, h),
-                    frame.matrix,
-                    options,
-                )?);
+                // New frame size or colour matrix: take the model back and build again.
+                self.model = self.chain.take().map(SegmentChain::into_model);
+                self.build_chain(frame)?;
             }
             if let Some(chain) = self.chain.as_mut() {
                 return chain.alphas(&frame.picture);

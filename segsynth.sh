@@ -132,9 +132,12 @@ case "${1:-demo}" in
     cargo build --release --quiet --features cuda,tensorrt
     lib=$(.venv-gpu/bin/python -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
     nv=$(.venv-gpu/bin/python -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null || true)
-    echo "export ORT_DYLIB_PATH=$lib/libonnxruntime.so.$ORT_VERSION"
-    echo "export LD_LIBRARY_PATH=$lib:$(find "${nv:-/nonexistent}" -name 'lib' -type d 2>/dev/null | paste -sd:):\${LD_LIBRARY_PATH:-}"
-    echo "then: target/release/segsynth process IN -o OUT --device cuda"
+    {
+      echo "# written by ./segsynth.sh setup-gpu: the GPU build of ONNX Runtime and its CUDA/cuDNN libraries"
+      echo "export ORT_DYLIB_PATH=$lib/libonnxruntime.so.$ORT_VERSION"
+      echo "export LD_LIBRARY_PATH=$lib:$(find "${nv:-/nonexistent}" -name 'lib' -type d 2>/dev/null | paste -sd:):\${LD_LIBRARY_PATH:-}"
+    } > .deps/gpu.env
+    say "GPU build ready; run: source .deps/gpu.env && target/release/segsynth process IN -o OUT --device cuda"
     ;;
   bench) setup; shift; target/release/segsynth bench "$@" ;;
   gpu-check-build)

@@ -131,7 +131,7 @@ case "${1:-demo}" in
     .venv-gpu/bin/pip install -q --disable-pip-version-check "onnxruntime-gpu[cuda,cudnn]==$ORT_VERSION"
     cargo build --release --quiet --features cuda,tensorrt
     lib=$(.venv-gpu/bin/python -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
-    nv=$(.venv-gpu/bin/python -c 'import nvidia, os; print(os.path.dirname(nvidia.__path__[0]))' 2>/dev/null || true)
+    nv=$(.venv-gpu/bin/python -c 'import nvidia; print(nvidia.__path__[0])' 2>/dev/null || true)
     {
       echo "# written by ./segsynth.sh setup-gpu: the GPU build of ONNX Runtime and its CUDA/cuDNN libraries"
       echo "export ORT_DYLIB_PATH=$lib/libonnxruntime.so.$ORT_VERSION"

@@ -405,7 +405,17 @@ fn register_gpu<E: ExecutionProvider>(
             ));
         }
     }
-    ep.register(builder).map_err(|e| format!("{name} failed to start (is libcudart/libcudnn from CUDA 13 / cuDNN 9 on the library path?): {e}"))?;
+    ep.register(builder).map_err(|e| {
+        let needs = if name.starts_with("Tensorrt") {
+            "TensorRT 10 (libnvinfer.so.10) as well as the NVIDIA driver (libcuda.so.1) and CUDA 13 / cuDNN 9"
+        } else {
+            "the NVIDIA driver (libcuda.so.1) and the CUDA 13 / cuDNN 9 runtime libraries"
+        };
+        format!(
+            "{name} failed to start: {}; it needs {needs} on the library path (`source .deps/gpu.env` after `./segsynth.sh setup-gpu` sets up the last two)",
+            e.to_string().trim()
+        )
+    })?;
     Ok(name)
 }
 

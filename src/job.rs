@@ -13,7 +13,7 @@ use crate::frame::Frame;
 use crate::imgproc::mask::MaskParams;
 use crate::infer::{Model, Pixels, SessionOptions};
 use crate::model::{Manifest, Task, for_frame, resolve};
-use crate::pipeline::composite::Compositor;
+use crate::pipeline::composite::{Compositor, Image};
 use crate::pipeline::segment::{Segmenter, selections};
 use crate::pipeline::stats::{StageTimes, Summary};
 use crate::pipeline::{FrameSink, FrameSource, Progress, StageConfig};
@@ -55,6 +55,8 @@ pub struct Stages {
     /// Sessions opened while validating, reused by the first run when they fit.
     segmentation_model: Option<Model>,
     generators: Vec<Option<(Manifest, Option<Model>)>>,
+    /// Images decoded while validating, per entry, handed to the compositor.
+    images: Vec<Option<Arc<Image>>>,
 }
 
 impl Stages {
@@ -82,17 +84,20 @@ impl Stages {
                 _ => None,
             });
         }
-        // Images are loaded (and so validated) here too.
+        // Images are decoded (and so validated) here too, once.
+        let mut images = Vec::new();
         for e in &options.entries {
-            if let ContentKind::Image { path } = &e.content {
-                crate::content::load_image(path)?;
-            }
+            images.push(match &e.content {
+                ContentKind::Image { path } => Some(Arc::new(crate::content::load_image(path)?)),
+                _ => None,
+            });
         }
         Ok(Stages {
             options,
             segmentation: manifest,
             segmentation_model: Some(model),
             generators,
+            images,
         })
     }
 
@@ -135,7 +140,7 @@ impl Stages {
             .iter()
             .map(|s| s.as_ref().map(|s| Arc::clone(&s.slot)))
             .collect();
-        let mut compositor = Compositor::new(&self.options.entries, &slots)?;
+        let mut compositor = Compositor::with_images(&self.options.entries, &slots, &self.images)?;
         let pixels = self.options.pixels;
         let mut graphs = pixels.use_graphs(provider);
         if graphs {

@@ -19,9 +19,7 @@ enum Layer {
         rgb: [u8; 3],
     },
     Image {
-        rgb: Vec<u8>,
-        width: usize,
-        height: usize,
+        image: Arc<Image>,
         fitted: Option<(usize, usize, Matrix, Arc<Yuv420>)>,
     },
     Mask,
@@ -46,17 +44,27 @@ impl Compositor {
         entries: &[Entry],
         gan_slots: &[Option<Arc<LayerSlot>>],
     ) -> Result<Compositor, ContentError> {
+        Self::with_images(entries, gan_slots, &[])
+    }
+
+    /// Like `new`, taking per entry an image already decoded (by validation) where given.
+    pub fn with_images(
+        entries: &[Entry],
+        gan_slots: &[Option<Arc<LayerSlot>>],
+        images: &[Option<Arc<Image>>],
+    ) -> Result<Compositor, ContentError> {
         let mut layers = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             layers.push(match &e.content {
                 ContentKind::Blur { radius } => Layer::Blur { radius: *radius },
                 ContentKind::Color { rgb } => Layer::Color { rgb: *rgb },
                 ContentKind::Image { path } => {
-                    let (rgb, width, height) = load_image(path)?;
+                    let image = match images.get(i).cloned().flatten() {
+                        Some(image) => image,
+                        None => Arc::new(load_image(path)?),
+                    };
                     Layer::Image {
-                        rgb,
-                        width,
-                        height,
+                        image,
                         fitted: None,
                     }
                 }
@@ -140,12 +148,8 @@ impl Compositor {
         let mut pictures: Vec<Option<Content>> = Vec::with_capacity(self.layers.len());
         for layer in self.layers.iter_mut() {
             pictures.push(match layer {
-                Layer::Image {
-                    rgb,
-                    width,
-                    height,
-                    fitted,
-                } => {
+                Layer::Image { image, fitted } => {
+                    let (rgb, width, height) = &**image;
                     let stale = !matches!(fitted, Some((fw, fh, fm, _)) if *fw == w && *fh == h && *fm == matrix);
                     if stale {
                         let pixels = cover(rgb, *width, *height, w, h);
@@ -222,6 +226,9 @@ impl Compositor {
         Ok(())
     }
 }
+
+/// A decoded RGB image: pixels, width, height.
+pub type Image = (Vec<u8>, usize, usize);
 
 /// A picture a layer blends this frame.
 enum Content {

@@ -226,25 +226,15 @@ impl FileJob<'_> {
             Arc::clone(&watching),
         );
 
+        // Ctrl-C reaches the input probes directly.
+        let _ = state.interrupt.set(Arc::clone(&self.interrupt));
         let outcome = (|| -> Result<(Summary, Ending), anyhow::Error> {
             pipeline
                 .set_state(gst::State::Playing)
                 .map_err(|_| self.input_failure(&report, &state, "the pipeline failed to start"))?;
-            // Forward Ctrl-C into the input probes.
-            let interrupt = Arc::clone(&self.interrupt);
-            let stop_state = Arc::clone(&state);
-            let forward = std::thread::spawn(move || {
-                while !stop_state.stop.load(Ordering::Relaxed) {
-                    if interrupt.load(Ordering::Relaxed) {
-                        stop_state.stop.store(true, Ordering::Relaxed);
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            });
             let first = input.prime().map_err(anyhow::Error::from)?.cloned();
             let Some(first) = first else {
                 state.stop.store(true, Ordering::Relaxed);
-                let _ = forward.join();
                 if self.interrupt.load(Ordering::Relaxed) {
                     anyhow::bail!("interrupted before the first frame; nothing written");
                 }
@@ -293,7 +283,6 @@ impl FileJob<'_> {
                 let _ = handle.join();
             }
             state.stop.store(true, Ordering::Relaxed);
-            let _ = forward.join();
             let summary = run?;
             // Finish: end the video stream, let the rest of the input reach EOS, wait for the muxer.
             let _ = appsrc.end_of_stream();

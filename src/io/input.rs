@@ -19,8 +19,10 @@ use crate::pipeline::{FrameSource, PipelineError};
 /// State the streaming threads share with the job.
 #[derive(Default)]
 pub struct InputState {
-    /// Set on Ctrl-C: demuxed pads turn into EOS at the next buffer.
+    /// Set when the job ends the input: demuxed pads turn into EOS at the next buffer.
     pub stop: AtomicBool,
+    /// The job's Ctrl-C/SIGTERM flag, read by the same probes.
+    pub interrupt: std::sync::OnceLock<Arc<AtomicBool>>,
     pub has_video: AtomicBool,
     /// Caps of every stream parsebin exposed, for error messages.
     pub streams: Mutex<Vec<String>>,
@@ -35,6 +37,17 @@ pub struct InputState {
     pub eos_pads: AtomicUsize,
     /// The input side failed (bus error, missing plugin): no more frames will come.
     pub failed: AtomicBool,
+}
+
+impl InputState {
+    /// Whether the input should end: the job stopped it or the user interrupted.
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+            || self
+                .interrupt
+                .get()
+                .is_some_and(|i| i.load(Ordering::Relaxed))
+    }
 }
 
 pub struct FileInput {
@@ -165,7 +178,7 @@ fn install_stop_probe(pad: &gst::Pad, state: Arc<InputState>) {
     });
     let sent = AtomicBool::new(false);
     pad.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
-        if !state.stop.load(Ordering::Relaxed) {
+        if !state.stopping() {
             return gst::PadProbeReturn::Ok;
         }
         if !sent.swap(true, Ordering::SeqCst) {

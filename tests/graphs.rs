@@ -420,3 +420,30 @@ fn file_job_with_pixel_graphs_matches_native_kernels() {
         assert!(changed > 3.0, "{what}: content applied ({changed})");
     }
 }
+
+#[test]
+fn tiny_frames_cap_the_feather_in_both_paths() {
+    // A 3x5 frame asks for a feather of 4 * 32 / 3 mask pixels; both paths cap it at half
+    // the mask and agree (before the cap the graph's box filter took minutes).
+    let (w, h) = (3, 5);
+    let (mw, mh) = (32usize, 18usize);
+    let scores: Vec<f32> = (0..mw * mh)
+        .map(|i| if i % mw < 16 { 0.9 } else { 0.1 })
+        .collect();
+    let layout = ScoreLayout {
+        shape: vec![1, mh as i64, mw as i64, 1],
+        layout: Layout::Nhwc,
+        semantics: Semantics::Sigmoid,
+    };
+    let params = MaskParams::default();
+    assert_eq!(
+        segsynth::imgproc::mask::feather_radius(params.feather, mw, mh, w),
+        16
+    );
+    let mut graph = MaskGraph::new(&layout, &[vec![false, true]], &params, w, h, &cpu())
+        .expect("build mask graph");
+    let planes = graph.run(&scores, &layout.shape).expect("run mask graph");
+    let native = native_alpha(&[scores.clone()], &layout, &[false, true], &params, (w, h));
+    let (max, _) = diff_u8(&planes[0].luma.data, &native.luma.data);
+    assert!(max <= 2, "tiny frame: graph and native differ by {max}");
+}

@@ -183,9 +183,17 @@ impl MaskFilter {
                 *a = t * t * (3.0 - 2.0 * t);
             }
         }
-        let radius = (p.feather * w as f32 / frame_width.max(1) as f32).round() as usize;
+        let radius = feather_radius(p.feather, w, h, frame_width);
         box_blur_f32(alpha, w, h, radius);
     }
+}
+
+/// The feather radius in mask pixels for a mask `w x h` over a frame `frame_width` wide,
+/// capped at half the mask (a wider box only flattens the mask; tiny frames would
+/// otherwise ask for radii far beyond it).
+pub fn feather_radius(feather: f32, w: usize, h: usize, frame_width: usize) -> usize {
+    let r = (feather * w as f32 / frame_width.max(1) as f32).round();
+    (r.max(0.0) as usize).min(w.max(h) / 2)
 }
 
 /// Alpha at luma and chroma resolution, 0..=255.

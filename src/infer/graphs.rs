@@ -13,7 +13,7 @@ use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, V
 
 use super::{InferError, SessionOptions, build_session, environment};
 use crate::frame::{Matrix, Plane, Yuv420, chroma_size};
-use crate::imgproc::mask::{AlphaPlanes, MaskParams, Semantics};
+use crate::imgproc::mask::{AlphaPlanes, MaskParams, Semantics, feather_radius};
 use crate::imgproc::preprocess::{Layout, TensorGeometry, YuvToRgb, sample_positions};
 
 /// Opset of the generated graphs (GridSample-16, Resize-13/18 semantics used are stable).
@@ -128,12 +128,21 @@ impl Builder {
         let r = r as i64;
         let pads = self.i64s(&[0, 0, r, r, 0, 0, r, r])?;
         let padded = self.op("Pad", &[x, &pads], vec![attr("mode", "edge")?])?;
+        // Separable: a row pass and a column pass cost O(k) per pixel, not O(k^2).
         let k = 2 * r + 1;
-        self.op(
+        let rows = self.op(
             "AveragePool",
             &[&padded],
             vec![
-                attr("kernel_shape", vec![k, k])?,
+                attr("kernel_shape", vec![1, k])?,
+                attr("strides", vec![1i64, 1])?,
+            ],
+        )?;
+        self.op(
+            "AveragePool",
+            &[&rows],
+            vec![
+                attr("kernel_shape", vec![k, 1])?,
                 attr("strides", vec![1i64, 1])?,
             ],
         )
@@ -503,7 +512,7 @@ impl MaskGraph {
                 let three = b.affine(&t, -2.0, 3.0)?;
                 alpha = b.binary("Mul", &t2, &three)?;
             }
-            let radius = (params.feather * mw as f32 / width.max(1) as f32).round() as usize;
+            let radius = feather_radius(params.feather, mw as usize, mh as usize, width);
             alpha = b.box_blur(&alpha, radius)?;
             // Scaled to 0..=255 with the rounding offset folded in at model resolution, so
             // the full-size planes need only the resize and a truncating cast.

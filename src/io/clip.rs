@@ -91,6 +91,35 @@ pub fn make_clip(
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|e| GstError::Pipeline(e.to_string()))?;
+    // A stream error (e.g. a size the encoder refuses) stops the pipeline, so a push
+    // blocked on the full appsrc queue returns instead of waiting forever.
+    let pushing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let pushing = std::sync::Arc::clone(&pushing);
+        let pipeline = pipeline.clone();
+        std::thread::spawn(move || -> Option<String> {
+            let bus = pipeline.bus()?;
+            while pushing.load(std::sync::atomic::Ordering::Relaxed) {
+                let msg = bus.timed_pop_filtered(
+                    gst::ClockTime::from_mseconds(50),
+                    &[gst::MessageType::Error],
+                );
+                if let Some(msg) = msg
+                    && let gst::MessageView::Error(e) = msg.view()
+                {
+                    let path = msg
+                        .src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default();
+                    let _ = pipeline.set_state(gst::State::Null);
+                    let debug = e.debug().map(|d| d.to_string()).unwrap_or_default();
+                    let why = debug.lines().last().unwrap_or_default().trim().to_string();
+                    return Some(format!("{} at {path}: {why}", e.error()));
+                }
+            }
+            None
+        })
+    };
     let (rgb, pw, ph) = photo;
     let src_img = image::RgbImage::from_raw(pw as u32, ph as u32, rgb.to_vec())
         .ok_or_else(|| GstError::Pipeline("bad photo buffer".into()))?;
@@ -116,6 +145,14 @@ pub fn make_clip(
             break;
         }
     }
+    pushing.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(Some(error)) = watcher.join() {
+        let _ = pipeline.set_state(gst::State::Null);
+        let _ = std::fs::remove_file(out);
+        return Err(GstError::Pipeline(format!(
+            "making a {w}x{h} clip failed: {error} (the H.264 encoder may not take this size)"
+        )));
+    }
     let _ = appsrc.end_of_stream();
     let result = super::wait_eos(
         &pipeline,
@@ -123,6 +160,9 @@ pub fn make_clip(
         std::time::Duration::from_secs(300),
     );
     let _ = pipeline.set_state(gst::State::Null);
+    if result.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
     result
 }
 

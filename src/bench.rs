@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use segsynth::io::encode::{EncoderSettings, reference_transcode};
 use segsynth::io::file_job::FileJob;
 use segsynth::job::Stages;
-use segsynth::pipeline::stats::Summary;
+use segsynth::pipeline::stats::{Summary, process_memory_mib};
 
 use crate::cli::BenchArgs;
 
@@ -130,7 +130,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 progress: false,
             };
             reset_peak_rss();
-            let rss_before = proc_status_mib("VmRSS:");
+            let rss_before = process_memory_mib("VmRSS:");
             let before = usage();
             let t = Instant::now();
             let (summary, _) = job.run(&mut crate::Runner(stages))?;
@@ -138,7 +138,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let after = usage();
             let cpu = (after.cpu - before.cpu).as_secs_f64() / wall.as_secs_f64() / cores() * 100.0;
             let fps = summary.frames_out as f64 / wall.as_secs_f64();
-            let added = proc_status_mib("VmHWM:").saturating_sub(rss_before);
+            let added = (process_memory_mib("VmHWM:") - rss_before).max(0.0) as u64;
             runs.push(Round {
                 fps,
                 ratio: fps / reference_fps,
@@ -271,18 +271,6 @@ fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32)], row
 /// Resets the kernel's resident-set high-water mark (Linux: `clear_refs` 5).
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
-
-/// A `/proc/self/status` memory line (VmRSS, VmHWM = peak since the last reset), in MiB.
-fn proc_status_mib(key: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib / 1024)
 }
 
 fn median(v: &[f64]) -> f64 {

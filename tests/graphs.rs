@@ -140,13 +140,14 @@ fn mask_graph_matches_native_selection_filter_and_upsampling() {
             })
             .collect()
     };
+    let sigmoid = ScoreLayout {
+        shape: vec![1, mh as i64, mw as i64, 1],
+        layout: Layout::Nhwc,
+        semantics: Semantics::Sigmoid,
+    };
     check_mask(
         &[ramp(0.0), ramp(1.5)],
-        &ScoreLayout {
-            shape: vec![1, mh as i64, mw as i64, 1],
-            layout: Layout::Nhwc,
-            semantics: Semantics::Sigmoid,
-        },
+        &sigmoid,
         &[vec![true, false], vec![false, true]],
         &params,
         (w, h),
@@ -158,11 +159,7 @@ fn mask_graph_matches_native_selection_filter_and_upsampling() {
     }
     check_mask(
         &[ramp(0.0), poisoned, ramp(1.0)],
-        &ScoreLayout {
-            shape: vec![1, mh as i64, mw as i64, 1],
-            layout: Layout::Nhwc,
-            semantics: Semantics::Sigmoid,
-        },
+        &sigmoid,
         &[vec![true, false], vec![false, true]],
         &params,
         (w, h),
@@ -443,7 +440,13 @@ fn tiny_frames_cap_the_feather_in_both_paths() {
     let mut graph = MaskGraph::new(&layout, &[vec![false, true]], &params, w, h, &cpu())
         .expect("build mask graph");
     let planes = graph.run(&scores, &layout.shape).expect("run mask graph");
-    let native = native_alpha(&[scores.clone()], &layout, &[false, true], &params, (w, h));
+    let native = native_alpha(
+        std::slice::from_ref(&scores),
+        &layout,
+        &[false, true],
+        &params,
+        (w, h),
+    );
     let (max, _) = diff_u8(&planes[0].luma.data, &native.luma.data);
     assert!(max <= 2, "tiny frame: graph and native differ by {max}");
 }

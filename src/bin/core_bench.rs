@@ -26,7 +26,7 @@ use segsynth::infer::{Device, Model, Output, SessionOptions};
 use segsynth::job::{load_generator, models_dir};
 use segsynth::model::{Manifest, for_frame, resolve};
 use segsynth::pipeline::composite::Compositor;
-use segsynth::pipeline::stats::percentile;
+use segsynth::pipeline::stats::{percentile, process_memory_mib};
 use segsynth::synth::{Generator, SynthParams};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -164,18 +164,6 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Resident set size in MiB, from /proc (0 where there is none).
-fn rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Per-step samples of one stream, in ms: prep, model, mask, upsample, composite, frame,
@@ -339,7 +327,7 @@ fn run() -> anyhow::Result<()> {
         for &streams in &o.streams {
             for &pixels in &o.pixels {
                 release_free_memory();
-                let before = rss_mib();
+                let before = process_memory_mib("VmRSS:");
                 let mut set: Vec<Stream> = (0..streams)
                     .map(|_| Stream::new(&manifest, pixels, (w, h), &session))
                     .collect::<anyhow::Result<_>>()?;
@@ -364,7 +352,7 @@ fn run() -> anyhow::Result<()> {
                     }
                 });
                 let wall = started.elapsed().as_secs_f64();
-                let added = rss_mib() - before;
+                let added = process_memory_mib("VmRSS:") - before;
                 drop(set);
                 let mut t: Samples = Default::default();
                 for r in results.into_inner().unwrap_or_default() {

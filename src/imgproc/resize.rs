@@ -44,21 +44,20 @@ fn taps(src: usize, dst: usize, map: impl Fn(usize) -> f32) -> Taps {
 
 /// Half-pixel bilinear upsample of a float map in [0,1] into an 8-bit plane (0..=255).
 pub fn upsample_unit_to_plane(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
-    let q: Vec<u16> = src
+    let q: Vec<u8> = src
         .iter()
-        .map(|&v| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u16)
+        .map(|&v| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
         .collect();
-    resize_u16_to_plane(&q, sw, sh, dw, dh)
+    resize_u8_to_plane(&q, sw, sh, dw, dh)
 }
 
 /// Half-pixel bilinear resize of an 8-bit plane.
 pub fn resize_plane(src: &Plane, dw: usize, dh: usize) -> Plane {
-    let q: Vec<u16> = src.data.iter().map(|&v| v as u16).collect();
-    resize_u16_to_plane(&q, src.width, src.height, dw, dh)
+    resize_u8_to_plane(&src.data, src.width, src.height, dw, dh)
 }
 
 multiversion! {
-    fn resize_u16_to_plane(src: &[u16], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
+    fn resize_u8_to_plane(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Plane {
         let rows = horizontal_rows(src, sw, sh, dw);
         let yt = half_pixel_taps(sh, dh);
         let mut data: Vec<u8> = Vec::with_capacity(dw * dh);
@@ -80,12 +79,7 @@ multiversion! {
 /// values in 8.8 fixed point. The vertical pass (`vertical`) then costs one multiply
 /// per output pixel and needs no zero-filled output first.
 #[inline(always)]
-pub(super) fn horizontal_rows<T: Copy + Into<i32>>(
-    src: &[T],
-    sw: usize,
-    sh: usize,
-    dw: usize,
-) -> Vec<i32> {
+pub(super) fn horizontal_rows(src: &[u8], sw: usize, sh: usize, dw: usize) -> Vec<i32> {
     let xt = half_pixel_taps(sw, dw);
     let mut rows: Vec<i32> = Vec::with_capacity(sh * dw);
     for s in src.chunks_exact(sw).take(sh) {
@@ -95,7 +89,7 @@ pub(super) fn horizontal_rows<T: Copy + Into<i32>>(
                 .zip(&xt.i1)
                 .zip(&xt.w1)
                 .map(|((&i0, &i1), &w)| {
-                    let (a, b, w) = (s[i0 as usize].into(), s[i1 as usize].into(), w as i32);
+                    let (a, b, w) = (s[i0 as usize] as i32, s[i1 as usize] as i32, w as i32);
                     a * (256 - w) + b * w
                 }),
         );

@@ -18,19 +18,10 @@ use crate::frame::{Matrix, Yuv420, chroma_size};
 use crate::imgproc::mask::{AlphaPlanes, MaskParams};
 
 pub struct SegmentChain {
-    prep: PrepGraph,
     model: Model,
-    mask: MaskGraph,
-    planes: [Tensor<u8>; 3],
-    history: Tensor<f32>,
-    /// Host zeros: the "previous" state of the first frame (device memory starts undefined).
-    zeros: Tensor<f32>,
-    state: [Tensor<f32>; 2],
-    /// Which `state` tensor holds the previous frame's state.
+    parts: Parts,
+    /// Which `parts.state` tensor holds the previous frame's state.
     current: usize,
-    prep_binding: IoBinding,
-    model_binding: IoBinding,
-    mask_binding: IoBinding,
     width: usize,
     height: usize,
     matrix: Matrix,
@@ -93,6 +84,7 @@ struct Parts {
     mask: MaskGraph,
     planes: [Tensor<u8>; 3],
     history: Tensor<f32>,
+    /// Host zeros: the "previous" state of the first frame (device memory starts undefined).
     zeros: Tensor<f32>,
     state: [Tensor<f32>; 2],
     prep_binding: IoBinding,
@@ -194,20 +186,11 @@ impl SegmentChain {
         matrix: Matrix,
         options: &SessionOptions,
     ) -> Result<SegmentChain, (Model, InferError)> {
-        let parts = Parts::build(&model, selections, params, (width, height), matrix, options);
-        match parts {
-            Ok(p) => Ok(SegmentChain {
-                prep: p.prep,
+        match Parts::build(&model, selections, params, (width, height), matrix, options) {
+            Ok(parts) => Ok(SegmentChain {
                 model,
-                mask: p.mask,
-                planes: p.planes,
-                history: p.history,
-                zeros: p.zeros,
-                state: p.state,
+                parts,
                 current: 0,
-                prep_binding: p.prep_binding,
-                model_binding: p.model_binding,
-                mask_binding: p.mask_binding,
                 width,
                 height,
                 matrix,
@@ -244,21 +227,22 @@ impl SegmentChain {
                 ),
             });
         }
+        let p = &mut self.parts;
         let prep_err = ort_err("pre-processing graph");
-        for (t, src) in self.planes.iter_mut().zip([&pic.y, &pic.u, &pic.v]) {
+        for (t, src) in p.planes.iter_mut().zip([&pic.y, &pic.u, &pic.v]) {
             t.try_extract_tensor_mut::<u8>()
                 .map_err(&prep_err)?
                 .1
                 .copy_from_slice(&src.data);
         }
-        for (name, t) in ["y", "u", "v"].iter().zip(&self.planes) {
-            self.prep_binding.bind_input(*name, t).map_err(&prep_err)?;
+        for (name, t) in ["y", "u", "v"].iter().zip(&p.planes) {
+            p.prep_binding.bind_input(*name, t).map_err(&prep_err)?;
         }
         let tensor = {
-            let mut out = self
+            let mut out = p
                 .prep
                 .session
-                .run_binding(&self.prep_binding)
+                .run_binding(&p.prep_binding)
                 .map_err(&prep_err)?;
             out.remove("tensor").ok_or_else(|| InferError::Run {
                 model: "pre-processing graph".into(),
@@ -269,14 +253,14 @@ impl SegmentChain {
         let output = self.model.manifest.output.name.clone();
         let model_name = self.model.manifest.name.clone();
         let model_err = ort_err(&model_name);
-        self.model_binding
+        p.model_binding
             .bind_input(input, &tensor)
             .map_err(&model_err)?;
         let scores = {
             let mut out = self
                 .model
                 .session
-                .run_binding(&self.model_binding)
+                .run_binding(&p.model_binding)
                 .map_err(&model_err)?;
             let names: Vec<String> = out.keys().map(|k| k.to_string()).collect();
             out.remove(&output).ok_or_else(|| InferError::Run {
@@ -286,27 +270,23 @@ impl SegmentChain {
         };
         let mask_err = ort_err("mask graph");
         let (prev, next) = (self.current, 1 - self.current);
-        let have_state = self.mask.have_state;
-        self.history
+        let have_state = p.mask.have_state;
+        p.history
             .try_extract_tensor_mut::<f32>()
             .map_err(&mask_err)?
             .1[0] = if have_state { 1.0 } else { 0.0 };
-        let b = &mut self.mask_binding;
+        let b = &mut p.mask_binding;
         b.bind_input("scores", &scores).map_err(&mask_err)?;
-        b.bind_input("history", &self.history).map_err(&mask_err)?;
-        let previous = if have_state {
-            &self.state[prev]
-        } else {
-            &self.zeros
-        };
+        b.bind_input("history", &p.history).map_err(&mask_err)?;
+        let previous = if have_state { &p.state[prev] } else { &p.zeros };
         b.bind_input("previous", previous).map_err(&mask_err)?;
-        b.bind_output("state", &mut self.state[next])
+        b.bind_output("state", &mut p.state[next])
             .map_err(&mask_err)?;
-        let entries = self.mask.entries();
-        let out = self
+        let entries = p.mask.entries();
+        let out = p
             .mask
             .session
-            .run_binding(&self.mask_binding)
+            .run_binding(&p.mask_binding)
             .map_err(&mask_err)?;
         let planes = alpha_planes(entries, self.width, self.height, |name| {
             let (_, d) = out[name].try_extract_tensor::<u8>().map_err(&mask_err)?;
@@ -314,7 +294,7 @@ impl SegmentChain {
         })?;
         drop(out);
         // Only a run that succeeded moves the state on.
-        self.mask.have_state = true;
+        p.mask.have_state = true;
         self.current = next;
         Ok(planes)
     }

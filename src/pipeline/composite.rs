@@ -92,7 +92,6 @@ impl Compositor {
         })
     }
 
-    /// Blends through the ONNX blend graph (built on `options`' device) from now on.
     /// Blends through the ONNX blend graph, built now for `first` (and again when the
     /// frame size or colour matrix changes). With `fallback` a graph that cannot be built
     /// leaves native blending in place; without it that is an error. Returns whether

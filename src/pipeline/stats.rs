@@ -34,6 +34,19 @@ pub fn percentile(samples: &[f32], p: f32) -> f32 {
     v[rank.min(v.len() - 1)]
 }
 
+/// A memory line of `/proc/self/status` in MiB (`VmRSS:` now, `VmHWM:` peak since the
+/// last reset); 0 where there is no such file.
+pub fn process_memory_mib(key: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
     pub frames_in: u64,

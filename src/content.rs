@@ -165,37 +165,56 @@ pub fn select(entry: &Entry, model: &str, classes: &[String]) -> Result<Vec<bool
     Ok(selected)
 }
 
-/// Loads an `image:` content file as packed RGB8.
+/// The largest `image:` picture accepted, per side and in pixels (a 16K panorama fits).
+pub const MAX_IMAGE_SIDE: u32 = 16384;
+pub const MAX_IMAGE_PIXELS: u64 = 64 * 1024 * 1024;
+
+/// Loads an `image:` content file as packed RGB8, refusing pictures beyond the limits
+/// before they are decoded.
 pub fn load_image(path: &Path) -> Result<(Vec<u8>, usize, usize), ContentError> {
-    let img = image::open(path).map_err(|e| ContentError::Image {
+    let fail = |message: String| ContentError::Image {
         path: path.into(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let reader = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| fail(e.to_string()))?;
+    let (w, h) = reader.into_dimensions().map_err(|e| fail(e.to_string()))?;
+    if w == 0
+        || h == 0
+        || w > MAX_IMAGE_SIDE
+        || h > MAX_IMAGE_SIDE
+        || w as u64 * h as u64 > MAX_IMAGE_PIXELS
+    {
+        return Err(fail(format!(
+            "the picture is {w}x{h}; expected at most {MAX_IMAGE_SIDE} pixels a side and {} megapixels",
+            MAX_IMAGE_PIXELS / (1024 * 1024)
+        )));
+    }
+    let img = image::open(path).map_err(|e| fail(e.to_string()))?;
     let rgb = img.to_rgb8();
     let (w, h) = rgb.dimensions();
     Ok((rgb.into_raw(), w as usize, h as usize))
 }
 
 /// Scales an RGB image to cover `w x h` and crops the centre (no letterboxing, no stretching).
+/// The crop is taken first, so a very thin picture never becomes a huge intermediate.
 pub fn cover(rgb: &[u8], sw: usize, sh: usize, w: usize, h: usize) -> Vec<u8> {
     let Some(src) = image::RgbImage::from_raw(sw as u32, sh as u32, rgb.to_vec()) else {
         return vec![0; w * h * 3];
     };
-    let scaled = image::imageops::resize(
-        &src,
-        ((sw as f64 * (w as f64 / sw as f64).max(h as f64 / sh as f64)).ceil() as u32)
-            .max(w as u32),
-        ((sh as f64 * (w as f64 / sw as f64).max(h as f64 / sh as f64)).ceil() as u32)
-            .max(h as u32),
+    let scale = (w as f64 / sw as f64).max(h as f64 / sh as f64);
+    let cw = ((w as f64 / scale).round() as u32).clamp(1, sw as u32);
+    let ch = ((h as f64 / scale).round() as u32).clamp(1, sh as u32);
+    let (x0, y0) = ((sw as u32 - cw) / 2, (sh as u32 - ch) / 2);
+    let crop = image::imageops::crop_imm(&src, x0, y0, cw, ch).to_image();
+    image::imageops::resize(
+        &crop,
+        w as u32,
+        h as u32,
         image::imageops::FilterType::Triangle,
-    );
-    let (x0, y0) = (
-        (scaled.width() - w as u32) / 2,
-        (scaled.height() - h as u32) / 2,
-    );
-    image::imageops::crop_imm(&scaled, x0, y0, w as u32, h as u32)
-        .to_image()
-        .into_raw()
+    )
+    .into_raw()
 }
 
 #[cfg(test)]
@@ -288,6 +307,14 @@ mod tests {
             msg.contains("\"sky\"") && msg.contains("background, person"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn cover_of_a_thin_picture_stays_small() {
+        // 1x10000 once asked for a 1280 x 12.8M intermediate (gigabytes).
+        let img: Vec<u8> = (0..10000u32).flat_map(|i| [(i % 256) as u8; 3]).collect();
+        let out = cover(&img, 1, 10000, 1280, 720);
+        assert_eq!(out.len(), 1280 * 720 * 3);
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl Stages {
                     Some(SynthStage::start(
                         Generator::new(model, self.options.synth.clone()),
                         &self.options.synth,
-                    ))
+                    )?)
                 }
                 None => None,
             });

@@ -31,6 +31,23 @@ pub enum OutputSpec {
     RtspPublish(String),
 }
 
+/// A URL with any password replaced by `***` (`rtsp://alice:***@host/...`), for messages.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let user = authority[..at].split(':').next().unwrap_or("");
+            format!("{}{user}:***@{}", &url[..scheme_end + 3], &rest[at + 1..])
+        }
+        None => url.to_string(),
+    }
+}
+
 pub fn parse_input(s: &str) -> Result<InputSpec, String> {
     if s == "test:" || s == "test" {
         Ok(InputSpec::Test)
@@ -179,6 +196,19 @@ fn describe(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redacted_urls_hide_the_password() {
+        assert_eq!(
+            redact_url("rtsp://alice:S3cr@t@cam:554/x"),
+            "rtsp://alice:***@cam:554/x"
+        );
+        assert_eq!(redact_url("rtsp://cam:554/x"), "rtsp://cam:554/x");
+        assert_eq!(
+            redact_url("rtsp-publish://u:p@h/a@b"),
+            "rtsp-publish://u:***@h/a@b"
+        );
+    }
 
     #[test]
     fn inputs_and_outputs_parse() {

@@ -21,10 +21,49 @@ use segsynth::synth::SynthParams;
 /// Exit codes (documented in README): 0 done, 1 error, 2 usage, 3 input incomplete
 /// (output written with what decoded), 130 interrupted (output written, playable).
 const EXIT_ERROR: u8 = 1;
+const EXIT_USAGE: u8 = 2;
 const EXIT_INCOMPLETE: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 130;
 
+/// A value the user gave that is out of range: exit code 2, like clap's own errors.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(Usage(message))
+}
+
+/// Checks a number the user gave: finite and within `lo..=hi`, or a usage error naming it.
+pub fn check_range(option: &str, value: f64, lo: f64, hi: f64, unit: &str) -> anyhow::Result<()> {
+    if value.is_finite() && (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "{option} {value} is out of range; expected {lo} to {hi}{unit}"
+        )))
+    }
+}
+
 fn main() -> ExitCode {
+    // Past a size limit (ulimit -f) a write should fail with EFBIG and be reported,
+    // not kill the process with SIGXFSZ.
+    // SAFETY: setting a signal's disposition to SIG_IGN before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+    // A panic is a bug: one line naming it, no backtrace hint (stages turn it into an error).
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current().name().unwrap_or("main").to_string();
+        eprintln!("segsynth: internal error in thread {thread}: {info}");
+    }));
     let matches = <Cli as clap::CommandFactory>::command().get_matches();
     let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
         Ok(c) => c,
@@ -51,41 +90,48 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("segsynth: error: {e:#}");
-            ExitCode::from(EXIT_ERROR)
+            if e.downcast_ref::<Usage>().is_some() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_ERROR)
+            }
         }
     }
 }
 
 pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
     let entries = build_map(&p.classes, &p.content)?;
-    if !(0.0..=0.95).contains(&p.temporal) {
-        anyhow::bail!(
-            "--temporal {} is out of range; expected 0 (off) to 0.95",
-            p.temporal
-        );
-    }
+    check_range("--temporal", p.temporal as f64, 0.0, 0.95, " (0 = off)")?;
     let (lo, hi) = (p.edge[0], p.edge[1]);
     if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
-        anyhow::bail!("--edge {lo},{hi} is invalid; expected LO,HI with 0 <= LO <= HI <= 1");
+        return Err(usage(format!(
+            "--edge {lo},{hi} is invalid; expected LO,HI with 0 <= LO <= HI <= 1"
+        )));
     }
-    if !(p.feather >= 0.0 && p.feather <= 200.0) {
-        anyhow::bail!(
-            "--feather {} is out of range; expected 0 to 200 pixels",
-            p.feather
-        );
-    }
+    check_range("--feather", p.feather as f64, 0.0, 200.0, " pixels")?;
     if !(p.synth_scale > 0.0 && p.synth_scale <= 1.0) {
-        anyhow::bail!(
+        return Err(usage(format!(
             "--synth-scale {} is out of range; expected a fraction in (0, 1]",
             p.synth_scale
-        );
+        )));
     }
-    if !(p.synth_period > 0.0) {
-        anyhow::bail!("--synth-period must be positive seconds");
-    }
-    if p.threads == 0 || p.gan_threads == 0 {
-        anyhow::bail!("--threads and --gan-threads must be at least 1");
-    }
+    check_range(
+        "--synth-period",
+        p.synth_period as f64,
+        0.01,
+        3600.0,
+        " seconds",
+    )?;
+    check_range(
+        "--synth-budget-ms",
+        p.synth_budget_ms as f64,
+        0.0,
+        60_000.0,
+        " ms",
+    )?;
+    check_range("--threads", p.threads as f64, 1.0, 256.0, "")?;
+    check_range("--gan-threads", p.gan_threads as f64, 1.0, 256.0, "")?;
+    check_range("--crf", p.crf as f64, 0.0, 51.0, " (x264's range)")?;
     Ok(JobOptions {
         model: p.model.clone(),
         entries,
@@ -186,9 +232,11 @@ fn process(args: cli::ProcessArgs) -> anyhow::Result<ExitCode> {
 fn make_clip(args: cli::MakeClipArgs) -> anyhow::Result<()> {
     segsynth::io::file_job::check_output(&args.output, args.overwrite)
         .map_err(anyhow::Error::msg)?;
-    if args.width < 2 || args.height < 2 || args.frames == 0 || args.fps == 0 {
-        anyhow::bail!("make-clip needs --width/--height >= 2 and --frames/--fps >= 1");
-    }
+    let side = segsynth::pipeline::MAX_FRAME_SIDE as f64;
+    check_range("--width", args.width as f64, 2.0, side, " pixels")?;
+    check_range("--height", args.height as f64, 2.0, side, " pixels")?;
+    check_range("--frames", args.frames as f64, 1.0, 1_000_000.0, "")?;
+    check_range("--fps", args.fps as f64, 1.0, 240.0, "")?;
     let (rgb, w, h) = segsynth::content::load_image(&args.photo)?;
     let spec = segsynth::io::clip::ClipSpec {
         width: args.width,

@@ -97,19 +97,28 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
             settings.rtsp_transport
         );
     }
-    if settings.width < 16
-        || settings.height < 16
+    let side = segsynth::pipeline::MAX_FRAME_SIDE as u32;
+    if !(16..=side).contains(&settings.width)
+        || !(16..=side).contains(&settings.height)
         || settings.width % 2 == 1
         || settings.height % 2 == 1
         || !(1..=240).contains(&settings.fps)
     {
-        anyhow::bail!(
-            "live size {}x{} at {} fps: expected even width/height >= 16 and 1-240 fps",
-            settings.width,
-            settings.height,
-            settings.fps
-        );
+        return Err(crate::usage(format!(
+            "live size {}x{} at {} fps (--width/--height/--fps or the preset's width/height/fps): expected even width/height from 16 to {side} and 1-240 fps",
+            settings.width, settings.height, settings.fps
+        )));
     }
+    if let Some(d) = args.duration {
+        crate::check_range("--duration", d, 0.001, 1e7, " seconds")?;
+    }
+    crate::check_range(
+        "--stats-every",
+        args.stats_every,
+        0.0,
+        86_400.0,
+        " seconds (0 = off)",
+    )?;
     check_input(&input).map_err(anyhow::Error::msg)?;
     for o in &outputs {
         check_output(o, settings.overwrite).map_err(anyhow::Error::msg)?;
@@ -119,7 +128,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     if let Some(secs) = args.duration {
         let s = Arc::clone(&stop);
         std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(secs.max(0.0)));
+            std::thread::sleep(Duration::from_secs_f64(secs));
             s.store(true, Ordering::Relaxed);
         });
     }
@@ -172,12 +181,15 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     if let Some(h) = stats {
         let _ = h.join();
     }
+    let note = source.keep.note();
     drop(source);
     let finished = output.finish();
-    let summary = result?;
-    finished?;
+    let mut summary = result?;
+    summary.notes.extend(note);
     let (p50, p99) = progress.latency();
     eprint!("{summary}");
     eprintln!("live added latency (appsink -> appsrc): p50 {p50:.1} ms, p99 {p99:.1} ms");
+    // A failed output was reported when it failed; the exit code says so too.
+    finished?;
     Ok(ExitCode::SUCCESS)
 }

@@ -69,6 +69,8 @@ pub struct LayerSlot {
     startup_budget: Duration,
     needs_frame: bool,
     pub nonfinite: AtomicU64,
+    /// Why the synth thread ended early (an error or a panic), for the compositor.
+    failure: Mutex<Option<String>>,
 }
 
 impl LayerSlot {
@@ -83,6 +85,7 @@ impl LayerSlot {
             startup_budget: params.startup_budget,
             needs_frame,
             nonfinite: AtomicU64::new(0),
+            failure: Mutex::new(None),
         }
     }
 
@@ -134,7 +137,10 @@ impl LayerSlot {
         } else {
             self.startup_budget
         };
-        let deadline = Instant::now() + budget;
+        // Budgets are validated (at most a minute), so this addition cannot overflow;
+        // `checked_add` keeps even a huge one from panicking.
+        let start = Instant::now();
+        let deadline = start.checked_add(budget).unwrap_or(start);
         let mut guard = guard;
         while !(fits(&guard) && guard.as_ref().is_some_and(|l| l.pts >= wanted)) {
             let now = Instant::now();
@@ -179,6 +185,19 @@ impl LayerSlot {
         self.stop.store(true, Ordering::Relaxed);
         self.requested.notify_all();
         self.published.notify_all();
+    }
+
+    /// Marks the synth thread as dead: nobody waits for a layer again.
+    fn fail(&self, why: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(why);
+        }
+        self.stop();
+    }
+
+    /// Why the synth thread ended early, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
     }
 }
 
@@ -372,11 +391,13 @@ fn crop(rgb: &[u8], stride_w: usize, x0: usize, y0: usize, w: usize, h: usize) -
 /// A running synth thread and the slot it fills.
 pub struct SynthStage {
     pub slot: Arc<LayerSlot>,
-    handle: Option<std::thread::JoinHandle<Result<(u64, Vec<f32>), InferError>>>,
+    handle: Option<std::thread::JoinHandle<Result<(u64, Vec<f32>), SynthError>>>,
 }
 
 impl SynthStage {
-    pub fn start(generator: Generator, params: &SynthParams) -> SynthStage {
+    /// Starts the thread. A thread that cannot be spawned is an error, never a stage
+    /// that silently makes the compositor wait for layers that will not come.
+    pub fn start(generator: Generator, params: &SynthParams) -> Result<SynthStage, SynthError> {
         let slot = Arc::new(LayerSlot::new(
             params,
             generator.contract() == Contract::Image,
@@ -384,19 +405,58 @@ impl SynthStage {
         let thread_slot = Arc::clone(&slot);
         let handle = std::thread::Builder::new()
             .name("synth".into())
-            .spawn(move || run(generator, &thread_slot))
-            .ok();
-        SynthStage { slot, handle }
+            .spawn(move || {
+                let slot = thread_slot;
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    run(generator, &slot)
+                }));
+                match outcome {
+                    Ok(Ok(r)) => Ok(r),
+                    Ok(Err(e)) => {
+                        slot.fail(e.to_string());
+                        Err(SynthError::Infer(e))
+                    }
+                    Err(payload) => {
+                        let message = crate::pipeline::panic_message(payload.as_ref());
+                        slot.fail(format!("the synth thread panicked: {message}"));
+                        Err(SynthError::Panic(message))
+                    }
+                }
+            })
+            .map_err(|e| SynthError::Spawn(e.to_string()))?;
+        Ok(SynthStage {
+            slot,
+            handle: Some(handle),
+        })
     }
 
     /// Stops the thread; returns (non-finite values clamped, per-layer ms).
-    pub fn finish(mut self) -> Result<(u64, Vec<f32>), InferError> {
+    pub fn finish(mut self) -> Result<(u64, Vec<f32>), SynthError> {
         self.slot.stop();
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r,
-            _ => Ok((0, Vec::new())),
+            Some(Err(payload)) => Err(SynthError::Panic(crate::pipeline::panic_message(
+                payload.as_ref(),
+            ))),
+            None => Ok((0, Vec::new())),
         }
     }
+}
+
+impl Drop for SynthStage {
+    fn drop(&mut self) {
+        self.slot.stop();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SynthError {
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error("internal error: the synth thread panicked ({0}); please report it")]
+    Panic(String),
+    #[error("cannot start the synth thread: {0}")]
+    Spawn(String),
 }
 
 fn run(mut generator: Generator, slot: &LayerSlot) -> Result<(u64, Vec<f32>), InferError> {
@@ -414,10 +474,7 @@ fn run(mut generator: Generator, slot: &LayerSlot) -> Result<(u64, Vec<f32>), In
         );
         let picture = match result {
             Ok(p) => p,
-            Err(e) => {
-                slot.stop();
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         };
         times.push(started.elapsed().as_secs_f32() * 1000.0);
         generation += 1;

@@ -1,7 +1,7 @@
 //! Bilinear resampling with the two coordinate conventions the pipeline needs.
 
 use super::simd::multiversion;
-use crate::frame::Plane;
+use crate::frame::{Plane, Yuv420};
 
 /// Precomputed taps for one axis: source index pair and the weight of the second (0..=256).
 pub struct Taps {
@@ -49,6 +49,49 @@ pub fn upsample_unit_to_plane(src: &[f32], sw: usize, sh: usize, dw: usize, dh: 
         .map(|&v| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8)
         .collect();
     resize_u8_to_plane(&q, sw, sh, dw, dh)
+}
+
+/// Scales a picture into `w x h` keeping its aspect ratio, centred on black (letterbox
+/// or pillarbox), as ffmpeg does when a stream changes size mid-way.
+pub fn fit_picture(src: &Yuv420, w: usize, h: usize) -> Yuv420 {
+    let (sw, sh) = (src.width().max(1), src.height().max(1));
+    let scale = (w as f64 / sw as f64).min(h as f64 / sh as f64);
+    // Even sizes and offsets keep the chroma planes aligned with the luma.
+    let even = |v: f64, max: usize| ((v.round() as usize) & !1).clamp(2.min(max), max);
+    let (nw, nh) = (even(sw as f64 * scale, w), even(sh as f64 * scale, h));
+    let (x0, y0) = (((w - nw) / 2) & !1, ((h - nh) / 2) & !1);
+    let mut out = Yuv420::filled(w, h, (16, 128, 128));
+    let parts = [
+        (&src.y, &mut out.y, nw, nh, x0, y0),
+        (
+            &src.u,
+            &mut out.u,
+            nw.div_ceil(2),
+            nh.div_ceil(2),
+            x0 / 2,
+            y0 / 2,
+        ),
+        (
+            &src.v,
+            &mut out.v,
+            nw.div_ceil(2),
+            nh.div_ceil(2),
+            x0 / 2,
+            y0 / 2,
+        ),
+    ];
+    for (from, to, pw, ph, px, py) in parts {
+        let (pw, ph) = (pw.min(to.width - px), ph.min(to.height - py));
+        if pw == 0 || ph == 0 || from.width == 0 || from.height == 0 {
+            continue;
+        }
+        let scaled = resize_plane(from, pw, ph);
+        for (row, line) in scaled.data.chunks_exact(pw).enumerate() {
+            let start = (py + row) * to.width + px;
+            to.data[start..start + pw].copy_from_slice(line);
+        }
+    }
+    out
 }
 
 /// Half-pixel bilinear resize of an 8-bit plane.
@@ -181,5 +224,37 @@ mod tests {
             data: vec![10, 20, 90, 30, 40, 90, 200, 100, 7],
         };
         assert_eq!(downscale_box(&p, 2).data, vec![25, 90, 150, 7]);
+    }
+}
+
+#[cfg(test)]
+mod fit_tests {
+    use super::*;
+
+    #[test]
+    fn fit_keeps_aspect_and_pads_with_black() {
+        // A 16:9 white picture into a 4:3 frame: white band in the middle, black above and below.
+        let src = Yuv420::filled(320, 180, (235, 128, 128));
+        let out = fit_picture(&src, 160, 120);
+        assert_eq!((out.width(), out.height()), (160, 120));
+        assert_eq!((out.u.width, out.u.height), (80, 60));
+        let row = |r: usize| &out.y.data[r * 160..(r + 1) * 160];
+        assert!(row(0).iter().all(|&v| v == 16), "top should be black");
+        assert!(row(119).iter().all(|&v| v == 16), "bottom should be black");
+        assert!(
+            row(60).iter().all(|&v| v == 235),
+            "middle should be the picture"
+        );
+        assert!(out.u.data.iter().all(|&v| v == 128));
+    }
+
+    #[test]
+    fn fit_upscales_and_handles_odd_targets() {
+        let src = Yuv420::filled(64, 36, (100, 90, 160));
+        let out = fit_picture(&src, 641, 361);
+        assert_eq!((out.width(), out.height()), (641, 361));
+        assert_eq!(out.y.data.len(), 641 * 361);
+        assert_eq!(out.y.data[180 * 641 + 320], 100);
+        assert_eq!(out.v.data[90 * out.v.width + 160], 160);
     }
 }

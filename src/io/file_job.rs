@@ -136,7 +136,13 @@ pub fn check_input(input: &Path) -> Result<(), String> {
 #[derive(Default)]
 struct BusReport {
     eos: bool,
+    /// Why the output side failed: for a write error, the OS's reason alone
+    /// ("No space left on device"); otherwise the element's error and its path.
     output_error: Option<String>,
+    /// The output could not be written (as opposed to encoded or muxed).
+    write_failed: bool,
+    /// The stop watchdog had to shut a stuck pipeline down.
+    stuck: bool,
     input_error: Option<String>,
     missing_plugins: Vec<String>,
     input_warnings: Vec<String>,
@@ -277,17 +283,34 @@ impl FileJob<'_> {
                 .progress
                 .then(|| spawn_progress(Arc::clone(&progress), expected));
             let stop = self.interrupt.as_ref();
+            let guard = spawn_stop_watchdog(
+                pipeline.clone(),
+                Arc::clone(&self.interrupt),
+                Arc::clone(&progress),
+                Arc::clone(&report),
+            );
             let run = stages.run(&first, &mut input, &mut sink, stop, &progress);
+            guard.store(true, Ordering::Relaxed);
             if let Some((done, handle)) = display {
                 done.store(true, Ordering::Relaxed);
                 let _ = handle.join();
             }
             state.stop.store(true, Ordering::Relaxed);
-            let summary = run?;
+            let mut summary = run.map_err(|e| self.output_failure(&report).unwrap_or(e))?;
+            summary
+                .notes
+                .extend(input.keep.as_ref().and_then(|k| k.note()));
             // Finish: end the video stream, let the rest of the input reach EOS, wait for the muxer.
             let _ = appsrc.end_of_stream();
             input.drain(Duration::from_secs(30));
-            wait_for_eos(&report, Duration::from_secs(120))?;
+            // A stopped job only waits for what can still be finalised quickly.
+            let limit = if self.interrupt.load(Ordering::Relaxed) {
+                10
+            } else {
+                120
+            };
+            wait_for_eos(&report, Duration::from_secs(limit))
+                .map_err(|e| self.output_failure(&report).unwrap_or(e))?;
             let r = report
                 .lock()
                 .map_err(|_| anyhow::anyhow!("bus report poisoned"))?;
@@ -320,6 +343,31 @@ impl FileJob<'_> {
         outcome
     }
 
+    /// The output side's failure, said the way a user reads it, if there was one.
+    fn output_failure(&self, report: &Mutex<BusReport>) -> Option<anyhow::Error> {
+        // The bus thread may still be delivering the element's own error.
+        for _ in 0..10 {
+            {
+                let r = report.lock().ok()?;
+                if r.stuck {
+                    return Some(anyhow::anyhow!(
+                        "interrupted, but the output pipeline was stuck and had to be shut down; {} was not written",
+                        self.output.display()
+                    ));
+                }
+                if let Some(e) = &r.output_error {
+                    return Some(if r.write_failed {
+                        anyhow::anyhow!("cannot write {}: {e}", self.output.display())
+                    } else {
+                        anyhow::anyhow!("encoding {} failed: {e}", self.output.display())
+                    });
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     fn input_failure(
         &self,
         report: &Mutex<BusReport>,
@@ -333,7 +381,11 @@ impl FileJob<'_> {
         let input = self.input.display();
         if let Some(r) = &r {
             if let Some(e) = &r.output_error {
-                return anyhow::anyhow!("encoding failed: {e}");
+                return if r.write_failed {
+                    anyhow::anyhow!("cannot write {}: {e}", self.output.display())
+                } else {
+                    anyhow::anyhow!("encoding {} failed: {e}", self.output.display())
+                };
             }
             if !r.missing_plugins.is_empty() {
                 return anyhow::anyhow!(
@@ -407,8 +459,8 @@ fn wait_for_eos(report: &Mutex<BusReport>, timeout: Duration) -> Result<(), anyh
             let r = report
                 .lock()
                 .map_err(|_| anyhow::anyhow!("bus report poisoned"))?;
-            if let Some(e) = &r.output_error {
-                anyhow::bail!("writing the output failed: {e}");
+            if r.output_error.is_some() {
+                anyhow::bail!("writing the output failed");
             }
             if r.eos {
                 return Ok(());
@@ -453,7 +505,15 @@ fn spawn_bus_watch(
                     );
                     tracing::debug!(debug = ?e.debug(), "bus error: {text}");
                     if is_output_element(msg.src()) {
-                        r.output_error.get_or_insert(text);
+                        if r.output_error.is_none() {
+                            match write_error_reason(&e.error(), e.debug().as_deref()) {
+                                Some(reason) => {
+                                    r.output_error = Some(reason);
+                                    r.write_failed = true;
+                                }
+                                None => r.output_error = Some(text),
+                            }
+                        }
                         state.stop.store(true, Ordering::Relaxed);
                         drop(r);
                         let _ = pipeline.set_state(gst::State::Null);
@@ -502,6 +562,61 @@ fn spawn_bus_watch(
             }
         }
     })
+}
+
+/// For a write error of the output file, the operating system's reason
+/// ("No space left on device", "File too large"); None for other errors.
+fn write_error_reason(error: &gst::glib::Error, debug: Option<&str>) -> Option<String> {
+    if error.matches(gst::ResourceError::NoSpaceLeft) {
+        return Some("No space left on device".into());
+    }
+    if !(error.matches(gst::ResourceError::Write)
+        || error.matches(gst::ResourceError::OpenWrite)
+        || error.matches(gst::ResourceError::Close)
+        || error.matches(gst::ResourceError::Seek))
+    {
+        return None;
+    }
+    // filesink puts g_strerror(errno) on the last line of its debug text.
+    let os = debug
+        .and_then(|d| d.lines().last())
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains("gstfilesink.c") && !l.starts_with('/'));
+    Some(os.map(str::to_string).unwrap_or_else(|| error.to_string()))
+}
+
+/// After a stop, a pipeline that makes no progress for 2 s is shut down, so a blocked
+/// push returns and the job ends (SIGINT/SIGTERM always end a job). Set the returned
+/// flag when the job is done.
+fn spawn_stop_watchdog(
+    pipeline: gst::Pipeline,
+    interrupt: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    report: Arc<Mutex<BusReport>>,
+) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let d = Arc::clone(&done);
+    std::thread::spawn(move || {
+        let mut last = (progress.frames_out.load(Ordering::Relaxed), Instant::now());
+        while !d.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            let out = progress.frames_out.load(Ordering::Relaxed);
+            if out != last.0 || !interrupt.load(Ordering::Relaxed) {
+                last = (out, Instant::now());
+                continue;
+            }
+            let eos = report.lock().map(|r| r.eos).unwrap_or(false);
+            if !eos && last.1.elapsed() > Duration::from_secs(2) {
+                tracing::warn!("stopping: the pipeline made no progress for 2 s; shutting it down");
+                if let Ok(mut r) = report.lock() {
+                    r.stuck = true;
+                }
+                let _ = pipeline.set_state(gst::State::Null);
+                return;
+            }
+        }
+    });
+    done
 }
 
 fn spawn_progress(

@@ -34,7 +34,10 @@ pub fn frame_from_buffer(
             .map_err(|e| format!("cannot read plane {i}: {e}"))?;
         let mut data = Vec::with_capacity(comp_w * comp_h);
         for row in 0..comp_h {
-            data.extend_from_slice(&src[row * stride..row * stride + comp_w]);
+            let line = src.get(row * stride..row * stride + comp_w).ok_or_else(|| {
+                format!("decoded plane {i} is shorter than its caps say ({comp_w}x{comp_h}, stride {stride})")
+            })?;
+            data.extend_from_slice(line);
         }
         planes.push(Plane {
             width: comp_w,
@@ -59,6 +62,14 @@ pub fn buffer_from_frame(
     frame: &Frame,
     info: &gst_video::VideoInfo,
 ) -> Result<gst::Buffer, String> {
+    let (w, h) = (frame.picture.width(), frame.picture.height());
+    if (w, h) != (info.width() as usize, info.height() as usize) {
+        return Err(format!(
+            "frame is {w}x{h} but the output was set up for {}x{}",
+            info.width(),
+            info.height()
+        ));
+    }
     let mut buffer = gst::Buffer::with_size(info.size())
         .map_err(|e| format!("cannot allocate output buffer: {e}"))?;
     {
@@ -72,9 +83,10 @@ pub fn buffer_from_frame(
             let dst = vf
                 .plane_data_mut(i as u32)
                 .map_err(|e| format!("cannot write plane {i}: {e}"))?;
-            for row in 0..plane.height {
-                dst[row * stride..row * stride + plane.width]
-                    .copy_from_slice(&plane.data[row * plane.width..(row + 1) * plane.width]);
+            for (row, line) in plane.data.chunks_exact(plane.width.max(1)).enumerate() {
+                dst.get_mut(row * stride..row * stride + plane.width)
+                    .ok_or_else(|| format!("output plane {i} is smaller than the frame"))?
+                    .copy_from_slice(line);
             }
         }
     }

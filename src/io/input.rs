@@ -14,7 +14,7 @@ use super::encode::add_audio_track;
 use super::frames::frame_from_buffer;
 use super::{GstError, make};
 use crate::frame::Frame;
-use crate::pipeline::{FrameSource, PipelineError};
+use crate::pipeline::{FrameSource, KeepSize, MAX_FRAME_SIDE, PipelineError};
 
 /// State the streaming threads share with the job.
 #[derive(Default)]
@@ -56,6 +56,10 @@ pub struct FileInput {
     info: Option<gst_video::VideoInfo>,
     index: u64,
     pending: Option<Frame>,
+    /// Set by the first frame: later frames of another size are scaled to it.
+    pub keep: Option<KeepSize>,
+    /// The decoded caps of the first frame (the output is set up from them).
+    first_info: Option<gst_video::VideoInfo>,
 }
 
 /// Adds `filesrc ! parsebin` and the dynamic branches to `pipeline`; audio goes to `mux`.
@@ -144,6 +148,8 @@ pub fn add_file_input(
         info: None,
         index: 0,
         pending: None,
+        keep: None,
+        first_info: None,
     })
 }
 
@@ -191,9 +197,9 @@ fn install_stop_probe(pad: &gst::Pad, state: Arc<InputState>) {
 }
 
 impl FileInput {
-    /// Frame info of the decoded stream (known after the first frame).
+    /// Frame info of the decoded stream's first frame (what the output is set up for).
     pub fn info(&self) -> Option<&gst_video::VideoInfo> {
-        self.info.as_ref()
+        self.first_info.as_ref()
     }
 
     /// Pulls the first frame ahead of time so the job can size its stages.
@@ -205,6 +211,7 @@ impl FileInput {
     }
 
     fn pull(&mut self) -> Result<Option<Frame>, PipelineError> {
+        let mut stopping_since: Option<std::time::Instant> = None;
         loop {
             if let Some(sample) = self
                 .appsink
@@ -227,8 +234,30 @@ impl FileInput {
                 };
                 let frame =
                     frame_from_buffer(buffer, info, self.index).map_err(PipelineError::Io)?;
+                let frame = match &mut self.keep {
+                    Some(keep) => keep.keep(frame),
+                    None => {
+                        let (w, h) = (frame.picture.width(), frame.picture.height());
+                        if w > MAX_FRAME_SIDE || h > MAX_FRAME_SIDE {
+                            return Err(PipelineError::Io(format!(
+                                "the video is {w}x{h}; segsynth takes frames up to {MAX_FRAME_SIDE}x{MAX_FRAME_SIDE}"
+                            )));
+                        }
+                        self.keep = Some(KeepSize::new(w, h));
+                        self.first_info = Some(info.clone());
+                        frame
+                    }
+                };
                 self.index += 1;
                 return Ok(Some(frame));
+            }
+            // After a stop the probes end the input at its next buffer; a stalled input
+            // never gets one, so give up waiting after a second.
+            if self.state.stopping() {
+                let since = *stopping_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > std::time::Duration::from_secs(1) {
+                    return Ok(None);
+                }
             }
             let s = &self.state;
             let all_ended = s.pads.load(Ordering::SeqCst) > 0

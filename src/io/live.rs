@@ -1,14 +1,15 @@
 //! Live GStreamer I/O: a camera/test/RTSP/file input into an appsink (latest frame wins),
-//! and an appsrc feeding any mix of outputs through a tee:
+//! and one pipeline per output, each fed by its own appsrc, so a failing output is
+//! closed alone and reported at once while the others go on:
 //!
 //! ```text
 //! input pipeline:   videotestsrc|v4l2src|rtspsrc|filesrc ! decode ! videoconvert ! videoscale ! I420 ! appsink(drop, 1)
-//!                                      ──► [segment] ──► [composite] ──►
-//! output pipeline:  appsrc(live) ! tee ┬ queue(leaky) ! x264enc ! mux ! filesink          (recording)
-//!                                      ├ queue(leaky) ! autovideosink                     (display:)
-//!                                      ├ queue(leaky) ! v4l2sink                          (virtual camera)
-//!                                      ├ queue(leaky) ! intervideosink ─► RTSP server, shared media: one encode for all clients
-//!                                      └ queue(leaky) ! x264enc ! rtspclientsink          (rtsp-publish://)
+//!                                      ──► [segment] ──► [composite] ──► (the same buffer to every output)
+//! output pipelines: appsrc(leaky) ! x264enc ! mux ! filesink           (recording, temp file renamed at the end)
+//!                   appsrc(leaky) ! autovideosink                      (display:)
+//!                   appsrc(leaky) ! v4l2sink                           (virtual camera)
+//!                   appsrc(leaky) ! intervideosink ─► RTSP server, shared media: one encode for all clients
+//!                   appsrc(leaky) ! x264enc ! rtspclientsink           (rtsp-publish://)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -28,7 +29,7 @@ use super::frames::{buffer_from_frame, frame_from_buffer};
 use super::{GstError, init, make};
 use crate::frame::Frame;
 use crate::live::{InputSpec, OutputSpec};
-use crate::pipeline::{FrameSink, FrameSource, PipelineError};
+use crate::pipeline::{FrameSink, FrameSource, KeepSize, PipelineError};
 
 #[derive(Clone, Debug)]
 pub struct LiveSettings {
@@ -98,6 +99,8 @@ pub struct LiveInput {
     stalled_reported: bool,
     backoff: Duration,
     stop: Arc<AtomicBool>,
+    /// Frames are always the processing size; anything else is scaled to it.
+    pub keep: KeepSize,
 }
 
 fn input_description(spec: &InputSpec, s: &LiveSettings) -> String {
@@ -146,6 +149,7 @@ impl LiveInput {
     ) -> Result<LiveInput, GstError> {
         init()?;
         let (pipeline, appsink) = Self::build(&spec, &settings)?;
+        let keep = KeepSize::new(settings.width as usize, settings.height as usize);
         Ok(LiveInput {
             spec,
             settings,
@@ -156,6 +160,7 @@ impl LiveInput {
             last_frame: Instant::now(),
             stalled_reported: false,
             backoff: Duration::from_secs(1),
+            keep,
             stop,
         })
     }
@@ -223,17 +228,22 @@ impl FrameSource for LiveInput {
                 let caps = sample
                     .caps()
                     .ok_or_else(|| PipelineError::Io("sample without caps".into()))?;
-                if self.info.is_none() {
-                    self.info = Some(
-                        gst_video::VideoInfo::from_caps(caps)
-                            .map_err(|e| PipelineError::Io(e.to_string()))?,
-                    );
+                // Caps can change mid-stream (colorimetry, interlacing, a reconnect).
+                if self
+                    .info
+                    .as_ref()
+                    .is_none_or(|i| i.to_caps().ok().as_ref() != Some(&caps.to_owned()))
+                {
+                    self.info = Some(gst_video::VideoInfo::from_caps(caps).map_err(|e| {
+                        PipelineError::Io(format!("unusable input caps {caps}: {e}"))
+                    })?);
                 }
                 let (Some(buffer), Some(info)) = (sample.buffer(), self.info.as_ref()) else {
                     continue;
                 };
                 let frame =
                     frame_from_buffer(buffer, info, self.index).map_err(PipelineError::Io)?;
+                let frame = self.keep.keep(frame);
                 self.index += 1;
                 if self.stalled_reported {
                     eprintln!(
@@ -276,26 +286,69 @@ impl Drop for LiveInput {
     }
 }
 
-/// The output side: appsrc ! tee and one branch per output, plus the RTSP server.
-pub struct LiveOutput {
+/// One output: its own pipeline fed by its own appsrc, so a failing output (a full
+/// disk, a publish server that went away) is closed alone while the others go on.
+struct Branch {
+    /// What the user named (`-o ...`), for messages.
+    label: String,
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    /// Recording: (temporary file, target) renamed at the end.
+    rename: Option<(PathBuf, PathBuf)>,
+    failed: Option<String>,
+}
+
+impl Branch {
+    /// Takes the branch's first bus error, if one arrived.
+    fn poll_error(&mut self) -> Option<String> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let bus = self.pipeline.bus()?;
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                let element = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                let reason = e
+                    .debug()
+                    .and_then(|d| d.lines().last().map(|l| l.trim().to_string()))
+                    .filter(|l| e.error().matches(gst::ResourceError::Write) && !l.is_empty())
+                    .unwrap_or_else(|| {
+                        if e.error().matches(gst::ResourceError::NoSpaceLeft) {
+                            "No space left on device".to_string()
+                        } else {
+                            format!("{} ({element})", e.error())
+                        }
+                    });
+                return Some(reason);
+            }
+        }
+        None
+    }
+
+    /// Closes a failed branch at once and says so; its partial file is removed.
+    fn close_failed(&mut self, reason: String) {
+        tracing::error!(output = %self.label, %reason, "output failed; closing it, the other outputs continue");
+        eprintln!(
+            "segsynth: output {} failed: {reason}; closed it, the other outputs continue",
+            self.label
+        );
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some((temp, _)) = &self.rename {
+            let _ = std::fs::remove_file(temp);
+        }
+        self.failed = Some(reason);
+    }
+}
+
+/// The output side: one branch pipeline per output, plus the RTSP server's main loop.
+pub struct LiveOutput {
+    branches: Vec<Branch>,
     info: gst_video::VideoInfo,
     main_loop: Option<glib::MainLoop>,
-    renames: Vec<(PathBuf, PathBuf)>,
     pub served: Vec<String>,
 }
 
 use gstreamer::glib;
-
-fn leaky_queue(name: &str) -> Result<gst::Element, GstError> {
-    let q = make("queue", name)?;
-    q.set_property_from_str("leaky", "downstream");
-    q.set_property("max-size-buffers", 2u32);
-    q.set_property("max-size-bytes", 0u32);
-    q.set_property("max-size-time", 0u64);
-    Ok(q)
-}
 
 fn live_h264(prefix: &str, fps: u32) -> Result<Vec<gst::Element>, GstError> {
     let convert = make("videoconvert", &format!("{prefix}-convert"))?;
@@ -314,10 +367,25 @@ fn live_h264(prefix: &str, fps: u32) -> Result<Vec<gst::Element>, GstError> {
     Ok(vec![convert, enc, caps, parse])
 }
 
+/// Describes an output for messages (`-o` as given; never credentials, which
+/// `OutputSpec` does not hold for served streams).
+fn output_label(o: &OutputSpec) -> String {
+    match o {
+        OutputSpec::File(p) => p.display().to_string(),
+        OutputSpec::Display => "display:".into(),
+        OutputSpec::V4l2(dev) => format!("v4l2:{}", dev.display()),
+        OutputSpec::RtspPublish(url) => format!("rtsp-publish {}", crate::live::redact_url(url)),
+        OutputSpec::RtspServe {
+            address,
+            port,
+            path,
+        } => format!("rtsp://{address}:{port}{path}"),
+    }
+}
+
 impl LiveOutput {
     pub fn start(outputs: &[OutputSpec], settings: &LiveSettings) -> Result<LiveOutput, GstError> {
         init()?;
-        let pipeline = gst::Pipeline::with_name("segsynth-live-out");
         let info = gst_video::VideoInfo::builder(
             gst_video::VideoFormat::I420,
             settings.width,
@@ -326,28 +394,25 @@ impl LiveOutput {
         .fps(gst::Fraction::new(settings.fps as i32, 1))
         .build()
         .map_err(perr)?;
-        let appsrc = gst_app::AppSrc::builder()
-            .name("out-appsrc")
-            .caps(&info.to_caps().map_err(perr)?)
-            .format(gst::Format::Time)
-            .is_live(true)
-            .do_timestamp(true)
-            .build();
-        // Latest frame wins at the output too (GStreamer >= 1.20 properties).
-        appsrc.set_property("max-buffers", 2u64);
-        appsrc.set_property_from_str("leaky-type", "downstream");
-        let tee = make("tee", "out-tee")?;
-        tee.set_property("allow-not-linked", true);
-        pipeline
-            .add_many([appsrc.upcast_ref(), &tee])
-            .map_err(perr)?;
-        appsrc.link(&tee).map_err(perr)?;
+        let caps = info.to_caps().map_err(perr)?;
         let mut main_loop = None;
-        let mut renames = Vec::new();
         let mut served = Vec::new();
+        let mut branches = Vec::new();
         for (i, o) in outputs.iter().enumerate() {
             let prefix = format!("out{i}");
-            let mut chain = vec![leaky_queue(&format!("{prefix}-queue"))?];
+            let pipeline = gst::Pipeline::with_name(&format!("segsynth-{prefix}"));
+            let appsrc = gst_app::AppSrc::builder()
+                .name(format!("{prefix}-appsrc"))
+                .caps(&caps)
+                .format(gst::Format::Time)
+                .is_live(true)
+                .do_timestamp(true)
+                .build();
+            // Latest frame wins: a slow output never holds the others back (GStreamer >= 1.20).
+            appsrc.set_property("max-buffers", 2u64);
+            appsrc.set_property_from_str("leaky-type", "downstream");
+            let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast()];
+            let mut rename = None;
             match o {
                 OutputSpec::File(path) => {
                     let container = Container::for_path(path).map_err(GstError::Pipeline)?;
@@ -360,9 +425,8 @@ impl LiveOutput {
                         .filter(|d| !d.as_os_str().is_empty())
                         .unwrap_or(Path::new("."));
                     let temp = dir.join(format!(".{name}.segsynth-{}.partial", std::process::id()));
-                    // Recording keeps every frame it gets: a deeper, non-leaky queue.
-                    chain[0].set_property_from_str("leaky", "no");
-                    chain[0].set_property("max-size-buffers", 60u32);
+                    // A recording keeps up to 2 s of frames while the encoder catches up.
+                    appsrc.set_property("max-buffers", (settings.fps as u64 * 2).max(2));
                     chain.extend(live_h264(&prefix, settings.fps)?);
                     let mux = match container {
                         Container::Mp4 => make("mp4mux", &format!("{prefix}-mux"))?,
@@ -373,7 +437,7 @@ impl LiveOutput {
                     sink.set_property("async", false);
                     chain.push(mux);
                     chain.push(sink);
-                    renames.push((temp, path.clone()));
+                    rename = Some((temp, path.clone()));
                 }
                 OutputSpec::Display => {
                     chain.push(make("videoconvert", &format!("{prefix}-convert"))?);
@@ -426,75 +490,127 @@ impl LiveOutput {
                 }
             }
             pipeline.add_many(&chain).map_err(perr)?;
-            gst::Element::link_many(&chain)
-                .map_err(|e| GstError::Pipeline(format!("cannot link output {o:?}: {e}")))?;
-            tee.link(&chain[0]).map_err(perr)?;
+            gst::Element::link_many(&chain).map_err(|e| {
+                GstError::Pipeline(format!("cannot link output {}: {e}", output_label(o)))
+            })?;
+            pipeline.set_state(gst::State::Playing).map_err(|_| {
+                let why = super::first_bus_error(&pipeline).unwrap_or_default();
+                let _ = pipeline.set_state(gst::State::Null);
+                GstError::Pipeline(format!("output {} failed to start {why}", output_label(o)))
+            })?;
+            branches.push(Branch {
+                label: output_label(o),
+                pipeline,
+                appsrc,
+                rename,
+                failed: None,
+            });
         }
-        pipeline
-            .set_state(gst::State::Playing)
-            .map_err(|_| GstError::Pipeline("the outputs failed to start".into()))?;
         Ok(LiveOutput {
-            pipeline,
-            appsrc,
+            branches,
             info,
             main_loop,
-            renames,
             served,
         })
     }
 
-    /// First error the outputs reported, if any.
-    pub fn error(&self) -> Option<String> {
-        super::first_bus_error(&self.pipeline)
+    /// Outputs that failed while running, with their reasons.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.branches
+            .iter()
+            .filter_map(|b| b.failed.clone().map(|f| (b.label.clone(), f)))
+            .collect()
     }
 
-    /// Sends EOS, waits for recordings to finalise, stops the server.
-    pub fn finish(self) -> Result<(), GstError> {
-        let _ = self.appsrc.end_of_stream();
-        let result = if self.renames.is_empty() {
-            Ok(())
-        } else {
-            super::wait_eos(
-                &self.pipeline,
-                "finishing the outputs",
-                Duration::from_secs(20),
-            )
-        };
-        let _ = self.pipeline.set_state(gst::State::Null);
+    /// Sends EOS, waits for recordings to finalise, stops the server. Fails when any
+    /// output failed along the way or cannot be finalised.
+    pub fn finish(mut self) -> Result<(), GstError> {
+        for b in self.branches.iter_mut().filter(|b| b.failed.is_none()) {
+            let _ = b.appsrc.end_of_stream();
+        }
+        let mut problems = Vec::new();
+        for b in &mut self.branches {
+            if let Some(reason) = b.poll_error() {
+                b.close_failed(reason);
+            }
+            if b.failed.is_some() {
+                continue;
+            }
+            if let Some((temp, path)) = &b.rename {
+                match super::wait_eos(
+                    &b.pipeline,
+                    "finishing the recording",
+                    Duration::from_secs(20),
+                ) {
+                    Ok(()) => {
+                        let _ = b.pipeline.set_state(gst::State::Null);
+                        if let Err(e) = std::fs::rename(temp, path) {
+                            let _ = std::fs::remove_file(temp);
+                            problems.push(format!(
+                                "cannot move the recording into {}: {e}",
+                                path.display()
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        let _ = b.pipeline.set_state(gst::State::Null);
+                        let _ = std::fs::remove_file(temp);
+                        problems.push(format!("output {}: {e}", b.label));
+                    }
+                }
+            }
+            let _ = b.pipeline.set_state(gst::State::Null);
+        }
         if let Some(l) = &self.main_loop {
             l.quit();
         }
-        for (temp, path) in &self.renames {
-            if result.is_ok() {
-                std::fs::rename(temp, path).map_err(|e| {
-                    GstError::Pipeline(format!(
-                        "cannot move the recording into {}: {e}",
-                        path.display()
-                    ))
-                })?;
-            } else {
-                let _ = std::fs::remove_file(temp);
-            }
+        problems.extend(
+            self.failures()
+                .into_iter()
+                .map(|(o, f)| format!("output {o} failed: {f}")),
+        );
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(GstError::Pipeline(problems.join("; ")))
         }
-        result
     }
 }
 
 impl FrameSink for LiveOutput {
     fn push(&mut self, frame: Frame) -> Result<(), PipelineError> {
-        if let Some(e) = self.error() {
-            return Err(PipelineError::Io(format!("output failed: {e}")));
-        }
         let mut buffer = buffer_from_frame(&frame, &self.info).map_err(PipelineError::Io)?;
         if let Some(b) = buffer.get_mut() {
-            // do-timestamp stamps it with the running time at push.
+            // do-timestamp stamps it with each output's running time at push.
             b.set_pts(gst::ClockTime::NONE);
             b.set_duration(gst::ClockTime::NONE);
         }
-        self.appsrc
-            .push_buffer(buffer)
-            .map(|_| ())
-            .map_err(|e| PipelineError::Io(format!("outputs stopped ({e:?})")))
+        for b in &mut self.branches {
+            if let Some(reason) = b.poll_error() {
+                b.close_failed(reason);
+            }
+            if b.failed.is_some() {
+                continue;
+            }
+            if let Err(e) = b.appsrc.push_buffer(buffer.clone()) {
+                let reason = b
+                    .poll_error()
+                    .unwrap_or_else(|| format!("it stopped accepting frames ({e:?})"));
+                b.close_failed(reason);
+            }
+        }
+        if self.branches.iter().all(|b| b.failed.is_some()) {
+            let all: Vec<String> = self
+                .failures()
+                .into_iter()
+                .map(|(o, f)| format!("{o}: {f}"))
+                .collect();
+            return Err(PipelineError::Io(format!(
+                "every output failed ({})",
+                all.join("; ")
+            )));
+        }
+        Ok(())
     }
 }
 

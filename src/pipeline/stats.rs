@@ -58,6 +58,8 @@ pub struct Summary {
     pub stages: Vec<StageTimes>,
     /// Execution provider that ran segmentation.
     pub provider: String,
+    /// Things the user should know about the stream (e.g. frames rescaled after a size change).
+    pub notes: Vec<String>,
 }
 
 impl Summary {
@@ -79,6 +81,9 @@ impl fmt::Display for Summary {
         )?;
         if !self.provider.is_empty() {
             writeln!(f, "segmentation ran on {}", self.provider)?;
+        }
+        for n in &self.notes {
+            writeln!(f, "{n}")?;
         }
         if self.layer_reuses > 0 || self.nonfinite_values > 0 {
             writeln!(

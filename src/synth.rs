@@ -341,6 +341,16 @@ impl Generator {
                 message: format!("generator output shape {shape:?}, expected [1,3,H,W]"),
             });
         }
+        let side = crate::pipeline::MAX_FRAME_SIDE;
+        if ow > side || oh > side || data.len() != 3 * ow * oh {
+            return Err(InferError::Run {
+                model: self.model.manifest.name.clone(),
+                message: format!(
+                    "generator output shape {shape:?} with {} values; expected [1,3,H,W] with H and W at most {side}",
+                    data.len()
+                ),
+            });
+        }
         let [lo, hi] = self.model.manifest.output.range.unwrap_or([-1.0, 1.0]);
         let (rgb, bad) = to_rgb8(&data, ow, oh, lo, hi);
         self.nonfinite += bad;

@@ -5,6 +5,7 @@
 mod support;
 
 mod errors;
+mod faults;
 mod file_job;
 mod generators;
 mod graphs;

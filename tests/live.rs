@@ -372,3 +372,86 @@ fn rtsp_basic_auth_keeps_strangers_out() {
     );
     interrupt(&child);
 }
+
+#[test]
+fn a_failing_recording_is_reported_at_once_and_the_stream_goes_on() {
+    use std::os::unix::process::CommandExt;
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let dir = tmpdir();
+    let rec = dir.path().join("rec.mp4");
+    let mut cmd = Command::new(bin());
+    cmd.args([
+        "run",
+        "-i",
+        "test:",
+        "-o",
+        rec.to_str().unwrap(),
+        "-o",
+        &url,
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--stats-every",
+        "0",
+        "--duration",
+        "30",
+    ])
+    .stderr(Stdio::piped());
+    // A real size limit: the recording fails with EFBIG after 60 kB.
+    // SAFETY: only setrlimit between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let r = libc::rlimit {
+                rlim_cur: 60_000,
+                rlim_max: 60_000,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = Running(cmd.spawn().expect("spawn"));
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let lines = wait_for(&rx, "failed", Duration::from_secs(40));
+    let failed = lines.last().unwrap();
+    assert!(
+        failed.contains("rec.mp4") && failed.contains("File too large"),
+        "{failed}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job goes on after one output failed"
+    );
+    // The served stream still plays after the recording failed.
+    assert!(
+        client(&url, 10, Duration::from_secs(20)).0 >= 10,
+        "RTSP clients still get frames"
+    );
+    interrupt(&child);
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the exit code says an output failed"
+    );
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("rec.mp4") && l.contains("error")),
+        "closing error names the output: {rest:?}"
+    );
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "no partial recording: {:?}",
+        files_in(dir.path())
+    );
+}

@@ -506,7 +506,7 @@ fn spawn_bus_watch(
                     tracing::debug!(debug = ?e.debug(), "bus error: {text}");
                     if is_output_element(msg.src()) {
                         if r.output_error.is_none() {
-                            match write_error_reason(&e.error(), e.debug().as_deref()) {
+                            match super::write_error_reason(&e.error(), e.debug().as_deref()) {
                                 Some(reason) => {
                                     r.output_error = Some(reason);
                                     r.write_failed = true;
@@ -562,27 +562,6 @@ fn spawn_bus_watch(
             }
         }
     })
-}
-
-/// For a write error of the output file, the operating system's reason
-/// ("No space left on device", "File too large"); None for other errors.
-fn write_error_reason(error: &gst::glib::Error, debug: Option<&str>) -> Option<String> {
-    if error.matches(gst::ResourceError::NoSpaceLeft) {
-        return Some("No space left on device".into());
-    }
-    if !(error.matches(gst::ResourceError::Write)
-        || error.matches(gst::ResourceError::OpenWrite)
-        || error.matches(gst::ResourceError::Close)
-        || error.matches(gst::ResourceError::Seek))
-    {
-        return None;
-    }
-    // filesink puts g_strerror(errno) on the last line of its debug text.
-    let os = debug
-        .and_then(|d| d.lines().last())
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains("gstfilesink.c") && !l.starts_with('/'));
-    Some(os.map(str::to_string).unwrap_or_else(|| error.to_string()))
 }
 
 /// After a stop, a pipeline that makes no progress for 2 s is shut down, so a blocked

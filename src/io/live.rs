@@ -305,24 +305,29 @@ impl Branch {
             return None;
         }
         let bus = self.pipeline.bus()?;
+        // Only errors are taken off the bus: an EOS must stay there for `wait_eos`.
         while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
             if let gst::MessageView::Error(e) = msg.view() {
-                let element = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
-                let reason = e
-                    .debug()
-                    .and_then(|d| d.lines().last().map(|l| l.trim().to_string()))
-                    .filter(|l| e.error().matches(gst::ResourceError::Write) && !l.is_empty())
-                    .unwrap_or_else(|| {
-                        if e.error().matches(gst::ResourceError::NoSpaceLeft) {
-                            "No space left on device".to_string()
-                        } else {
-                            format!("{} ({element})", e.error())
-                        }
-                    });
-                return Some(reason);
+                return Some(error_reason(&e, msg.src()));
             }
         }
         None
+    }
+
+    /// Waits for the branch to finalise after EOS; Err is the reason it could not.
+    fn wait_eos(&self, timeout: Duration) -> Result<(), String> {
+        let bus = self.pipeline.bus().ok_or("the output has no bus")?;
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        match msg.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Eos(_)) => Ok(()),
+            Some(gst::MessageView::Error(e)) => {
+                Err(error_reason(&e, msg.as_ref().and_then(|m| m.src())))
+            }
+            _ => Err(format!("it did not finish within {} s", timeout.as_secs())),
+        }
     }
 
     /// Closes a failed branch at once and says so; its partial file is removed.
@@ -338,6 +343,15 @@ impl Branch {
         }
         self.failed = Some(reason);
     }
+}
+
+/// A branch's error said for a user: the OS reason for a write error, else the
+/// element's error and name.
+fn error_reason(e: &gst::message::Error, src: Option<&gst::Object>) -> String {
+    super::write_error_reason(&e.error(), e.debug().as_deref()).unwrap_or_else(|| {
+        let element = src.map(|s| s.name().to_string()).unwrap_or_default();
+        format!("{} ({element})", e.error())
+    })
 }
 
 /// The output side: one branch pipeline per output, plus the RTSP server's main loop.
@@ -529,34 +543,20 @@ impl LiveOutput {
             let _ = b.appsrc.end_of_stream();
         }
         let mut problems = Vec::new();
-        for b in &mut self.branches {
-            if let Some(reason) = b.poll_error() {
-                b.close_failed(reason);
-            }
-            if b.failed.is_some() {
-                continue;
-            }
-            if let Some((temp, path)) = &b.rename {
-                match super::wait_eos(
-                    &b.pipeline,
-                    "finishing the recording",
-                    Duration::from_secs(20),
-                ) {
+        for b in self.branches.iter_mut().filter(|b| b.failed.is_none()) {
+            if let Some((temp, path)) = b.rename.clone() {
+                match b.wait_eos(Duration::from_secs(20)) {
                     Ok(()) => {
                         let _ = b.pipeline.set_state(gst::State::Null);
-                        if let Err(e) = std::fs::rename(temp, path) {
-                            let _ = std::fs::remove_file(temp);
+                        if let Err(e) = std::fs::rename(&temp, &path) {
+                            let _ = std::fs::remove_file(&temp);
                             problems.push(format!(
                                 "cannot move the recording into {}: {e}",
                                 path.display()
                             ));
                         }
                     }
-                    Err(e) => {
-                        let _ = b.pipeline.set_state(gst::State::Null);
-                        let _ = std::fs::remove_file(temp);
-                        problems.push(format!("output {}: {e}", b.label));
-                    }
+                    Err(reason) => b.close_failed(reason),
                 }
             }
             let _ = b.pipeline.set_state(gst::State::Null);

@@ -103,3 +103,24 @@ pub fn wait_eos(
         ))),
     }
 }
+
+/// For a write error of the output file, the operating system's reason
+/// ("No space left on device", "File too large"); None for other errors.
+pub fn write_error_reason(error: &gstreamer::glib::Error, debug: Option<&str>) -> Option<String> {
+    if error.matches(gstreamer::ResourceError::NoSpaceLeft) {
+        return Some("No space left on device".into());
+    }
+    if !(error.matches(gstreamer::ResourceError::Write)
+        || error.matches(gstreamer::ResourceError::OpenWrite)
+        || error.matches(gstreamer::ResourceError::Close)
+        || error.matches(gstreamer::ResourceError::Seek))
+    {
+        return None;
+    }
+    // filesink ends its debug text with g_strerror(errno), after "...file descriptor N: ".
+    let os = debug
+        .and_then(|d| d.lines().last())
+        .map(|l| l.rsplit(": ").next().unwrap_or(l).trim())
+        .filter(|l| !l.is_empty() && !l.contains("gstfilesink.c") && !l.starts_with('/'));
+    Some(os.map(str::to_string).unwrap_or_else(|| error.to_string()))
+}

@@ -166,6 +166,28 @@ impl Segmenter {
             Output::I64 { shape, data } => (Scores::Labels(data), shape),
         };
         let (mh, mw, channels) = output_dims(shape, layout);
+        // The manifest was checked against the session, but dynamic dimensions are only
+        // known now: hold the real output to the class list before indexing into it.
+        let classes = m.classes().len();
+        let wanted = match (&scores, semantics) {
+            (Scores::Labels(_), _) | (_, Semantics::Labels) => 1,
+            (_, Semantics::Sigmoid) => 1,
+            _ => classes,
+        };
+        let len = match &scores {
+            Scores::F32(d) => d.len(),
+            Scores::Labels(d) => d.len(),
+        };
+        if channels != wanted || len != mh * mw * channels {
+            return Err(InferError::Run {
+                model: m.name.clone(),
+                message: format!(
+                    "output {} has shape {shape:?} ({channels} channels, {len} values); the manifest expects {wanted} channel(s) for its {classes} classes ({})",
+                    m.output.name,
+                    m.classes().join(", ")
+                ),
+            });
+        }
         let map = ScoreMap {
             scores,
             width: mw,

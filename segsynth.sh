@@ -5,6 +5,8 @@
 #   ./segsynth.sh test    install what is missing, build, run the whole test suite (CI runs this)
 #   ./segsynth.sh setup   only install and build
 #   ./segsynth.sh bench   setup, then the file-job benchmark (segsynth bench)
+#   ./segsynth.sh fuzz-media [N]   setup, then the media mutation campaign (N seeded positions per clip)
+#   ./segsynth.sh soak [MIN]  setup, then the live soak benchmark (1080p30, GAN, RTSP client)
 #   ./segsynth.sh setup-gpu   optional: onnxruntime-gpu + CUDA/cuDNN wheels, GPU build
 #   ./segsynth.sh gpu-check-build   build the GStreamer-free core benchmark for a GPU box
 #   ./segsynth.sh gpu-check   on the GPU box: print the inference-core table on CUDA
@@ -140,6 +142,17 @@ case "${1:-demo}" in
     say "GPU build ready; run: source .deps/gpu.env && target/release/segsynth process IN -o OUT --device cuda"
     ;;
   bench) setup; shift; target/release/segsynth bench "$@" ;;
+  fuzz-media)
+    # Long version of the mutation test: real clips (MP4/H.264+AAC, WebM/VP8+Vorbis,
+    # AVI/MJPEG) with bytes flipped, deleted, duplicated and cut at seeded positions.
+    setup
+    dir=target/fuzz-media && mkdir -p "$dir"
+    [ -f "$dir/person.mp4" ] || target/release/segsynth make-clip "$dir/person.mp4" --photo tests/data/astronaut.jpg --width 320 --height 180 --frames 30
+    [ -f "$dir/clip.webm" ] || gst-launch-1.0 -q videotestsrc num-buffers=30 ! video/x-raw,width=320,height=180 ! vp8enc ! webmmux name=m ! filesink location="$dir/clip.webm" audiotestsrc num-buffers=20 ! audioconvert ! vorbisenc ! m.
+    [ -f "$dir/clip.avi" ] || gst-launch-1.0 -q videotestsrc num-buffers=30 ! video/x-raw,width=320,height=180 ! jpegenc ! avimux ! filesink location="$dir/clip.avi"
+    python3 tests/fuzz/mutate_inputs.py target/release/segsynth "$dir/work" "$dir/person.mp4" "$dir/clip.webm" "$dir/clip.avi" --positions "${2:-100}"
+    ;;
+  soak) setup; python3 tests/soak.py target/release/segsynth --minutes "${2:-10}" ;;
   gpu-check-build)
     # Here: the inference-core benchmark with CUDA/TensorRT, accepting ONNX Runtime >= 1.23
     # (a GPU box may have 1.30), in its own target dir.
@@ -165,5 +178,5 @@ case "${1:-demo}" in
     "$bin" --device cuda --sizes 1280x720 --streams 1,8,40 --pixels native,graph --gan none --frames 60 "$@"
     "$bin" --device cuda --sizes 1920x1080 --streams 1,4 --pixels native,graph --gan foliage --frames 60 "$@"
     ;;
-  *) die "unknown command ${1}; expected demo, test, setup, setup-gpu, bench, gpu-check-build or gpu-check" ;;
+  *) die "unknown command ${1}; expected demo, test, setup, setup-gpu, bench, fuzz-media, soak, gpu-check-build or gpu-check" ;;
 esac

@@ -13,3 +13,8 @@ pub mod synth;
 
 #[cfg(feature = "gst")]
 pub mod io;
+
+/// Property-based fuzzing of every parser of user text (presets, manifests, content
+/// specs, URIs): never a panic, always an error that names something.
+#[cfg(test)]
+mod fuzz;

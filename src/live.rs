@@ -154,9 +154,14 @@ impl Preset {
             path: path.into(),
             message: e.to_string(),
         })?;
-        let preset: Preset = toml::from_str(&text).map_err(|e| PresetError {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks preset text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Preset, PresetError> {
+        let preset: Preset = toml::from_str(text).map_err(|e| PresetError {
             path: path.into(),
-            message: describe(&text, &e),
+            message: describe(text, &e),
         })?;
         if let Some(i) = &preset.input {
             parse_input(i).map_err(|m| PresetError {

@@ -318,6 +318,8 @@ impl FileJob<'_> {
                 Ending::Interrupted
             } else if let Some(e) = &r.input_error {
                 Ending::InputIncomplete(e.clone())
+            } else if state.stalled.load(Ordering::Relaxed) {
+                Ending::InputIncomplete(stalled_message())
             } else if summary.frames_in
                 < expected
                     .unwrap_or(0)
@@ -394,6 +396,14 @@ impl FileJob<'_> {
                 );
             }
         }
+        if state.stalled.load(Ordering::Relaxed)
+            && r.as_ref().is_none_or(|r| r.input_error.is_none())
+        {
+            return anyhow::anyhow!(
+                "cannot read {input} as a video: {}; expected a video file GStreamer can decode",
+                stalled_message()
+            );
+        }
         if !streams.is_empty() && !state.has_video.load(Ordering::Relaxed) {
             return anyhow::anyhow!(
                 "{input} has no video stream (it holds: {}); expected a video file",
@@ -416,6 +426,13 @@ impl FileJob<'_> {
             "cannot read {input} as a video: {detail}; expected a video file GStreamer can decode (MP4, MKV, WebM, AVI, ...)"
         )
     }
+}
+
+fn stalled_message() -> String {
+    format!(
+        "no frame was decoded for {} s (the file is probably damaged)",
+        super::input::STALL_AFTER.as_secs()
+    )
 }
 
 fn set_caps(pipeline: &gst::Pipeline, name: &str, caps: gst::Caps) {

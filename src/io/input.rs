@@ -37,7 +37,14 @@ pub struct InputState {
     pub eos_pads: AtomicUsize,
     /// The input side failed (bus error, missing plugin): no more frames will come.
     pub failed: AtomicBool,
+    /// No frame came for `STALL_AFTER` while one was wanted: the input or its decoder
+    /// stalled without saying why (seen with some damaged files).
+    pub stalled: AtomicBool,
 }
+
+/// How long a wanted frame may take before the input counts as stalled. Decoding one
+/// frame never takes this long; waiting on a stuck demuxer would take forever.
+pub const STALL_AFTER: std::time::Duration = std::time::Duration::from_secs(20);
 
 impl InputState {
     /// Whether the input should end: the job stopped it or the user interrupted.
@@ -212,6 +219,7 @@ impl FileInput {
 
     fn pull(&mut self) -> Result<Option<Frame>, PipelineError> {
         let mut stopping_since: Option<std::time::Instant> = None;
+        let waiting_since = std::time::Instant::now();
         loop {
             if let Some(sample) = self
                 .appsink
@@ -265,6 +273,15 @@ impl FileInput {
             let no_video = (s.no_more_pads.load(Ordering::SeqCst) || all_ended)
                 && !s.has_video.load(Ordering::SeqCst);
             if self.appsink.is_eos() || s.failed.load(Ordering::SeqCst) || no_video {
+                return Ok(None);
+            }
+            if waiting_since.elapsed() > STALL_AFTER {
+                tracing::warn!(
+                    "no frame decoded for {} s: the input stalled",
+                    STALL_AFTER.as_secs()
+                );
+                s.stalled.store(true, Ordering::SeqCst);
+                s.failed.store(true, Ordering::SeqCst);
                 return Ok(None);
             }
         }

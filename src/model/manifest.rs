@@ -138,7 +138,12 @@ impl Manifest {
             path: path.to_owned(),
             source,
         })?;
-        let mut m: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Parse {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks manifest text; `path` names it in errors and locates the model.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, ManifestError> {
+        let mut m: Manifest = toml::from_str(text).map_err(|e| ManifestError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;

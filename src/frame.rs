@@ -62,10 +62,6 @@ impl Yuv420 {
     pub fn planes(&self) -> [&Plane; 3] {
         [&self.y, &self.u, &self.v]
     }
-    pub fn planes_mut(&mut self) -> [&mut Plane; 3] {
-        [&mut self.y, &mut self.u, &mut self.v]
-    }
-
     /// Builds an I420 picture from packed RGB8 (`width*3` bytes a row).
     pub fn from_rgb(rgb: &[u8], width: usize, height: usize, matrix: Matrix) -> Self {
         let mut out = Yuv420::filled(width, height, (16, 128, 128));
@@ -146,6 +142,13 @@ pub fn yuv_to_rgb01(matrix: Matrix, y: f32, u: f32, v: f32) -> [f32; 3] {
     let b = y + 2.0 * (1.0 - kb) * u;
     let g = (y - kr * r - kb * b) / kg;
     [r.clamp(0.0, 1.0), g.clamp(0.0, 1.0), b.clamp(0.0, 1.0)]
+}
+
+/// Alpha at luma and chroma resolution, 0..=255.
+#[derive(Clone, Debug)]
+pub struct AlphaPlanes {
+    pub luma: Plane,
+    pub chroma: Plane,
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use crate::content::{ContentKind, build_map};
-use crate::live::{Preset, parse_input, parse_output, redact_url};
+use crate::endpoint::{Preset, parse_input, parse_output, redact_url};
 use crate::model::Manifest;
 
 const PRESETS: [&str; 3] = [

@@ -6,20 +6,41 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Context;
-
-use crate::content::{ContentKind, Entry};
+use crate::content::{ContentError, ContentKind, Entry};
 use crate::frame::Frame;
 use crate::imgproc::mask::MaskParams;
-use crate::infer::{Model, Pixels, SessionOptions};
-use crate::model::{Manifest, Task, for_frame, resolve};
+use crate::infer::{InferError, Model, Pixels, SessionOptions};
+use crate::model::{Manifest, ManifestError, Task, for_frame, resolve};
 use crate::pipeline::composite::{Compositor, Image};
 use crate::pipeline::segment::{Segmenter, selections};
 use crate::pipeline::stats::{StageTimes, Summary};
-use crate::pipeline::{FrameSink, FrameSource, Progress, StageConfig};
-use crate::synth::{Generator, SynthParams, SynthStage};
+use crate::pipeline::synth::SynthError;
+use crate::pipeline::synth::{Generator, SynthParams, SynthStage};
+use crate::pipeline::{FrameSink, FrameSource, PipelineError, Progress, StageConfig};
 
 pub const DEFAULT_MODEL: &str = "selfie";
+
+/// What can stop a job from being prepared or run.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Infer(#[from] InferError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("the synthesis stage failed: {0}")]
+    Synth(#[from] SynthError),
+    #[error("{given} names {} which is a {task:?} model; expected {expected}", .path.display())]
+    WrongTask {
+        given: String,
+        path: PathBuf,
+        task: Task,
+        expected: &'static str,
+    },
+}
 
 #[derive(Clone, Debug)]
 pub struct JobOptions {
@@ -60,15 +81,16 @@ pub struct Stages {
 }
 
 impl Stages {
-    pub fn prepare(options: JobOptions) -> anyhow::Result<Stages> {
+    pub fn prepare(options: JobOptions) -> Result<Stages, JobError> {
         let dir = models_dir();
         let manifest = Manifest::load(&resolve(&options.model, &dir)?)?;
         if manifest.task != Task::Segmentation {
-            anyhow::bail!(
-                "model {} is a {:?} model; --model expects a segmentation model",
-                manifest.name,
-                manifest.task
-            );
+            return Err(JobError::WrongTask {
+                given: format!("--model {}", options.model),
+                path: manifest.path.clone(),
+                task: manifest.task,
+                expected: "a segmentation model",
+            });
         }
         // Opening validates the manifest against the real session, then classes against the manifest.
         let model = Model::open(manifest.clone(), &options.session)?;
@@ -109,7 +131,7 @@ impl Stages {
         sink: &mut dyn FrameSink,
         stop: &AtomicBool,
         progress: &Arc<Progress>,
-    ) -> anyhow::Result<Summary> {
+    ) -> Result<Summary, JobError> {
         let (w, h) = (first.picture.width(), first.picture.height());
         let manifest = for_frame(self.segmentation.clone(), w, h)?;
         tracing::info!(model = %manifest.name, width = w, height = h, "segmentation model chosen for the frame size");
@@ -190,7 +212,7 @@ impl Stages {
         }
         let mut summary = result?;
         if let Some(e) = synth_error {
-            return Err(e).context("the synthesis stage failed");
+            return Err(JobError::Synth(e));
         }
         summary.nonfinite_values = nonfinite;
         summary.provider = format!("{provider} (per-pixel steps: {pixel_path})");
@@ -209,15 +231,16 @@ fn gan_session(options: &JobOptions) -> SessionOptions {
 }
 
 /// Resolves `gan:<name|path>`: names are looked up in `models/gan/`.
-pub fn load_generator(name: &str, dir: &Path) -> anyhow::Result<Manifest> {
+pub fn load_generator(name: &str, dir: &Path) -> Result<Manifest, JobError> {
     let path = resolve(name, &dir.join("gan")).or_else(|_| resolve(name, dir))?;
     let m = Manifest::load(&path)?;
     if m.task != Task::Generator {
-        anyhow::bail!(
-            "gan:{name} names {} which is a {:?} model; expected a generator",
-            path.display(),
-            m.task
-        );
+        return Err(JobError::WrongTask {
+            given: format!("gan:{name}"),
+            path,
+            task: m.task,
+            expected: "a generator",
+        });
     }
     Ok(m)
 }

@@ -2,14 +2,13 @@
 //! the classes the user chose. See ARCHITECTURE.md for the map.
 
 pub mod content;
+pub mod endpoint;
 pub mod frame;
 pub mod imgproc;
 pub mod infer;
 pub mod job;
-pub mod live;
 pub mod model;
 pub mod pipeline;
-pub mod synth;
 
 #[cfg(feature = "gst")]
 pub mod io;

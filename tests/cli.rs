@@ -9,5 +9,6 @@ mod faults;
 mod file_job;
 mod generators;
 mod graphs;
+mod layout;
 mod live;
 mod multiclass;

@@ -328,3 +328,29 @@ fn existing_output_needs_overwrite() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(probe(&out, &[], 8, 8).pts.len(), 45);
 }
+
+/// `--crf` is x264's constant rate factor and `--qp` its constant quantizer, as in
+/// ffmpeg: x264 writes its rate control into the stream's SEI, so read it back.
+#[test]
+fn crf_is_a_constant_rate_factor_and_qp_a_constant_quantizer() {
+    let input = person_clip(320, 180, 10);
+    let dir = tmpdir();
+    let sei = |args: &[&str], name: &str| -> String {
+        let out = dir.path().join(name);
+        let o = process(&input, &out, args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let bytes = std::fs::read(&out).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let start = text.find("x264 - core").expect("x264 settings SEI");
+        text[start..].chars().take(2000).collect()
+    };
+    let crf = sei(&["-q", "--crf", "28"], "crf.mp4");
+    assert!(crf.contains("rc=crf") && crf.contains("crf=28.0"), "{crf}");
+    let qp = sei(&["-q", "--qp", "28"], "qp.mp4");
+    assert!(qp.contains("rc=cqp") && qp.contains("qp=28"), "{qp}");
+    let default = sei(&["-q"], "default.mp4");
+    assert!(
+        default.contains("rc=crf") && default.contains("crf=23.0"),
+        "ffmpeg's default CRF: {default}"
+    );
+}

@@ -5,7 +5,7 @@
 use segsynth::frame::{Matrix, Yuv420, rgb_to_yuv};
 use segsynth::infer::{Device, Model, SessionOptions};
 use segsynth::model::Manifest;
-use segsynth::synth::{Generator, SynthParams, noise_at};
+use segsynth::pipeline::synth::{Generator, SynthParams, noise_at};
 
 use crate::support::*;
 

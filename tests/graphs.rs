@@ -2,10 +2,10 @@
 //! run through real ONNX Runtime on synthetic frames and scores.
 
 use segsynth::content::{ContentKind, Entry};
-use segsynth::frame::{Frame, Matrix, Yuv420};
-use segsynth::imgproc::composite::blend_picture;
+use segsynth::frame::{AlphaPlanes, Frame, Matrix, Yuv420};
+use segsynth::imgproc::blend::blend_picture;
 use segsynth::imgproc::mask::{
-    AlphaPlanes, MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha, upsample_alpha,
+    MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha, upsample_alpha,
 };
 use segsynth::imgproc::preprocess::{Layout, Sampling, TensorGeometry, frame_to_tensor};
 use segsynth::infer::chain::SegmentChain;
@@ -394,7 +394,12 @@ fn file_job_with_pixel_graphs_matches_native_kernels() {
         let out = dir
             .path()
             .join(format!("{pixels}-{}.mp4", content.replace([':', '#'], "")));
-        let o = process(&input, &out, &["--content", content, "--pixels", pixels]);
+        // High quality, so the comparison sees the pixel paths and not coding noise.
+        let o = process(
+            &input,
+            &out,
+            &["--content", content, "--pixels", pixels, "--crf", "12"],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         let label = if pixels == "graph" {
             "ONNX graphs"

@@ -23,11 +23,6 @@ each pixel's class scores depend only on that pixel's colour):
       image  [1,3,32,32] NCHW  ->  labels [1,32,32] int64
       labels = argmax(image, axis=1)       (ties -> lowest channel index)
 
-  seg1_sigmoid_nhwc.onnx
-      image  [1,32,32,3] NHWC  ->  mask   [1,32,32,1] float32
-      mask   = sigmoid(20 * (R - 0.5)),  R = image[..., 0:1]
-      (computed as Sigmoid(Mul(Sub(R, 0.5), 20)); high for red pixels)
-
   seg_bad_channels.onnx
       image  [1,5,32,32]       ->  logits [1,5,32,32] float32
       logits = 10 * image                  (wrong channel count on purpose)
@@ -49,11 +44,6 @@ Generator models (float32; dims named 'h','w' are dynamic):
   gen_image.onnx
       frame [1,3,'h','w'] (values in [-1,1])  ->  image [1,3,'h','w']
       image = -frame
-
-  gen_image_mask.onnx
-      frame [1,3,'h','w'] (in [-1,1]), mask [1,1,'h','w'] (in [0,1])
-        ->  image [1,3,'h','w']
-      image = frame * mask                 (mask broadcast over channels)
 
   gen_nan.onnx
       noise [1,4,'h','w']  ->  image [1,3,4h,4w]   (same I/O as gen_spatial)
@@ -126,27 +116,6 @@ def seg3_nchw_labels():
         [helper.make_node("ArgMax", ["image"], ["labels"], axis=1, keepdims=0)],
         [helper.make_tensor_value_info("image", F, [1, 3, 32, 32])],
         [helper.make_tensor_value_info("labels", I64, [1, 32, 32])],
-    )
-
-
-def seg1_sigmoid_nhwc():
-    return make_model(
-        "seg1_sigmoid_nhwc",
-        [
-            helper.make_node("Slice", ["image", "s_start", "s_end", "s_axes"], ["red"]),
-            helper.make_node("Sub", ["red", "half"], ["centered"]),
-            helper.make_node("Mul", ["centered", "twenty"], ["scaled"]),
-            helper.make_node("Sigmoid", ["scaled"], ["mask"]),
-        ],
-        [helper.make_tensor_value_info("image", F, [1, 32, 32, 3])],
-        [helper.make_tensor_value_info("mask", F, [1, 32, 32, 1])],
-        [
-            const_init("s_start", np.array([0], dtype=np.int64)),
-            const_init("s_end", np.array([1], dtype=np.int64)),
-            const_init("s_axes", np.array([3], dtype=np.int64)),
-            const_init("half", np.array(0.5, dtype=np.float32)),
-            const_init("twenty", np.array(20.0, dtype=np.float32)),
-        ],
     )
 
 
@@ -226,18 +195,6 @@ def gen_image():
     )
 
 
-def gen_image_mask():
-    return make_model(
-        "gen_image_mask",
-        [helper.make_node("Mul", ["frame", "mask"], ["image"])],
-        [
-            helper.make_tensor_value_info("frame", F, [1, 3, "h", "w"]),
-            helper.make_tensor_value_info("mask", F, [1, 1, "h", "w"]),
-        ],
-        [helper.make_tensor_value_info("image", F, [1, 3, "h", "w"])],
-    )
-
-
 # ---------------------------------------------------------------- references
 def softmax(x, axis):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -248,10 +205,6 @@ def up4(x):
     return np.repeat(np.repeat(x, 4, axis=2), 4, axis=3)
 
 
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def main():
     outdir = sys.argv[1] if len(sys.argv) > 1 else "tests/data"
     os.makedirs(outdir, exist_ok=True)
@@ -260,12 +213,10 @@ def main():
         "seg3_nchw_logits.onnx": seg_logits(3, "seg3_nchw_logits"),
         "seg3_nhwc_probs.onnx": seg3_nhwc_probs(),
         "seg3_nchw_labels.onnx": seg3_nchw_labels(),
-        "seg1_sigmoid_nhwc.onnx": seg1_sigmoid_nhwc(),
         "seg_bad_channels.onnx": seg_logits(5, "seg_bad_channels"),
         "gen_spatial.onnx": gen_spatial(),
         "gen_latent.onnx": gen_latent(),
         "gen_image.onnx": gen_image(),
-        "gen_image_mask.onnx": gen_image_mask(),
         "gen_nan.onnx": gen_nan(),
     }
     for fname, model in models.items():
@@ -312,12 +263,6 @@ def main():
     assert (run("seg3_nchw_labels.onnx", {"image": tie}) == 0).all()
     report("seg3_nchw_labels.onnx", out)
 
-    out = run("seg1_sigmoid_nhwc.onnx", {"image": xh})
-    assert out.shape == (1, 32, 32, 1) and out.dtype == f32
-    ref = sigmoid(20 * (xh[..., 0:1].astype(np.float64) - 0.5))
-    np.testing.assert_allclose(out, ref, **close)
-    report("seg1_sigmoid_nhwc.onnx", out)
-
     x5 = rng.random((1, 5, 32, 32), dtype=f32)
     out = run("seg_bad_channels.onnx", {"image": x5})
     assert out.shape == (1, 5, 32, 32)
@@ -343,12 +288,7 @@ def main():
         out = run("gen_image.onnx", {"frame": fr})
         assert out.shape == (1, 3, h, w)
         assert np.array_equal(out, -fr)
-        m = rng.random((1, 1, h, w), dtype=f32)
-        out2 = run("gen_image_mask.onnx", {"frame": fr, "mask": m})
-        assert out2.shape == (1, 3, h, w)
-        np.testing.assert_allclose(out2, fr * m, **close)
     report("gen_image.onnx", out, "(checked h,w in (16,16),(7,9))")
-    report("gen_image_mask.onnx", out2, "(checked h,w in (16,16),(7,9))")
 
     n = rng.standard_normal((1, 4, 8, 8)).astype(f32)
     n[0, 0, 0, 0] = 0.0

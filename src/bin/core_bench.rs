@@ -16,18 +16,14 @@ use std::time::Instant;
 
 use segsynth::content::{ContentKind, Entry};
 use segsynth::frame::{Frame, Matrix, Yuv420};
-use segsynth::imgproc::mask::{
-    MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha, upsample_alpha,
-};
-use segsynth::imgproc::preprocess::{Layout, frame_to_tensor};
-use segsynth::infer::chain::SegmentChain;
-use segsynth::infer::graphs::{BlendGraph, BlendLayer};
-use segsynth::infer::{Device, Model, Output, SessionOptions};
+use segsynth::imgproc::mask::MaskParams;
+use segsynth::infer::{Device, Model, SessionOptions};
 use segsynth::job::{load_generator, models_dir};
 use segsynth::model::{Manifest, for_frame, resolve};
 use segsynth::pipeline::composite::Compositor;
+use segsynth::pipeline::segment::Segmenter;
 use segsynth::pipeline::stats::{percentile, process_memory_mib};
-use segsynth::synth::{Generator, SynthParams};
+use segsynth::pipeline::synth::{Generator, SynthParams};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Pixels {
@@ -166,25 +162,16 @@ fn release_free_memory() {
     }
 }
 
-/// Per-step samples of one stream, in ms: prep, model, mask, upsample, composite, frame,
-/// and frame -> alpha planes (the first four together).
-type Samples = [Vec<f32>; 7];
+/// Per-step samples of one stream, in ms: segment (frame -> alpha planes), composite,
+/// whole frame.
+type Samples = [Vec<f32>; 3];
 
-/// One stream's stages: the model with the native kernels, or the bound graph chain
-/// (pre-processing graph -> model -> mask graph) and the blend graph.
+/// One stream: the production `Segmenter` and `Compositor`, as the file and live jobs
+/// run them, with the per-pixel steps native or as graphs.
 struct Stream {
-    native: Option<Native>,
-    graphs: Option<(SegmentChain, BlendGraph)>,
-    provider: &'static str,
-}
-
-struct Native {
-    model: Model,
-    manifest: Manifest,
+    segmenter: Segmenter,
     compositor: Compositor,
-    filter: MaskFilter,
-    tensor: Vec<f32>,
-    alpha: Vec<f32>,
+    provider: &'static str,
 }
 
 const BLUR: usize = 32;
@@ -193,7 +180,7 @@ impl Stream {
     fn new(
         manifest: &Manifest,
         pixels: Pixels,
-        (w, h): (usize, usize),
+        first: &Frame,
         session: &SessionOptions,
     ) -> anyhow::Result<Stream> {
         let model = Model::open(manifest.clone(), session)?;
@@ -202,86 +189,26 @@ impl Stream {
             classes: vec!["background".into()],
             content: ContentKind::Blur { radius: BLUR },
         }];
-        let params = MaskParams::default();
-        Ok(match pixels {
-            Pixels::Native => Stream {
-                native: Some(Native {
-                    model,
-                    manifest: manifest.clone(),
-                    compositor: Compositor::new(&entries, &[])?,
-                    filter: MaskFilter::new(params),
-                    tensor: Vec::new(),
-                    alpha: Vec::new(),
-                }),
-                graphs: None,
-                provider,
-            },
-            Pixels::Graph => Stream {
-                native: None,
-                graphs: Some((
-                    SegmentChain::new(
-                        model,
-                        &[vec![true, false]],
-                        &params,
-                        (w, h),
-                        Matrix::Bt709,
-                        session,
-                    )
-                    .map_err(|(_, e)| e)?,
-                    BlendGraph::new(&[BlendLayer::Blur(BLUR)], false, w, h, session)?,
-                )),
-                provider,
-            },
+        let mut segmenter = Segmenter::new(model, &entries, &MaskParams::default())?;
+        let mut compositor = Compositor::new(&entries, &[])?;
+        if pixels == Pixels::Graph {
+            segmenter.use_graphs(session.clone(), first, false)?;
+            compositor.use_graphs(session.clone(), first, false)?;
+        }
+        Ok(Stream {
+            segmenter,
+            compositor,
+            provider,
         })
     }
 
     fn step(&mut self, frame: &mut Frame, t: &mut Samples) -> anyhow::Result<()> {
         let a = Instant::now();
-        if let Some((chain, blend)) = &mut self.graphs {
-            let alphas = chain.alphas(&frame.picture)?;
-            let b = Instant::now();
-            blend.run(&mut frame.picture, &alphas, &[])?;
-            t[4].push(ms(b, Instant::now()));
-            t[5].push(ms(a, Instant::now()));
-            t[6].push(ms(a, b));
-            return Ok(());
-        }
-        let Some(n) = &mut self.native else {
-            anyhow::bail!("stream has no stages")
-        };
-        let m = &n.manifest;
-        let (w, h) = (frame.picture.width(), frame.picture.height());
-        frame_to_tensor(
-            &frame.picture,
-            frame.matrix,
-            &m.input_geometry(),
-            &mut n.tensor,
-        );
+        let alphas = self.segmenter.masks(frame)?;
         let b = Instant::now();
-        let out = n.model.run(&[(&m.input.name, &m.input.shape, &n.tensor)])?;
+        self.compositor.composite(frame, &alphas)?;
         let c = Instant::now();
-        let Output::F32 { shape: os, data } = out else {
-            anyhow::bail!("the selfie model gave a non-float output")
-        };
-        let map = ScoreMap {
-            scores: Scores::F32(&data),
-            width: os[2] as usize,
-            height: os[1] as usize,
-            channels: 1,
-            layout: m.output.layout.unwrap_or(Layout::Nhwc),
-            semantics: Semantics::Sigmoid,
-        };
-        class_alpha(&map, &[true, false], &mut n.alpha);
-        n.filter.apply(&mut n.alpha, map.width, map.height, w);
-        let d = Instant::now();
-        let planes = upsample_alpha(&n.alpha, map.width, map.height, w, h);
-        let e = Instant::now();
-        n.compositor.composite(frame, &[planes])?;
-        let f = Instant::now();
-        for (i, (x, y)) in [(a, b), (b, c), (c, d), (d, e), (e, f), (a, f), (a, e)]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, (x, y)) in [(a, b), (b, c), (a, c)].into_iter().enumerate() {
             t[i].push(ms(x, y));
         }
         Ok(())
@@ -303,14 +230,10 @@ fn run() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:<10} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
+        "{:<10} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
         "size",
         "streams",
         "pixels",
-        "prep",
-        "model",
-        "mask",
-        "upsm",
         "segment",
         "comp",
         "synth",
@@ -329,7 +252,7 @@ fn run() -> anyhow::Result<()> {
                 release_free_memory();
                 let before = process_memory_mib("VmRSS:");
                 let mut set: Vec<Stream> = (0..streams)
-                    .map(|_| Stream::new(&manifest, pixels, (w, h), &session))
+                    .map(|_| Stream::new(&manifest, pixels, &frames[0], &session))
                     .collect::<anyhow::Result<_>>()?;
                 let provider = set[0].provider;
                 let started = Instant::now();
@@ -366,30 +289,18 @@ fn run() -> anyhow::Result<()> {
                 };
                 let total = (streams * o.frames) as f64 / wall;
                 let p = |v: &Vec<f32>| percentile(v, 50.0);
-                let dash = |v: f32, show: bool| {
-                    if show {
-                        format!("{v:.2}")
-                    } else {
-                        "-".to_string()
-                    }
-                };
-                let native = pixels == Pixels::Native;
                 println!(
-                    "{:<10} {:>7} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
+                    "{:<10} {:>7} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
                     format!("{w}x{h}"),
                     streams,
                     match pixels {
                         Pixels::Native => "native",
                         Pixels::Graph => "graph",
                     },
-                    dash(p(&t[0]), native),
-                    dash(p(&t[1]), native),
-                    dash(p(&t[2]), native),
-                    dash(p(&t[3]), native),
-                    p(&t[6]),
-                    p(&t[4]),
+                    p(&t[0]),
+                    p(&t[1]),
                     synth,
-                    percentile(&t[5], 99.0),
+                    percentile(&t[2], 99.0),
                     total / streams as f64,
                     total,
                     added.max(0.0),
@@ -399,8 +310,8 @@ fn run() -> anyhow::Result<()> {
         }
     }
     println!(
-        "p50 ms per frame. prep = frame -> model input; mask = scores -> alpha; upsm = alpha upsampling; segment = all four\n\
-         (graph: one IoBinding chain, pre-processing graph -> model -> mask graph); comp = blur + blend (graph: blend graph);\n\
+        "p50 ms per frame, timing the production Segmenter::masks (frame -> alpha planes; graph: the IoBinding chain,\n\
+         pre-processing graph -> model -> mask graph) and Compositor::composite (blur + blend; graph: the blend graph);\n\
          synth = one GAN layer (alone); +MiB = resident memory the run added."
     );
     Ok(())

@@ -1,8 +1,7 @@
 //! Cheap large-radius blur: box-downscale, three box passes (close to a Gaussian),
 //! then bilinear upsample. A blurred background looks the same computed at 1/8 size.
 
-use super::composite::mix;
-use super::resize::{downscale_box, half_pixel_taps, horizontal_rows, resize_plane, vertical};
+use super::resize::{downscale_box, resize_plane};
 use super::simd::multiversion;
 use crate::frame::Plane;
 
@@ -23,25 +22,6 @@ pub fn blur_small(src: &Plane, radius: usize) -> Plane {
         box_pass(&mut small, r);
     }
     small
-}
-
-multiversion! {
-    /// `blend_plane(dst, &resize_plane(small, ..), alpha)` in one pass: each upsampled row
-    /// is blended as it is made, so the full-size blurred plane is never written.
-    pub fn blend_upsampled(dst: &mut Plane, small: &Plane, alpha: &Plane) {
-        let (dw, dh) = (dst.width, dst.height);
-        let rows = horizontal_rows(&small.data, small.width, small.height, dw);
-        let yt = half_pixel_taps(small.height, dh);
-        let lines = dst.data.chunks_exact_mut(dw).zip(alpha.data.chunks_exact(dw));
-        for ((d, a), ((&i0, &i1), &w)) in lines.zip(yt.i0.iter().zip(&yt.i1).zip(&yt.w1)) {
-            let r0 = &rows[i0 as usize * dw..][..dw];
-            let r1 = &rows[i1 as usize * dw..][..dw];
-            let w = w as i32;
-            for (((d, &a), &p), &q) in d.iter_mut().zip(a).zip(r0).zip(r1) {
-                *d = mix(*d, vertical(p, q, w), a);
-            }
-        }
-    }
 }
 
 /// One horizontal and one vertical running-sum box filter of radius `r`, clamped edges.
@@ -197,29 +177,6 @@ mod tests {
         }
         box_pass(&mut p, r);
         assert_eq!(p.data, expected);
-    }
-
-    #[test]
-    fn fused_upsample_blend_equals_upsample_then_blend() {
-        let mut src = Plane::new(97, 61, 0);
-        for (i, v) in src.data.iter_mut().enumerate() {
-            *v = ((i * 37 + i / 97 * 11) % 256) as u8;
-        }
-        let mut alpha = Plane::new(97, 61, 0);
-        for (i, v) in alpha.data.iter_mut().enumerate() {
-            *v = ((i % 97) * 255 / 96) as u8;
-        }
-        let small = blur_small(&src, 12);
-        let mut expected = src.clone();
-        crate::imgproc::composite::blend_plane(
-            &mut expected,
-            &resize_plane(&small, 97, 61),
-            &alpha,
-        );
-        let mut fused = src.clone();
-        blend_upsampled(&mut fused, &small, &alpha);
-        assert_eq!(fused.data, expected.data);
-        assert_ne!(fused.data, src.data);
     }
 
     #[test]

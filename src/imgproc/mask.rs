@@ -4,7 +4,7 @@
 use super::blur::box_blur_f32;
 use super::preprocess::Layout;
 use super::resize::upsample_unit_to_plane;
-use crate::frame::{Plane, chroma_size};
+use crate::frame::{AlphaPlanes, chroma_size};
 
 /// What the numbers in a segmentation output mean.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -129,14 +129,19 @@ pub struct MaskParams {
     pub feather: f32,
 }
 
+pub const DEFAULT_TEMPORAL: f32 = 0.6;
+pub const DEFAULT_MOTION_THRESHOLD: f32 = 0.35;
+pub const DEFAULT_EDGE: [f32; 2] = [0.2, 0.8];
+pub const DEFAULT_FEATHER: f32 = 4.0;
+
 impl Default for MaskParams {
     fn default() -> Self {
         MaskParams {
-            temporal: 0.6,
-            motion_threshold: 0.35,
-            lo: 0.2,
-            hi: 0.8,
-            feather: 4.0,
+            temporal: DEFAULT_TEMPORAL,
+            motion_threshold: DEFAULT_MOTION_THRESHOLD,
+            lo: DEFAULT_EDGE[0],
+            hi: DEFAULT_EDGE[1],
+            feather: DEFAULT_FEATHER,
         }
     }
 }
@@ -194,13 +199,6 @@ impl MaskFilter {
 pub fn feather_radius(feather: f32, w: usize, h: usize, frame_width: usize) -> usize {
     let r = (feather * w as f32 / frame_width.max(1) as f32).round();
     (r.max(0.0) as usize).min(w.max(h) / 2)
-}
-
-/// Alpha at luma and chroma resolution, 0..=255.
-#[derive(Clone, Debug)]
-pub struct AlphaPlanes {
-    pub luma: Plane,
-    pub chroma: Plane,
 }
 
 pub fn upsample_alpha(

@@ -2,8 +2,8 @@
 //! and compositing. Nothing here touches GStreamer or ONNX Runtime, so all of it is
 //! unit-tested and benchmarked on plain buffers.
 
+pub mod blend;
 pub mod blur;
-pub mod composite;
 pub mod mask;
 pub mod preprocess;
 pub mod resize;

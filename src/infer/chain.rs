@@ -14,8 +14,9 @@ use ort::value::Tensor;
 
 use super::graphs::{MaskGraph, PrepGraph, ScoreLayout, alpha_name, alpha_planes};
 use super::{InferError, Model, SessionOptions};
+use crate::frame::AlphaPlanes;
 use crate::frame::{Matrix, Yuv420, chroma_size};
-use crate::imgproc::mask::{AlphaPlanes, MaskParams};
+use crate::imgproc::mask::MaskParams;
 
 pub struct SegmentChain {
     model: Model,

@@ -12,8 +12,9 @@ use ort::session::Session;
 use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, ValueType};
 
 use super::{InferError, SessionOptions, build_session, environment};
+use crate::frame::AlphaPlanes;
 use crate::frame::{Matrix, Plane, Yuv420, chroma_size};
-use crate::imgproc::mask::{AlphaPlanes, MaskParams, Semantics, feather_radius};
+use crate::imgproc::mask::{MaskParams, Semantics, feather_radius};
 use crate::imgproc::preprocess::{Layout, TensorGeometry, YuvToRgb, sample_positions};
 
 /// Opset of the generated graphs (GridSample-16, Resize-13/18 semantics used are stable).
@@ -269,8 +270,6 @@ fn plane_input<'a>(
 pub struct PrepGraph {
     pub(super) session: Session,
     pub provider: &'static str,
-    width: usize,
-    height: usize,
 }
 
 impl PrepGraph {
@@ -348,16 +347,7 @@ impl PrepGraph {
             message: m,
         })?;
         let (session, provider) = b.finish(inputs, outputs, options, what)?;
-        Ok(PrepGraph {
-            session,
-            provider,
-            width,
-            height,
-        })
-    }
-
-    pub fn fits(&self, pic: &Yuv420) -> bool {
-        pic.width() == self.width && pic.height() == self.height
+        Ok(PrepGraph { session, provider })
     }
 
     pub fn run(&mut self, pic: &Yuv420, out: &mut Vec<f32>) -> Result<(), InferError> {
@@ -564,10 +554,6 @@ impl MaskGraph {
         self.entries
     }
 
-    pub fn fits(&self, width: usize, height: usize) -> bool {
-        width == self.width && height == self.height
-    }
-
     /// Runs on host tensors (see `chain::SegmentChain` for the bound, on-device path).
     pub fn run(&mut self, scores: &[f32], shape: &[i64]) -> Result<Vec<AlphaPlanes>, InferError> {
         let what = "mask graph";
@@ -652,8 +638,6 @@ pub struct BlendGraph {
     session: Session,
     pub provider: &'static str,
     layers: Vec<BlendLayer>,
-    width: usize,
-    height: usize,
 }
 
 impl BlendGraph {
@@ -754,13 +738,7 @@ impl BlendGraph {
             session,
             provider,
             layers: layers.to_vec(),
-            width,
-            height,
         })
-    }
-
-    pub fn fits(&self, width: usize, height: usize) -> bool {
-        width == self.width && height == self.height
     }
 
     /// Composites in place. `alphas` has one entry per layer; `pictures` one picture per

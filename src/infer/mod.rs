@@ -84,7 +84,23 @@ pub struct SessionOptions {
     pub device: Device,
 }
 
-static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+/// Why the runtime could not be set up, kept (cloneable) for every later caller.
+#[derive(Clone, Debug)]
+enum EnvFailure {
+    Missing { tried: String },
+    Load { path: PathBuf, message: String },
+}
+
+impl From<&EnvFailure> for InferError {
+    fn from(f: &EnvFailure) -> Self {
+        match f.clone() {
+            EnvFailure::Missing { tried } => InferError::LibraryMissing { tried },
+            EnvFailure::Load { path, message } => InferError::LibraryLoad { path, message },
+        }
+    }
+}
+
+static ENV: OnceLock<Result<ort::environment::Environment, EnvFailure>> = OnceLock::new();
 
 /// Where the ORT shared library is looked for, in order.
 pub fn library_candidates() -> Vec<PathBuf> {
@@ -114,42 +130,25 @@ fn environment() -> Result<&'static ort::environment::Environment, InferError> {
     let env = ENV.get_or_init(|| {
         let candidates = library_candidates();
         let Some(path) = candidates.iter().find(|p| p.is_file()) else {
-            return Err(format!(
-                "missing:{}",
-                candidates
+            return Err(EnvFailure::Missing {
+                tried: candidates
                     .iter()
                     .map(|p| p.display().to_string())
                     .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+                    .join(", "),
+            });
         };
-        let builder = ort::init_from(path).map_err(|e| format!("load:{}:{e}", path.display()))?;
-        builder
+        let load = |message: String| EnvFailure::Load {
+            path: path.clone(),
+            message,
+        };
+        ort::init_from(path)
+            .map_err(|e| load(e.to_string()))?
             .with_name("segsynth")
             .build()
-            .map_err(|e| format!("load:{}:{e}", path.display()))
+            .map_err(|e| load(e.to_string()))
     });
-    env.as_ref().map_err(|e| match e.split_once(':') {
-        Some(("missing", tried)) => InferError::LibraryMissing {
-            tried: tried.into(),
-        },
-        Some(("load", rest)) => {
-            let (path, message) = rest.split_once(':').unwrap_or((rest, ""));
-            InferError::LibraryLoad {
-                path: path.into(),
-                message: message.into(),
-            }
-        }
-        _ => InferError::LibraryLoad {
-            path: PathBuf::new(),
-            message: e.clone(),
-        },
-    })
-}
-
-/// Checks that ONNX Runtime loads; returns the library path in use.
-pub fn check_runtime() -> Result<(), InferError> {
-    environment().map(|_| ())
+    env.as_ref().map_err(InferError::from)
 }
 
 fn ort_msg<E: std::fmt::Display>(e: E) -> String {

@@ -15,7 +15,7 @@ use gstreamer_video as gst_video;
 
 use super::encode::{Container, EncoderSettings, add_h264_chain, add_muxer, link_video_to_mux};
 use super::frames::buffer_from_frame;
-use super::{GstError, init, make};
+use super::{IoError, init, make};
 use crate::frame::{Frame, Matrix, Yuv420};
 
 pub struct ClipSpec {
@@ -29,15 +29,11 @@ pub struct ClipSpec {
 }
 
 /// Writes a clip of `photo` (RGB8) panned and zoomed over time.
-pub fn make_clip(
-    out: &Path,
-    photo: (&[u8], usize, usize),
-    spec: &ClipSpec,
-) -> Result<(), GstError> {
+pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> Result<(), IoError> {
     init()?;
-    let container = Container::for_path(out).map_err(GstError::Pipeline)?;
+    let container = Container::for_path(out)?;
     let pipeline = gst::Pipeline::new();
-    let perr = |e: gst::glib::BoolError| GstError::Pipeline(e.to_string());
+    let perr = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
     let mux = add_muxer(&pipeline, "clip", container, out)?;
     let (w, h) = (spec.width as usize, spec.height as usize);
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, spec.width, spec.height)
@@ -47,10 +43,10 @@ pub fn make_clip(
             gst::Fraction::new(spec.fps as i32, 1)
         })
         .build()
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     let caps = info
         .to_caps()
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     let appsrc = gst_app::AppSrc::builder()
         .caps(&caps)
         .format(gst::Format::Time)
@@ -81,16 +77,16 @@ pub fn make_clip(
         gst::Element::link_many(chain).map_err(perr)?;
         let pad = mux
             .request_pad_simple("audio_%u")
-            .ok_or_else(|| GstError::Pipeline("mux refused audio".into()))?;
+            .ok_or_else(|| IoError::Pipeline("mux refused audio".into()))?;
         parse
             .static_pad("src")
-            .ok_or_else(|| GstError::Pipeline("aacparse has no src".into()))?
+            .ok_or_else(|| IoError::Pipeline("aacparse has no src".into()))?
             .link(&pad)
-            .map_err(|e| GstError::Pipeline(format!("{e:?}")))?;
+            .map_err(|e| IoError::Pipeline(format!("{e:?}")))?;
     }
     pipeline
         .set_state(gst::State::Playing)
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     // A stream error (e.g. a size the encoder refuses) stops the pipeline, so a push
     // blocked on the full appsrc queue returns instead of waiting forever.
     let pushing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -122,7 +118,7 @@ pub fn make_clip(
     };
     let (rgb, pw, ph) = photo;
     let src_img = image::RgbImage::from_raw(pw as u32, ph as u32, rgb.to_vec())
-        .ok_or_else(|| GstError::Pipeline("bad photo buffer".into()))?;
+        .ok_or_else(|| IoError::Pipeline("bad photo buffer".into()))?;
     let mut pts = 0u64;
     for i in 0..spec.frames {
         let duration = if spec.vfr && i % 2 == 1 {
@@ -140,7 +136,7 @@ pub fn make_clip(
             picture: Yuv420::from_rgb(&pixels, w, h, Matrix::Bt709),
         };
         pts += duration;
-        let buffer = buffer_from_frame(&frame, &info).map_err(GstError::Pipeline)?;
+        let buffer = buffer_from_frame(&frame, &info)?;
         if appsrc.push_buffer(buffer).is_err() {
             break;
         }
@@ -149,7 +145,7 @@ pub fn make_clip(
     if let Ok(Some(error)) = watcher.join() {
         let _ = pipeline.set_state(gst::State::Null);
         let _ = std::fs::remove_file(out);
-        return Err(GstError::Pipeline(format!(
+        return Err(IoError::Pipeline(format!(
             "making a {w}x{h} clip failed: {error} (the H.264 encoder may not take this size)"
         )));
     }

@@ -1,12 +1,12 @@
 //! The encode/mux tail shared by the file job and the benchmark's GStreamer-only
 //! reference transcode, so both use exactly the same encoder settings.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::{GstError, make};
+use super::{IoError, make};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Container {
@@ -15,7 +15,7 @@ pub enum Container {
 }
 
 impl Container {
-    pub fn for_path(path: &Path) -> Result<Container, String> {
+    pub fn for_path(path: &Path) -> Result<Container, IoError> {
         match path
             .extension()
             .and_then(|e| e.to_str())
@@ -24,30 +24,115 @@ impl Container {
         {
             Some("mp4" | "m4v" | "mov") => Ok(Container::Mp4),
             Some("mkv") => Ok(Container::Mkv),
-            other => Err(format!(
-                "output {} has extension {:?}; expected .mp4 (H.264 in MP4) or .mkv (H.264 in Matroska)",
-                path.display(),
-                other.unwrap_or("")
-            )),
+            other => Err(IoError::Extension {
+                path: path.to_owned(),
+                ext: other.unwrap_or("").to_string(),
+            }),
         }
     }
 }
 
-#[derive(Clone, Debug)]
+pub const DEFAULT_PRESET: &str = "veryfast";
+/// ffmpeg's libx264 default CRF.
+pub const DEFAULT_CRF: u32 = 23;
+/// x264enc's quantizer range (x264 itself goes to 51).
+pub const MAX_QUANTIZER: u32 = 50;
+
+/// How x264 spends bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateControl {
+    /// Constant rate factor (x264 `pass=qual`, ffmpeg's `-crf`): constant perceived
+    /// quality, fewer bits where motion hides detail.
+    Crf(u32),
+    /// Constant quantizer (x264 `pass=quant`, ffmpeg's `-qp`): the same QP everywhere.
+    Qp(u32),
+}
+
+#[derive(Clone, Debug, PartialEq)]
 pub struct EncoderSettings {
     /// x264 speed preset name.
     pub preset: String,
-    /// Constant-quality quantizer (x264 `pass=quant`-like CRF), lower is better.
-    pub crf: u32,
+    pub rate: RateControl,
+    /// x264 tune (`zerolatency` for live outputs).
+    pub tune: Option<&'static str>,
+    /// Longest distance between keyframes, in frames (live outputs: one second).
+    pub keyframe_interval: Option<u32>,
 }
 
 impl Default for EncoderSettings {
     fn default() -> Self {
         EncoderSettings {
-            preset: "veryfast".into(),
-            crf: 21,
+            preset: DEFAULT_PRESET.into(),
+            rate: RateControl::Crf(DEFAULT_CRF),
+            tune: None,
+            keyframe_interval: None,
         }
     }
+}
+
+impl EncoderSettings {
+    /// What every live output uses: fastest preset, no lookahead, a keyframe a second.
+    pub fn live(fps: u32) -> Self {
+        EncoderSettings {
+            preset: "ultrafast".into(),
+            rate: RateControl::Crf(DEFAULT_CRF),
+            tune: Some("zerolatency"),
+            keyframe_interval: Some(fps.max(1)),
+        }
+    }
+
+    /// The x264enc properties, in the one place they are written. Used for elements
+    /// and for the RTSP server's launch description alike.
+    pub fn x264_properties(&self) -> Vec<(&'static str, String)> {
+        let (pass, q) = match self.rate {
+            RateControl::Crf(q) => ("qual", q),
+            RateControl::Qp(q) => ("quant", q),
+        };
+        let mut props = vec![
+            ("speed-preset", self.preset.clone()),
+            ("pass", pass.to_string()),
+            ("quantizer", q.min(MAX_QUANTIZER).to_string()),
+        ];
+        if let Some(t) = self.tune {
+            props.push(("tune", t.to_string()));
+        }
+        if let Some(k) = self.keyframe_interval {
+            props.push(("key-int-max", k.to_string()));
+        }
+        props
+    }
+
+    /// `x264enc prop=value ...` for a launch description.
+    pub fn x264_launch(&self) -> String {
+        let props: Vec<String> = self
+            .x264_properties()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        format!("x264enc {}", props.join(" "))
+    }
+}
+
+/// An x264enc configured from `settings`.
+pub fn x264(name: &str, settings: &EncoderSettings) -> Result<gst::Element, IoError> {
+    let enc = make("x264enc", name)?;
+    for (key, value) in settings.x264_properties() {
+        enc.set_property_from_str(key, &value);
+    }
+    Ok(enc)
+}
+
+/// The hidden file beside `path` that output is written to until it is complete.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "output".into());
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    dir.join(format!(".{name}.segsynth-{}.partial", std::process::id()))
 }
 
 /// videoconvert ! format caps ! x264enc ! profile caps ! h264parse. Returns (first, last).
@@ -59,7 +144,7 @@ pub fn add_h264_chain(
     prefix: &str,
     settings: &EncoderSettings,
     odd_size: bool,
-) -> Result<(gst::Element, gst::Element), GstError> {
+) -> Result<(gst::Element, gst::Element), IoError> {
     let convert = make("videoconvert", &format!("{prefix}-convert"))?;
     let format = make("capsfilter", &format!("{prefix}-format"))?;
     let raw = if odd_size { "Y444" } else { "I420" };
@@ -69,10 +154,7 @@ pub fn add_h264_chain(
             .field("format", raw)
             .build(),
     );
-    let enc = make("x264enc", &format!("{prefix}-x264"))?;
-    enc.set_property_from_str("speed-preset", &settings.preset);
-    enc.set_property_from_str("pass", "quant");
-    enc.set_property("quantizer", settings.crf.clamp(0, 50));
+    let enc = x264(&format!("{prefix}-x264"), settings)?;
     let profile = make("capsfilter", &format!("{prefix}-profile"))?;
     profile.set_property(
         "caps",
@@ -84,19 +166,18 @@ pub fn add_h264_chain(
     let chain = [&convert, &format, &enc, &profile, &parse];
     pipeline
         .add_many(chain)
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     gst::Element::link_many(chain)
-        .map_err(|e| GstError::Pipeline(format!("cannot link the H.264 encoder: {e}")))?;
+        .map_err(|e| IoError::Pipeline(format!("cannot link the H.264 encoder: {e}")))?;
     Ok((convert, parse))
 }
 
-/// mux ! filesink location=path.
-pub fn add_muxer(
-    pipeline: &gst::Pipeline,
+/// mux ! filesink location=path, not yet in a pipeline. Returns (mux, filesink).
+pub fn muxer(
     prefix: &str,
     container: Container,
     path: &Path,
-) -> Result<gst::Element, GstError> {
+) -> Result<(gst::Element, gst::Element), IoError> {
     let mux = match container {
         Container::Mp4 => make("mp4mux", &format!("{prefix}-mux"))?,
         Container::Mkv => make("matroskamux", &format!("{prefix}-mux"))?,
@@ -105,23 +186,34 @@ pub fn add_muxer(
     sink.set_property("location", path.to_string_lossy().to_string());
     // The muxer only gets data once frames were processed: do not hold up preroll for it.
     sink.set_property("async", false);
+    Ok((mux, sink))
+}
+
+/// `muxer` added to `pipeline` and linked. Returns the mux.
+pub fn add_muxer(
+    pipeline: &gst::Pipeline,
+    prefix: &str,
+    container: Container,
+    path: &Path,
+) -> Result<gst::Element, IoError> {
+    let (mux, sink) = muxer(prefix, container, path)?;
     pipeline
         .add_many([&mux, &sink])
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     mux.link(&sink)
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     Ok(mux)
 }
 
-pub fn link_video_to_mux(last: &gst::Element, mux: &gst::Element) -> Result<(), GstError> {
+pub fn link_video_to_mux(last: &gst::Element, mux: &gst::Element) -> Result<(), IoError> {
     let src = last
         .static_pad("src")
-        .ok_or_else(|| GstError::Pipeline("encoder has no src pad".into()))?;
+        .ok_or_else(|| IoError::Pipeline("encoder has no src pad".into()))?;
     let sink = mux
         .request_pad_simple("video_%u")
-        .ok_or_else(|| GstError::Pipeline("the muxer refused a video track".into()))?;
+        .ok_or_else(|| IoError::Pipeline("the muxer refused a video track".into()))?;
     src.link(&sink)
-        .map_err(|e| GstError::Pipeline(format!("cannot link video into the muxer: {e:?}")))?;
+        .map_err(|e| IoError::Pipeline(format!("cannot link video into the muxer: {e:?}")))?;
     Ok(())
 }
 
@@ -135,8 +227,8 @@ pub fn add_audio_track(
     src: &gst::Pad,
     caps: &gst::Caps,
     index: usize,
-) -> Result<(gst::Pad, bool), GstError> {
-    let p = |e: glib_err::E| GstError::Pipeline(e.to_string());
+) -> Result<(gst::Pad, bool), IoError> {
+    let p = |e: glib_err::E| IoError::Pipeline(e.to_string());
     let queue = make("queue", &format!("out-audio{index}-queue"))?;
     // The muxer interleaves by time; give audio room while video is still being processed.
     queue.set_property("max-size-buffers", 0u32);
@@ -150,25 +242,25 @@ pub fn add_audio_track(
         .is_some_and(|s| s.name().starts_with("audio/x-raw"));
     let mux_pad = mux
         .request_pad_simple("audio_%u")
-        .ok_or_else(|| GstError::Pipeline("the muxer refused an audio track".into()))?;
+        .ok_or_else(|| IoError::Pipeline("the muxer refused an audio track".into()))?;
     if template_ok && !is_raw {
         pipeline.add(&queue).map_err(p)?;
         queue.sync_state_with_parent().map_err(p)?;
         link(src, &queue, "sink")?;
         queue
             .static_pad("src")
-            .ok_or_else(|| GstError::Pipeline("queue has no src".into()))?
+            .ok_or_else(|| IoError::Pipeline("queue has no src".into()))?
             .link(&mux_pad)
-            .map_err(|e| GstError::Pipeline(format!("{e:?}")))?;
+            .map_err(|e| IoError::Pipeline(format!("{e:?}")))?;
         let entry = queue
             .static_pad("sink")
-            .ok_or_else(|| GstError::Pipeline("queue has no sink".into()))?;
+            .ok_or_else(|| IoError::Pipeline("queue has no sink".into()))?;
         return Ok((entry, true));
     }
     // A plain decoder, not decodebin: decodebin's asynchronous set-up would wait for data
     // the demuxer cannot push while video is held in preroll.
     let decode = find_decoder(caps).ok_or_else(|| {
-        GstError::Pipeline(format!(
+        IoError::Pipeline(format!(
             "no decoder for the audio stream {caps}; install gstreamer1.0-libav or gstreamer1.0-plugins-good/bad"
         ))
     })?;
@@ -183,19 +275,19 @@ pub fn add_audio_track(
     chain.push(queue.clone());
     pipeline.add_many(&chain).map_err(p)?;
     gst::Element::link_many(&chain)
-        .map_err(|e| GstError::Pipeline(format!("cannot link audio re-encoder: {e}")))?;
+        .map_err(|e| IoError::Pipeline(format!("cannot link audio re-encoder: {e}")))?;
     queue
         .static_pad("src")
-        .ok_or_else(|| GstError::Pipeline("queue has no src".into()))?
+        .ok_or_else(|| IoError::Pipeline("queue has no src".into()))?
         .link(&mux_pad)
-        .map_err(|e| GstError::Pipeline(format!("{e:?}")))?;
+        .map_err(|e| IoError::Pipeline(format!("{e:?}")))?;
     for e in &chain {
         e.sync_state_with_parent().map_err(p)?;
     }
     link(src, &decode, "sink")?;
     let entry = decode
         .static_pad("sink")
-        .ok_or_else(|| GstError::Pipeline("audio decoder has no sink".into()))?;
+        .ok_or_else(|| IoError::Pipeline("audio decoder has no sink".into()))?;
     Ok((entry, false))
 }
 
@@ -213,12 +305,12 @@ fn find_decoder(caps: &gst::Caps) -> Option<gst::Element> {
     candidates.into_iter().find_map(|f| f.create().build().ok())
 }
 
-fn link(src: &gst::Pad, element: &gst::Element, pad: &str) -> Result<(), GstError> {
+fn link(src: &gst::Pad, element: &gst::Element, pad: &str) -> Result<(), IoError> {
     let sink = element
         .static_pad(pad)
-        .ok_or_else(|| GstError::Pipeline(format!("{} has no {pad} pad", element.name())))?;
+        .ok_or_else(|| IoError::Pipeline(format!("{} has no {pad} pad", element.name())))?;
     src.link(&sink).map(|_| ()).map_err(|e| {
-        GstError::Pipeline(format!(
+        IoError::Pipeline(format!(
             "cannot link {} into {}: {e:?}",
             src.name(),
             element.name()
@@ -230,32 +322,46 @@ mod glib_err {
     pub type E = gstreamer::glib::BoolError;
 }
 
-/// The benchmark's ceiling: a GStreamer-only transcode of an MP4 (H.264 + AAC) clip with
-/// the same encoder settings as the file job, audio passed through. Returns frames seen.
+/// The benchmark's ceiling: a GStreamer-only transcode of an MP4 (H.264 + AAC) clip
+/// through the same encoder chain and settings as the file job, audio passed through.
 pub fn reference_transcode(
     input: &Path,
     output: &Path,
     settings: &EncoderSettings,
-) -> Result<(), GstError> {
+) -> Result<(), IoError> {
     super::init()?;
     let description = format!(
-        "filesrc location=\"{input}\" ! qtdemux name=d \
-         d.video_0 ! queue ! decodebin ! videoconvert ! video/x-raw,format=I420 \
-         ! x264enc speed-preset={preset} pass=quant quantizer={crf} ! video/x-h264,profile=high ! h264parse ! mp4mux name=m \
-         ! filesink location=\"{output}\" d.audio_0 ! queue ! m.",
-        input = input.display(),
-        output = output.display(),
-        preset = settings.preset,
-        crf = settings.crf
+        "filesrc location=\"{}\" ! qtdemux name=d d.video_0 ! queue ! decodebin ! identity name=ref-in d.audio_0 ! queue name=ref-audio",
+        input.display()
     );
-    let pipeline =
-        gst::parse::launch(&description).map_err(|e| GstError::Pipeline(e.to_string()))?;
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| IoError::Pipeline(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| IoError::Pipeline("reference transcode is not a pipeline".into()))?;
+    let container = Container::for_path(output)?;
+    let mux = add_muxer(&pipeline, "ref", container, output)?;
+    let (first, last) = add_h264_chain(&pipeline, "ref-video", settings, false)?;
+    let by_name = |n: &str| {
+        pipeline
+            .by_name(n)
+            .ok_or_else(|| IoError::Pipeline(format!("reference transcode has no {n}")))
+    };
+    by_name("ref-in")?
+        .link(&first)
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
+    link_video_to_mux(&last, &mux)?;
+    let audio = by_name("ref-audio")?
+        .static_pad("src")
+        .ok_or_else(|| IoError::Pipeline("audio queue has no src pad".into()))?;
+    let track = mux
+        .request_pad_simple("audio_%u")
+        .ok_or_else(|| IoError::Pipeline("the muxer refused an audio track".into()))?;
+    audio
+        .link(&track)
+        .map_err(|e| IoError::Pipeline(format!("cannot link audio into the muxer: {e:?}")))?;
     pipeline
         .set_state(gst::State::Playing)
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
-    let pipeline = pipeline
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| GstError::Pipeline("reference transcode is not a pipeline".into()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     let result = super::wait_eos(
         &pipeline,
         "reference transcode",

@@ -10,7 +10,7 @@
 //! only when the muxer has finished, so failures never leave a half-written file and
 //! existing files are never touched unless `--overwrite` was given.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,13 +20,15 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use super::encode::{Container, EncoderSettings, add_h264_chain, add_muxer, link_video_to_mux};
-use super::frames::buffer_from_frame;
-use super::input::{InputState, add_file_input};
-use super::{GstError, init};
-use crate::frame::Frame;
+use super::encode::{
+    Container, EncoderSettings, add_h264_chain, add_muxer, link_video_to_mux, temp_path,
+};
+use super::sink::file::{AppSrcSink, check_output, output_caps};
+use super::source::file::{InputState, STALL_AFTER, add_file_input, check_input};
+use super::{IoError, init};
+use crate::job::Stages;
+use crate::pipeline::Progress;
 use crate::pipeline::stats::Summary;
-use crate::pipeline::{FrameSink, PipelineError, Progress};
 
 /// How the job ended, beyond plain success.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,99 +40,14 @@ pub enum Ending {
     InputIncomplete(String),
 }
 
-/// Things the job needs from the stages, supplied by the caller once the frame size is known.
-pub trait StageRunner {
-    fn run(
-        &mut self,
-        first: &Frame,
-        source: &mut dyn crate::pipeline::FrameSource,
-        sink: &mut dyn FrameSink,
-        stop: &AtomicBool,
-        progress: &Arc<Progress>,
-    ) -> Result<Summary, anyhow::Error>;
-}
-
 pub struct FileJob<'a> {
     pub input: &'a Path,
     pub output: &'a Path,
     pub overwrite: bool,
     pub encoder: EncoderSettings,
     pub interrupt: Arc<AtomicBool>,
-    pub progress: bool,
-}
-
-struct AppSrcSink {
-    appsrc: gst_app::AppSrc,
-    info: gst_video::VideoInfo,
-}
-
-impl FrameSink for AppSrcSink {
-    fn push(&mut self, frame: Frame) -> Result<(), PipelineError> {
-        let buffer = buffer_from_frame(&frame, &self.info).map_err(PipelineError::Io)?;
-        self.appsrc
-            .push_buffer(buffer)
-            .map(|_| ())
-            .map_err(|e| PipelineError::Io(format!("the encoder stopped accepting frames ({e:?})")))
-    }
-}
-
-/// Checks the output path before anything runs.
-pub fn check_output(output: &Path, overwrite: bool) -> Result<Container, String> {
-    let container = Container::for_path(output)?;
-    if output.exists() && !overwrite {
-        return Err(format!(
-            "output {} already exists; pass --overwrite to replace it",
-            output.display()
-        ));
-    }
-    if output.is_dir() {
-        return Err(format!(
-            "output {} is a directory; expected a file path",
-            output.display()
-        ));
-    }
-    let dir = parent_dir(output);
-    if !dir.is_dir() {
-        return Err(format!(
-            "output folder {} does not exist; create it first",
-            dir.display()
-        ));
-    }
-    let probe = dir.join(format!(".segsynth-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"")
-        .map_err(|e| format!("output folder {} is not writable: {e}", dir.display()))?;
-    let _ = std::fs::remove_file(&probe);
-    Ok(container)
-}
-
-fn parent_dir(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// Checks the input file before GStreamer sees it.
-pub fn check_input(input: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => format!("input {} does not exist", input.display()),
-        _ => format!("cannot read input {}: {e}", input.display()),
-    })?;
-    if meta.is_dir() {
-        return Err(format!(
-            "input {} is a directory; expected a video file",
-            input.display()
-        ));
-    }
-    if meta.len() == 0 {
-        return Err(format!(
-            "input {} is empty (0 bytes); expected a video file",
-            input.display()
-        ));
-    }
-    std::fs::File::open(input)
-        .map_err(|e| format!("cannot open input {}: {e}", input.display()))?;
-    Ok(())
+    /// Counters the caller may display while the job runs (`expected` is set once known).
+    pub progress: Arc<Progress>,
 }
 
 #[derive(Default)]
@@ -149,40 +66,28 @@ struct BusReport {
 }
 
 impl FileJob<'_> {
-    pub fn run(&self, stages: &mut dyn StageRunner) -> Result<(Summary, Ending), anyhow::Error> {
+    pub fn run(&self, stages: &mut Stages) -> Result<(Summary, Ending), IoError> {
         init()?;
-        let container = check_output(self.output, self.overwrite).map_err(anyhow::Error::msg)?;
-        check_input(self.input).map_err(anyhow::Error::msg)?;
-        let name = self
-            .output
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_else(|| "output".into());
-        let temp = parent_dir(self.output)
-            .join(format!(".{name}.segsynth-{}.partial", std::process::id()));
+        let container = check_output(self.output, self.overwrite)?;
+        check_input(self.input)?;
+        let temp = temp_path(self.output);
         let result = self.run_to(&temp, container, stages);
         match result {
             Ok((summary, ending)) => {
                 if summary.frames_out == 0 {
                     let _ = std::fs::remove_file(&temp);
-                    anyhow::bail!(
-                        "no frames were processed from {}; nothing written",
-                        self.input.display()
-                    );
+                    return Err(IoError::NoFrames(self.input.to_owned()));
                 }
                 if !self.overwrite && self.output.exists() {
                     let _ = std::fs::remove_file(&temp);
-                    anyhow::bail!(
-                        "output {} appeared while processing; not replacing it (pass --overwrite)",
-                        self.output.display()
-                    );
+                    return Err(IoError::AppearedWhileProcessing(self.output.to_owned()));
                 }
-                std::fs::rename(&temp, self.output).map_err(|e| {
+                std::fs::rename(&temp, self.output).map_err(|source| {
                     let _ = std::fs::remove_file(&temp);
-                    anyhow::anyhow!(
-                        "cannot move the finished file into {}: {e}",
-                        self.output.display()
-                    )
+                    IoError::Rename {
+                        path: self.output.to_owned(),
+                        source,
+                    }
                 })?;
                 Ok((summary, ending))
             }
@@ -197,8 +102,8 @@ impl FileJob<'_> {
         &self,
         temp: &Path,
         container: Container,
-        stages: &mut dyn StageRunner,
-    ) -> Result<(Summary, Ending), anyhow::Error> {
+        stages: &mut Stages,
+    ) -> Result<(Summary, Ending), IoError> {
         let pipeline = gst::Pipeline::with_name("segsynth-file");
         let mux = add_muxer(&pipeline, "out", container, temp)?;
         let appsrc = gst_app::AppSrc::builder()
@@ -209,11 +114,11 @@ impl FileJob<'_> {
             .build();
         pipeline
             .add(&appsrc)
-            .map_err(|e| GstError::Pipeline(e.to_string()))?;
+            .map_err(|e| IoError::Pipeline(e.to_string()))?;
         let (first_enc, last_enc) = add_h264_chain(&pipeline, "out-video", &self.encoder, false)?;
         appsrc
             .link(&first_enc)
-            .map_err(|e| GstError::Pipeline(e.to_string()))?;
+            .map_err(|e| IoError::Pipeline(e.to_string()))?;
         link_video_to_mux(&last_enc, &mux)?;
         let mut input = add_file_input(&pipeline, self.input, &mux)?;
         let state = Arc::clone(&input.state);
@@ -221,7 +126,7 @@ impl FileJob<'_> {
         let report = Arc::new(Mutex::new(BusReport::default()));
         let bus = pipeline
             .bus()
-            .ok_or_else(|| GstError::Pipeline("pipeline has no bus".into()))?;
+            .ok_or_else(|| IoError::Pipeline("pipeline has no bus".into()))?;
         let watching = Arc::new(AtomicBool::new(true));
         let watcher = spawn_bus_watch(
             bus,
@@ -234,22 +139,25 @@ impl FileJob<'_> {
 
         // Ctrl-C reaches the input probes directly.
         let _ = state.interrupt.set(Arc::clone(&self.interrupt));
-        let outcome = (|| -> Result<(Summary, Ending), anyhow::Error> {
+        let outcome = (|| -> Result<(Summary, Ending), IoError> {
             pipeline
                 .set_state(gst::State::Playing)
                 .map_err(|_| self.input_failure(&report, &state, "the pipeline failed to start"))?;
-            let first = input.prime().map_err(anyhow::Error::from)?.cloned();
-            let Some(first) = first else {
+            let first = input.prime().map_err(|e| IoError::Unreadable {
+                path: self.input.to_owned(),
+                reason: e.to_string(),
+            })?;
+            let Some(first) = first.cloned() else {
                 state.stop.store(true, Ordering::Relaxed);
                 if self.interrupt.load(Ordering::Relaxed) {
-                    anyhow::bail!("interrupted before the first frame; nothing written");
+                    return Err(IoError::InterruptedEarly);
                 }
                 return Err(self.input_failure(&report, &state, "no video frame could be decoded"));
             };
             let info = input
                 .info()
                 .cloned()
-                .ok_or_else(|| GstError::Pipeline("no caps on the first frame".into()))?;
+                .ok_or_else(|| IoError::Pipeline("no caps on the first frame".into()))?;
             let odd = info.width() % 2 == 1 || info.height() % 2 == 1;
             if odd {
                 tracing::warn!(
@@ -277,26 +185,23 @@ impl FileJob<'_> {
                 appsrc: appsrc.clone(),
                 info: info.clone(),
             };
-            let progress = Arc::new(Progress::default());
+            let progress = &self.progress;
             let expected = expected_frames(&pipeline, &info);
-            let display = self
-                .progress
-                .then(|| spawn_progress(Arc::clone(&progress), expected));
+            progress
+                .expected
+                .store(expected.unwrap_or(0), Ordering::Relaxed);
             let stop = self.interrupt.as_ref();
             let guard = spawn_stop_watchdog(
                 pipeline.clone(),
                 Arc::clone(&self.interrupt),
-                Arc::clone(&progress),
+                Arc::clone(progress),
                 Arc::clone(&report),
             );
-            let run = stages.run(&first, &mut input, &mut sink, stop, &progress);
+            let run = stages.run(&first, &mut input, &mut sink, stop, progress);
             guard.store(true, Ordering::Relaxed);
-            if let Some((done, handle)) = display {
-                done.store(true, Ordering::Relaxed);
-                let _ = handle.join();
-            }
             state.stop.store(true, Ordering::Relaxed);
-            let mut summary = run.map_err(|e| self.output_failure(&report).unwrap_or(e))?;
+            let mut summary =
+                run.map_err(|e| self.output_failure(&report).unwrap_or(IoError::Job(e)))?;
             summary
                 .notes
                 .extend(input.keep.as_ref().and_then(|k| k.note()));
@@ -313,7 +218,7 @@ impl FileJob<'_> {
                 .map_err(|e| self.output_failure(&report).unwrap_or(e))?;
             let r = report
                 .lock()
-                .map_err(|_| anyhow::anyhow!("bus report poisoned"))?;
+                .map_err(|_| IoError::Pipeline("the bus watcher panicked".into()))?;
             let ending = if self.interrupt.load(Ordering::Relaxed) {
                 Ending::Interrupted
             } else if let Some(e) = &r.input_error {
@@ -346,23 +251,16 @@ impl FileJob<'_> {
     }
 
     /// The output side's failure, said the way a user reads it, if there was one.
-    fn output_failure(&self, report: &Mutex<BusReport>) -> Option<anyhow::Error> {
+    fn output_failure(&self, report: &Mutex<BusReport>) -> Option<IoError> {
         // The bus thread may still be delivering the element's own error.
         for _ in 0..10 {
             {
                 let r = report.lock().ok()?;
                 if r.stuck {
-                    return Some(anyhow::anyhow!(
-                        "interrupted, but the output pipeline was stuck and had to be shut down; {} was not written",
-                        self.output.display()
-                    ));
+                    return Some(IoError::Stuck(self.output.to_owned()));
                 }
-                if let Some(e) = &r.output_error {
-                    return Some(if r.write_failed {
-                        anyhow::anyhow!("cannot write {}: {e}", self.output.display())
-                    } else {
-                        anyhow::anyhow!("encoding {} failed: {e}", self.output.display())
-                    });
+                if let Some(e) = self.output_error(&r) {
+                    return Some(e);
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -370,45 +268,50 @@ impl FileJob<'_> {
         None
     }
 
+    fn output_error(&self, r: &BusReport) -> Option<IoError> {
+        let (path, reason) = (self.output.to_owned(), r.output_error.clone()?);
+        Some(if r.write_failed {
+            IoError::Write { path, reason }
+        } else {
+            IoError::Encode { path, reason }
+        })
+    }
+
     fn input_failure(
         &self,
         report: &Mutex<BusReport>,
         state: &InputState,
         fallback: &str,
-    ) -> anyhow::Error {
+    ) -> IoError {
         // Give the bus a moment to deliver the element's own error.
         std::thread::sleep(Duration::from_millis(100));
         let r = report.lock().ok();
         let streams = state.streams.lock().map(|s| s.clone()).unwrap_or_default();
-        let input = self.input.display();
+        let path = self.input.to_owned();
         if let Some(r) = &r {
-            if let Some(e) = &r.output_error {
-                return if r.write_failed {
-                    anyhow::anyhow!("cannot write {}: {e}", self.output.display())
-                } else {
-                    anyhow::anyhow!("encoding {} failed: {e}", self.output.display())
-                };
+            if let Some(e) = self.output_error(r) {
+                return e;
             }
             if !r.missing_plugins.is_empty() {
-                return anyhow::anyhow!(
-                    "cannot decode {input}: GStreamer is missing a plugin for {}; install it (e.g. gstreamer1.0-libav, gstreamer1.0-plugins-bad or -ugly)",
-                    r.missing_plugins.join(", ")
-                );
+                return IoError::MissingPlugin {
+                    path,
+                    plugins: r.missing_plugins.join(", "),
+                };
             }
         }
         if state.stalled.load(Ordering::Relaxed)
             && r.as_ref().is_none_or(|r| r.input_error.is_none())
         {
-            return anyhow::anyhow!(
-                "cannot read {input} as a video: {}; expected a video file GStreamer can decode",
-                stalled_message()
-            );
+            return IoError::Unreadable {
+                path,
+                reason: stalled_message(),
+            };
         }
         if !streams.is_empty() && !state.has_video.load(Ordering::Relaxed) {
-            return anyhow::anyhow!(
-                "{input} has no video stream (it holds: {}); expected a video file",
-                streams.join(", ")
-            );
+            return IoError::NoVideo {
+                path,
+                streams: streams.join(", "),
+            };
         }
         let detail = r
             .as_ref()
@@ -420,18 +323,19 @@ impl FileJob<'_> {
             .map(|e| e.join("; "))
             .unwrap_or_default();
         if !errors.is_empty() {
-            return anyhow::anyhow!("cannot process {input}: {errors}");
+            return IoError::Input { path, errors };
         }
-        anyhow::anyhow!(
-            "cannot read {input} as a video: {detail}; expected a video file GStreamer can decode (MP4, MKV, WebM, AVI, ...)"
-        )
+        IoError::Unreadable {
+            path,
+            reason: detail,
+        }
     }
 }
 
 fn stalled_message() -> String {
     format!(
         "no frame was decoded for {} s (the file is probably damaged)",
-        super::input::STALL_AFTER.as_secs()
+        STALL_AFTER.as_secs()
     )
 }
 
@@ -439,22 +343,6 @@ fn set_caps(pipeline: &gst::Pipeline, name: &str, caps: gst::Caps) {
     if let Some(e) = pipeline.by_name(name) {
         e.set_property("caps", caps);
     }
-}
-
-fn output_caps(info: &gst_video::VideoInfo) -> gst::Caps {
-    let mut caps = gst::Caps::builder("video/x-raw")
-        .field("format", "I420")
-        .field("width", info.width() as i32)
-        .field("height", info.height() as i32)
-        .field("framerate", info.fps())
-        .field("pixel-aspect-ratio", info.par())
-        .build();
-    if let Some(c) = caps.get_mut() {
-        if let Some(s) = c.structure_mut(0) {
-            s.set("colorimetry", info.colorimetry().to_string());
-        }
-    }
-    caps
 }
 
 fn expected_frames(pipeline: &gst::Pipeline, info: &gst_video::VideoInfo) -> Option<u64> {
@@ -469,22 +357,22 @@ fn expected_frames(pipeline: &gst::Pipeline, info: &gst_video::VideoInfo) -> Opt
     )
 }
 
-fn wait_for_eos(report: &Mutex<BusReport>, timeout: Duration) -> Result<(), anyhow::Error> {
+fn wait_for_eos(report: &Mutex<BusReport>, timeout: Duration) -> Result<(), IoError> {
     let deadline = Instant::now() + timeout;
     loop {
         {
             let r = report
                 .lock()
-                .map_err(|_| anyhow::anyhow!("bus report poisoned"))?;
+                .map_err(|_| IoError::Pipeline("the bus watcher panicked".into()))?;
             if r.output_error.is_some() {
-                anyhow::bail!("writing the output failed");
+                return Err(IoError::Pipeline("writing the output failed".into()));
             }
             if r.eos {
                 return Ok(());
             }
         }
         if Instant::now() > deadline {
-            anyhow::bail!("the muxer did not finish within {} s", timeout.as_secs());
+            return Err(IoError::MuxTimeout(timeout.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -523,7 +411,7 @@ fn spawn_bus_watch(
                     tracing::debug!(debug = ?e.debug(), "bus error: {text}");
                     if is_output_element(msg.src()) {
                         if r.output_error.is_none() {
-                            match super::write_error_reason(&e.error(), e.debug().as_deref()) {
+                            match crate::io::write_error_reason(&e.error(), e.debug().as_deref()) {
                                 Some(reason) => {
                                     r.output_error = Some(reason);
                                     r.write_failed = true;
@@ -613,47 +501,4 @@ fn spawn_stop_watchdog(
         }
     });
     done
-}
-
-fn spawn_progress(
-    progress: Arc<Progress>,
-    expected: Option<u64>,
-) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
-    use std::io::IsTerminal;
-    let done = Arc::new(AtomicBool::new(false));
-    let d = Arc::clone(&done);
-    let handle = std::thread::spawn(move || {
-        let started = Instant::now();
-        let tty = std::io::stderr().is_terminal();
-        let bar = tty.then(|| {
-            let bar = indicatif::ProgressBar::new(expected.unwrap_or(0));
-            let style = indicatif::ProgressStyle::with_template(
-                "{bar:30} {pos}/{len} frames  {per_sec}  ETA {eta}  {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-            bar.set_style(style);
-            bar
-        });
-        let mut last_log = Instant::now();
-        while !d.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-            let n = progress.frames_out.load(Ordering::Relaxed);
-            let fps = n as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            if let Some(bar) = &bar {
-                bar.set_position(n);
-            } else if last_log.elapsed() >= Duration::from_secs(5) {
-                last_log = Instant::now();
-                let eta = expected
-                    .filter(|&e| e > n && fps > 0.0)
-                    .map(|e| format!(", ETA {:.0} s", (e - n) as f64 / fps))
-                    .unwrap_or_default();
-                let total = expected.map(|e| format!("/{e}")).unwrap_or_default();
-                eprintln!("segsynth: {n}{total} frames, {fps:.1} fps{eta}");
-            }
-        }
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
-    });
-    (done, handle)
 }

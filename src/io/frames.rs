@@ -3,6 +3,7 @@
 use gstreamer as gst;
 use gstreamer_video as gst_video;
 
+use super::IoError;
 use crate::frame::{Frame, Matrix, Plane, Yuv420};
 
 pub fn matrix_of(info: &gst_video::VideoInfo) -> Matrix {
@@ -20,9 +21,9 @@ pub fn frame_from_buffer(
     buffer: &gst::BufferRef,
     info: &gst_video::VideoInfo,
     index: u64,
-) -> Result<Frame, String> {
+) -> Result<Frame, IoError> {
     let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
-        .map_err(|e| format!("cannot map decoded frame: {e}"))?;
+        .map_err(|e| IoError::Frame(format!("cannot map decoded frame: {e}")))?;
     let (w, h) = (info.width() as usize, info.height() as usize);
     let mut planes = Vec::with_capacity(3);
     for i in 0..3u32 {
@@ -31,11 +32,11 @@ pub fn frame_from_buffer(
         let stride = info.stride()[i as usize] as usize;
         let src = vf
             .plane_data(i)
-            .map_err(|e| format!("cannot read plane {i}: {e}"))?;
+            .map_err(|e| IoError::Frame(format!("cannot read plane {i}: {e}")))?;
         let mut data = Vec::with_capacity(comp_w * comp_h);
         for row in 0..comp_h {
             let line = src.get(row * stride..row * stride + comp_w).ok_or_else(|| {
-                format!("decoded plane {i} is shorter than its caps say ({comp_w}x{comp_h}, stride {stride})")
+                IoError::Frame(format!("decoded plane {i} is shorter than its caps say ({comp_w}x{comp_h}, stride {stride})"))
             })?;
             data.extend_from_slice(line);
         }
@@ -45,9 +46,15 @@ pub fn frame_from_buffer(
             data,
         });
     }
-    let v = planes.pop().ok_or("missing V plane")?;
-    let u = planes.pop().ok_or("missing U plane")?;
-    let y = planes.pop().ok_or("missing Y plane")?;
+    let v = planes
+        .pop()
+        .ok_or_else(|| IoError::Frame("missing V plane".into()))?;
+    let u = planes
+        .pop()
+        .ok_or_else(|| IoError::Frame("missing U plane".into()))?;
+    let y = planes
+        .pop()
+        .ok_or_else(|| IoError::Frame("missing Y plane".into()))?;
     Ok(Frame {
         index,
         pts: buffer.pts().map(|t| t.nseconds()),
@@ -61,31 +68,35 @@ pub fn frame_from_buffer(
 pub fn buffer_from_frame(
     frame: &Frame,
     info: &gst_video::VideoInfo,
-) -> Result<gst::Buffer, String> {
+) -> Result<gst::Buffer, IoError> {
     let (w, h) = (frame.picture.width(), frame.picture.height());
     if (w, h) != (info.width() as usize, info.height() as usize) {
-        return Err(format!(
+        return Err(IoError::Frame(format!(
             "frame is {w}x{h} but the output was set up for {}x{}",
             info.width(),
             info.height()
-        ));
+        )));
     }
     let mut buffer = gst::Buffer::with_size(info.size())
-        .map_err(|e| format!("cannot allocate output buffer: {e}"))?;
+        .map_err(|e| IoError::Frame(format!("cannot allocate output buffer: {e}")))?;
     {
-        let buf = buffer.get_mut().ok_or("output buffer is not writable")?;
+        let buf = buffer
+            .get_mut()
+            .ok_or_else(|| IoError::Frame("output buffer is not writable".into()))?;
         buf.set_pts(frame.pts.map(gst::ClockTime::from_nseconds));
         buf.set_duration(frame.duration.map(gst::ClockTime::from_nseconds));
         let mut vf = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, info)
-            .map_err(|e| format!("cannot map output buffer: {e}"))?;
+            .map_err(|e| IoError::Frame(format!("cannot map output buffer: {e}")))?;
         for (i, plane) in frame.picture.planes().into_iter().enumerate() {
             let stride = info.stride()[i] as usize;
             let dst = vf
                 .plane_data_mut(i as u32)
-                .map_err(|e| format!("cannot write plane {i}: {e}"))?;
+                .map_err(|e| IoError::Frame(format!("cannot write plane {i}: {e}")))?;
             for (row, line) in plane.data.chunks_exact(plane.width.max(1)).enumerate() {
                 dst.get_mut(row * stride..row * stride + plane.width)
-                    .ok_or_else(|| format!("output plane {i} is smaller than the frame"))?
+                    .ok_or_else(|| {
+                        IoError::Frame(format!("output plane {i} is smaller than the frame"))
+                    })?
                     .copy_from_slice(line);
             }
         }

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use crate::content::{ContentError, ContentKind, Entry, cover, load_image};
+use crate::frame::AlphaPlanes;
 use crate::frame::{Frame, Matrix, Yuv420, rgb_to_yuv};
-use crate::imgproc::blur::{blend_upsampled, blur_small};
-use crate::imgproc::composite::{blend_color, blend_picture};
-use crate::imgproc::mask::AlphaPlanes;
+use crate::imgproc::blend::blend_upsampled;
+use crate::imgproc::blend::{blend_color, blend_picture};
+use crate::imgproc::blur::blur_small;
 use crate::infer::graphs::{BlendGraph, BlendLayer};
 use crate::infer::{InferError, SessionOptions};
-use crate::synth::{LayerSlot, SynthLayer};
+use crate::pipeline::synth::{LayerSlot, SynthLayer};
 
 enum Layer {
     Blur {

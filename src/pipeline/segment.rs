@@ -1,21 +1,30 @@
 //! The segment stage: frame -> model input -> ORT -> per-entry soft alpha at frame size.
 
 use crate::content::{Entry, select};
+use crate::frame::AlphaPlanes;
 use crate::frame::Frame;
 use crate::imgproc::mask::Semantics;
-use crate::imgproc::mask::{
-    AlphaPlanes, MaskFilter, MaskParams, ScoreMap, Scores, class_alpha, upsample_alpha,
-};
+use crate::imgproc::mask::{MaskFilter, MaskParams, ScoreMap, Scores, class_alpha, upsample_alpha};
 use crate::imgproc::preprocess::{Layout, TensorGeometry, frame_to_tensor};
 use crate::infer::chain::SegmentChain;
 use crate::infer::{InferError, Model, Output, SessionOptions};
 
+/// Where the per-pixel steps around the model run.
+enum Backend {
+    /// The model, with the Rust kernels before and after it.
+    Native(Model),
+    /// Pre-processing graph -> model -> mask graph (the chain owns the model); rebuilt
+    /// with `options` when the frame size or colour matrix changes.
+    Graphs {
+        chain: SegmentChain,
+        options: SessionOptions,
+    },
+    /// Only while the model moves between the two (never seen outside a method).
+    Moving,
+}
+
 pub struct Segmenter {
-    /// The model, when the native kernels run (the chain owns it otherwise).
-    model: Option<Model>,
-    /// Pre-processing graph -> model -> mask graph, when the per-pixel steps run as graphs.
-    chain: Option<SegmentChain>,
-    graph_options: Option<SessionOptions>,
+    backend: Backend,
     params: MaskParams,
     provider: &'static str,
     geometry: TensorGeometry,
@@ -42,9 +51,7 @@ impl Segmenter {
             .collect();
         Ok(Segmenter {
             provider: model.provider,
-            model: Some(model),
-            chain: None,
-            graph_options: None,
+            backend: Backend::Native(model),
             params: params.clone(),
             geometry,
             shape,
@@ -73,36 +80,38 @@ impl Segmenter {
             graph: "mask graph".into(),
             message: format!("{message}; use --pixels native"),
         };
-        let outcome = match self.model.as_ref().map(|m| &m.manifest.output) {
-            Some(o) if o.semantics == Some(Semantics::Labels) => Err(not_supported(
-                "label-map models are post-processed natively".into(),
-            )),
-            Some(o) if o.shape.len() != 4 || o.shape.iter().any(|&d| d < 1) => {
+        let outcome = match &self.backend {
+            Backend::Native(m) if m.manifest.output.semantics == Some(Semantics::Labels) => Err(
+                not_supported("label-map models are post-processed natively".into()),
+            ),
+            Backend::Native(m)
+                if m.manifest.output.shape.len() != 4
+                    || m.manifest.output.shape.iter().any(|&d| d < 1) =>
+            {
                 Err(not_supported(format!(
                     "the graphs need a 4-D score output of fixed size, the manifest says {:?}",
-                    o.shape
+                    m.manifest.output.shape
                 )))
             }
-            _ => {
-                self.graph_options = Some(options);
-                self.build_chain(first)
-            }
+            _ => self.build_chain(first, options),
         };
         match outcome {
             Ok(()) => Ok(true),
             Err(e) if fallback => {
                 tracing::warn!(reason = %e, "per-pixel steps stay native");
-                self.graph_options = None;
                 Ok(false)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// (Re)builds the chain for this frame; on failure the model stays with the native path.
-    fn build_chain(&mut self, frame: &Frame) -> Result<(), InferError> {
-        let (Some(options), Some(model)) = (self.graph_options.as_ref(), self.model.take()) else {
-            return Ok(());
+    /// (Re)builds the chain for this frame; on failure the model goes back to the
+    /// native path and the error is returned.
+    fn build_chain(&mut self, frame: &Frame, options: SessionOptions) -> Result<(), InferError> {
+        let model = match std::mem::replace(&mut self.backend, Backend::Moving) {
+            Backend::Native(model) => model,
+            Backend::Graphs { chain, .. } => chain.into_model(),
+            Backend::Moving => return Err(lost_model()),
         };
         let size = (frame.picture.width(), frame.picture.height());
         match SegmentChain::new(
@@ -111,14 +120,14 @@ impl Segmenter {
             &self.params,
             size,
             frame.matrix,
-            options,
+            &options,
         ) {
             Ok(chain) => {
-                self.chain = Some(chain);
+                self.backend = Backend::Graphs { chain, options };
                 Ok(())
             }
             Err((model, e)) => {
-                self.model = Some(model);
+                self.backend = Backend::Native(model);
                 Err(e)
             }
         }
@@ -126,25 +135,17 @@ impl Segmenter {
 
     /// One alpha per map entry, at the frame's luma and chroma sizes.
     pub fn masks(&mut self, frame: &Frame) -> Result<Vec<AlphaPlanes>, InferError> {
-        if self.graph_options.is_some() {
-            if self
-                .chain
-                .as_ref()
-                .is_some_and(|c| !c.fits(&frame.picture, frame.matrix))
-            {
+        if let Backend::Graphs { chain, options } = &self.backend {
+            if !chain.fits(&frame.picture, frame.matrix) {
                 // New frame size or colour matrix: take the model back and build again.
-                self.model = self.chain.take().map(SegmentChain::into_model);
-                self.build_chain(frame)?;
-            }
-            if let Some(chain) = self.chain.as_mut() {
-                return chain.alphas(&frame.picture);
+                let options = options.clone();
+                self.build_chain(frame, options)?;
             }
         }
-        let Some(model) = self.model.as_mut() else {
-            return Err(InferError::Run {
-                model: "segmentation".into(),
-                message: "no model (a failed graph build took it)".into(),
-            });
+        let model = match &mut self.backend {
+            Backend::Graphs { chain, .. } => return chain.alphas(&frame.picture),
+            Backend::Native(model) => model,
+            Backend::Moving => return Err(lost_model()),
         };
         frame_to_tensor(
             &frame.picture,
@@ -203,6 +204,13 @@ impl Segmenter {
             out.push(upsample_alpha(&self.alpha, mw, mh, w, h));
         }
         Ok(out)
+    }
+}
+
+fn lost_model() -> InferError {
+    InferError::Run {
+        model: "segmentation".into(),
+        message: "the model was lost while switching between native and graph steps".into(),
     }
 }
 

@@ -6,7 +6,9 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::frame::AlphaPlanes;
 use crate::frame::{Matrix, Yuv420};
+use crate::pipeline::stats::Summary;
 
 fn frame(index: u64) -> Frame {
     Frame {
@@ -457,4 +459,18 @@ fn progress_counters_match_the_summary() {
         summary.frames_out
     );
     assert_eq!(progress.frames_in.load(Ordering::Relaxed), 20);
+}
+
+#[test]
+fn retime_keeps_spacing_and_reanchors_on_a_restart() {
+    let mut r = Retime::default();
+    // Source at 10 s, output clock at 3 s: spacing kept.
+    assert_eq!(r.map(Some(10_000_000_000), 3_000_000_000), 3_000_000_000);
+    assert_eq!(r.map(Some(10_033_000_000), 3_050_000_000), 3_033_000_000);
+    // The source restarts at 0 (a reconnect): anchored again, never backwards.
+    let t = r.map(Some(0), 9_000_000_000);
+    assert_eq!(t, 9_000_000_000);
+    assert_eq!(r.map(Some(40_000_000), 9_060_000_000), 9_040_000_000);
+    // No PTS: the output's clock, still increasing.
+    assert!(r.map(None, 1) > 9_040_000_000);
 }

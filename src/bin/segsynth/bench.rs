@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use segsynth::io::encode::{EncoderSettings, reference_transcode};
+use segsynth::io::encode::reference_transcode;
 use segsynth::io::file_job::FileJob;
 use segsynth::job::Stages;
 use segsynth::pipeline::stats::{Summary, process_memory_mib};
 
-use crate::cli::BenchArgs;
+use crate::args::BenchArgs;
 
 struct Usage {
     cpu: Duration,
@@ -68,10 +68,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             clip
         }
     };
-    let settings = EncoderSettings {
-        preset: args.processing.preset.clone(),
-        crf: args.processing.crf,
-    };
+    let settings = crate::options::encoder(&args.processing)?;
     let frames = args.frames as f64;
 
     let reference = |round: u32| -> anyhow::Result<f64> {
@@ -118,8 +115,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let mut p = args.processing.clone();
             p.content = content.clone();
             p.synth_scale = *scale;
-            let options = crate::job_options(&p, false)?;
-            let stages = Stages::prepare(options)?;
+            let options = crate::options::job_options(&p, false)?;
+            let mut stages = Stages::prepare(options)?;
             let out = dir.join("segsynth.mp4");
             let job = FileJob {
                 input: &clip,
@@ -127,13 +124,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                 overwrite: true,
                 encoder: settings.clone(),
                 interrupt: Arc::new(AtomicBool::new(false)),
-                progress: false,
+                progress: Arc::new(segsynth::pipeline::Progress::default()),
             };
             reset_peak_rss();
             let rss_before = process_memory_mib("VmRSS:");
             let before = usage();
             let t = Instant::now();
-            let (summary, _) = job.run(&mut crate::Runner(stages))?;
+            let (summary, _) = job.run(&mut stages)?;
             let wall = t.elapsed();
             let after = usage();
             let cpu = (after.cpu - before.cpu).as_secs_f64() / wall.as_secs_f64() / cores() * 100.0;
@@ -161,9 +158,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.rounds
     );
     println!(
-        "GStreamer-only transcode (decode -> x264enc {} q{} -> mp4mux, audio passed through): median {:.1} fps (rounds: {})",
-        settings.preset,
-        settings.crf,
+        "GStreamer-only transcode (decode -> {} -> mp4mux, audio passed through, the job's encoder chain): median {:.1} fps (rounds: {})",
+        settings.x264_launch(),
         median(&references),
         list(&references)
     );

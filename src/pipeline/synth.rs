@@ -30,13 +30,18 @@ pub struct SynthParams {
     pub startup_budget: Duration,
 }
 
+pub const DEFAULT_PERIOD: f32 = 6.0;
+pub const DEFAULT_SEED: u64 = 7;
+pub const DEFAULT_SCALE: f32 = 0.5;
+pub const DEFAULT_BUDGET_MS: u64 = 5;
+
 impl Default for SynthParams {
     fn default() -> Self {
         SynthParams {
-            period: 6.0,
-            seed: 7,
-            scale: 0.5,
-            budget: Duration::from_millis(5),
+            period: DEFAULT_PERIOD,
+            seed: DEFAULT_SEED,
+            scale: DEFAULT_SCALE,
+            budget: Duration::from_millis(DEFAULT_BUDGET_MS),
             startup_budget: Duration::from_secs(10),
         }
     }

@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use segsynth::imgproc::mask::{DEFAULT_EDGE, DEFAULT_FEATHER, DEFAULT_TEMPORAL};
 use segsynth::infer::{Device, Pixels};
+use segsynth::io::encode::{DEFAULT_CRF, DEFAULT_PRESET};
+use segsynth::pipeline::synth::{DEFAULT_BUDGET_MS, DEFAULT_PERIOD, DEFAULT_SCALE, DEFAULT_SEED};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -85,31 +88,35 @@ pub struct Processing {
     #[arg(long, default_value_t = 1)]
     pub gan_threads: usize,
     /// Mask feather radius in frame pixels.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = DEFAULT_FEATHER)]
     pub feather: f32,
     /// Temporal smoothing of the mask, 0 (off) to 0.95.
-    #[arg(long, default_value_t = 0.6)]
+    #[arg(long, default_value_t = DEFAULT_TEMPORAL)]
     pub temporal: f32,
     /// Soft edge band: alpha below LO is 0, above HI is 1, smooth in between ("0,1" keeps the model's raw probabilities).
-    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [0.2f32, 0.8])]
+    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = DEFAULT_EDGE)]
     pub edge: Vec<f32>,
     /// Synthesis resolution as a fraction of the frame (1 = full resolution).
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = DEFAULT_SCALE)]
     pub synth_scale: f32,
     /// Seconds between GAN noise keyframes (the animation period).
-    #[arg(long, default_value_t = 6.0)]
+    #[arg(long, default_value_t = DEFAULT_PERIOD)]
     pub synth_period: f32,
     /// Seed of the GAN noise walk; the same seed gives the same content.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = DEFAULT_SEED)]
     pub seed: u64,
     /// Longest a frame waits for a fresh GAN layer before reusing the last one (ms).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_BUDGET_MS)]
     pub synth_budget_ms: u64,
-    /// x264 constant-quality quantizer (lower = better, bigger).
-    #[arg(long, default_value_t = 21)]
+    /// x264 constant rate factor, as ffmpeg's -crf: constant perceived quality, lower is
+    /// better and bigger (0-50).
+    #[arg(long, default_value_t = DEFAULT_CRF)]
     pub crf: u32,
+    /// x264 constant quantizer instead of CRF, as ffmpeg's -qp (0-50).
+    #[arg(long)]
+    pub qp: Option<u32>,
     /// x264 speed preset.
-    #[arg(long, default_value = "veryfast")]
+    #[arg(long, default_value = DEFAULT_PRESET)]
     pub preset: String,
 }
 

@@ -1,8 +1,8 @@
 //! Blending content over a frame through an 8-bit alpha.
 
-use super::mask::AlphaPlanes;
+use super::resize::{half_pixel_taps, horizontal_rows, vertical};
 use super::simd::multiversion;
-use crate::frame::{Plane, Yuv420};
+use crate::frame::{AlphaPlanes, Plane, Yuv420};
 
 multiversion! {
     /// `dst = content * a + dst * (1 - a)`, `a` in 0..=255.
@@ -42,6 +42,25 @@ pub fn blend_color(dst: &mut Yuv420, (y, u, v): (u8, u8, u8), alpha: &AlphaPlane
     blend_value(&mut dst.v, v, &alpha.chroma);
 }
 
+multiversion! {
+    /// `blend_plane(dst, &resize_plane(small, ..), alpha)` in one pass: each upsampled row
+    /// is blended as it is made, so the full-size blurred plane is never written.
+    pub fn blend_upsampled(dst: &mut Plane, small: &Plane, alpha: &Plane) {
+        let (dw, dh) = (dst.width, dst.height);
+        let rows = horizontal_rows(&small.data, small.width, small.height, dw);
+        let yt = half_pixel_taps(small.height, dh);
+        let lines = dst.data.chunks_exact_mut(dw).zip(alpha.data.chunks_exact(dw));
+        for ((d, a), ((&i0, &i1), &w)) in lines.zip(yt.i0.iter().zip(&yt.i1).zip(&yt.w1)) {
+            let r0 = &rows[i0 as usize * dw..][..dw];
+            let r1 = &rows[i1 as usize * dw..][..dw];
+            let w = w as i32;
+            for (((d, &a), &p), &q) in d.iter_mut().zip(a).zip(r0).zip(r1) {
+                *d = mix(*d, vertical(p, q, w), a);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,5 +97,29 @@ mod tests {
         assert_eq!(dst.y.data, vec![16, 16, 235, 235, 16, 16, 235, 235]);
         assert_eq!(dst.u.data, vec![128, 0]);
         assert_eq!(dst.v.data, vec![128, 255]);
+    }
+
+    #[test]
+    fn fused_upsample_blend_equals_upsample_then_blend() {
+        let mut src = Plane::new(97, 61, 0);
+        for (i, v) in src.data.iter_mut().enumerate() {
+            *v = ((i * 37 + i / 97 * 11) % 256) as u8;
+        }
+        let mut alpha = Plane::new(97, 61, 0);
+        for (i, v) in alpha.data.iter_mut().enumerate() {
+            *v = ((i % 97) * 255 / 96) as u8;
+        }
+        // Any small plane will do: a box-downscaled one, as the blur makes.
+        let small = crate::imgproc::resize::downscale_box(&src, 3);
+        let mut expected = src.clone();
+        blend_plane(
+            &mut expected,
+            &crate::imgproc::resize::resize_plane(&small, 97, 61),
+            &alpha,
+        );
+        let mut fused = src.clone();
+        blend_upsampled(&mut fused, &small, &alpha);
+        assert_eq!(fused.data, expected.data);
+        assert_ne!(fused.data, src.data);
     }
 }

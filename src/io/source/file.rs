@@ -10,10 +10,10 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use super::encode::add_audio_track;
-use super::frames::frame_from_buffer;
-use super::{GstError, make};
 use crate::frame::Frame;
+use crate::io::encode::add_audio_track;
+use crate::io::frames::frame_from_buffer;
+use crate::io::{IoError, make};
 use crate::pipeline::{FrameSource, KeepSize, MAX_FRAME_SIDE, PipelineError};
 
 /// State the streaming threads share with the job.
@@ -57,6 +57,26 @@ impl InputState {
     }
 }
 
+/// Checks the input file before GStreamer sees it.
+pub fn check_input(input: &Path) -> Result<(), IoError> {
+    let unreadable = |source| IoError::InputUnreadable {
+        path: input.to_owned(),
+        source,
+    };
+    let meta = std::fs::metadata(input).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => IoError::InputMissing(input.to_owned()),
+        _ => unreadable(e),
+    })?;
+    if meta.is_dir() {
+        return Err(IoError::InputIsDir(input.to_owned()));
+    }
+    if meta.len() == 0 {
+        return Err(IoError::InputEmpty(input.to_owned()));
+    }
+    std::fs::File::open(input).map_err(unreadable)?;
+    Ok(())
+}
+
 pub struct FileInput {
     pub appsink: gst_app::AppSink,
     pub state: Arc<InputState>,
@@ -74,7 +94,7 @@ pub fn add_file_input(
     pipeline: &gst::Pipeline,
     path: &Path,
     mux: &gst::Element,
-) -> Result<FileInput, GstError> {
+) -> Result<FileInput, IoError> {
     let src = make("filesrc", "in-filesrc")?;
     src.set_property("location", path.to_string_lossy().to_string());
     let parse = make("parsebin", "in-parse")?;
@@ -93,7 +113,7 @@ pub fn add_file_input(
         .build();
     // Dynamically added branches (audio re-encoders) must not hold the pipeline in preroll.
     appsink.set_property("async", false);
-    let err = |e: gst::glib::BoolError| GstError::Pipeline(e.to_string());
+    let err = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
     pipeline
         .add_many([&src, &parse, &decode, &convert, appsink.upcast_ref()])
         .map_err(err)?;
@@ -101,7 +121,7 @@ pub fn add_file_input(
     convert.link(&appsink).map_err(err)?;
     let convert_sink = convert
         .static_pad("sink")
-        .ok_or_else(|| GstError::Pipeline("videoconvert has no sink".into()))?;
+        .ok_or_else(|| IoError::Pipeline("videoconvert has no sink".into()))?;
     decode.connect_pad_added(move |_, pad| {
         let is_video = pad
             .current_caps()
@@ -126,8 +146,8 @@ pub fn add_file_input(
         st.pads.fetch_add(1, Ordering::SeqCst);
         let is_video = name.starts_with("video/") || name.starts_with("image/");
         let result = if is_video && !st.has_video.swap(true, Ordering::SeqCst) {
-            decode.static_pad("sink").map(|sink| pad.link(&sink).map(|_| ()).map_err(|e| GstError::Pipeline(format!("cannot link video decoder: {e:?}"))))
-                .unwrap_or_else(|| Err(GstError::Pipeline("decodebin has no sink".into())))
+            decode.static_pad("sink").map(|sink| pad.link(&sink).map(|_| ()).map_err(|e| IoError::Pipeline(format!("cannot link video decoder: {e:?}"))))
+                .unwrap_or_else(|| Err(IoError::Pipeline("decodebin has no sink".into())))
         } else if name.starts_with("audio/") {
             let index = st.audio_entries.lock().map(|v| v.len()).unwrap_or(0);
             add_audio_track(&pipeline, &mux, pad, &caps, index).map(|(entry, passthrough)| {
@@ -160,21 +180,21 @@ pub fn add_file_input(
     })
 }
 
-fn sink_to_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), GstError> {
+fn sink_to_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), IoError> {
     let sink = make("fakesink", &format!("in-ignore-{}", pad.name()))?;
     sink.set_property("sync", false);
     sink.set_property("async", false);
     pipeline
         .add(&sink)
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     sink.sync_state_with_parent()
-        .map_err(|e| GstError::Pipeline(e.to_string()))?;
+        .map_err(|e| IoError::Pipeline(e.to_string()))?;
     let sinkpad = sink
         .static_pad("sink")
-        .ok_or_else(|| GstError::Pipeline("fakesink has no sink".into()))?;
+        .ok_or_else(|| IoError::Pipeline("fakesink has no sink".into()))?;
     pad.link(&sinkpad)
         .map(|_| ())
-        .map_err(|e| GstError::Pipeline(format!("{e:?}")))
+        .map_err(|e| IoError::Pipeline(format!("{e:?}")))
 }
 
 /// After `stop`, the first buffer on this pad becomes an EOS downstream and the rest
@@ -234,14 +254,14 @@ impl FileInput {
                     .is_none_or(|i| i.to_caps().ok().as_ref() != Some(&caps.to_owned()))
                 {
                     self.info = Some(gst_video::VideoInfo::from_caps(caps).map_err(|e| {
-                        PipelineError::Io(format!("unusable decoded caps {caps}: {e}"))
+                        PipelineError::Io(format!("unusable decoded caps {caps}: {e}").into())
                     })?);
                 }
                 let (Some(buffer), Some(info)) = (sample.buffer(), self.info.as_ref()) else {
                     continue;
                 };
                 let frame =
-                    frame_from_buffer(buffer, info, self.index).map_err(PipelineError::Io)?;
+                    frame_from_buffer(buffer, info, self.index).map_err(PipelineError::from)?;
                 let frame = match &mut self.keep {
                     Some(keep) => keep.keep(frame),
                     None => {
@@ -249,7 +269,7 @@ impl FileInput {
                         if w > MAX_FRAME_SIDE || h > MAX_FRAME_SIDE {
                             return Err(PipelineError::Io(format!(
                                 "the video is {w}x{h}; segsynth takes frames up to {MAX_FRAME_SIDE}x{MAX_FRAME_SIDE}"
-                            )));
+                            ).into()));
                         }
                         self.keep = Some(KeepSize::new(w, h));
                         self.first_info = Some(info.clone());

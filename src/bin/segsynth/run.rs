@@ -6,54 +6,21 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::ArgMatches;
-use clap::parser::ValueSource;
 
-use segsynth::io::live::{LiveInput, LiveOutput, LiveSettings, check_input, check_output};
+use segsynth::endpoint::{Preset, parse_input, parse_output};
+use segsynth::io::sink::live::{LiveOutput, check_output};
+use segsynth::io::source::live::{LiveInput, LiveSettings, check_input};
 use segsynth::job::Stages;
-use segsynth::live::{Preset, parse_input, parse_output};
 use segsynth::pipeline::{FrameSource, Prepended, Progress};
 
-use crate::cli::RunArgs;
+use crate::args::RunArgs;
 
 pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<ExitCode> {
     let preset = match &args.config {
         Some(p) => Preset::load(p)?,
         None => Preset::default(),
     };
-    // Preset values apply where the command line did not set the option.
-    let given =
-        |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
-    let p = &mut args.processing;
-    if !given("classes") {
-        if let Some(c) = &preset.classes {
-            p.classes = c.clone();
-        }
-    }
-    if !given("content") {
-        if let Some(c) = &preset.content {
-            p.content = c.clone();
-        }
-    }
-    if !given("model") {
-        if let Some(m) = &preset.model {
-            p.model = m.clone();
-        }
-    }
-    if !given("device") {
-        if let Some(d) = preset.device {
-            p.device = d;
-        }
-    }
-    if !given("pixels") {
-        if let Some(x) = preset.pixels {
-            p.pixels = x;
-        }
-    }
-    if !given("threads") {
-        if let Some(t) = preset.threads {
-            p.threads = t;
-        }
-    }
+    crate::options::overlay_preset(&mut args.processing, &preset, matches);
     let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| {
         anyhow::anyhow!(
             "no input: give -i test:, -i v4l2:/dev/video0, -i rtsp://... or -i FILE (or a preset)"
@@ -104,27 +71,27 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         || settings.height % 2 == 1
         || !(1..=240).contains(&settings.fps)
     {
-        return Err(crate::usage(format!(
+        return Err(crate::options::usage(format!(
             "live size {}x{} at {} fps (--width/--height/--fps or the preset's width/height/fps): expected even width/height from 16 to {side} and 1-240 fps",
             settings.width, settings.height, settings.fps
         )));
     }
     if let Some(d) = args.duration {
-        crate::check_range("--duration", d, 0.001, 1e7, " seconds")?;
+        crate::options::check_range("--duration", d, 0.001, 1e7, " seconds")?;
     }
-    crate::check_range(
+    crate::options::check_range(
         "--stats-every",
         args.stats_every,
         0.0,
         86_400.0,
         " seconds (0 = off)",
     )?;
-    check_input(&input).map_err(anyhow::Error::msg)?;
+    check_input(&input)?;
     for o in &outputs {
-        check_output(o, settings.overwrite).map_err(anyhow::Error::msg)?;
+        check_output(o, settings.overwrite)?;
     }
-    let stages = Stages::prepare(crate::job_options(&args.processing, true)?)?;
-    let stop = crate::interrupt_flag()?;
+    let stages = Stages::prepare(crate::options::job_options(&args.processing, true)?)?;
+    let stop = crate::signals::interrupt_flag()?;
     if let Some(secs) = args.duration {
         let s = Arc::clone(&stop);
         std::thread::spawn(move || {
@@ -163,20 +130,13 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
             }
         })
     });
-    let mut runner = crate::Runner(stages);
+    let mut stages = stages;
     let first_copy = first.clone();
     let mut chained = Prepended {
         first: Some(first),
         inner: &mut source,
     };
-    let result = segsynth::io::file_job::StageRunner::run(
-        &mut runner,
-        &first_copy,
-        &mut chained,
-        &mut output,
-        &stop,
-        &progress,
-    );
+    let result = stages.run(&first_copy, &mut chained, &mut output, &stop, &progress);
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = stats {
         let _ = h.join();

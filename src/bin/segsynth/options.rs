@@ -1,0 +1,173 @@
+//! From what the user typed to validated options: range checks (exit 2, naming the
+//! option), the preset overlay, and the library's option structs.
+
+use std::time::Duration;
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+
+use segsynth::content::build_map;
+use segsynth::endpoint::Preset;
+use segsynth::imgproc::mask::{DEFAULT_MOTION_THRESHOLD, MaskParams};
+use segsynth::infer::SessionOptions;
+use segsynth::io::encode::{EncoderSettings, MAX_QUANTIZER, RateControl};
+use segsynth::job::JobOptions;
+use segsynth::pipeline::Backpressure;
+use segsynth::pipeline::synth::SynthParams;
+
+use crate::args::Processing;
+
+/// A value the user gave that is out of range: exit code 2, like clap's own errors.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
+
+pub fn usage(message: String) -> anyhow::Error {
+    anyhow::Error::new(Usage(message))
+}
+
+/// Checks a number the user gave: finite and within `lo..=hi`, or a usage error naming it.
+pub fn check_range(option: &str, value: f64, lo: f64, hi: f64, unit: &str) -> anyhow::Result<()> {
+    if value.is_finite() && (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(usage(format!(
+            "{option} {value} is out of range; expected {lo} to {hi}{unit}"
+        )))
+    }
+}
+
+pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
+    let entries = build_map(&p.classes, &p.content)?;
+    check_range("--temporal", p.temporal as f64, 0.0, 0.95, " (0 = off)")?;
+    let (lo, hi) = (p.edge[0], p.edge[1]);
+    if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
+        return Err(usage(format!(
+            "--edge {lo},{hi} is invalid; expected LO,HI with 0 <= LO <= HI <= 1"
+        )));
+    }
+    check_range("--feather", p.feather as f64, 0.0, 200.0, " pixels")?;
+    if !(p.synth_scale > 0.0 && p.synth_scale <= 1.0) {
+        return Err(usage(format!(
+            "--synth-scale {} is out of range; expected a fraction in (0, 1]",
+            p.synth_scale
+        )));
+    }
+    check_range(
+        "--synth-period",
+        p.synth_period as f64,
+        0.01,
+        3600.0,
+        " seconds",
+    )?;
+    check_range(
+        "--synth-budget-ms",
+        p.synth_budget_ms as f64,
+        0.0,
+        60_000.0,
+        " ms",
+    )?;
+    check_range("--threads", p.threads as f64, 1.0, 256.0, "")?;
+    check_range("--gan-threads", p.gan_threads as f64, 1.0, 256.0, "")?;
+    check_range(
+        "--crf",
+        p.crf as f64,
+        0.0,
+        MAX_QUANTIZER as f64,
+        " (x264enc's range)",
+    )?;
+    Ok(JobOptions {
+        model: p.model.clone(),
+        entries,
+        mask: MaskParams {
+            temporal: p.temporal,
+            motion_threshold: DEFAULT_MOTION_THRESHOLD,
+            lo,
+            hi,
+            feather: p.feather,
+        },
+        synth: SynthParams {
+            period: p.synth_period,
+            seed: p.seed,
+            scale: p.synth_scale,
+            budget: Duration::from_millis(p.synth_budget_ms),
+            ..SynthParams::default()
+        },
+        session: SessionOptions {
+            threads: p.threads,
+            device: p.device,
+        },
+        gan_threads: p.gan_threads,
+        pixels: p.pixels,
+        stages: if live {
+            (Backpressure::DropOldest, 2)
+        } else {
+            (Backpressure::Block, 4)
+        },
+    })
+}
+
+/// x264 settings from `--crf`/`--qp`/`--preset` (`--qp` wins: it is the explicit one).
+pub fn encoder(p: &Processing) -> anyhow::Result<EncoderSettings> {
+    let rate = match p.qp {
+        Some(qp) => {
+            check_range(
+                "--qp",
+                qp as f64,
+                0.0,
+                MAX_QUANTIZER as f64,
+                " (x264enc's range)",
+            )?;
+            RateControl::Qp(qp)
+        }
+        None => RateControl::Crf(p.crf),
+    };
+    Ok(EncoderSettings {
+        preset: p.preset.clone(),
+        rate,
+        ..EncoderSettings::default()
+    })
+}
+
+/// Preset values apply where the command line did not set the option.
+pub fn overlay_preset(p: &mut Processing, preset: &Preset, matches: Option<&ArgMatches>) {
+    let given =
+        |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
+    if !given("classes") {
+        if let Some(c) = &preset.classes {
+            p.classes = c.clone();
+        }
+    }
+    if !given("content") {
+        if let Some(c) = &preset.content {
+            p.content = c.clone();
+        }
+    }
+    if !given("model") {
+        if let Some(m) = &preset.model {
+            p.model = m.clone();
+        }
+    }
+    if !given("device") {
+        if let Some(d) = preset.device {
+            p.device = d;
+        }
+    }
+    if !given("pixels") {
+        if let Some(x) = preset.pixels {
+            p.pixels = x;
+        }
+    }
+    if !given("threads") {
+        if let Some(t) = preset.threads {
+            p.threads = t;
+        }
+    }
+}

@@ -1,0 +1,377 @@
+//! Live outputs: one pipeline per output, each fed by its own appsrc, so a failing
+//! output is closed alone and reported at once while the others go on:
+//!
+//! ```text
+//! [composite] ──► the same buffer to every output
+//!   appsrc(leaky) ! x264enc ! mux ! filesink           (recording, temp file renamed at the end)
+//!   appsrc(leaky) ! autovideosink                      (display:)
+//!   appsrc(leaky) ! v4l2sink                           (virtual camera)
+//!   appsrc(leaky) ! intervideosink ─► RTSP server (rtsp_server.rs), one encode for all clients
+//!   appsrc(leaky) ! x264enc ! rtspclientsink           (rtsp-publish://)
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use crate::endpoint::OutputSpec;
+use crate::frame::Frame;
+use crate::io::encode::{Container, EncoderSettings, muxer, temp_path, x264};
+use crate::io::frames::buffer_from_frame;
+use crate::io::rtsp_server;
+use crate::io::source::live::LiveSettings;
+use crate::io::{IoError, init, make};
+use crate::pipeline::{FrameSink, PipelineError, Retime};
+
+fn perr<E: std::fmt::Display>(e: E) -> IoError {
+    IoError::Pipeline(e.to_string())
+}
+
+/// Checks outputs before anything starts (devices, display, files).
+pub fn check_output(o: &OutputSpec, overwrite: bool) -> Result<(), IoError> {
+    match o {
+        OutputSpec::File(p) => crate::io::sink::file::check_output(p, overwrite).map(|_| ()),
+        OutputSpec::Display => {
+            if std::env::var_os("DISPLAY").is_none()
+                && std::env::var_os("WAYLAND_DISPLAY").is_none()
+            {
+                return Err(IoError::NoDisplay);
+            }
+            Ok(())
+        }
+        OutputSpec::V4l2(dev) => {
+            use std::os::unix::fs::FileTypeExt;
+            match std::fs::metadata(dev) {
+                Ok(m) if m.file_type().is_char_device() => Ok(()),
+                _ => Err(IoError::NoVirtualCamera {
+                    device: dev.clone(),
+                    nr: dev
+                        .display()
+                        .to_string()
+                        .trim_start_matches("/dev/video")
+                        .to_string(),
+                }),
+            }
+        }
+        OutputSpec::RtspServe { .. } | OutputSpec::RtspPublish(_) => Ok(()),
+    }
+}
+
+/// One output: its own pipeline fed by its own appsrc, so a failing output (a full
+/// disk, a publish server that went away) is closed alone while the others go on.
+struct Branch {
+    /// What the user named (`-o ...`), for messages.
+    label: String,
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    /// Recording: (temporary file, target) renamed at the end.
+    rename: Option<(PathBuf, PathBuf)>,
+    failed: Option<String>,
+    /// Frame PTS -> this output's running time.
+    retime: Retime,
+}
+
+impl Branch {
+    /// Takes the branch's first bus error, if one arrived.
+    fn poll_error(&mut self) -> Option<String> {
+        if self.failed.is_some() {
+            return None;
+        }
+        let bus = self.pipeline.bus()?;
+        // Only errors are taken off the bus: an EOS must stay there for `wait_eos`.
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                return Some(error_reason(&e, msg.src()));
+            }
+        }
+        None
+    }
+
+    /// Waits for the branch to finalise after EOS; Err is the reason it could not.
+    fn wait_eos(&self, timeout: Duration) -> Result<(), String> {
+        let bus = self.pipeline.bus().ok_or("the output has no bus")?;
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        match msg.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Eos(_)) => Ok(()),
+            Some(gst::MessageView::Error(e)) => {
+                Err(error_reason(&e, msg.as_ref().and_then(|m| m.src())))
+            }
+            _ => Err(format!("it did not finish within {} s", timeout.as_secs())),
+        }
+    }
+
+    /// Closes a failed branch at once and says so; its partial file is removed.
+    fn close_failed(&mut self, reason: String) {
+        tracing::error!(output = %self.label, %reason, "output failed; closing it, the other outputs continue");
+        eprintln!(
+            "segsynth: output {} failed: {reason}; closed it, the other outputs continue",
+            self.label
+        );
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some((temp, _)) = &self.rename {
+            let _ = std::fs::remove_file(temp);
+        }
+        self.failed = Some(reason);
+    }
+}
+
+/// A branch's error said for a user: the OS reason for a write error, else the
+/// element's error and name.
+fn error_reason(e: &gst::message::Error, src: Option<&gst::Object>) -> String {
+    crate::io::write_error_reason(&e.error(), e.debug().as_deref()).unwrap_or_else(|| {
+        let element = src.map(|s| s.name().to_string()).unwrap_or_default();
+        format!("{} ({element})", e.error())
+    })
+}
+
+/// The output side: one branch pipeline per output, plus the RTSP server's main loop.
+pub struct LiveOutput {
+    branches: Vec<Branch>,
+    info: gst_video::VideoInfo,
+    main_loop: Option<glib::MainLoop>,
+    pub served: Vec<String>,
+}
+
+fn live_h264(prefix: &str, fps: u32) -> Result<Vec<gst::Element>, IoError> {
+    let convert = make("videoconvert", &format!("{prefix}-convert"))?;
+    let enc = x264(&format!("{prefix}-x264"), &EncoderSettings::live(fps))?;
+    let caps = make("capsfilter", &format!("{prefix}-profile"))?;
+    caps.set_property(
+        "caps",
+        gst::Caps::builder("video/x-h264")
+            .field("profile", "high")
+            .build(),
+    );
+    let parse = make("h264parse", &format!("{prefix}-parse"))?;
+    Ok(vec![convert, enc, caps, parse])
+}
+
+/// Describes an output for messages (`-o` as given; never credentials, which
+/// `OutputSpec` does not hold for served streams).
+fn output_label(o: &OutputSpec) -> String {
+    match o {
+        OutputSpec::File(p) => p.display().to_string(),
+        OutputSpec::Display => "display:".into(),
+        OutputSpec::V4l2(dev) => format!("v4l2:{}", dev.display()),
+        OutputSpec::RtspPublish(url) => {
+            format!("rtsp-publish {}", crate::endpoint::redact_url(url))
+        }
+        OutputSpec::RtspServe {
+            address,
+            port,
+            path,
+        } => format!("rtsp://{address}:{port}{path}"),
+    }
+}
+
+impl LiveOutput {
+    pub fn start(outputs: &[OutputSpec], settings: &LiveSettings) -> Result<LiveOutput, IoError> {
+        init()?;
+        let info = gst_video::VideoInfo::builder(
+            gst_video::VideoFormat::I420,
+            settings.width,
+            settings.height,
+        )
+        .fps(gst::Fraction::new(settings.fps as i32, 1))
+        .build()
+        .map_err(perr)?;
+        let caps = info.to_caps().map_err(perr)?;
+        let mut main_loop = None;
+        let mut served = Vec::new();
+        let mut branches = Vec::new();
+        for (i, o) in outputs.iter().enumerate() {
+            let prefix = format!("out{i}");
+            let pipeline = gst::Pipeline::with_name(&format!("segsynth-{prefix}"));
+            let appsrc = gst_app::AppSrc::builder()
+                .name(format!("{prefix}-appsrc"))
+                .caps(&caps)
+                .format(gst::Format::Time)
+                .is_live(true)
+                .build();
+            // Latest frame wins: a slow output never holds the others back (GStreamer >= 1.20).
+            appsrc.set_property("max-buffers", 2u64);
+            appsrc.set_property_from_str("leaky-type", "downstream");
+            let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast()];
+            let mut rename = None;
+            match o {
+                OutputSpec::File(path) => {
+                    let container = Container::for_path(path)?;
+                    let temp = temp_path(path);
+                    // A recording keeps up to 2 s of frames while the encoder catches up.
+                    appsrc.set_property("max-buffers", (settings.fps as u64 * 2).max(2));
+                    chain.extend(live_h264(&prefix, settings.fps)?);
+                    let (mux, sink) = muxer(&prefix, container, &temp)?;
+                    chain.push(mux);
+                    chain.push(sink);
+                    rename = Some((temp, path.clone()));
+                }
+                OutputSpec::Display => {
+                    chain.push(make("videoconvert", &format!("{prefix}-convert"))?);
+                    let sink = make("autovideosink", &format!("{prefix}-display"))?;
+                    sink.set_property("sync", false);
+                    chain.push(sink);
+                }
+                OutputSpec::V4l2(dev) => {
+                    chain.push(make("videoconvert", &format!("{prefix}-convert"))?);
+                    let caps = make("capsfilter", &format!("{prefix}-yuy2"))?;
+                    caps.set_property(
+                        "caps",
+                        gst::Caps::builder("video/x-raw")
+                            .field("format", "YUY2")
+                            .build(),
+                    );
+                    chain.push(caps);
+                    let sink = make("v4l2sink", &format!("{prefix}-v4l2"))?;
+                    sink.set_property("device", dev.to_string_lossy().to_string());
+                    sink.set_property("sync", false);
+                    chain.push(sink);
+                }
+                OutputSpec::RtspPublish(url) => {
+                    chain.extend(live_h264(&prefix, settings.fps)?);
+                    let sink = make("rtspclientsink", &format!("{prefix}-publish"))?;
+                    sink.set_property("location", url);
+                    chain.push(sink);
+                }
+                OutputSpec::RtspServe {
+                    address,
+                    port,
+                    path,
+                } => {
+                    let channel = format!("segsynth-{}-{i}", std::process::id());
+                    let sink = make("intervideosink", &format!("{prefix}-inter"))?;
+                    sink.set_property("channel", &channel);
+                    sink.set_property("sync", false);
+                    chain.push(sink);
+                    if main_loop.is_none() {
+                        let l = glib::MainLoop::new(None, false);
+                        let run = l.clone();
+                        std::thread::Builder::new()
+                            .name("rtsp-server".into())
+                            .spawn(move || run.run())
+                            .map_err(perr)?;
+                        main_loop = Some(l);
+                    }
+                    rtsp_server::serve(address, *port, path, &channel, settings)?;
+                    served.push(format!("rtsp://{address}:{port}{path}"));
+                }
+            }
+            pipeline.add_many(&chain).map_err(perr)?;
+            gst::Element::link_many(&chain).map_err(|e| {
+                IoError::Pipeline(format!("cannot link output {}: {e}", output_label(o)))
+            })?;
+            pipeline.set_state(gst::State::Playing).map_err(|_| {
+                let why = crate::io::first_bus_error(&pipeline)
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                let _ = pipeline.set_state(gst::State::Null);
+                IoError::Pipeline(format!("output {} failed to start {why}", output_label(o)))
+            })?;
+            branches.push(Branch {
+                retime: Retime::default(),
+                label: output_label(o),
+                pipeline,
+                appsrc,
+                rename,
+                failed: None,
+            });
+        }
+        Ok(LiveOutput {
+            branches,
+            info,
+            main_loop,
+            served,
+        })
+    }
+
+    /// Outputs that failed while running, with their reasons.
+    pub fn failures(&self) -> Vec<(String, String)> {
+        self.branches
+            .iter()
+            .filter_map(|b| b.failed.clone().map(|f| (b.label.clone(), f)))
+            .collect()
+    }
+
+    /// Sends EOS, waits for recordings to finalise, stops the server. Fails when any
+    /// output failed along the way or cannot be finalised.
+    pub fn finish(mut self) -> Result<(), IoError> {
+        for b in self.branches.iter_mut().filter(|b| b.failed.is_none()) {
+            let _ = b.appsrc.end_of_stream();
+        }
+        let mut problems = Vec::new();
+        for b in self.branches.iter_mut().filter(|b| b.failed.is_none()) {
+            if let Some((temp, path)) = b.rename.clone() {
+                match b.wait_eos(Duration::from_secs(20)) {
+                    Ok(()) => {
+                        let _ = b.pipeline.set_state(gst::State::Null);
+                        if let Err(e) = std::fs::rename(&temp, &path) {
+                            let _ = std::fs::remove_file(&temp);
+                            problems.push((
+                                b.label.clone(),
+                                format!("cannot move the recording into place: {e}"),
+                            ));
+                        }
+                    }
+                    Err(reason) => b.close_failed(reason),
+                }
+            }
+            let _ = b.pipeline.set_state(gst::State::Null);
+        }
+        if let Some(l) = &self.main_loop {
+            l.quit();
+        }
+        problems.extend(self.failures());
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(IoError::OutputsFailed(problems))
+        }
+    }
+}
+
+impl FrameSink for LiveOutput {
+    fn push(&mut self, frame: Frame) -> Result<(), PipelineError> {
+        let buffer = buffer_from_frame(&frame, &self.info).map_err(PipelineError::from)?;
+        for b in &mut self.branches {
+            if let Some(reason) = b.poll_error() {
+                b.close_failed(reason);
+            }
+            if b.failed.is_some() {
+                continue;
+            }
+            // The frame's PTS and duration, on this output's clock.
+            let now = b
+                .pipeline
+                .current_running_time()
+                .map_or(0, |t| t.nseconds());
+            let mut out = buffer.clone();
+            if let Some(o) = out.get_mut() {
+                o.set_pts(gst::ClockTime::from_nseconds(b.retime.map(frame.pts, now)));
+            }
+            if let Err(e) = b.appsrc.push_buffer(out) {
+                let reason = b
+                    .poll_error()
+                    .unwrap_or_else(|| format!("it stopped accepting frames ({e:?})"));
+                b.close_failed(reason);
+            }
+        }
+        if self.branches.iter().all(|b| b.failed.is_some()) {
+            let all: Vec<String> = self
+                .failures()
+                .into_iter()
+                .map(|(o, f)| format!("{o}: {f}"))
+                .collect();
+            return Err(PipelineError::Io(
+                format!("every output failed ({})", all.join("; ")).into(),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,241 @@
+//! The live input: a camera, test source, RTSP stream or file in its own pipeline,
+//! rebuilt with backoff when an RTSP stream drops (so outputs and the RTSP server keep
+//! running), into an appsink where the latest frame wins:
+//!
+//! ```text
+//! videotestsrc|v4l2src|rtspsrc|filesrc ! decode ! videoconvert ! videoscale ! videorate ! I420 ! appsink(drop, 1)
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+
+use crate::endpoint::InputSpec;
+use crate::frame::Frame;
+use crate::io::frames::frame_from_buffer;
+use crate::io::{IoError, init};
+use crate::pipeline::{FrameSource, KeepSize, PipelineError};
+
+#[derive(Clone, Debug)]
+pub struct LiveSettings {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub realtime: bool,
+    pub rtsp_user: Option<String>,
+    pub rtsp_password: Option<String>,
+    pub rtsp_transport: String,
+    pub overwrite: bool,
+    /// Report an input that delivers nothing for this long.
+    pub stall_after: Duration,
+}
+
+pub fn check_input(i: &InputSpec) -> Result<(), IoError> {
+    match i {
+        InputSpec::V4l2(dev) if !dev.exists() => Err(IoError::NoCamera(dev.clone())),
+        InputSpec::File { path } => crate::io::source::file::check_input(path),
+        _ => Ok(()),
+    }
+}
+
+/// The live input: its own pipeline, rebuilt with backoff when an RTSP stream drops.
+pub struct LiveInput {
+    spec: InputSpec,
+    settings: LiveSettings,
+    pipeline: gst::Pipeline,
+    appsink: gst_app::AppSink,
+    info: Option<gst_video::VideoInfo>,
+    index: u64,
+    last_frame: Instant,
+    stalled_reported: bool,
+    backoff: Duration,
+    stop: Arc<AtomicBool>,
+    /// Frames are always the processing size; anything else is scaled to it.
+    pub keep: KeepSize,
+}
+
+fn input_description(spec: &InputSpec, s: &LiveSettings) -> String {
+    let scale = format!(
+        "videoconvert ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate=[1/1,{}/1]",
+        s.width, s.height, s.fps
+    );
+    let sink = "appsink name=sink max-buffers=1 drop=true sync=false";
+    match spec {
+        InputSpec::Test => format!(
+            "videotestsrc is-live=true pattern=ball ! video/x-raw,width={},height={},framerate={}/1 ! {scale} ! {sink}",
+            s.width, s.height, s.fps
+        ),
+        InputSpec::V4l2(dev) => format!(
+            "v4l2src device={} ! decodebin ! {scale} ! {sink}",
+            dev.display()
+        ),
+        InputSpec::Rtsp(url) => {
+            let auth = match (&s.rtsp_user, &s.rtsp_password) {
+                (Some(u), Some(p)) => format!(" user-id=\"{u}\" user-pw=\"{p}\""),
+                _ => String::new(),
+            };
+            format!(
+                "rtspsrc location=\"{url}\" protocols={} latency=100{auth} ! decodebin ! {scale} ! {sink}",
+                s.rtsp_transport
+            )
+        }
+        InputSpec::File { path } => {
+            let sink = format!(
+                "appsink name=sink max-buffers=1 drop=false sync={}",
+                s.realtime
+            );
+            format!(
+                "filesrc location=\"{}\" ! decodebin ! {scale} ! {sink}",
+                path.display()
+            )
+        }
+    }
+}
+
+impl LiveInput {
+    pub fn start(
+        spec: InputSpec,
+        settings: LiveSettings,
+        stop: Arc<AtomicBool>,
+    ) -> Result<LiveInput, IoError> {
+        init()?;
+        let (pipeline, appsink) = Self::build(&spec, &settings)?;
+        let keep = KeepSize::new(settings.width as usize, settings.height as usize);
+        Ok(LiveInput {
+            spec,
+            settings,
+            pipeline,
+            appsink,
+            info: None,
+            index: 0,
+            last_frame: Instant::now(),
+            stalled_reported: false,
+            backoff: Duration::from_secs(1),
+            keep,
+            stop,
+        })
+    }
+
+    fn build(
+        spec: &InputSpec,
+        settings: &LiveSettings,
+    ) -> Result<(gst::Pipeline, gst_app::AppSink), IoError> {
+        let description = input_description(spec, settings);
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| IoError::Pipeline(format!("cannot build the input ({description}): {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| IoError::Pipeline("input is not a pipeline".into()))?;
+        let appsink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+            .ok_or_else(|| IoError::Pipeline("input has no appsink".into()))?;
+        appsink.set_property("async", false);
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| IoError::Pipeline(format!("the input {spec:?} failed to start")))?;
+        Ok((pipeline, appsink))
+    }
+
+    fn reconnect(&mut self, why: &str) {
+        tracing::warn!(input = ?self.spec, "input lost ({why}); reconnecting in {:?}", self.backoff);
+        eprintln!(
+            "segsynth: input lost ({why}); reconnecting in {} s",
+            self.backoff.as_secs()
+        );
+        let _ = self.pipeline.set_state(gst::State::Null);
+        let deadline = Instant::now() + self.backoff;
+        while Instant::now() < deadline && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(30));
+        self.stalled_reported = true;
+        match Self::build(&self.spec, &self.settings) {
+            Ok((p, s)) => {
+                self.pipeline = p;
+                self.appsink = s;
+            }
+            Err(e) => tracing::warn!("reconnect failed: {e}"),
+        }
+        self.last_frame = Instant::now();
+    }
+
+    fn bus_error(&self) -> Option<String> {
+        crate::io::first_bus_error(&self.pipeline).map(|e| e.to_string())
+    }
+}
+
+impl FrameSource for LiveInput {
+    fn next_frame(&mut self) -> Result<Option<Frame>, PipelineError> {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            if let Some(sample) = self
+                .appsink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            {
+                let caps = sample
+                    .caps()
+                    .ok_or_else(|| PipelineError::Io("sample without caps".into()))?;
+                // Caps can change mid-stream (colorimetry, interlacing, a reconnect).
+                if self
+                    .info
+                    .as_ref()
+                    .is_none_or(|i| i.to_caps().ok().as_ref() != Some(&caps.to_owned()))
+                {
+                    self.info = Some(gst_video::VideoInfo::from_caps(caps).map_err(|e| {
+                        PipelineError::Io(format!("unusable input caps {caps}: {e}").into())
+                    })?);
+                }
+                let (Some(buffer), Some(info)) = (sample.buffer(), self.info.as_ref()) else {
+                    continue;
+                };
+                let frame =
+                    frame_from_buffer(buffer, info, self.index).map_err(PipelineError::from)?;
+                let frame = self.keep.keep(frame);
+                self.index += 1;
+                if self.stalled_reported {
+                    eprintln!(
+                        "segsynth: input delivering again after {:.1} s",
+                        self.last_frame.elapsed().as_secs_f32()
+                    );
+                }
+                self.last_frame = Instant::now();
+                self.stalled_reported = false;
+                self.backoff = Duration::from_secs(1);
+                return Ok(Some(frame));
+            }
+            if self.appsink.is_eos() && matches!(self.spec, InputSpec::File { .. }) {
+                return Ok(None);
+            }
+            let error = self.bus_error();
+            let stalled = self.last_frame.elapsed() > self.settings.stall_after;
+            if stalled && !self.stalled_reported {
+                self.stalled_reported = true;
+                eprintln!(
+                    "segsynth: watchdog: the input has delivered no frame for {:.1} s",
+                    self.last_frame.elapsed().as_secs_f32()
+                );
+            }
+            match (&self.spec, error) {
+                (InputSpec::Rtsp(_), Some(e)) => self.reconnect(&e),
+                (InputSpec::Rtsp(_), None) if stalled || self.appsink.is_eos() => {
+                    self.reconnect("stream stalled")
+                }
+                (_, Some(e)) => return Err(PipelineError::Io(format!("input failed: {e}").into())),
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Drop for LiveInput {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}

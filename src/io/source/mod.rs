@@ -1,0 +1,4 @@
+//! Where frames come from: files (`file`) and live sources (`live`).
+
+pub mod file;
+pub mod live;

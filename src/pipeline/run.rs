@@ -1,0 +1,305 @@
+//! The orchestration: stage threads joined by bounded channels on rav1e's contract
+//! (see the module above and ARCHITECTURE.md's invariants).
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, bounded};
+
+use super::stats::{StageTimes, Summary};
+use super::{
+    Backpressure, Composite, FrameSink, FrameSource, PipelineError, Progress, Segment, StageConfig,
+};
+use crate::frame::{AlphaPlanes, Frame};
+
+/// How often a blocked send or receive looks at the abort flag.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The first failure of a run and the flag that tells every stage to end.
+#[derive(Default)]
+struct Failure {
+    abort: AtomicBool,
+    first: Mutex<Option<PipelineError>>,
+}
+
+impl Failure {
+    fn record(&self, stage: &'static str, error: PipelineError) {
+        let error = match error {
+            e @ (PipelineError::Stage { .. }
+            | PipelineError::Panic { .. }
+            | PipelineError::Spawn { .. }) => e,
+            e => PipelineError::Stage {
+                stage,
+                source: Box::new(e),
+            },
+        };
+        if let Ok(mut first) = self.first.lock() {
+            first.get_or_insert(error);
+        }
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::SeqCst)
+    }
+
+    /// Runs a stage body; an error or a panic is recorded under the stage's name.
+    fn guard<T>(
+        &self,
+        stage: &'static str,
+        body: impl FnOnce() -> Result<T, PipelineError>,
+    ) -> Option<T> {
+        match catch_unwind(AssertUnwindSafe(body)) {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) => {
+                self.record(stage, e);
+                None
+            }
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                self.record(stage, PipelineError::Panic { stage, message });
+                None
+            }
+        }
+    }
+
+    fn take(&self) -> Option<PipelineError> {
+        self.first.lock().ok().and_then(|mut f| f.take())
+    }
+}
+
+/// The text of a panic payload (`&str` or `String`), or a placeholder.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
+}
+
+/// Sends, waiting while the channel is full; false when the consumer is gone or
+/// `give_up` says so (the run is aborting, or the source was told to stop).
+fn send<T>(tx: &Sender<T>, mut item: T, give_up: impl Fn() -> bool) -> bool {
+    loop {
+        match tx.send_timeout(item, POLL) {
+            Ok(()) => return true,
+            Err(SendTimeoutError::Disconnected(_)) => return false,
+            Err(SendTimeoutError::Timeout(back)) => {
+                if give_up() {
+                    return false;
+                }
+                item = back;
+            }
+        }
+    }
+}
+
+/// Receives the next item (the newest under `DropOldest`, counting the skipped ones);
+/// None at end of stream or when the run is aborting.
+fn recv<T>(
+    rx: &Receiver<T>,
+    policy: Backpressure,
+    failure: &Failure,
+    dropped: &AtomicU64,
+) -> Option<T> {
+    let mut item = loop {
+        if failure.aborted() {
+            return None;
+        }
+        match rx.recv_timeout(POLL) {
+            Ok(item) => break item,
+            Err(RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+    };
+    if policy == Backpressure::DropOldest {
+        for newer in rx.try_iter() {
+            dropped.fetch_add(1, Ordering::Relaxed);
+            item = newer;
+        }
+    }
+    Some(item)
+}
+
+struct Timed<T> {
+    item: T,
+    entered: Instant,
+}
+
+/// Runs the stages until the source ends, `stop` is set, or a stage fails.
+///
+/// A stop ends the source; the frames already inside the stages are still finished and
+/// pushed (so a stopped file holds every frame processed so far). A failure ends every
+/// stage without draining, and the first failure is returned with its stage's name.
+pub fn run(
+    source: &mut dyn FrameSource,
+    segmenter: &mut dyn Segment,
+    compositor: &mut dyn Composite,
+    sink: &mut dyn FrameSink,
+    config: &StageConfig,
+    stop: &AtomicBool,
+    progress: &Arc<Progress>,
+) -> Result<Summary, PipelineError> {
+    let started = Instant::now();
+    let cap = config.capacity.max(1);
+    let policy = config.backpressure;
+    let failure = Failure::default();
+    let comp_stage = &mut *compositor;
+    let mut times: Vec<StageTimes> = Vec::new();
+
+    std::thread::scope(|s| {
+        let (to_segment, segment_rx) = bounded::<Timed<Frame>>(cap);
+        let (to_composite, composite_rx) = bounded::<Timed<(Frame, Vec<AlphaPlanes>)>>(cap);
+        let failure = &failure;
+
+        let segment = std::thread::Builder::new()
+            .name("segment".into())
+            .spawn_scoped(s, move || {
+                // Owns `segment_rx` and `to_composite`; both drop when this returns.
+                failure.guard("segment", || {
+                    let mut work = StageTimes::new("segment");
+                    let mut queue = StageTimes::new("queue");
+                    while let Some(Timed {
+                        item: frame,
+                        entered,
+                    }) = recv(&segment_rx, policy, failure, &progress.dropped)
+                    {
+                        let t = Instant::now();
+                        queue.record(t - entered);
+                        let masks = segmenter.masks(&frame)?;
+                        work.record(t.elapsed());
+                        if !send(
+                            &to_composite,
+                            Timed {
+                                item: (frame, masks),
+                                entered,
+                            },
+                            || failure.aborted(),
+                        ) {
+                            break;
+                        }
+                    }
+                    Ok(vec![queue, work])
+                })
+            });
+        let segment = match segment {
+            Ok(h) => Some(h),
+            Err(e) => {
+                failure.record(
+                    "segment",
+                    PipelineError::Spawn {
+                        stage: "segment",
+                        message: e.to_string(),
+                    },
+                );
+                None
+            }
+        };
+
+        let composite = std::thread::Builder::new()
+            .name("composite".into())
+            .spawn_scoped(s, move || {
+                let mut work = StageTimes::new("composite");
+                let mut push = StageTimes::new("push");
+                let mut added = StageTimes::new("added");
+                while let Some(Timed {
+                    item: (mut frame, masks),
+                    entered,
+                }) = recv(&composite_rx, policy, failure, &progress.dropped)
+                {
+                    let t = Instant::now();
+                    failure.guard("composite", || comp_stage.composite(&mut frame, &masks))?;
+                    work.record(t.elapsed());
+                    let p = Instant::now();
+                    failure.guard("output", || sink.push(frame))?;
+                    push.record(p.elapsed());
+                    added.record(entered.elapsed());
+                    progress.record_latency(entered.elapsed().as_secs_f32() * 1000.0);
+                    progress.frames_out.fetch_add(1, Ordering::Relaxed);
+                }
+                drop(composite_rx);
+                Some(vec![work, push, added])
+            });
+        let composite = match composite {
+            Ok(h) => Some(h),
+            Err(e) => {
+                failure.record(
+                    "composite",
+                    PipelineError::Spawn {
+                        stage: "composite",
+                        message: e.to_string(),
+                    },
+                );
+                None
+            }
+        };
+
+        // The source runs here, on the caller's thread (GStreamer sources need not be Send).
+        let mut read = StageTimes::new("decode");
+        failure.guard("input", || {
+            while !stop.load(Ordering::Relaxed) && !failure.aborted() {
+                let t = Instant::now();
+                let Some(frame) = source.next_frame()? else {
+                    break;
+                };
+                read.record(t.elapsed());
+                // A frame counts as read once a stage took it; one in hand at a stop is let go.
+                let stopping = || failure.aborted() || stop.load(Ordering::Relaxed);
+                if !send(
+                    &to_segment,
+                    Timed {
+                        item: frame,
+                        entered: Instant::now(),
+                    },
+                    stopping,
+                ) {
+                    break;
+                }
+                progress.frames_in.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        });
+        drop(to_segment);
+        times.push(read);
+        // A panic inside `guard` was caught there, so joining cannot fail; a join error
+        // would still be reported rather than unwrapped.
+        if let Some(h) = segment {
+            match h.join() {
+                Ok(t) => times.extend(t.into_iter().flatten()),
+                Err(p) => failure.record(
+                    "segment",
+                    PipelineError::Panic {
+                        stage: "segment",
+                        message: panic_message(p.as_ref()),
+                    },
+                ),
+            }
+        }
+        if let Some(h) = composite {
+            match h.join() {
+                Ok(t) => times.extend(t.into_iter().flatten()),
+                Err(p) => failure.record(
+                    "composite",
+                    PipelineError::Panic {
+                        stage: "composite",
+                        message: panic_message(p.as_ref()),
+                    },
+                ),
+            }
+        }
+    });
+    if let Some(e) = failure.take() {
+        return Err(e);
+    }
+    Ok(Summary {
+        frames_in: progress.frames_in.load(Ordering::Relaxed),
+        frames_out: progress.frames_out.load(Ordering::Relaxed),
+        dropped: progress.dropped.load(Ordering::Relaxed),
+        layer_reuses: compositor.layer_reuses(),
+        wall: started.elapsed().max(Duration::from_nanos(1)),
+        stages: times,
+        ..Summary::default()
+    })
+}

@@ -375,7 +375,6 @@ fn rtsp_basic_auth_keeps_strangers_out() {
 
 #[test]
 fn a_failing_recording_is_reported_at_once_and_the_stream_goes_on() {
-    use std::os::unix::process::CommandExt;
     let p = port();
     let url = format!("rtsp://127.0.0.1:{p}/live");
     let dir = tmpdir();
@@ -400,19 +399,7 @@ fn a_failing_recording_is_reported_at_once_and_the_stream_goes_on() {
     ])
     .stderr(Stdio::piped());
     // A real size limit: the recording fails with EFBIG after 60 kB.
-    // SAFETY: only setrlimit between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            let r = libc::rlimit {
-                rlim_cur: 60_000,
-                rlim_max: 60_000,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &r) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    limit_file_size(&mut cmd, 60_000);
     let mut child = Running(cmd.spawn().expect("spawn"));
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

@@ -103,3 +103,29 @@ pub fn buffer_from_frame(
     }
     Ok(buffer)
 }
+
+/// Reads a pulled sample into a frame, following caps changes mid-stream (size,
+/// colourimetry, interlacing): `info` holds the caps last seen. None for a sample
+/// without a buffer.
+pub fn frame_from_sample(
+    sample: &gst::Sample,
+    info: &mut Option<gst_video::VideoInfo>,
+    index: u64,
+) -> Result<Option<Frame>, IoError> {
+    let caps = sample
+        .caps()
+        .ok_or_else(|| IoError::Frame("decoded sample without caps".into()))?;
+    if info
+        .as_ref()
+        .is_none_or(|i| i.to_caps().ok().as_ref() != Some(&caps.to_owned()))
+    {
+        *info = Some(
+            gst_video::VideoInfo::from_caps(caps)
+                .map_err(|e| IoError::Frame(format!("unusable decoded caps {caps}: {e}")))?,
+        );
+    }
+    match (sample.buffer(), info.as_ref()) {
+        (Some(buffer), Some(info)) => frame_from_buffer(buffer, info, index).map(Some),
+        _ => Ok(None),
+    }
+}

@@ -12,7 +12,7 @@ use gstreamer_video as gst_video;
 
 use crate::frame::Frame;
 use crate::io::encode::add_audio_track;
-use crate::io::frames::frame_from_buffer;
+use crate::io::frames::frame_from_sample;
 use crate::io::{IoError, make};
 use crate::pipeline::{FrameSource, KeepSize, MAX_FRAME_SIDE, PipelineError};
 
@@ -245,23 +245,9 @@ impl FileInput {
                 .appsink
                 .try_pull_sample(gst::ClockTime::from_mseconds(100))
             {
-                let caps = sample
-                    .caps()
-                    .ok_or_else(|| PipelineError::Io("decoded sample without caps".into()))?;
-                if self
-                    .info
-                    .as_ref()
-                    .is_none_or(|i| i.to_caps().ok().as_ref() != Some(&caps.to_owned()))
-                {
-                    self.info = Some(gst_video::VideoInfo::from_caps(caps).map_err(|e| {
-                        PipelineError::Io(format!("unusable decoded caps {caps}: {e}").into())
-                    })?);
-                }
-                let (Some(buffer), Some(info)) = (sample.buffer(), self.info.as_ref()) else {
+                let Some(frame) = frame_from_sample(&sample, &mut self.info, self.index)? else {
                     continue;
                 };
-                let frame =
-                    frame_from_buffer(buffer, info, self.index).map_err(PipelineError::from)?;
                 let frame = match &mut self.keep {
                     Some(keep) => keep.keep(frame),
                     None => {
@@ -272,7 +258,7 @@ impl FileInput {
                             ).into()));
                         }
                         self.keep = Some(KeepSize::new(w, h));
-                        self.first_info = Some(info.clone());
+                        self.first_info = self.info.clone();
                         frame
                     }
                 };

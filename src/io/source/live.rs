@@ -17,7 +17,7 @@ use gstreamer_video as gst_video;
 
 use crate::endpoint::InputSpec;
 use crate::frame::Frame;
-use crate::io::frames::frame_from_buffer;
+use crate::io::frames::frame_from_sample;
 use crate::io::{IoError, init};
 use crate::pipeline::{FrameSource, KeepSize, PipelineError};
 
@@ -179,24 +179,9 @@ impl FrameSource for LiveInput {
                 .appsink
                 .try_pull_sample(gst::ClockTime::from_mseconds(100))
             {
-                let caps = sample
-                    .caps()
-                    .ok_or_else(|| PipelineError::Io("sample without caps".into()))?;
-                // Caps can change mid-stream (colorimetry, interlacing, a reconnect).
-                if self
-                    .info
-                    .as_ref()
-                    .is_none_or(|i| i.to_caps().ok().as_ref() != Some(&caps.to_owned()))
-                {
-                    self.info = Some(gst_video::VideoInfo::from_caps(caps).map_err(|e| {
-                        PipelineError::Io(format!("unusable input caps {caps}: {e}").into())
-                    })?);
-                }
-                let (Some(buffer), Some(info)) = (sample.buffer(), self.info.as_ref()) else {
+                let Some(frame) = frame_from_sample(&sample, &mut self.info, self.index)? else {
                     continue;
                 };
-                let frame =
-                    frame_from_buffer(buffer, info, self.index).map_err(PipelineError::from)?;
                 let frame = self.keep.keep(frame);
                 self.index += 1;
                 if self.stalled_reported {

@@ -19,8 +19,10 @@ APT_PACKAGES=(
   pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps
-  gstreamer1.0-rtsp
+  gstreamer1.0-rtsp gstreamer1.0-x gstreamer1.0-gl
 )
+# Only the test command needs these: a real X server for the window tests.
+TEST_APT_PACKAGES=(xvfb)
 PY_PACKAGES=(onnxruntime==$ORT_VERSION onnx==1.23.2 tflite==2.18.0 ai-edge-litert==2.3.0 numpy==2.4.6 scikit-image==0.26.0)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -34,7 +36,7 @@ as_root() {
 
 install_apt() {
   local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
+  for p in "${APT_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   command -v npm >/dev/null || missing+=(npm)
@@ -100,7 +102,7 @@ demo_clip() {
   fi
 }
 
-setup() { install_apt; install_python; install_ort; install_models; build; }
+setup() { install_apt "$@"; install_python; install_ort; install_models; build; }
 
 case "${1:-demo}" in
   setup) setup ;;
@@ -112,7 +114,7 @@ case "${1:-demo}" in
     say "done: out/demo.mp4"
     ;;
   test)
-    setup
+    setup "${TEST_APT_PACKAGES[@]}"
     say "converter check against the TFLite interpreter (ai-edge-litert)"
     for f in selfie_segmentation selfie_segmentation_landscape; do
       .venv/bin/python models/check_conversion.py ".deps/npm/package/$f.tflite" "models/$f.onnx"

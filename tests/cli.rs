@@ -3,6 +3,7 @@
 //! linking stays quick.
 
 mod support;
+mod window;
 
 mod errors;
 mod faults;

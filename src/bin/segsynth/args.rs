@@ -192,6 +192,10 @@ pub struct RunArgs {
     /// RTSP input transport: tcp or udp.
     #[arg(long)]
     pub rtsp_transport: Option<String>,
+    /// Video sink for `-o display:` (e.g. ximagesink, glimagesink, waylandsink) instead of
+    /// the choice for the session (Wayland, then X: xvimagesink, ximagesink, glimagesink).
+    #[arg(long)]
+    pub display_sink: Option<String>,
     /// Replace recording files that exist.
     #[arg(long)]
     pub overwrite: bool,

@@ -36,6 +36,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
             "no output: give -o display:, -o rtsp://127.0.0.1:8554/live, -o v4l2:/dev/videoN, -o rtsp-publish://HOST:PORT/PATH or -o FILE"
         );
     }
+    let title = format!("segsynth: {}", segsynth::endpoint::redact_url(&input));
     let input = parse_input(&input).map_err(anyhow::Error::msg)?;
     let outputs = outputs
         .iter()
@@ -57,6 +58,8 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
             .unwrap_or_else(|| "tcp".into()),
         overwrite: args.overwrite,
         stall_after: Duration::from_secs(3),
+        display_sink: args.display_sink.clone(),
+        title,
     };
     if !matches!(settings.rtsp_transport.as_str(), "tcp" | "udp") {
         anyhow::bail!(
@@ -88,7 +91,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     )?;
     check_input(&input)?;
     for o in &outputs {
-        check_output(o, settings.overwrite)?;
+        check_output(o, &settings)?;
     }
     let stages = Stages::prepare(crate::options::job_options(&args.processing, true)?)?;
     let stop = crate::signals::interrupt_flag()?;
@@ -99,7 +102,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
             s.store(true, Ordering::Relaxed);
         });
     }
-    let mut output = LiveOutput::start(&outputs, &settings)?;
+    let mut output = LiveOutput::start(&outputs, &settings, Arc::clone(&stop))?;
     for url in &output.served {
         eprintln!("segsynth: serving {url}");
     }

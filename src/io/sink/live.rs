@@ -11,6 +11,8 @@
 //! ```
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use gstreamer as gst;
@@ -24,6 +26,7 @@ use crate::frame::Frame;
 use crate::io::encode::{Container, EncoderSettings, muxer, temp_path, x264};
 use crate::io::frames::buffer_from_frame;
 use crate::io::rtsp_server;
+use crate::io::sink::window;
 use crate::io::source::live::LiveSettings;
 use crate::io::{IoError, init, make};
 use crate::pipeline::{FrameSink, PipelineError, Retime};
@@ -33,16 +36,14 @@ fn perr<E: std::fmt::Display>(e: E) -> IoError {
 }
 
 /// Checks outputs before anything starts (devices, display, files).
-pub fn check_output(o: &OutputSpec, overwrite: bool) -> Result<(), IoError> {
+pub fn check_output(o: &OutputSpec, settings: &LiveSettings) -> Result<(), IoError> {
     match o {
-        OutputSpec::File(p) => crate::io::sink::file::check_output(p, overwrite).map(|_| ()),
+        OutputSpec::File(p) => {
+            crate::io::sink::file::check_output(p, settings.overwrite).map(|_| ())
+        }
         OutputSpec::Display => {
-            if std::env::var_os("DISPLAY").is_none()
-                && std::env::var_os("WAYLAND_DISPLAY").is_none()
-            {
-                return Err(IoError::NoDisplay);
-            }
-            Ok(())
+            init()?;
+            window::choose_sink(settings.display_sink.as_deref(), "check").map(|_| ())
         }
         OutputSpec::V4l2(dev) => {
             use std::os::unix::fs::FileTypeExt;
@@ -74,11 +75,22 @@ struct Branch {
     failed: Option<String>,
     /// Frame PTS -> this output's running time.
     retime: Retime,
+    /// The window output: closing it stops the job instead of failing the output.
+    window: bool,
+    /// The user closed it (not a failure).
+    closed: bool,
+}
+
+/// What a branch's bus said.
+enum BranchEvent {
+    /// The user closed the window.
+    Closed,
+    Failed(String),
 }
 
 impl Branch {
     /// Takes the branch's first bus error, if one arrived.
-    fn poll_error(&mut self) -> Option<String> {
+    fn poll_error(&mut self) -> Option<BranchEvent> {
         if self.failed.is_some() {
             return None;
         }
@@ -86,10 +98,27 @@ impl Branch {
         // Only errors are taken off the bus: an EOS must stay there for `wait_eos`.
         while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
             if let gst::MessageView::Error(e) = msg.view() {
-                return Some(error_reason(&e, msg.src()));
+                if self.window && window::closed_by_user(&e.error()) {
+                    return Some(BranchEvent::Closed);
+                }
+                return Some(BranchEvent::Failed(error_reason(&e, msg.src())));
             }
         }
         None
+    }
+
+    /// Acts on what the bus said: a closed window stops the job (like Ctrl-C), a
+    /// failure closes this output alone.
+    fn handle(&mut self, event: BranchEvent, stop: &AtomicBool) {
+        match event {
+            BranchEvent::Closed => {
+                tracing::info!(output = %self.label, "the window was closed; stopping");
+                stop.store(true, Ordering::Relaxed);
+                let _ = self.pipeline.set_state(gst::State::Null);
+                self.closed = true;
+            }
+            BranchEvent::Failed(reason) => self.close_failed(reason),
+        }
     }
 
     /// Waits for the branch to finalise after EOS; Err is the reason it could not.
@@ -138,6 +167,8 @@ pub struct LiveOutput {
     info: gst_video::VideoInfo,
     main_loop: Option<glib::MainLoop>,
     pub served: Vec<String>,
+    /// The job's stop flag: the window's close button and `q`/Esc set it.
+    stop: Arc<AtomicBool>,
 }
 
 fn live_h264(prefix: &str, fps: u32) -> Result<Vec<gst::Element>, IoError> {
@@ -173,7 +204,11 @@ fn output_label(o: &OutputSpec) -> String {
 }
 
 impl LiveOutput {
-    pub fn start(outputs: &[OutputSpec], settings: &LiveSettings) -> Result<LiveOutput, IoError> {
+    pub fn start(
+        outputs: &[OutputSpec],
+        settings: &LiveSettings,
+        stop: Arc<AtomicBool>,
+    ) -> Result<LiveOutput, IoError> {
         init()?;
         let info = gst_video::VideoInfo::builder(
             gst_video::VideoFormat::I420,
@@ -215,8 +250,12 @@ impl LiveOutput {
                 }
                 OutputSpec::Display => {
                     chain.push(make("videoconvert", &format!("{prefix}-convert"))?);
-                    let sink = make("autovideosink", &format!("{prefix}-display"))?;
-                    sink.set_property("sync", false);
+                    let (sink, factory) = window::choose_sink(
+                        settings.display_sink.as_deref(),
+                        &format!("{prefix}-display"),
+                    )?;
+                    window::set_up(&sink, &settings.title, &stop);
+                    eprintln!("segsynth: window ({factory}): {}", settings.title);
                     chain.push(sink);
                 }
                 OutputSpec::V4l2(dev) => {
@@ -281,6 +320,8 @@ impl LiveOutput {
                 appsrc,
                 rename,
                 failed: None,
+                window: matches!(o, OutputSpec::Display),
+                closed: false,
             });
         }
         Ok(LiveOutput {
@@ -288,6 +329,7 @@ impl LiveOutput {
             info,
             main_loop,
             served,
+            stop,
         })
     }
 
@@ -302,11 +344,19 @@ impl LiveOutput {
     /// Sends EOS, waits for recordings to finalise, stops the server. Fails when any
     /// output failed along the way or cannot be finalised.
     pub fn finish(mut self) -> Result<(), IoError> {
-        for b in self.branches.iter_mut().filter(|b| b.failed.is_none()) {
+        for b in self
+            .branches
+            .iter_mut()
+            .filter(|b| b.failed.is_none() && !b.closed)
+        {
             let _ = b.appsrc.end_of_stream();
         }
         let mut problems = Vec::new();
-        for b in self.branches.iter_mut().filter(|b| b.failed.is_none()) {
+        for b in self
+            .branches
+            .iter_mut()
+            .filter(|b| b.failed.is_none() && !b.closed)
+        {
             if let Some((temp, path)) = b.rename.clone() {
                 match b.wait_eos(Duration::from_secs(20)) {
                     Ok(()) => {
@@ -340,10 +390,10 @@ impl FrameSink for LiveOutput {
     fn push(&mut self, frame: Frame) -> Result<(), PipelineError> {
         let buffer = buffer_from_frame(&frame, &self.info).map_err(PipelineError::from)?;
         for b in &mut self.branches {
-            if let Some(reason) = b.poll_error() {
-                b.close_failed(reason);
+            if let Some(event) = b.poll_error() {
+                b.handle(event, &self.stop);
             }
-            if b.failed.is_some() {
+            if b.failed.is_some() || b.closed {
                 continue;
             }
             // The frame's PTS and duration, on this output's clock.
@@ -356,10 +406,10 @@ impl FrameSink for LiveOutput {
                 o.set_pts(gst::ClockTime::from_nseconds(b.retime.map(frame.pts, now)));
             }
             if let Err(e) = b.appsrc.push_buffer(out) {
-                let reason = b
-                    .poll_error()
-                    .unwrap_or_else(|| format!("it stopped accepting frames ({e:?})"));
-                b.close_failed(reason);
+                let event = b.poll_error().unwrap_or_else(|| {
+                    BranchEvent::Failed(format!("it stopped accepting frames ({e:?})"))
+                });
+                b.handle(event, &self.stop);
             }
         }
         if self.branches.iter().all(|b| b.failed.is_some()) {

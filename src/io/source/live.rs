@@ -33,6 +33,10 @@ pub struct LiveSettings {
     pub overwrite: bool,
     /// Report an input that delivers nothing for this long.
     pub stall_after: Duration,
+    /// `--display-sink`: the window's video sink, instead of the session's choice.
+    pub display_sink: Option<String>,
+    /// The window's title.
+    pub title: String,
 }
 
 pub fn check_input(i: &InputSpec) -> Result<(), IoError> {

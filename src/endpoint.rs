@@ -1,19 +1,130 @@
-//! Live job description: inputs, outputs and presets (`pipelines/*.toml`). Pure
-//! parsing and validation; the GStreamer side is `io::live`.
+//! Where frames come from and go, described without I/O: input and output URIs,
+//! credentials (kept out of every message), and presets (`pipelines/*.toml`). The
+//! GStreamer side is `io::source::live` and `io::sink::live`.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+/// A password: kept in the process, never printed (`Debug` shows `***`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+    /// The password itself, for the one call that hands it to GStreamer.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A user name and its password.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: Secret,
+}
+
+/// An `rtsp://` or `rtsps://` URL with its credentials taken out of it: `url` never
+/// holds a password, so it can be logged; `Display` shows `rtsp://alice:***@host/...`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtspUrl {
+    pub url: String,
+    pub credentials: Option<Credentials>,
+}
+
+impl RtspUrl {
+    /// Splits `user:password@` off the authority (percent-decoding both).
+    pub fn parse(s: &str) -> RtspUrl {
+        let Some(scheme_end) = s.find("://") else {
+            return RtspUrl {
+                url: s.to_string(),
+                credentials: None,
+            };
+        };
+        let rest = &s[scheme_end + 3..];
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        let authority = &rest[..authority_end];
+        match authority.rfind('@') {
+            Some(at) => {
+                let (user, password) = authority[..at]
+                    .split_once(':')
+                    .unwrap_or((&authority[..at], ""));
+                RtspUrl {
+                    url: format!("{}{}", &s[..scheme_end + 3], &rest[at + 1..]),
+                    credentials: Some(Credentials {
+                        user: percent_decode(user),
+                        password: Secret::new(percent_decode(password)),
+                    }),
+                }
+            }
+            None => RtspUrl {
+                url: s.to_string(),
+                credentials: None,
+            },
+        }
+    }
+}
+
+impl fmt::Display for RtspUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.credentials, self.url.split_once("://")) {
+            (Some(c), Some((scheme, rest))) => write!(f, "{scheme}://{}:***@{rest}", c.user),
+            _ => f.write_str(&self.url),
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum InputSpec {
     /// Live `videotestsrc`.
     Test,
     V4l2(PathBuf),
-    Rtsp(String),
+    /// `rtsp://` or `rtsps://`; credentials from the URL (the command line may add them).
+    Rtsp(RtspUrl),
     File {
         path: PathBuf,
     },
+}
+
+impl fmt::Display for InputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputSpec::Test => f.write_str("test:"),
+            InputSpec::V4l2(d) => write!(f, "v4l2:{}", d.display()),
+            InputSpec::Rtsp(u) => write!(f, "{u}"),
+            InputSpec::File { path } => write!(f, "{}", path.display()),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -21,14 +132,43 @@ pub enum OutputSpec {
     File(PathBuf),
     Display,
     V4l2(PathBuf),
-    /// Served by segsynth's own RTSP server.
+    /// Served by segsynth's own RTSP server (`rtsps://` with `tls`).
     RtspServe {
         address: String,
         port: u16,
         path: String,
+        tls: bool,
     },
-    /// Pushed to an existing RTSP server (`rtsp-publish://HOST:PORT/PATH`).
-    RtspPublish(String),
+    /// Pushed to an existing RTSP server (`rtsp-publish://[USER:PASS@]HOST:PORT/PATH`).
+    RtspPublish(RtspUrl),
+}
+
+impl fmt::Display for OutputSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutputSpec::File(p) => write!(f, "{}", p.display()),
+            OutputSpec::Display => f.write_str("display:"),
+            OutputSpec::V4l2(d) => write!(f, "v4l2:{}", d.display()),
+            OutputSpec::RtspServe {
+                address,
+                port,
+                path,
+                tls,
+            } => {
+                let scheme = if *tls { "rtsps" } else { "rtsp" };
+                write!(f, "{scheme}://{address}:{port}{path}")
+            }
+            OutputSpec::RtspPublish(u) => write!(f, "rtsp-publish {u}"),
+        }
+    }
+}
+
+/// Whether a served address only accepts connections from this machine.
+pub fn is_loopback(address: &str) -> bool {
+    let a = address.trim_start_matches('[').trim_end_matches(']');
+    a == "localhost"
+        || a.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A URL with any password replaced by `***` (`rtsp://alice:***@host/...`), for messages.
@@ -57,10 +197,11 @@ pub fn parse_input(s: &str) -> Result<InputSpec, String> {
         }
         Ok(InputSpec::V4l2(dev.into()))
     } else if s.starts_with("rtsp://") || s.starts_with("rtsps://") {
-        Ok(InputSpec::Rtsp(s.into()))
+        Ok(InputSpec::Rtsp(RtspUrl::parse(s)))
     } else if s.contains("://") || s.ends_with(':') {
         Err(format!(
-            "input {s:?}: unknown scheme; expected test:, v4l2:/dev/videoN, rtsp://HOST[:PORT]/PATH or a file path"
+            "input {:?}: unknown scheme; expected test:, v4l2:/dev/videoN, rtsp://HOST[:PORT]/PATH, rtsps://... or a file path",
+            redact_url(s)
         ))
     } else {
         Ok(InputSpec::File { path: s.into() })
@@ -77,20 +218,28 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
         }
         return Ok(OutputSpec::V4l2(dev.into()));
     }
+    let shown = redact_url(s);
     if let Some(rest) = s.strip_prefix("rtsp-publish://") {
         if rest.is_empty() || !rest.contains('/') {
             return Err(format!(
-                "output {s:?}: expected rtsp-publish://HOST:PORT/PATH"
+                "output {shown:?}: expected rtsp-publish://[USER:PASSWORD@]HOST:PORT/PATH"
             ));
         }
-        return Ok(OutputSpec::RtspPublish(format!("rtsp://{rest}")));
+        return Ok(OutputSpec::RtspPublish(RtspUrl::parse(&format!("rtsp://{rest}"))));
     }
-    if let Some(rest) = s.strip_prefix("rtsp://") {
+    let served = s
+        .strip_prefix("rtsp://")
+        .map(|r| (r, false))
+        .or_else(|| s.strip_prefix("rtsps://").map(|r| (r, true)));
+    if let Some((rest, tls)) = served {
         let bad = || {
             format!(
-                "output {s:?}: expected rtsp://ADDR:PORT/PATH (e.g. rtsp://127.0.0.1:8554/live)"
+                "output {shown:?}: expected rtsp://ADDR:PORT/PATH or rtsps://ADDR:PORT/PATH (e.g. rtsp://127.0.0.1:8554/live); served-stream credentials come from --rtsp-user/--rtsp-password, not the URL"
             )
         };
+        if rest.split('/').next().is_some_and(|a| a.contains('@')) {
+            return Err(bad());
+        }
         let (hostport, path) = rest.split_once('/').ok_or_else(bad)?;
         let (address, port) = match hostport.rsplit_once(':') {
             Some((h, p)) => (h.to_string(), p.parse::<u16>().map_err(|_| bad())?),
@@ -103,11 +252,12 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
             address,
             port,
             path: format!("/{path}"),
+            tls,
         });
     }
     if s.contains("://") || s.ends_with(':') {
         return Err(format!(
-            "output {s:?}: unknown scheme; expected a file path, display:, v4l2:/dev/videoN, rtsp://ADDR:PORT/PATH or rtsp-publish://HOST:PORT/PATH"
+            "output {shown:?}: unknown scheme; expected a file path, display:, v4l2:/dev/videoN, rtsp://ADDR:PORT/PATH, rtsps://ADDR:PORT/PATH or rtsp-publish://HOST:PORT/PATH"
         ));
     }
     Ok(OutputSpec::File(s.into()))
@@ -135,8 +285,15 @@ pub struct Preset {
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RtspSettings {
+    /// The served stream's user and password (viewers must give them).
     pub user: Option<String>,
     pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub allow_anonymous: Option<bool>,
+    pub max_clients: Option<u32>,
+    pub session_timeout: Option<u32>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Input transport: tcp or udp.
     pub transport: Option<String>,
 }
@@ -216,6 +373,20 @@ mod tests {
     }
 
     #[test]
+    fn credentials_come_out_of_urls_and_never_show() {
+        let u = RtspUrl::parse("rtsp://alice:S3cr%40t%22@cam:554/stream");
+        assert_eq!(u.url, "rtsp://cam:554/stream");
+        let c = u.credentials.clone().unwrap();
+        assert_eq!((c.user.as_str(), c.password.expose()), ("alice", "S3cr@t\""));
+        assert_eq!(u.to_string(), "rtsp://alice:***@cam:554/stream");
+        assert!(!format!("{u:?}").contains("S3cr"));
+        let spec = parse_output("rtsp-publish://bob:hunter2@mtx:8554/cam").unwrap();
+        assert!(!spec.to_string().contains("hunter2") && !format!("{spec:?}").contains("hunter2"));
+        assert!(is_loopback("127.0.0.1") && is_loopback("::1") && is_loopback("localhost"));
+        assert!(!is_loopback("0.0.0.0") && !is_loopback("192.168.1.2"));
+    }
+
+    #[test]
     fn inputs_and_outputs_parse() {
         assert_eq!(parse_input("test:").unwrap(), InputSpec::Test);
         assert_eq!(
@@ -236,13 +407,20 @@ mod tests {
             OutputSpec::RtspServe {
                 address: "127.0.0.1".into(),
                 port: 8554,
-                path: "/live".into()
+                path: "/live".into(),
+                tls: false,
             }
         );
+        assert!(matches!(
+            parse_output("rtsps://0.0.0.0:8322/live").unwrap(),
+            OutputSpec::RtspServe { tls: true, .. }
+        ));
         assert_eq!(
             parse_output("rtsp-publish://mtx:8554/cam").unwrap(),
-            OutputSpec::RtspPublish("rtsp://mtx:8554/cam".into())
+            OutputSpec::RtspPublish(RtspUrl::parse("rtsp://mtx:8554/cam"))
         );
+        // Served streams take credentials from flags, never from the URL.
+        assert!(parse_output("rtsp://u:p@127.0.0.1:8554/live").is_err());
         assert_eq!(parse_output("display:").unwrap(), OutputSpec::Display);
         assert!(parse_output("rtsp://127.0.0.1:99999/live").is_err());
         assert!(parse_output("ftp://x/y").is_err());

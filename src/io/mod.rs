@@ -76,6 +76,8 @@ pub enum IoError {
     NoDisplay,
     #[error("no window: {0}")]
     NoWindow(String),
+    #[error("{0}")]
+    Tls(String),
     #[error(
         "virtual camera {} does not exist; load v4l2loopback first: `sudo modprobe v4l2loopback devices=1 video_nr={nr} card_label=segsynth exclusive_caps=1`",
         .device.display()

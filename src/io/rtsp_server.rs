@@ -1,20 +1,82 @@
 //! segsynth's own RTSP server: gst-rtsp-server on a GLib main loop, one shared media
 //! (one encode) per mount, fed from the live output's intervideosink.
+//!
+//! Safe on a network: basic auth from `--rtsp-user`/`--rtsp-password` (never from the
+//! URL), RTSPS with `--tls-cert`/`--tls-key`, at most `--rtsp-max-clients` sessions
+//! (the next SETUP gets 503 while the others play), and sessions of clients that went
+//! silent are reaped after the session timeout. Refusals are logged at info level.
+
+use std::path::PathBuf;
 
 use gstreamer as gst;
 use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::gio;
+use gstreamer_rtsp_server::glib;
+use gstreamer_rtsp_server::gst_rtsp;
 use gstreamer_rtsp_server::prelude::*;
 
+use crate::endpoint::Credentials;
 use crate::io::IoError;
 use crate::io::encode::EncoderSettings;
-use crate::io::source::live::LiveSettings;
 
+pub const DEFAULT_MAX_CLIENTS: u32 = 16;
+/// Seconds without a keep-alive (RTCP, GET_PARAMETER, any request) before a session
+/// is reaped; RTSP's own default.
+pub const DEFAULT_SESSION_TIMEOUT: u32 = 60;
+
+/// How the served stream is protected and bounded.
+#[derive(Clone, Debug)]
+pub struct ServeSettings {
+    pub credentials: Option<Credentials>,
+    pub max_clients: u32,
+    pub session_timeout: u32,
+    /// PEM certificate and key for RTSPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Default for ServeSettings {
+    fn default() -> Self {
+        ServeSettings {
+            credentials: None,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            session_timeout: DEFAULT_SESSION_TIMEOUT,
+            tls: None,
+        }
+    }
+}
+
+/// Loads the TLS certificate and key, or says which file is wrong and why.
+pub fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<gio::TlsCertificate, IoError> {
+    for (what, p) in [("certificate", cert), ("key", key)] {
+        if !p.is_file() {
+            return Err(IoError::Tls(format!(
+                "the TLS {what} {} does not exist; expected a PEM file",
+                p.display()
+            )));
+        }
+    }
+    gio::TlsCertificate::from_files(cert, key).map_err(|e| {
+        IoError::Tls(format!(
+            "cannot use {} with {} as a TLS certificate and key: {e}; expected PEM files that belong together",
+            cert.display(),
+            key.display()
+        ))
+    })
+}
+
+/// Serves `channel` at rtsp(s)://address:port/path. The server lives as long as the
+/// process's main loop.
 pub fn serve(
     address: &str,
     port: u16,
     path: &str,
     channel: &str,
-    s: &LiveSettings,
+    fps: u32,
+    tls: bool,
+    s: &ServeSettings,
 ) -> Result<(), IoError> {
     let server = rtsp::RTSPServer::new();
     server.set_address(address);
@@ -22,25 +84,104 @@ pub fn serve(
     let factory = rtsp::RTSPMediaFactory::new();
     factory.set_launch(&format!(
         "( intervideosrc channel={channel} ! video/x-raw,framerate={fps}/1 ! videoconvert ! {x264} ! video/x-h264,profile=high ! rtph264pay name=pay0 pt=96 config-interval=1 )",
-        fps = s.fps,
-        x264 = EncoderSettings::live(s.fps).x264_launch()
+        x264 = EncoderSettings::live(fps).x264_launch()
     ));
     // One pipeline (one encode) shared by every client.
     factory.set_shared(true);
-    if let (Some(user), Some(pass)) = (&s.rtsp_user, &s.rtsp_password) {
-        let auth = rtsp::RTSPAuth::new();
-        let token = rtsp::RTSPToken::builder()
-            .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-            .build();
-        auth.add_basic(rtsp::RTSPAuth::make_basic(user, pass).as_str(), &token);
-        server.set_auth(Some(&auth));
+
+    let mut auth = None;
+    let role = match &s.credentials {
+        Some(c) => {
+            let a = rtsp::RTSPAuth::new();
+            let token = rtsp::RTSPToken::builder()
+                .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+                .build();
+            a.add_basic(
+                rtsp::RTSPAuth::make_basic(&c.user, c.password.expose()).as_str(),
+                &token,
+            );
+            auth = Some(a);
+            "user"
+        }
+        None => "anonymous",
+    };
+    if tls {
+        let (cert, key) = s.tls.as_ref().ok_or_else(|| {
+            IoError::Tls("rtsps:// needs --tls-cert and --tls-key (PEM files)".into())
+        })?;
+        let certificate = load_tls(cert, key)?;
+        let a = auth.get_or_insert_with(rtsp::RTSPAuth::new);
+        a.set_tls_certificate(Some(&certificate));
+        // Media inside the TLS connection (interleaved): RTP over UDP would leave it
+        // unencrypted beside an encrypted control channel.
+        factory.set_protocols(gst_rtsp::RTSPLowerTrans::TCP);
+    }
+    if let Some(a) = &auth {
+        if s.credentials.is_none() {
+            // TLS without credentials: everyone who completes the handshake may watch.
+            let mut token = rtsp::RTSPToken::builder()
+                .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anonymous")
+                .build();
+            a.set_default_token(Some(&mut token));
+        }
+        server.set_auth(Some(a));
         factory.add_role_from_structure(
-            &gst::Structure::builder("user")
+            &gst::Structure::builder(role)
                 .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
                 .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
                 .build(),
         );
     }
+
+    let pool = server
+        .session_pool()
+        .ok_or_else(|| IoError::Pipeline("RTSP server has no session pool".into()))?;
+    pool.set_max_sessions(s.max_clients);
+    // Reap sessions whose clients went silent.
+    pool.create_watch(
+        Some("segsynth-session-reaper"),
+        glib::Priority::DEFAULT,
+        |_| glib::ControlFlow::Continue,
+    )
+    .attach(None);
+    let (timeout, max) = (s.session_timeout, s.max_clients);
+    let expected = s.credentials.as_ref().map(|c| {
+        format!(
+            "Basic {}",
+            rtsp::RTSPAuth::make_basic(&c.user, c.password.expose())
+        )
+    });
+    let pool_for_clients = pool.clone();
+    server.connect_client_connected(move |_, client| {
+        let peer = peer_ip(client);
+        tracing::debug!(%peer, "RTSP client connected");
+        client.connect_new_session(move |_, session| session.set_timeout(timeout));
+        let pool = pool_for_clients.clone();
+        let p = peer.clone();
+        client.connect_pre_setup_request(move |_, _| {
+            if pool.n_sessions() >= max {
+                tracing::info!(peer = %p, limit = max, "RTSP client refused: the client limit is reached (503)");
+            }
+            gst_rtsp::RTSPStatusCode::Ok
+        });
+        let expected = expected.clone();
+        let p = peer.clone();
+        client.connect_pre_describe_request(move |_, ctx| {
+            if let Some(expected) = &expected {
+                let given = ctx.request().and_then(authorization);
+                match given {
+                    None => tracing::info!(peer = %p, "RTSP client refused: no credentials (401)"),
+                    Some(g) if g.trim() != expected => {
+                        tracing::info!(peer = %p, "RTSP client refused: wrong user or password (401)")
+                    }
+                    Some(_) => {}
+                }
+            }
+            gst_rtsp::RTSPStatusCode::Ok
+        });
+        client.connect_closed(move |_| tracing::debug!(peer = %peer, "RTSP client closed"));
+    });
+
     let mounts = server
         .mount_points()
         .ok_or_else(|| IoError::Pipeline("RTSP server has no mount points".into()))?;
@@ -50,7 +191,45 @@ pub fn serve(
             "cannot serve RTSP on {address}:{port} (is the port in use?): {e}"
         ))
     })?;
-    // The server lives as long as the process' main loop.
+    // The server lives as long as the process's main loop.
     std::mem::forget(server);
     Ok(())
+}
+
+/// The client's IP address (the bindings do not expose the connection).
+fn peer_ip(client: &rtsp::RTSPClient) -> String {
+    use glib::translate::ToGlibPtr;
+    // SAFETY: `client` is a live GstRTSPClient; the connection it returns is owned by
+    // the client (transfer none) and only read here; the IP string is copied at once.
+    unsafe {
+        let conn = rtsp::ffi::gst_rtsp_client_get_connection(client.to_glib_none().0);
+        if conn.is_null() {
+            return String::new();
+        }
+        let ip = gst_rtsp::ffi::gst_rtsp_connection_get_ip(conn);
+        if ip.is_null() {
+            return String::new();
+        }
+        std::ffi::CStr::from_ptr(ip).to_string_lossy().into_owned()
+    }
+}
+
+/// The request's Authorization header, if any (the bindings do not expose headers).
+fn authorization(msg: &gst_rtsp::rtsp_message::RTSPMessage) -> Option<String> {
+    use glib::translate::ToGlibPtr;
+    let mut value: *mut std::ffi::c_char = std::ptr::null_mut();
+    // SAFETY: `msg` is a valid GstRTSPMessage for the duration of the call; the header
+    // value is owned by the message (transfer none) and copied before returning.
+    unsafe {
+        let res = gst_rtsp::ffi::gst_rtsp_message_get_header(
+            ToGlibPtr::<*const gst_rtsp::ffi::GstRTSPMessage>::to_glib_none(msg).0,
+            gst_rtsp::ffi::GST_RTSP_HDR_AUTHORIZATION,
+            &mut value,
+            0,
+        );
+        if res != gst_rtsp::ffi::GST_RTSP_OK || value.is_null() {
+            return None;
+        }
+        Some(std::ffi::CStr::from_ptr(value).to_string_lossy().into_owned())
+    }
 }

@@ -170,7 +170,7 @@ pub struct RunArgs {
     /// Input: test:, v4l2:/dev/videoN, rtsp://..., or a file path.
     #[arg(short, long)]
     pub input: Option<String>,
-    /// Output (repeatable): a file path, display:, v4l2:/dev/videoN, rtsp://ADDR:PORT/PATH (served), rtsp-publish://HOST:PORT/PATH.
+    /// Output (repeatable): a file path, display:, v4l2:/dev/videoN, rtsp://ADDR:PORT/PATH or rtsps://ADDR:PORT/PATH (served), rtsp-publish://[USER:PASS@]HOST:PORT/PATH.
     #[arg(short, long = "output")]
     pub outputs: Vec<String>,
     /// Processing width (input is scaled to it).
@@ -184,11 +184,41 @@ pub struct RunArgs {
     /// Pace file inputs in real time.
     #[arg(long)]
     pub realtime: bool,
-    /// RTSP basic-auth user (served output, or input credentials).
+    /// User for the input camera (rtsp:// or rtsps:// input); or give it in the URL.
+    #[arg(long)]
+    pub input_user: Option<String>,
+    /// Password for the input camera. Visible to `ps`: prefer --input-password-file or
+    /// the SEGSYNTH_INPUT_PASSWORD environment variable.
+    #[arg(long)]
+    pub input_password: Option<String>,
+    /// File holding the input camera's password (first line).
+    #[arg(long)]
+    pub input_password_file: Option<PathBuf>,
+    /// User that viewers of the served stream must give (basic auth).
     #[arg(long)]
     pub rtsp_user: Option<String>,
+    /// Password for the served stream. Visible to `ps`: prefer --rtsp-password-file or
+    /// the SEGSYNTH_RTSP_PASSWORD environment variable.
     #[arg(long)]
     pub rtsp_password: Option<String>,
+    /// File holding the served stream's password (first line).
+    #[arg(long)]
+    pub rtsp_password_file: Option<PathBuf>,
+    /// Serve without authentication on an address other than loopback (explicit opt-in).
+    #[arg(long)]
+    pub rtsp_allow_anonymous: bool,
+    /// Most clients the RTSP server plays to at once; the next is refused (503).
+    #[arg(long)]
+    pub rtsp_max_clients: Option<u32>,
+    /// Seconds of silence after which a client's session is reaped.
+    #[arg(long)]
+    pub rtsp_session_timeout: Option<u32>,
+    /// PEM certificate for rtsps:// outputs.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for rtsps:// outputs.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
     /// RTSP input transport: tcp or udp.
     #[arg(long)]
     pub rtsp_transport: Option<String>,

@@ -7,7 +7,9 @@ use clap::ArgMatches;
 use clap::parser::ValueSource;
 
 use segsynth::content::build_map;
-use segsynth::endpoint::Preset;
+use std::path::Path;
+
+use segsynth::endpoint::{Credentials, Preset, Secret};
 use segsynth::imgproc::mask::{DEFAULT_MOTION_THRESHOLD, MaskParams};
 use segsynth::infer::SessionOptions;
 use segsynth::io::encode::{EncoderSettings, MAX_QUANTIZER, RateControl};
@@ -169,5 +171,42 @@ pub fn overlay_preset(p: &mut Processing, preset: &Preset, matches: Option<&ArgM
         if let Some(t) = preset.threads {
             p.threads = t;
         }
+    }
+}
+
+/// A password from, in order: the flag, the file (first line), the environment variable.
+pub fn password(
+    flag: Option<&str>,
+    file: Option<&Path>,
+    env: &str,
+) -> anyhow::Result<Option<Secret>> {
+    if let Some(p) = flag {
+        return Ok(Some(Secret::new(p)));
+    }
+    if let Some(f) = file {
+        let text = std::fs::read_to_string(f).map_err(|e| {
+            anyhow::anyhow!("cannot read the password file {}: {e}", f.display())
+        })?;
+        let line = text.lines().next().unwrap_or("").to_string();
+        return Ok(Some(Secret::new(line)));
+    }
+    Ok(std::env::var(env).ok().filter(|p| !p.is_empty()).map(Secret::new))
+}
+
+/// Both halves of a credential pair or neither: half a pair is a usage error.
+pub fn pair(
+    user: Option<String>,
+    password: Option<Secret>,
+    (user_flag, password_flag): (&str, &str),
+) -> anyhow::Result<Option<Credentials>> {
+    match (user, password) {
+        (Some(user), Some(password)) => Ok(Some(Credentials { user, password })),
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(usage(format!(
+            "{user_flag} was given without {password_flag}; give both or neither"
+        ))),
+        (None, Some(_)) => Err(usage(format!(
+            "{password_flag} was given without {user_flag}; give both or neither"
+        ))),
     }
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use clap::ArgMatches;
 
 use segsynth::endpoint::{Preset, parse_input, parse_output};
+use segsynth::endpoint::{Credentials, OutputSpec, is_loopback};
+use segsynth::io::rtsp_server::{self, ServeSettings};
 use segsynth::io::sink::live::{LiveOutput, check_output};
 use segsynth::io::source::live::{LiveInput, LiveSettings, check_input};
 use segsynth::job::Stages;
@@ -44,13 +46,14 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
     let rtsp = preset.rtsp.clone().unwrap_or_default();
+    let (input_credentials, serve) = security(&args, &rtsp, &outputs)?;
     let settings = LiveSettings {
         width: args.width.or(preset.width).unwrap_or(1280),
         height: args.height.or(preset.height).unwrap_or(720),
         fps: args.fps.or(preset.fps).unwrap_or(30),
         realtime: args.realtime || preset.realtime.unwrap_or(false),
-        rtsp_user: args.rtsp_user.clone().or(rtsp.user),
-        rtsp_password: args.rtsp_password.clone().or(rtsp.password),
+        input_credentials,
+        serve,
         rtsp_transport: args
             .rtsp_transport
             .clone()
@@ -155,4 +158,82 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     // A failed output was reported when it failed; the exit code says so too.
     finished?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Credentials and limits, with the rules that keep a served stream safe: half a
+/// credential pair is exit 2, and so is serving beyond loopback without auth unless
+/// `--rtsp-allow-anonymous` says so. Passwords never appear in a message.
+fn security(
+    args: &RunArgs,
+    rtsp: &segsynth::endpoint::RtspSettings,
+    outputs: &[OutputSpec],
+) -> anyhow::Result<(Option<Credentials>, ServeSettings)> {
+    use crate::options::{check_range, pair, password, usage};
+    let input_password = password(
+        args.input_password.as_deref(),
+        args.input_password_file.as_deref(),
+        "SEGSYNTH_INPUT_PASSWORD",
+    )?;
+    let input = pair(
+        args.input_user.clone(),
+        input_password,
+        ("--input-user", "--input-password (or --input-password-file, SEGSYNTH_INPUT_PASSWORD)"),
+    )?;
+    let served_password = password(
+        args.rtsp_password.as_deref().or(rtsp.password.as_deref()),
+        args.rtsp_password_file.as_deref().or(rtsp.password_file.as_deref()),
+        "SEGSYNTH_RTSP_PASSWORD",
+    )?;
+    let served = pair(
+        args.rtsp_user.clone().or(rtsp.user.clone()),
+        served_password,
+        ("--rtsp-user", "--rtsp-password (or --rtsp-password-file, SEGSYNTH_RTSP_PASSWORD)"),
+    )?;
+    let max_clients = args
+        .rtsp_max_clients
+        .or(rtsp.max_clients)
+        .unwrap_or(rtsp_server::DEFAULT_MAX_CLIENTS);
+    check_range("--rtsp-max-clients", max_clients as f64, 1.0, 10_000.0, "")?;
+    let session_timeout = args
+        .rtsp_session_timeout
+        .or(rtsp.session_timeout)
+        .unwrap_or(rtsp_server::DEFAULT_SESSION_TIMEOUT);
+    check_range("--rtsp-session-timeout", session_timeout as f64, 1.0, 86_400.0, " seconds")?;
+    let allow_anonymous = args.rtsp_allow_anonymous || rtsp.allow_anonymous.unwrap_or(false);
+    let tls = match (
+        args.tls_cert.clone().or(rtsp.tls_cert.clone()),
+        args.tls_key.clone().or(rtsp.tls_key.clone()),
+    ) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err(usage("--tls-cert and --tls-key go together; give both or neither".into())),
+    };
+    for o in outputs {
+        if let OutputSpec::RtspServe { address, tls: wants_tls, .. } = o {
+            if *wants_tls && tls.is_none() {
+                return Err(usage(format!(
+                    "{o} needs --tls-cert CERT.pem and --tls-key KEY.pem"
+                )));
+            }
+            if served.is_none() && !allow_anonymous && !is_loopback(address) {
+                return Err(usage(format!(
+                    "{o} would serve the stream to the network without authentication; give --rtsp-user and --rtsp-password (or --rtsp-password-file), or pass --rtsp-allow-anonymous to serve it openly"
+                )));
+            }
+        }
+    }
+    if let Some((cert, key)) = &tls {
+        // A bad certificate or key is a clear error before anything is served.
+        segsynth::io::init()?;
+        rtsp_server::load_tls(cert, key)?;
+    }
+    Ok((
+        input,
+        ServeSettings {
+            credentials: served,
+            max_clients,
+            session_timeout,
+            tls,
+        },
+    ))
 }

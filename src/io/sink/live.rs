@@ -185,22 +185,9 @@ fn live_h264(prefix: &str, fps: u32) -> Result<Vec<gst::Element>, IoError> {
     Ok(vec![convert, enc, caps, parse])
 }
 
-/// Describes an output for messages (`-o` as given; never credentials, which
-/// `OutputSpec` does not hold for served streams).
+/// Describes an output for messages (never with a password: see `OutputSpec`'s Display).
 fn output_label(o: &OutputSpec) -> String {
-    match o {
-        OutputSpec::File(p) => p.display().to_string(),
-        OutputSpec::Display => "display:".into(),
-        OutputSpec::V4l2(dev) => format!("v4l2:{}", dev.display()),
-        OutputSpec::RtspPublish(url) => {
-            format!("rtsp-publish {}", crate::endpoint::redact_url(url))
-        }
-        OutputSpec::RtspServe {
-            address,
-            port,
-            path,
-        } => format!("rtsp://{address}:{port}{path}"),
-    }
+    o.to_string()
 }
 
 impl LiveOutput {
@@ -276,13 +263,19 @@ impl LiveOutput {
                 OutputSpec::RtspPublish(url) => {
                     chain.extend(live_h264(&prefix, settings.fps)?);
                     let sink = make("rtspclientsink", &format!("{prefix}-publish"))?;
-                    sink.set_property("location", url);
+                    // The location holds no credentials; they go in as properties.
+                    sink.set_property("location", &url.url);
+                    if let Some(c) = &url.credentials {
+                        sink.set_property("user-id", &c.user);
+                        sink.set_property("user-pw", c.password.expose());
+                    }
                     chain.push(sink);
                 }
                 OutputSpec::RtspServe {
                     address,
                     port,
                     path,
+                    tls,
                 } => {
                     let channel = format!("segsynth-{}-{i}", std::process::id());
                     let sink = make("intervideosink", &format!("{prefix}-inter"))?;
@@ -298,8 +291,16 @@ impl LiveOutput {
                             .map_err(perr)?;
                         main_loop = Some(l);
                     }
-                    rtsp_server::serve(address, *port, path, &channel, settings)?;
-                    served.push(format!("rtsp://{address}:{port}{path}"));
+                    rtsp_server::serve(
+                        address,
+                        *port,
+                        path,
+                        &channel,
+                        settings.fps,
+                        *tls,
+                        &settings.serve,
+                    )?;
+                    served.push(o.to_string());
                 }
             }
             pipeline.add_many(&chain).map_err(perr)?;

@@ -15,7 +15,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use crate::endpoint::InputSpec;
+use crate::endpoint::{Credentials, InputSpec};
+use crate::io::rtsp_server::ServeSettings;
 use crate::frame::Frame;
 use crate::io::frames::frame_from_sample;
 use crate::io::{IoError, init};
@@ -27,9 +28,12 @@ pub struct LiveSettings {
     pub height: u32,
     pub fps: u32,
     pub realtime: bool,
-    pub rtsp_user: Option<String>,
-    pub rtsp_password: Option<String>,
+    /// The input camera's credentials (URL userinfo or `--input-user/--input-password`).
+    pub input_credentials: Option<Credentials>,
+    /// `tcp` or `udp` for RTSP inputs.
     pub rtsp_transport: String,
+    /// The served stream's protection and limits.
+    pub serve: ServeSettings,
     pub overwrite: bool,
     /// Report an input that delivers nothing for this long.
     pub stall_after: Duration,
@@ -63,6 +67,9 @@ pub struct LiveInput {
     pub keep: KeepSize,
 }
 
+/// The input's pipeline description. It holds no user-given text (paths, URLs,
+/// credentials): those are set as properties on the `src` element afterwards, so a
+/// quote cannot break the description and no secret is ever part of it.
 fn input_description(spec: &InputSpec, s: &LiveSettings) -> String {
     let scale = format!(
         "videoconvert ! videoscale ! videorate drop-only=true ! video/x-raw,format=I420,width={},height={},framerate=[1/1,{}/1]",
@@ -74,29 +81,32 @@ fn input_description(spec: &InputSpec, s: &LiveSettings) -> String {
             "videotestsrc is-live=true pattern=ball ! video/x-raw,width={},height={},framerate={}/1 ! {scale} ! {sink}",
             s.width, s.height, s.fps
         ),
-        InputSpec::V4l2(dev) => format!(
-            "v4l2src device={} ! decodebin ! {scale} ! {sink}",
-            dev.display()
+        InputSpec::V4l2(_) => format!("v4l2src name=src ! decodebin ! {scale} ! {sink}"),
+        InputSpec::Rtsp(_) => format!(
+            "rtspsrc name=src protocols={} latency=100 ! decodebin ! {scale} ! {sink}",
+            if s.rtsp_transport == "udp" { "udp" } else { "tcp" }
         ),
-        InputSpec::Rtsp(url) => {
-            let auth = match (&s.rtsp_user, &s.rtsp_password) {
-                (Some(u), Some(p)) => format!(" user-id=\"{u}\" user-pw=\"{p}\""),
-                _ => String::new(),
-            };
-            format!(
-                "rtspsrc location=\"{url}\" protocols={} latency=100{auth} ! decodebin ! {scale} ! {sink}",
-                s.rtsp_transport
-            )
-        }
+        InputSpec::File { .. } => format!(
+            "filesrc name=src ! decodebin ! {scale} ! appsink name=sink max-buffers=1 drop=false sync={}",
+            s.realtime
+        ),
+    }
+}
+
+/// Sets the user-given properties on the input's `src` element.
+fn configure_source(src: &gst::Element, spec: &InputSpec, s: &LiveSettings) {
+    match spec {
+        InputSpec::Test => {}
+        InputSpec::V4l2(dev) => src.set_property("device", dev.to_string_lossy().to_string()),
         InputSpec::File { path } => {
-            let sink = format!(
-                "appsink name=sink max-buffers=1 drop=false sync={}",
-                s.realtime
-            );
-            format!(
-                "filesrc location=\"{}\" ! decodebin ! {scale} ! {sink}",
-                path.display()
-            )
+            src.set_property("location", path.to_string_lossy().to_string())
+        }
+        InputSpec::Rtsp(url) => {
+            src.set_property("location", &url.url);
+            if let Some(c) = s.input_credentials.as_ref().or(url.credentials.as_ref()) {
+                src.set_property("user-id", &c.user);
+                src.set_property("user-pw", c.password.expose());
+            }
         }
     }
 }
@@ -131,7 +141,7 @@ impl LiveInput {
     ) -> Result<(gst::Pipeline, gst_app::AppSink), IoError> {
         let description = input_description(spec, settings);
         let pipeline = gst::parse::launch(&description)
-            .map_err(|e| IoError::Pipeline(format!("cannot build the input ({description}): {e}")))?
+            .map_err(|e| IoError::Pipeline(format!("cannot build the input {spec}: {e}")))?
             .downcast::<gst::Pipeline>()
             .map_err(|_| IoError::Pipeline("input is not a pipeline".into()))?;
         let appsink = pipeline
@@ -139,14 +149,17 @@ impl LiveInput {
             .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
             .ok_or_else(|| IoError::Pipeline("input has no appsink".into()))?;
         appsink.set_property("async", false);
+        if let Some(src) = pipeline.by_name("src") {
+            configure_source(&src, spec, settings);
+        }
         pipeline
             .set_state(gst::State::Playing)
-            .map_err(|_| IoError::Pipeline(format!("the input {spec:?} failed to start")))?;
+            .map_err(|_| IoError::Pipeline(format!("the input {spec} failed to start")))?;
         Ok((pipeline, appsink))
     }
 
     fn reconnect(&mut self, why: &str) {
-        tracing::warn!(input = ?self.spec, "input lost ({why}); reconnecting in {:?}", self.backoff);
+        tracing::warn!(input = %self.spec, "input lost ({why}); reconnecting in {:?}", self.backoff);
         eprintln!(
             "segsynth: input lost ({why}); reconnecting in {} s",
             self.backoff.as_secs()

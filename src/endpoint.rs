@@ -90,7 +90,11 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         let hex = |c: u8| (c as char).to_digit(16);
-        match (b[i], b.get(i + 1).and_then(|&c| hex(c)), b.get(i + 2).and_then(|&c| hex(c))) {
+        match (
+            b[i],
+            b.get(i + 1).and_then(|&c| hex(c)),
+            b.get(i + 2).and_then(|&c| hex(c)),
+        ) {
             (b'%', Some(h), Some(l)) => {
                 out.push((h * 16 + l) as u8);
                 i += 3;
@@ -225,7 +229,9 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
                 "output {shown:?}: expected rtsp-publish://[USER:PASSWORD@]HOST:PORT/PATH"
             ));
         }
-        return Ok(OutputSpec::RtspPublish(RtspUrl::parse(&format!("rtsp://{rest}"))));
+        return Ok(OutputSpec::RtspPublish(RtspUrl::parse(&format!(
+            "rtsp://{rest}"
+        ))));
     }
     let served = s
         .strip_prefix("rtsp://")
@@ -377,7 +383,10 @@ mod tests {
         let u = RtspUrl::parse("rtsp://alice:S3cr%40t%22@cam:554/stream");
         assert_eq!(u.url, "rtsp://cam:554/stream");
         let c = u.credentials.clone().unwrap();
-        assert_eq!((c.user.as_str(), c.password.expose()), ("alice", "S3cr@t\""));
+        assert_eq!(
+            (c.user.as_str(), c.password.expose()),
+            ("alice", "S3cr@t\"")
+        );
         assert_eq!(u.to_string(), "rtsp://alice:***@cam:554/stream");
         assert!(!format!("{u:?}").contains("S3cr"));
         let spec = parse_output("rtsp-publish://bob:hunter2@mtx:8554/cam").unwrap();

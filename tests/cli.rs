@@ -13,3 +13,4 @@ mod graphs;
 mod layout;
 mod live;
 mod multiclass;
+mod rtsp;

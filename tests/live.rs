@@ -12,13 +12,13 @@ use gstreamer_app as gst_app;
 
 use crate::support::*;
 
-fn port() -> u16 {
+pub(crate) fn port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     20000 + (std::process::id() % 20000) as u16 + NEXT.fetch_add(1, Ordering::Relaxed) * 7
 }
 
 /// A running `segsynth run`, killed if the test fails before stopping it.
-struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl std::ops::Deref for Running {
     type Target = Child;
@@ -41,7 +41,7 @@ impl Drop for Running {
 }
 
 /// Starts `segsynth run`; its stderr lines arrive on the channel.
-fn start(args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
+pub(crate) fn start(args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
     let mut child = Command::new(bin())
         .arg("run")
         .args(args)
@@ -58,7 +58,7 @@ fn start(args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
     (Running(child), rx)
 }
 
-fn wait_for(
+pub(crate) fn wait_for(
     rx: &std::sync::mpsc::Receiver<String>,
     needle: &str,
     timeout: Duration,
@@ -81,7 +81,7 @@ fn wait_for(
 }
 
 /// An RTSP client: frames received within `timeout`, up to `want`.
-fn client(url: &str, want: usize, timeout: Duration) -> (usize, (i32, i32)) {
+pub(crate) fn client(url: &str, want: usize, timeout: Duration) -> (usize, (i32, i32)) {
     gst_init();
     let pipeline = gst::parse::launch(&format!(
         "rtspsrc location={url} protocols=tcp latency=0 ! decodebin ! videoconvert ! appsink name=s sync=false"
@@ -113,7 +113,7 @@ fn client(url: &str, want: usize, timeout: Duration) -> (usize, (i32, i32)) {
     (n, size)
 }
 
-fn rss_kb(pid: u32) -> u64 {
+pub(crate) fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -124,7 +124,7 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn interrupt(child: &Running) {
+pub(crate) fn interrupt(child: &Running) {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
 }
 

@@ -137,11 +137,18 @@ pub fn serve(
         .session_pool()
         .ok_or_else(|| IoError::Pipeline("RTSP server has no session pool".into()))?;
     pool.set_max_sessions(s.max_clients);
-    // Reap sessions whose clients went silent.
+    // Reap sessions whose clients went silent: the watch fires when a session may
+    // have expired, and cleanup removes the expired ones.
     pool.create_watch(
         Some("segsynth-session-reaper"),
         glib::Priority::DEFAULT,
-        |_| glib::ControlFlow::Continue,
+        |pool| {
+            let reaped = pool.cleanup();
+            if reaped > 0 {
+                tracing::info!(reaped, "RTSP sessions reaped after the session timeout");
+            }
+            glib::ControlFlow::Continue
+        },
     )
     .attach(None);
     let (timeout, max) = (s.session_timeout, s.max_clients);
@@ -230,6 +237,10 @@ fn authorization(msg: &gst_rtsp::rtsp_message::RTSPMessage) -> Option<String> {
         if res != gst_rtsp::ffi::GST_RTSP_OK || value.is_null() {
             return None;
         }
-        Some(std::ffi::CStr::from_ptr(value).to_string_lossy().into_owned())
+        Some(
+            std::ffi::CStr::from_ptr(value)
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }

@@ -184,13 +184,15 @@ pub fn password(
         return Ok(Some(Secret::new(p)));
     }
     if let Some(f) = file {
-        let text = std::fs::read_to_string(f).map_err(|e| {
-            anyhow::anyhow!("cannot read the password file {}: {e}", f.display())
-        })?;
+        let text = std::fs::read_to_string(f)
+            .map_err(|e| anyhow::anyhow!("cannot read the password file {}: {e}", f.display()))?;
         let line = text.lines().next().unwrap_or("").to_string();
         return Ok(Some(Secret::new(line)));
     }
-    Ok(std::env::var(env).ok().filter(|p| !p.is_empty()).map(Secret::new))
+    Ok(std::env::var(env)
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(Secret::new))
 }
 
 /// Both halves of a credential pair or neither: half a pair is a usage error.

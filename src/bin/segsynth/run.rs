@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::ArgMatches;
 
-use segsynth::endpoint::{Preset, parse_input, parse_output};
 use segsynth::endpoint::{Credentials, OutputSpec, is_loopback};
+use segsynth::endpoint::{Preset, parse_input, parse_output};
 use segsynth::io::rtsp_server::{self, ServeSettings};
 use segsynth::io::sink::live::{LiveOutput, check_output};
 use segsynth::io::source::live::{LiveInput, LiveSettings, check_input};
@@ -39,12 +39,12 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         );
     }
     let title = format!("segsynth: {}", segsynth::endpoint::redact_url(&input));
-    let input = parse_input(&input).map_err(anyhow::Error::msg)?;
+    let input = parse_input(&input).map_err(crate::options::usage)?;
     let outputs = outputs
         .iter()
         .map(|o| parse_output(o))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .map_err(crate::options::usage)?;
     let rtsp = preset.rtsp.clone().unwrap_or_default();
     let (input_credentials, serve) = security(&args, &rtsp, &outputs)?;
     let settings = LiveSettings {
@@ -177,17 +177,25 @@ fn security(
     let input = pair(
         args.input_user.clone(),
         input_password,
-        ("--input-user", "--input-password (or --input-password-file, SEGSYNTH_INPUT_PASSWORD)"),
+        (
+            "--input-user",
+            "--input-password (or --input-password-file, SEGSYNTH_INPUT_PASSWORD)",
+        ),
     )?;
     let served_password = password(
         args.rtsp_password.as_deref().or(rtsp.password.as_deref()),
-        args.rtsp_password_file.as_deref().or(rtsp.password_file.as_deref()),
+        args.rtsp_password_file
+            .as_deref()
+            .or(rtsp.password_file.as_deref()),
         "SEGSYNTH_RTSP_PASSWORD",
     )?;
     let served = pair(
         args.rtsp_user.clone().or(rtsp.user.clone()),
         served_password,
-        ("--rtsp-user", "--rtsp-password (or --rtsp-password-file, SEGSYNTH_RTSP_PASSWORD)"),
+        (
+            "--rtsp-user",
+            "--rtsp-password (or --rtsp-password-file, SEGSYNTH_RTSP_PASSWORD)",
+        ),
     )?;
     let max_clients = args
         .rtsp_max_clients
@@ -198,7 +206,13 @@ fn security(
         .rtsp_session_timeout
         .or(rtsp.session_timeout)
         .unwrap_or(rtsp_server::DEFAULT_SESSION_TIMEOUT);
-    check_range("--rtsp-session-timeout", session_timeout as f64, 1.0, 86_400.0, " seconds")?;
+    check_range(
+        "--rtsp-session-timeout",
+        session_timeout as f64,
+        1.0,
+        86_400.0,
+        " seconds",
+    )?;
     let allow_anonymous = args.rtsp_allow_anonymous || rtsp.allow_anonymous.unwrap_or(false);
     let tls = match (
         args.tls_cert.clone().or(rtsp.tls_cert.clone()),
@@ -206,10 +220,19 @@ fn security(
     ) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
-        _ => return Err(usage("--tls-cert and --tls-key go together; give both or neither".into())),
+        _ => {
+            return Err(usage(
+                "--tls-cert and --tls-key go together; give both or neither".into(),
+            ));
+        }
     };
     for o in outputs {
-        if let OutputSpec::RtspServe { address, tls: wants_tls, .. } = o {
+        if let OutputSpec::RtspServe {
+            address,
+            tls: wants_tls,
+            ..
+        } = o
+        {
             if *wants_tls && tls.is_none() {
                 return Err(usage(format!(
                     "{o} needs --tls-cert CERT.pem and --tls-key KEY.pem"

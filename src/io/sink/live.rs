@@ -21,7 +21,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use crate::endpoint::OutputSpec;
+use crate::endpoint::{OutputSpec, RtspUrl};
 use crate::frame::Frame;
 use crate::io::encode::{Container, EncoderSettings, muxer, temp_path, x264};
 use crate::io::frames::buffer_from_frame;
@@ -79,6 +79,20 @@ struct Branch {
     window: bool,
     /// The user closed it (not a failure).
     closed: bool,
+    /// Publishing: rebuilt with backoff after a failure (the server restarted, the
+    /// network dropped), as cameras and media servers expect.
+    reconnect: Option<Reconnect>,
+}
+
+struct Reconnect {
+    prefix: String,
+    caps: gst::Caps,
+    url: RtspUrl,
+    fps: u32,
+    backoff: Duration,
+    retry_at: Option<std::time::Instant>,
+    /// Failures so far, reported at the end even when publishing recovered.
+    failures: Vec<String>,
 }
 
 /// What a branch's bus said.
@@ -89,6 +103,26 @@ enum BranchEvent {
 }
 
 impl Branch {
+    /// A failed publishing branch whose backoff has passed is built again.
+    fn retry(&mut self) {
+        let Some(r) = &mut self.reconnect else { return };
+        if self.failed.is_none() || r.retry_at.is_some_and(|t| std::time::Instant::now() < t) {
+            return;
+        }
+        let built = publish_chain(&r.prefix, &r.url, r.fps)
+            .and_then(|chain| assemble(&r.prefix, &r.caps, chain, 2, &self.label));
+        match built {
+            Ok((pipeline, appsrc)) => {
+                eprintln!("segsynth: output {}: reconnecting", self.label);
+                self.pipeline = pipeline;
+                self.appsrc = appsrc;
+                self.retime = Retime::default();
+                self.failed = None;
+            }
+            Err(e) => self.close_failed(e.to_string()),
+        }
+    }
+
     /// Takes the branch's first bus error, if one arrived.
     fn poll_error(&mut self) -> Option<BranchEvent> {
         if self.failed.is_some() {
@@ -138,13 +172,27 @@ impl Branch {
     }
 
     /// Closes a failed branch at once and says so; its partial file is removed.
+    /// A publishing branch is tried again after its backoff.
     fn close_failed(&mut self, reason: String) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(r) = &mut self.reconnect {
+            tracing::warn!(output = %self.label, %reason, "output failed; reconnecting in {:?}", r.backoff);
+            eprintln!(
+                "segsynth: output {} failed: {reason}; reconnecting in {} s",
+                self.label,
+                r.backoff.as_secs()
+            );
+            r.retry_at = Some(std::time::Instant::now() + r.backoff);
+            r.backoff = (r.backoff * 2).min(Duration::from_secs(30));
+            r.failures.push(reason.clone());
+            self.failed = Some(reason);
+            return;
+        }
         tracing::error!(output = %self.label, %reason, "output failed; closing it, the other outputs continue");
         eprintln!(
             "segsynth: output {} failed: {reason}; closed it, the other outputs continue",
             self.label
         );
-        let _ = self.pipeline.set_state(gst::State::Null);
         if let Some((temp, _)) = &self.rename {
             let _ = std::fs::remove_file(temp);
         }
@@ -190,6 +238,56 @@ fn output_label(o: &OutputSpec) -> String {
     o.to_string()
 }
 
+/// appsrc ! rtph264 encoder ! rtspclientsink, credentials as properties.
+fn publish_chain(prefix: &str, url: &RtspUrl, fps: u32) -> Result<Vec<gst::Element>, IoError> {
+    let mut chain = live_h264(prefix, fps)?;
+    let sink = make("rtspclientsink", &format!("{prefix}-publish"))?;
+    // The location holds no credentials; they go in as properties. Media goes
+    // interleaved over the RTSP connection, so a server that goes away is noticed
+    // (UDP would keep sending into the void) and NATs are no obstacle.
+    sink.set_property("location", &url.url);
+    sink.set_property_from_str("protocols", "tcp");
+    if let Some(c) = &url.credentials {
+        sink.set_property("user-id", &c.user);
+        sink.set_property("user-pw", c.password.expose());
+    }
+    chain.push(sink);
+    Ok(chain)
+}
+
+/// A branch pipeline: its own leaky appsrc, then `tail`, set PLAYING.
+fn assemble(
+    prefix: &str,
+    caps: &gst::Caps,
+    tail: Vec<gst::Element>,
+    max_buffers: u64,
+    label: &str,
+) -> Result<(gst::Pipeline, gst_app::AppSrc), IoError> {
+    let pipeline = gst::Pipeline::with_name(&format!("segsynth-{prefix}"));
+    let appsrc = gst_app::AppSrc::builder()
+        .name(format!("{prefix}-appsrc"))
+        .caps(caps)
+        .format(gst::Format::Time)
+        .is_live(true)
+        .build();
+    // Latest frame wins: a slow output never holds the others back (GStreamer >= 1.20).
+    appsrc.set_property("max-buffers", max_buffers);
+    appsrc.set_property_from_str("leaky-type", "downstream");
+    let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast()];
+    chain.extend(tail);
+    pipeline.add_many(&chain).map_err(perr)?;
+    gst::Element::link_many(&chain)
+        .map_err(|e| IoError::Pipeline(format!("cannot link output {label}: {e}")))?;
+    pipeline.set_state(gst::State::Playing).map_err(|_| {
+        let why = crate::io::first_bus_error(&pipeline)
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        let _ = pipeline.set_state(gst::State::Null);
+        IoError::Pipeline(format!("output {label} failed to start: {why}"))
+    })?;
+    Ok((pipeline, appsrc))
+}
+
 impl LiveOutput {
     pub fn start(
         outputs: &[OutputSpec],
@@ -211,65 +309,59 @@ impl LiveOutput {
         let mut branches = Vec::new();
         for (i, o) in outputs.iter().enumerate() {
             let prefix = format!("out{i}");
-            let pipeline = gst::Pipeline::with_name(&format!("segsynth-{prefix}"));
-            let appsrc = gst_app::AppSrc::builder()
-                .name(format!("{prefix}-appsrc"))
-                .caps(&caps)
-                .format(gst::Format::Time)
-                .is_live(true)
-                .build();
-            // Latest frame wins: a slow output never holds the others back (GStreamer >= 1.20).
-            appsrc.set_property("max-buffers", 2u64);
-            appsrc.set_property_from_str("leaky-type", "downstream");
-            let mut chain: Vec<gst::Element> = vec![appsrc.clone().upcast()];
+            let label = output_label(o);
+            let mut tail: Vec<gst::Element> = Vec::new();
             let mut rename = None;
+            let mut reconnect = None;
+            // Latest frame wins, but a recording keeps up to 2 s while its encoder catches up.
+            let mut max_buffers = 2;
             match o {
                 OutputSpec::File(path) => {
                     let container = Container::for_path(path)?;
                     let temp = temp_path(path);
-                    // A recording keeps up to 2 s of frames while the encoder catches up.
-                    appsrc.set_property("max-buffers", (settings.fps as u64 * 2).max(2));
-                    chain.extend(live_h264(&prefix, settings.fps)?);
+                    max_buffers = (settings.fps as u64 * 2).max(2);
+                    tail.extend(live_h264(&prefix, settings.fps)?);
                     let (mux, sink) = muxer(&prefix, container, &temp)?;
-                    chain.push(mux);
-                    chain.push(sink);
+                    tail.push(mux);
+                    tail.push(sink);
                     rename = Some((temp, path.clone()));
                 }
                 OutputSpec::Display => {
-                    chain.push(make("videoconvert", &format!("{prefix}-convert"))?);
+                    tail.push(make("videoconvert", &format!("{prefix}-convert"))?);
                     let (sink, factory) = window::choose_sink(
                         settings.display_sink.as_deref(),
                         &format!("{prefix}-display"),
                     )?;
                     window::set_up(&sink, &settings.title, &stop);
                     eprintln!("segsynth: window ({factory}): {}", settings.title);
-                    chain.push(sink);
+                    tail.push(sink);
                 }
                 OutputSpec::V4l2(dev) => {
-                    chain.push(make("videoconvert", &format!("{prefix}-convert"))?);
-                    let caps = make("capsfilter", &format!("{prefix}-yuy2"))?;
-                    caps.set_property(
+                    tail.push(make("videoconvert", &format!("{prefix}-convert"))?);
+                    let yuy2 = make("capsfilter", &format!("{prefix}-yuy2"))?;
+                    yuy2.set_property(
                         "caps",
                         gst::Caps::builder("video/x-raw")
                             .field("format", "YUY2")
                             .build(),
                     );
-                    chain.push(caps);
+                    tail.push(yuy2);
                     let sink = make("v4l2sink", &format!("{prefix}-v4l2"))?;
                     sink.set_property("device", dev.to_string_lossy().to_string());
                     sink.set_property("sync", false);
-                    chain.push(sink);
+                    tail.push(sink);
                 }
                 OutputSpec::RtspPublish(url) => {
-                    chain.extend(live_h264(&prefix, settings.fps)?);
-                    let sink = make("rtspclientsink", &format!("{prefix}-publish"))?;
-                    // The location holds no credentials; they go in as properties.
-                    sink.set_property("location", &url.url);
-                    if let Some(c) = &url.credentials {
-                        sink.set_property("user-id", &c.user);
-                        sink.set_property("user-pw", c.password.expose());
-                    }
-                    chain.push(sink);
+                    tail = publish_chain(&prefix, url, settings.fps)?;
+                    reconnect = Some(Reconnect {
+                        prefix: prefix.clone(),
+                        caps: caps.clone(),
+                        url: url.clone(),
+                        fps: settings.fps,
+                        backoff: Duration::from_secs(1),
+                        retry_at: None,
+                        failures: Vec::new(),
+                    });
                 }
                 OutputSpec::RtspServe {
                     address,
@@ -281,7 +373,7 @@ impl LiveOutput {
                     let sink = make("intervideosink", &format!("{prefix}-inter"))?;
                     sink.set_property("channel", &channel);
                     sink.set_property("sync", false);
-                    chain.push(sink);
+                    tail.push(sink);
                     if main_loop.is_none() {
                         let l = glib::MainLoop::new(None, false);
                         let run = l.clone();
@@ -303,26 +395,17 @@ impl LiveOutput {
                     served.push(o.to_string());
                 }
             }
-            pipeline.add_many(&chain).map_err(perr)?;
-            gst::Element::link_many(&chain).map_err(|e| {
-                IoError::Pipeline(format!("cannot link output {}: {e}", output_label(o)))
-            })?;
-            pipeline.set_state(gst::State::Playing).map_err(|_| {
-                let why = crate::io::first_bus_error(&pipeline)
-                    .map(|e| e.to_string())
-                    .unwrap_or_default();
-                let _ = pipeline.set_state(gst::State::Null);
-                IoError::Pipeline(format!("output {} failed to start {why}", output_label(o)))
-            })?;
+            let (pipeline, appsrc) = assemble(&prefix, &caps, tail, max_buffers, &label)?;
             branches.push(Branch {
                 retime: Retime::default(),
-                label: output_label(o),
+                label,
                 pipeline,
                 appsrc,
                 rename,
                 failed: None,
                 window: matches!(o, OutputSpec::Display),
                 closed: false,
+                reconnect,
             });
         }
         Ok(LiveOutput {
@@ -336,10 +419,14 @@ impl LiveOutput {
 
     /// Outputs that failed while running, with their reasons.
     pub fn failures(&self) -> Vec<(String, String)> {
-        self.branches
-            .iter()
-            .filter_map(|b| b.failed.clone().map(|f| (b.label.clone(), f)))
-            .collect()
+        let mut all = Vec::new();
+        for b in &self.branches {
+            match &b.reconnect {
+                Some(r) => all.extend(r.failures.iter().map(|f| (b.label.clone(), f.clone()))),
+                None => all.extend(b.failed.clone().map(|f| (b.label.clone(), f))),
+            }
+        }
+        all
     }
 
     /// Sends EOS, waits for recordings to finalise, stops the server. Fails when any
@@ -391,6 +478,7 @@ impl FrameSink for LiveOutput {
     fn push(&mut self, frame: Frame) -> Result<(), PipelineError> {
         let buffer = buffer_from_frame(&frame, &self.info).map_err(PipelineError::from)?;
         for b in &mut self.branches {
+            b.retry();
             if let Some(event) = b.poll_error() {
                 b.handle(event, &self.stop);
             }
@@ -413,7 +501,11 @@ impl FrameSink for LiveOutput {
                 b.handle(event, &self.stop);
             }
         }
-        if self.branches.iter().all(|b| b.failed.is_some()) {
+        if self
+            .branches
+            .iter()
+            .all(|b| b.failed.is_some() && b.reconnect.is_none())
+        {
             let all: Vec<String> = self
                 .failures()
                 .into_iter()

@@ -16,9 +16,9 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use crate::endpoint::{Credentials, InputSpec};
-use crate::io::rtsp_server::ServeSettings;
 use crate::frame::Frame;
 use crate::io::frames::frame_from_sample;
+use crate::io::rtsp_server::ServeSettings;
 use crate::io::{IoError, init};
 use crate::pipeline::{FrameSource, KeepSize, PipelineError};
 
@@ -84,7 +84,11 @@ fn input_description(spec: &InputSpec, s: &LiveSettings) -> String {
         InputSpec::V4l2(_) => format!("v4l2src name=src ! decodebin ! {scale} ! {sink}"),
         InputSpec::Rtsp(_) => format!(
             "rtspsrc name=src protocols={} latency=100 ! decodebin ! {scale} ! {sink}",
-            if s.rtsp_transport == "udp" { "udp" } else { "tcp" }
+            if s.rtsp_transport == "udp" {
+                "udp"
+            } else {
+                "tcp"
+            }
         ),
         InputSpec::File { .. } => format!(
             "filesrc name=src ! decodebin ! {scale} ! appsink name=sink max-buffers=1 drop=false sync={}",

@@ -1,0 +1,654 @@
+//! RTSP on a network: credentials that never leave the process, auth that refuses
+//! wrong passwords on the same running server, client limits, session reaping, RTSPS,
+//! publishing to a real RECORD server, and clients that connect together (issue 15).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::live::{Running, interrupt, port, rss_kb, start, wait_for};
+use crate::support::*;
+
+/// An rtspsrc client in this process: frames it decoded and the error it got, if any.
+struct Client {
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+}
+
+impl Client {
+    fn new(url: &str, user: Option<(&str, &str)>) -> Client {
+        gst_init();
+        let pipeline = gst::parse::launch(
+            "rtspsrc name=src protocols=tcp latency=0 ! decodebin ! videoconvert ! appsink name=s sync=false",
+        )
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let src = pipeline.by_name("src").unwrap();
+        src.set_property("location", url);
+        if let Some((u, p)) = user {
+            src.set_property("user-id", u);
+            src.set_property("user-pw", p);
+        }
+        let sink = pipeline
+            .by_name("s")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        sink.set_property("async", false);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        Client { pipeline, sink }
+    }
+
+    /// Frames received within `timeout`, up to `want`, and the first bus error.
+    fn frames(&self, want: usize, timeout: Duration) -> (usize, Option<String>) {
+        let deadline = Instant::now() + timeout;
+        let mut n = 0;
+        while n < want && Instant::now() < deadline {
+            if self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+                .is_some()
+            {
+                n += 1;
+            } else if let Some(e) = self.error() {
+                return (n, Some(e));
+            }
+        }
+        (n, self.error())
+    }
+
+    fn error(&self) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        while let Some(m) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = m.view() {
+                return Some(format!("{} {:?}", e.error(), e.debug()));
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+fn lines(rx: &std::sync::mpsc::Receiver<String>) -> Vec<String> {
+    std::thread::sleep(Duration::from_millis(300));
+    rx.try_iter().collect()
+}
+
+const SMALL: [&str; 6] = ["--width", "320", "--height", "180", "--stats-every", "0"];
+
+fn args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["-i", "test:"];
+    v.extend_from_slice(&SMALL);
+    v.extend_from_slice(extra);
+    v
+}
+
+#[test]
+fn half_credentials_and_open_network_serving_are_usage_errors() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["-o", "rtsp://127.0.0.1:8554/x", "--rtsp-user", "u"],
+            "--rtsp-user was given without --rtsp-password",
+        ),
+        (
+            &["-o", "rtsp://127.0.0.1:8554/x", "--rtsp-password", "p"],
+            "was given without --rtsp-user",
+        ),
+        (
+            &["-o", "x.mkv", "--input-user", "u"],
+            "--input-user was given without --input-password",
+        ),
+        (&["-o", "rtsp://0.0.0.0:8554/x"], "--rtsp-allow-anonymous"),
+        (&["-o", "rtsps://127.0.0.1:8554/x"], "--tls-cert"),
+        (
+            &["-o", "rtsp://u:p@127.0.0.1:8554/x"],
+            "--rtsp-user/--rtsp-password",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut a = vec!["run", "-i", "test:"];
+        a.extend_from_slice(extra);
+        let o = segsynth(&a);
+        assert_eq!(o.status.code(), Some(2), "{a:?}: {}", stderr(&o));
+        assert_clean_error(&o, &[needle]);
+    }
+}
+
+#[test]
+fn secrets_never_leave_the_process() {
+    let (cam_pw, view_pw, pub_pw) = ("CamPw-7f3a9", "ViewPw-2c81e", "PubPw-9d04b");
+    let dir = tmpdir();
+    let pw_file = dir.path().join("viewer.pw");
+    std::fs::write(&pw_file, format!("{view_pw}\n")).unwrap();
+    // A camera that asks for credentials.
+    let cam_port = port();
+    let cam_url = format!("rtsp://127.0.0.1:{cam_port}/cam");
+    let (camera, crx) = start(&args(&[
+        "-o",
+        &cam_url,
+        "--rtsp-user",
+        "cam",
+        "--rtsp-password",
+        cam_pw,
+    ]));
+    wait_for(&crx, "serving", Duration::from_secs(30));
+    // The relay: camera credentials in the URL, served password from a file, and a
+    // publish target (nothing listens there) with credentials in its URL.
+    let out_port = port();
+    let input = format!("rtsp://cam:{cam_pw}@127.0.0.1:{cam_port}/cam");
+    let publish = format!("rtsp-publish://pub:{pub_pw}@127.0.0.1:{}/x", port());
+    let out = format!("rtsp://127.0.0.1:{out_port}/out");
+    let mut relay_args = SMALL[..4].to_vec();
+    relay_args.extend([
+        "-i",
+        &input,
+        "-o",
+        &out,
+        "-o",
+        &publish,
+        "--rtsp-user",
+        "viewer",
+        "--rtsp-password-file",
+        pw_file.to_str().unwrap(),
+        "--stats-every",
+        "1",
+        "--log",
+        "debug",
+    ]);
+    let (mut relay, rx) = start(&relay_args);
+    let mut seen = wait_for(&rx, "serving", Duration::from_secs(30));
+    // Nobody else can read the passwords from the process list.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", relay.id())).unwrap();
+    let cmdline = String::from_utf8_lossy(&cmdline);
+    assert!(
+        !cmdline.contains(view_pw),
+        "served password on the command line"
+    );
+    // The camera goes away: the relay reconnects (and says so) several times.
+    drop(camera);
+    std::thread::sleep(Duration::from_secs(6));
+    interrupt(&relay);
+    let _ = relay.wait();
+    seen.extend(lines(&rx));
+    let all = seen.join("\n");
+    assert!(all.contains("reconnecting"), "the input reconnected: {all}");
+    assert!(
+        all.contains("cam:***@127.0.0.1"),
+        "URLs are shown redacted: {all}"
+    );
+    for pw in [cam_pw, view_pw, pub_pw] {
+        assert!(!all.contains(pw), "password {pw} printed:\n{all}");
+    }
+    // A wrong camera password: the error path names the input, not the password.
+    let bad = format!("rtsp://cam:{cam_pw}-wrong@127.0.0.1:1/cam");
+    let o = segsynth(
+        &[
+            &["run", "-o", "x.mkv", "--duration", "3"][..],
+            &args(&[])[2..],
+            &["-i", &bad],
+        ]
+        .concat(),
+    );
+    assert!(!stderr(&o).contains(cam_pw), "{}", stderr(&o));
+    let _ = std::fs::remove_file("x.mkv");
+}
+
+#[test]
+fn a_wrong_password_is_refused_and_the_right_one_plays_on_the_same_server() {
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/private");
+    let (child, rx) = start(&args(&[
+        "-o",
+        &url,
+        "--rtsp-user",
+        "viewer",
+        "--rtsp-password",
+        "s3cret",
+        "--log",
+        "info",
+    ]));
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    let (n, err) = Client::new(&url, Some(("viewer", "wrong"))).frames(1, Duration::from_secs(10));
+    assert_eq!(n, 0, "no frames with a wrong password");
+    assert!(
+        err.as_deref()
+            .is_some_and(|e| e.contains("Unauthorized") || e.contains("401")),
+        "{err:?}"
+    );
+    let (n, err) = Client::new(&url, None).frames(1, Duration::from_secs(10));
+    assert_eq!(n, 0, "no frames without credentials: {err:?}");
+    let (n, err) =
+        Client::new(&url, Some(("viewer", "s3cret"))).frames(10, Duration::from_secs(20));
+    assert!(n >= 10, "the right password plays: {n} frames, {err:?}");
+    interrupt(&child);
+    let log = lines(&rx).join("\n");
+    assert!(log.contains("refused: wrong user or password"), "{log}");
+    assert!(log.contains("refused: no credentials"), "{log}");
+}
+
+#[test]
+fn the_client_limit_refuses_the_next_client_while_the_others_play() {
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let (child, rx) = start(&args(&[
+        "-o",
+        &url,
+        "--rtsp-max-clients",
+        "2",
+        "--log",
+        "info",
+    ]));
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    let a = Client::new(&url, None);
+    let b = Client::new(&url, None);
+    assert!(a.frames(5, Duration::from_secs(20)).0 >= 5);
+    assert!(b.frames(5, Duration::from_secs(20)).0 >= 5);
+    let (n, err) = Client::new(&url, None).frames(1, Duration::from_secs(10));
+    assert_eq!(n, 0, "the third client is refused ({err:?})");
+    assert!(err.is_some(), "the refusal is an RTSP error for the client");
+    // The first two keep playing.
+    assert!(a.frames(10, Duration::from_secs(10)).0 >= 10);
+    assert!(b.frames(10, Duration::from_secs(10)).0 >= 10);
+    interrupt(&child);
+    let log = lines(&rx).join("\n");
+    assert!(
+        log.contains("client limit is reached"),
+        "refusal logged at info: {log}"
+    );
+}
+
+/// RTSP over a plain TCP stream: the request, then the status line and headers.
+fn request(s: &mut TcpStream, text: &str) -> String {
+    s.write_all(text.as_bytes()).unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut head = String::new();
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        head.push_str(&line);
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+#[test]
+fn a_client_that_goes_away_frees_its_place_and_sessions_carry_the_timeout() {
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let (child, rx) = start(&args(&[
+        "-o",
+        &url,
+        "--rtsp-max-clients",
+        "1",
+        "--rtsp-session-timeout",
+        "7",
+    ]));
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    // A client that sets up a session and then dies (no TEARDOWN).
+    let mut gone = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    let d = request(
+        &mut gone,
+        &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
+    );
+    assert!(d.starts_with("RTSP/1.0 200"), "{d}");
+    let control = d
+        .lines()
+        .find(|l| l.starts_with("a=control:") && l.contains("stream"))
+        .map(|l| l.trim_start_matches("a=control:").trim().to_string())
+        .unwrap();
+    let s = request(
+        &mut gone,
+        &format!(
+            "SETUP {url}/{control} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=47000-47001\r\n\r\n"
+        ),
+    );
+    assert!(s.starts_with("RTSP/1.0 200"), "{s}");
+    assert!(
+        s.contains("timeout=7"),
+        "the session timeout is announced: {s}"
+    );
+    // The limit is reached: another client is refused while the session lives...
+    let (n, _) = Client::new(&url, None).frames(1, Duration::from_secs(1));
+    assert_eq!(n, 0, "refused while the session holds the only place");
+    // ...and gets in once the first client is gone (the server notices within moments).
+    drop(gone);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = (0, None);
+    while Instant::now() < deadline && last.0 < 5 {
+        last = Client::new(&url, None).frames(5, Duration::from_secs(5));
+    }
+    assert!(
+        last.0 >= 5,
+        "the dead client's session was reaped: {last:?}"
+    );
+    interrupt(&child);
+}
+
+#[test]
+fn rtsps_serves_over_tls_and_a_bad_certificate_is_a_clear_error() {
+    let dir = tmpdir();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let o = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is needed to make the test certificate");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p = port();
+    let url = format!("rtsps://127.0.0.1:{p}/live");
+    let (child, rx) = start(&args(&[
+        "-o",
+        &url,
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]));
+    wait_for(&rx, "serving rtsps://", Duration::from_secs(30));
+    // A TLS client that accepts the self-signed certificate explicitly reads clean,
+    // contiguous RTP; a plain RTSP client gets nothing.
+    let probe = Command::new("python3")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/rtsps_probe.py"))
+        .arg(p.to_string())
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&probe.stdout).to_string()
+        + &String::from_utf8_lossy(&probe.stderr);
+    assert!(probe.status.success(), "RTSPS stream: {text}");
+    let (n, _) =
+        Client::new(&format!("rtsp://127.0.0.1:{p}/live"), None).frames(1, Duration::from_secs(3));
+    assert_eq!(n, 0, "no plain RTSP on the RTSPS port");
+    interrupt(&child);
+    // A key that does not belong to the certificate: refused before serving.
+    let other = dir.path().join("other.pem");
+    std::fs::write(&other, std::fs::read_to_string(&cert).unwrap()).unwrap();
+    let o = segsynth(
+        &[
+            &["run"][..],
+            &args(&[
+                "-o",
+                &url,
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                other.to_str().unwrap(),
+            ]),
+        ]
+        .concat(),
+    );
+    assert_clean_error(&o, &["TLS", "other.pem"]);
+    assert!(!stderr(&o).contains("serving"), "{}", stderr(&o));
+}
+
+/// Starts a server at the port and connects `n` clients at once the moment it accepts.
+fn connect_together(p: u16, n: usize) -> Vec<(usize, Option<String>)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", p)).is_err() {
+        assert!(Instant::now() < deadline, "server never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let clients: Vec<Client> = (0..n).map(|_| Client::new(&url, None)).collect();
+    clients
+        .iter()
+        .map(|c| c.frames(20, Duration::from_secs(15)))
+        .collect()
+}
+
+#[test]
+fn clients_that_connect_together_as_the_server_starts_all_play() {
+    // 30 rounds of 4 clients: a 1-in-8 failure per round would show with
+    // probability 1 - (7/8)^30 > 98 %.
+    let started = Instant::now();
+    for round in 0..30 {
+        let p = port();
+        let url = format!("rtsp://127.0.0.1:{p}/live");
+        let (child, _rx) = start(&args(&["-o", &url, "--content", "color:#202020"]));
+        let results = connect_together(p, 4);
+        for (i, (n, err)) in results.iter().enumerate() {
+            assert!(*n >= 20, "round {round}, client {i}: {n} frames ({err:?})");
+        }
+        interrupt(&child);
+        drop(child);
+    }
+    eprintln!("30 rounds of 4 clients in {:?}", started.elapsed());
+}
+
+#[test]
+fn clients_join_while_others_play_and_while_others_tear_down() {
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let (child, rx) = start(&args(&["-o", &url]));
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    let playing: Vec<Client> = (0..3).map(|_| Client::new(&url, None)).collect();
+    for c in &playing {
+        assert!(c.frames(5, Duration::from_secs(20)).0 >= 5);
+    }
+    for round in 0..8 {
+        // Two leave as two others join.
+        let leaving: Vec<Client> = (0..2).map(|_| Client::new(&url, None)).collect();
+        for c in &leaving {
+            assert!(
+                c.frames(3, Duration::from_secs(20)).0 >= 3,
+                "round {round}: a joiner plays"
+            );
+        }
+        let joining: Vec<Client> = (0..2).map(|_| Client::new(&url, None)).collect();
+        drop(leaving);
+        for c in &joining {
+            let (n, err) = c.frames(5, Duration::from_secs(20));
+            assert!(
+                n >= 5,
+                "round {round}: joined during teardown: {n} ({err:?})"
+            );
+        }
+        for c in &playing {
+            assert!(
+                c.frames(3, Duration::from_secs(10)).0 >= 3,
+                "round {round}: the players go on"
+            );
+        }
+    }
+    interrupt(&child);
+}
+
+#[test]
+fn a_client_flood_leaves_the_server_serving_with_flat_memory() {
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let (child, rx) = start(&args(&["-o", &url]));
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    let watcher = Client::new(&url, None);
+    assert!(watcher.frames(5, Duration::from_secs(20)).0 >= 5);
+    std::thread::sleep(Duration::from_secs(1));
+    let before = rss_kb(child.id());
+    let started = Instant::now();
+    for i in 0..100 {
+        let mut s = TcpStream::connect(("127.0.0.1", p)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let r = request(
+            &mut s,
+            &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: {i}\r\n\r\n"),
+        );
+        assert!(r.starts_with("RTSP/1.0 200"), "flood client {i}: {r}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "100 connects took {:?}",
+        started.elapsed()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kb(child.id());
+    assert!(
+        watcher.frames(10, Duration::from_secs(10)).0 >= 10,
+        "still serving"
+    );
+    assert!(
+        after < before + before / 10,
+        "RSS {before} kB -> {after} kB"
+    );
+    interrupt(&child);
+}
+
+/// A real RECORD server (gst-rtsp-server in RECORD mode) that counts the frames it gets.
+struct RecordServer {
+    main_loop: glib::MainLoop,
+    frames: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+use gstreamer::glib;
+use gstreamer_rtsp_server as rtsp_server;
+use gstreamer_rtsp_server::prelude::*;
+
+impl RecordServer {
+    fn start(p: u16, user: Option<(&str, &str)>) -> RecordServer {
+        gst_init();
+        let context = glib::MainContext::new();
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let frames = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&p.to_string());
+        let factory = rtsp_server::RTSPMediaFactory::new();
+        factory.set_transport_mode(rtsp_server::RTSPTransportMode::RECORD);
+        factory.set_launch("( rtph264depay name=depay0 ! h264parse ! fakesink name=sink signal-handoffs=true async=false )");
+        let f = std::sync::Arc::clone(&frames);
+        factory.connect_media_configure(move |_, media| {
+            let bin = media.element().downcast::<gst::Bin>().unwrap();
+            let sink = bin
+                .by_name_recurse_up("sink")
+                .or_else(|| bin.by_name("sink"))
+                .unwrap();
+            let f = std::sync::Arc::clone(&f);
+            sink.connect("handoff", false, move |_| {
+                f.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                None
+            });
+        });
+        if let Some((u, pw)) = user {
+            let auth = rtsp_server::RTSPAuth::new();
+            let token = rtsp_server::RTSPToken::builder()
+                .field(rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "publisher")
+                .build();
+            auth.add_basic(rtsp_server::RTSPAuth::make_basic(u, pw).as_str(), &token);
+            server.set_auth(Some(&auth));
+            factory.add_role_from_structure(
+                &gst::Structure::builder("publisher")
+                    .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                    .build(),
+            );
+        }
+        server.mount_points().unwrap().add_factory("/in", factory);
+        let id = server
+            .attach(Some(&context))
+            .expect("RECORD server attaches");
+        let l = main_loop.clone();
+        let thread = std::thread::spawn(move || {
+            let _guard = context.acquire();
+            l.run();
+            // Stop like a server process that exits: close every client connection and
+            // stop listening, so a restarted server can take the same port.
+            server.client_filter(Some(&mut |_, _| rtsp_server::RTSPFilterResult::Remove));
+            if let Some(source) = context.find_source_by_id(&id) {
+                source.destroy();
+            }
+            drop(server);
+        });
+        RecordServer {
+            main_loop,
+            frames,
+            thread: Some(thread),
+        }
+    }
+
+    fn frames(&self) -> usize {
+        self.frames.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn wait_frames(&self, n: usize, limit: Duration) -> usize {
+        let deadline = Instant::now() + limit;
+        while self.frames() < n && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.frames()
+    }
+}
+
+impl Drop for RecordServer {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn publishing_reaches_a_record_server_with_and_without_credentials_and_reconnects() {
+    // Without credentials.
+    let p = port();
+    let server = RecordServer::start(p, None);
+    let (child, rx) = start(&args(&["-o", &format!("rtsp-publish://127.0.0.1:{p}/in")]));
+    assert!(
+        server.wait_frames(20, Duration::from_secs(30)) >= 20,
+        "{:?}",
+        lines(&rx)
+    );
+    interrupt(&child);
+    drop(child);
+    drop(server);
+    // With credentials from the URL; the server restarts and segsynth publishes again.
+    let p = port();
+    let server = RecordServer::start(p, Some(("pub", "PubPw-51e")));
+    let target = format!("rtsp-publish://pub:PubPw-51e@127.0.0.1:{p}/in");
+    let (child, rx) = start(&args(&["-o", &target, "--duration", "60"]));
+    assert!(
+        server.wait_frames(20, Duration::from_secs(30)) >= 20,
+        "{:?}",
+        lines(&rx)
+    );
+    drop(server);
+    let restarted = RecordServer::start(p, Some(("pub", "PubPw-51e")));
+    assert!(
+        restarted.wait_frames(20, Duration::from_secs(40)) >= 20,
+        "publishing resumed after the server restarted: {:?}",
+        lines(&rx)
+    );
+    let log = lines(&rx).join("\n");
+    assert!(!log.contains("PubPw-51e"), "{log}");
+    interrupt(&child);
+    let _: &Running = &child;
+}

@@ -129,8 +129,21 @@ impl Branch {
             return None;
         }
         let bus = self.pipeline.bus()?;
-        // Only errors are taken off the bus: an EOS must stay there for `wait_eos`.
-        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        // Only errors and warnings are taken off the bus: an EOS must stay there for
+        // `wait_eos`.
+        while let Some(msg) =
+            bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
+        {
+            if let gst::MessageView::Warning(w) = msg.view() {
+                let element = msg.src().map(|s| s.name().to_string()).unwrap_or_default();
+                // rtspclientsink only warns when the server goes away ("Could not read
+                // from resource"): for a publishing output that is the failure.
+                if self.reconnect.is_some() && w.error().is::<gst::ResourceError>() {
+                    return Some(BranchEvent::Failed(format!("{} ({element})", w.error())));
+                }
+                tracing::debug!(output = %self.label, %element, "GStreamer warning: {}", w.error());
+                continue;
+            }
             if let gst::MessageView::Error(e) = msg.view() {
                 if self.window && window::closed_by_user(&e.error()) {
                     return Some(BranchEvent::Closed);

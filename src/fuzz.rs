@@ -90,13 +90,11 @@ proptest! {
         let shown = redact_url(&s);
         if let Some(rest) = s.split_once("://").map(|(_, r)| r) {
             let authority = rest.split('/').next().unwrap_or("");
-            if let Some((userinfo, _)) = authority.rsplit_once('@') {
-                if let Some((_, pass)) = userinfo.split_once(':') {
-                    if pass.len() >= 3 {
+            if let Some((userinfo, _)) = authority.rsplit_once('@')
+                && let Some((_, pass)) = userinfo.split_once(':')
+                    && pass.len() >= 3 {
                         prop_assert!(!shown.contains(&format!(":{pass}@")), "{shown}");
                     }
-                }
-            }
         }
     }
 }

@@ -168,14 +168,13 @@ impl MaskFilter {
             .previous
             .as_ref()
             .filter(|prev| prev.len() == alpha.len())
+            && p.temporal > 0.0
         {
-            if p.temporal > 0.0 {
-                for (a, &old) in alpha.iter_mut().zip(prev) {
-                    // Motion-adaptive EMA: small flicker is averaged, real movement is followed at once.
-                    let change = (*a - old).abs();
-                    let keep = p.temporal * (1.0 - (change / p.motion_threshold).min(1.0));
-                    *a = keep * old + (1.0 - keep) * *a;
-                }
+            for (a, &old) in alpha.iter_mut().zip(prev) {
+                // Motion-adaptive EMA: small flicker is averaged, real movement is followed at once.
+                let change = (*a - old).abs();
+                let keep = p.temporal * (1.0 - (change / p.motion_threshold).min(1.0));
+                *a = keep * old + (1.0 - keep) * *a;
             }
         }
         match &mut self.previous {

@@ -453,14 +453,14 @@ fn spawn_bus_watch(
                     }
                 }
                 M::Element(_) => {
-                    if let Some(s) = msg.structure() {
-                        if s.name() == "missing-plugin" {
-                            let desc = gstreamer_pbutils::MissingPluginMessage::parse(&msg)
-                                .map(|m| m.description().to_string())
-                                .unwrap_or_else(|_| s.to_string());
-                            r.missing_plugins.push(desc);
-                            state.failed.store(true, Ordering::SeqCst);
-                        }
+                    if let Some(s) = msg.structure()
+                        && s.name() == "missing-plugin"
+                    {
+                        let desc = gstreamer_pbutils::MissingPluginMessage::parse(&msg)
+                            .map(|m| m.description().to_string())
+                            .unwrap_or_else(|_| s.to_string());
+                        r.missing_plugins.push(desc);
+                        state.failed.store(true, Ordering::SeqCst);
                     }
                 }
                 _ => {}

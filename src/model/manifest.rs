@@ -403,10 +403,10 @@ pub fn list(dir: &Path) -> Vec<String> {
         if let Ok(entries) = std::fs::read_dir(&sub) {
             for e in entries.flatten() {
                 let p = e.path();
-                if p.extension().is_some_and(|x| x == "toml") {
-                    if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
-                        names.push(format!("{prefix}{stem}"));
-                    }
+                if p.extension().is_some_and(|x| x == "toml")
+                    && let Some(stem) = p.file_stem().and_then(|s| s.to_str())
+                {
+                    names.push(format!("{prefix}{stem}"));
                 }
             }
         }
@@ -417,11 +417,11 @@ pub fn list(dir: &Path) -> Vec<String> {
 
 /// Picks the manifest to use for a frame of the given size (follows `wide_variant`).
 pub fn for_frame(m: Manifest, width: usize, height: usize) -> Result<Manifest, ManifestError> {
-    if let (Some(variant), Some(aspect)) = (&m.wide_variant, m.wide_aspect) {
-        if width as f32 / height.max(1) as f32 >= aspect {
-            let dir = m.path.parent().unwrap_or(Path::new("."));
-            return Manifest::load(&dir.join(format!("{variant}.toml")));
-        }
+    if let (Some(variant), Some(aspect)) = (&m.wide_variant, m.wide_aspect)
+        && width as f32 / height.max(1) as f32 >= aspect
+    {
+        let dir = m.path.parent().unwrap_or(Path::new("."));
+        return Manifest::load(&dir.join(format!("{variant}.toml")));
     }
     Ok(m)
 }

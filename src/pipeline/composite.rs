@@ -163,14 +163,13 @@ impl Compositor {
                 } => {
                     slot.request(frame.pts.unwrap_or(frame.index * 33_333_333), w, h, matrix);
                     let latest = slot.latest(w, h);
-                    if latest.is_none() {
-                        if let Some(why) = slot.failure() {
+                    if latest.is_none()
+                        && let Some(why) = slot.failure() {
                             return Err(InferError::Run {
                                 model: "the GAN generator".into(),
                                 message: format!("the synthesis stage stopped: {why}"),
                             });
                         }
-                    }
                     if let Some(l) = &latest {
                         if l.generation == *last_generation {
                             self.layer_reuses += 1;

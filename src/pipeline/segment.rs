@@ -135,12 +135,12 @@ impl Segmenter {
 
     /// One alpha per map entry, at the frame's luma and chroma sizes.
     pub fn masks(&mut self, frame: &Frame) -> Result<Vec<AlphaPlanes>, InferError> {
-        if let Backend::Graphs { chain, options } = &self.backend {
-            if !chain.fits(&frame.picture, frame.matrix) {
-                // New frame size or colour matrix: take the model back and build again.
-                let options = options.clone();
-                self.build_chain(frame, options)?;
-            }
+        if let Backend::Graphs { chain, options } = &self.backend
+            && !chain.fits(&frame.picture, frame.matrix)
+        {
+            // New frame size or colour matrix: take the model back and build again.
+            let options = options.clone();
+            self.build_chain(frame, options)?;
         }
         let model = match &mut self.backend {
             Backend::Graphs { chain, .. } => return chain.alphas(&frame.picture),

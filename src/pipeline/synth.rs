@@ -173,10 +173,10 @@ impl LayerSlot {
             if self.stop.load(Ordering::Relaxed) {
                 return None;
             }
-            if let Some(req) = r.as_ref() {
-                if after != Some(req.pts) {
-                    return Some(req.clone());
-                }
+            if let Some(req) = r.as_ref()
+                && after != Some(req.pts)
+            {
+                return Some(req.clone());
             }
             r = self
                 .requested
@@ -487,10 +487,7 @@ fn run(mut generator: Generator, slot: &LayerSlot) -> Result<(u64, Vec<f32>), In
             req.matrix,
             req.frame.as_deref(),
         );
-        let picture = match result {
-            Ok(p) => p,
-            Err(e) => return Err(e),
-        };
+        let picture = result?;
         times.push(started.elapsed().as_secs_f32() * 1000.0);
         generation += 1;
         slot.nonfinite.store(generator.nonfinite, Ordering::Relaxed);

@@ -142,35 +142,35 @@ pub fn encoder(p: &Processing) -> anyhow::Result<EncoderSettings> {
 pub fn overlay_preset(p: &mut Processing, preset: &Preset, matches: Option<&ArgMatches>) {
     let given =
         |id: &str| matches.and_then(|m| m.value_source(id)) == Some(ValueSource::CommandLine);
-    if !given("classes") {
-        if let Some(c) = &preset.classes {
-            p.classes = c.clone();
-        }
+    if !given("classes")
+        && let Some(c) = &preset.classes
+    {
+        p.classes = c.clone();
     }
-    if !given("content") {
-        if let Some(c) = &preset.content {
-            p.content = c.clone();
-        }
+    if !given("content")
+        && let Some(c) = &preset.content
+    {
+        p.content = c.clone();
     }
-    if !given("model") {
-        if let Some(m) = &preset.model {
-            p.model = m.clone();
-        }
+    if !given("model")
+        && let Some(m) = &preset.model
+    {
+        p.model = m.clone();
     }
-    if !given("device") {
-        if let Some(d) = preset.device {
-            p.device = d;
-        }
+    if !given("device")
+        && let Some(d) = preset.device
+    {
+        p.device = d;
     }
-    if !given("pixels") {
-        if let Some(x) = preset.pixels {
-            p.pixels = x;
-        }
+    if !given("pixels")
+        && let Some(x) = preset.pixels
+    {
+        p.pixels = x;
     }
-    if !given("threads") {
-        if let Some(t) = preset.threads {
-            p.threads = t;
-        }
+    if !given("threads")
+        && let Some(t) = preset.threads
+    {
+        p.threads = t;
     }
 }
 

@@ -65,10 +65,10 @@ pub fn output_caps(info: &gst_video::VideoInfo) -> gst::Caps {
         .field("framerate", info.fps())
         .field("pixel-aspect-ratio", info.par())
         .build();
-    if let Some(c) = caps.get_mut() {
-        if let Some(s) = c.structure_mut(0) {
-            s.set("colorimetry", info.colorimetry().to_string());
-        }
+    if let Some(c) = caps.get_mut()
+        && let Some(s) = c.structure_mut(0)
+    {
+        s.set("colorimetry", info.colorimetry().to_string());
     }
     caps
 }

@@ -148,7 +148,7 @@ impl Branch {
                 if self.window && window::closed_by_user(&e.error()) {
                     return Some(BranchEvent::Closed);
                 }
-                return Some(BranchEvent::Failed(error_reason(&e, msg.src())));
+                return Some(BranchEvent::Failed(error_reason(e, msg.src())));
             }
         }
         None
@@ -178,7 +178,7 @@ impl Branch {
         match msg.as_ref().map(|m| m.view()) {
             Some(gst::MessageView::Eos(_)) => Ok(()),
             Some(gst::MessageView::Error(e)) => {
-                Err(error_reason(&e, msg.as_ref().and_then(|m| m.src())))
+                Err(error_reason(e, msg.as_ref().and_then(|m| m.src())))
             }
             _ => Err(format!("it did not finish within {} s", timeout.as_secs())),
         }

@@ -88,15 +88,13 @@ pub fn set_up(sink: &gst::Element, title: &str, stop: &Arc<AtomicBool>) {
     };
     let stop = Arc::clone(stop);
     pad.add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
-        if let Some(gst::PadProbeData::Event(e)) = &info.data {
-            if let Ok(gst_video::NavigationEvent::KeyPress { key, .. }) =
+        if let Some(gst::PadProbeData::Event(e)) = &info.data
+            && let Ok(gst_video::NavigationEvent::KeyPress { key, .. }) =
                 gst_video::NavigationEvent::parse(e)
-            {
-                if key == "q" || key == "Escape" {
-                    tracing::info!(%key, "window: key pressed, stopping");
-                    stop.store(true, Ordering::Relaxed);
-                }
-            }
+            && (key == "q" || key == "Escape")
+        {
+            tracing::info!(%key, "window: key pressed, stopping");
+            stop.store(true, Ordering::Relaxed);
         }
         gst::PadProbeReturn::Ok
     });

@@ -162,11 +162,10 @@ pub fn add_file_input(
             tracing::warn!(stream = %name, "ignoring a stream that is neither video nor audio (or a second video track)");
             sink_to_fakesink(&pipeline, pad)
         };
-        if let Err(e) = result {
-            if let Ok(mut v) = st.errors.lock() {
+        if let Err(e) = result
+            && let Ok(mut v) = st.errors.lock() {
                 v.push(e.to_string());
             }
-        }
         install_stop_probe(pad, Arc::clone(&st));
     });
     Ok(FileInput {
@@ -202,10 +201,10 @@ fn sink_to_fakesink(pipeline: &gst::Pipeline, pad: &gst::Pad) -> Result<(), IoEr
 fn install_stop_probe(pad: &gst::Pad, state: Arc<InputState>) {
     let st = Arc::clone(&state);
     pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
-        if let Some(gst::PadProbeData::Event(e)) = &info.data {
-            if e.type_() == gst::EventType::Eos {
-                st.eos_pads.fetch_add(1, Ordering::SeqCst);
-            }
+        if let Some(gst::PadProbeData::Event(e)) = &info.data
+            && e.type_() == gst::EventType::Eos
+        {
+            st.eos_pads.fetch_add(1, Ordering::SeqCst);
         }
         gst::PadProbeReturn::Ok
     });
@@ -214,10 +213,10 @@ fn install_stop_probe(pad: &gst::Pad, state: Arc<InputState>) {
         if !state.stopping() {
             return gst::PadProbeReturn::Ok;
         }
-        if !sent.swap(true, Ordering::SeqCst) {
-            if let Some(peer) = pad.peer() {
-                peer.send_event(gst::event::Eos::new());
-            }
+        if !sent.swap(true, Ordering::SeqCst)
+            && let Some(peer) = pad.peer()
+        {
+            peer.send_event(gst::event::Eos::new());
         }
         gst::PadProbeReturn::Drop
     });

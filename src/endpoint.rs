@@ -176,6 +176,8 @@ pub fn is_loopback(address: &str) -> bool {
 }
 
 /// A URL with any password replaced by `***` (`rtsp://alice:***@host/...`), for messages.
+/// Where a password may hold an unencoded `/` (`user:pa/ss@host`), everything up to the
+/// last `@` is hidden: a message may say less, never the password.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
@@ -188,8 +190,35 @@ pub fn redact_url(url: &str) -> String {
             let user = authority[..at].split(':').next().unwrap_or("");
             format!("{}{user}:***@{}", &url[..scheme_end + 3], &rest[at + 1..])
         }
+        None if ambiguous_userinfo(url) => {
+            let at = rest.rfind('@').unwrap_or(0);
+            format!("{}***@{}", &url[..scheme_end + 3], &rest[at + 1..])
+        }
         None => url.to_string(),
     }
+}
+
+/// `scheme://user:pa/ss@host/...`: an `@` after a `/`, with a `:` before that `/`, may
+/// be a password holding an unencoded `/`. Such URLs are refused (and fully redacted).
+pub fn ambiguous_userinfo(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    match rest.find('/') {
+        Some(slash) => {
+            rest[..slash].contains(':')
+                && !rest[..slash].contains('@')
+                && rest[slash..].contains('@')
+        }
+        None => false,
+    }
+}
+
+fn slash_in_password(s: &str) -> String {
+    format!(
+        "{:?}: the part before the last @ looks like user:password with a `/` in it; write the `/` as %2F, or give the password with --input-password-file / SEGSYNTH_INPUT_PASSWORD",
+        redact_url(s)
+    )
 }
 
 pub fn parse_input(s: &str) -> Result<InputSpec, String> {
@@ -201,6 +230,9 @@ pub fn parse_input(s: &str) -> Result<InputSpec, String> {
         }
         Ok(InputSpec::V4l2(dev.into()))
     } else if s.starts_with("rtsp://") || s.starts_with("rtsps://") {
+        if ambiguous_userinfo(s) {
+            return Err(slash_in_password(s));
+        }
         Ok(InputSpec::Rtsp(RtspUrl::parse(s)))
     } else if s.contains("://") || s.ends_with(':') {
         Err(format!(
@@ -223,6 +255,9 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
         return Ok(OutputSpec::V4l2(dev.into()));
     }
     let shown = redact_url(s);
+    if ambiguous_userinfo(s) {
+        return Err(slash_in_password(s));
+    }
     if let Some(rest) = s.strip_prefix("rtsp-publish://") {
         if rest.is_empty() || !rest.contains('/') {
             return Err(format!(
@@ -364,6 +399,18 @@ fn describe(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_slash_in_a_password_never_shows() {
+        let url = "rtsp://alice:pa/ss@cam/x";
+        assert!(ambiguous_userinfo(url));
+        assert!(!redact_url(url).contains("pa/ss"), "{}", redact_url(url));
+        assert!(parse_input(url).unwrap_err().contains("%2F"));
+        assert!(!parse_input(url).unwrap_err().contains("pa/ss"));
+        assert!(parse_output("rtsp-publish://u:p/q@h:8554/x").is_err());
+        assert!(!ambiguous_userinfo("rtsp://cam:554/stream"));
+        assert!(!ambiguous_userinfo("rtsp-publish://u:p@h/a@b"));
+    }
 
     #[test]
     fn redacted_urls_hide_the_password() {

@@ -469,9 +469,10 @@ fn spawn_bus_watch(
     })
 }
 
-/// After a stop, a pipeline that makes no progress for 2 s is shut down, so a blocked
-/// push returns and the job ends (SIGINT/SIGTERM always end a job). Set the returned
-/// flag when the job is done.
+/// After a stop, a sink blocked in `push` for 2 s (the encoder or muxer is stuck) gets
+/// its pipeline shut down, so the push returns and the job ends (SIGINT/SIGTERM always
+/// end a job). Slow stages are not a stuck sink: their frames are still finished. Set
+/// the returned flag when the job is done.
 fn spawn_stop_watchdog(
     pipeline: gst::Pipeline,
     interrupt: Arc<AtomicBool>,
@@ -481,17 +482,16 @@ fn spawn_stop_watchdog(
     let done = Arc::new(AtomicBool::new(false));
     let d = Arc::clone(&done);
     std::thread::spawn(move || {
-        let mut last = (progress.frames_out.load(Ordering::Relaxed), Instant::now());
         while !d.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(50));
-            let out = progress.frames_out.load(Ordering::Relaxed);
-            if out != last.0 || !interrupt.load(Ordering::Relaxed) {
-                last = (out, Instant::now());
+            if !interrupt.load(Ordering::Relaxed) {
                 continue;
             }
+            let since = progress.pushing_since_ms.load(Ordering::Relaxed);
+            let blocked = since > 0 && crate::pipeline::now_ms().saturating_sub(since) > 2000;
             let eos = report.lock().map(|r| r.eos).unwrap_or(false);
-            if !eos && last.1.elapsed() > Duration::from_secs(2) {
-                tracing::warn!("stopping: the pipeline made no progress for 2 s; shutting it down");
+            if blocked && !eos {
+                tracing::warn!("stopping: the encoder accepted no frame for 2 s; shutting it down");
                 if let Ok(mut r) = report.lock() {
                     r.stuck = true;
                 }

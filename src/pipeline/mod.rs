@@ -124,11 +124,21 @@ pub enum Backpressure {
 pub struct Progress {
     /// Frames the input announces (0 while unknown).
     pub expected: AtomicU64,
+    /// While the sink is inside `push`: when it started (ms since the Unix epoch), else 0.
+    /// A stop watchdog reads it to tell a blocked sink from slow stages.
+    pub pushing_since_ms: AtomicU64,
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     pub dropped: AtomicU64,
     /// Recent added latencies (ms), appsink to appsrc, for live statistics.
     pub recent_latency: Mutex<std::collections::VecDeque<f32>>,
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Progress {

@@ -213,7 +213,12 @@ pub fn run(
                     failure.guard("composite", || comp_stage.composite(&mut frame, &masks))?;
                     work.record(t.elapsed());
                     let p = Instant::now();
-                    failure.guard("output", || sink.push(frame))?;
+                    progress
+                        .pushing_since_ms
+                        .store(super::now_ms().max(1), Ordering::Relaxed);
+                    let pushed = failure.guard("output", || sink.push(frame));
+                    progress.pushing_since_ms.store(0, Ordering::Relaxed);
+                    pushed?;
                     push.record(p.elapsed());
                     added.record(entered.elapsed());
                     progress.record_latency(entered.elapsed().as_secs_f32() * 1000.0);

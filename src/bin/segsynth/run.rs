@@ -45,6 +45,23 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         .map(|o| parse_output(o))
         .collect::<Result<Vec<_>, _>>()
         .map_err(crate::options::usage)?;
+    let files: Vec<&std::path::PathBuf> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            OutputSpec::File(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    if let Some(dup) = files
+        .iter()
+        .enumerate()
+        .find(|(i, p)| files[..*i].contains(p))
+    {
+        return Err(crate::options::usage(format!(
+            "output {} is given twice; expected each recording once",
+            dup.1.display()
+        )));
+    }
     let rtsp = preset.rtsp.clone().unwrap_or_default();
     let (input_credentials, serve) = security(&args, &rtsp, &outputs)?;
     let settings = LiveSettings {

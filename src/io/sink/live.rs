@@ -129,8 +129,8 @@ impl Branch {
             return None;
         }
         let bus = self.pipeline.bus()?;
-        // Only errors and warnings are taken off the bus: an EOS must stay there for
-        // `wait_eos`.
+        // Takes errors and warnings; other messages queued before them are dropped,
+        // which is harmless here because no EOS can come while frames are pushed.
         while let Some(msg) =
             bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning])
         {
@@ -230,6 +230,23 @@ pub struct LiveOutput {
     pub served: Vec<String>,
     /// The job's stop flag: the window's close button and `q`/Esc set it.
     stop: Arc<AtomicBool>,
+    overwrite: bool,
+}
+
+/// Outputs dropped without `finish` (an error before or while starting the job) stop
+/// at once and leave no half-written recording behind.
+impl Drop for LiveOutput {
+    fn drop(&mut self) {
+        for b in &mut self.branches {
+            let _ = b.pipeline.set_state(gst::State::Null);
+            if let Some((temp, _)) = b.rename.take() {
+                let _ = std::fs::remove_file(temp);
+            }
+        }
+        if let Some(l) = &self.main_loop {
+            l.quit();
+        }
+    }
 }
 
 fn live_h264(prefix: &str, fps: u32) -> Result<Vec<gst::Element>, IoError> {
@@ -409,6 +426,21 @@ impl LiveOutput {
                 }
             }
             let (pipeline, appsrc) = assemble(&prefix, &caps, tail, max_buffers, &label)?;
+            if matches!(o, OutputSpec::Display) {
+                // The close button must stop the job even while no frame comes (a stalled
+                // camera): watch the window's bus directly, and still pass the message on.
+                if let Some(bus) = pipeline.bus() {
+                    let stop = Arc::clone(&stop);
+                    bus.set_sync_handler(move |_, msg| {
+                        if let gst::MessageView::Error(e) = msg.view() {
+                            if window::closed_by_user(&e.error()) {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        gst::BusSyncReply::Pass
+                    });
+                }
+            }
             branches.push(Branch {
                 retime: Retime::default(),
                 label,
@@ -427,6 +459,7 @@ impl LiveOutput {
             main_loop,
             served,
             stop,
+            overwrite: settings.overwrite,
         })
     }
 
@@ -460,8 +493,19 @@ impl LiveOutput {
         {
             if let Some((temp, path)) = b.rename.clone() {
                 match b.wait_eos(Duration::from_secs(20)) {
+                    Ok(()) if !self.overwrite && path.exists() => {
+                        let _ = b.pipeline.set_state(gst::State::Null);
+                        let _ = std::fs::remove_file(&temp);
+                        b.rename = None;
+                        problems.push((
+                            b.label.clone(),
+                            "the file appeared while recording; not replacing it (pass --overwrite)"
+                                .into(),
+                        ));
+                    }
                     Ok(()) => {
                         let _ = b.pipeline.set_state(gst::State::Null);
+                        b.rename = None;
                         if let Err(e) = std::fs::rename(&temp, &path) {
                             let _ = std::fs::remove_file(&temp);
                             problems.push((
@@ -503,7 +547,8 @@ impl FrameSink for LiveOutput {
                 .pipeline
                 .current_running_time()
                 .map_or(0, |t| t.nseconds());
-            let mut out = buffer.clone();
+            // A shallow copy (shared memory, own metadata), so the PTS can be set.
+            let mut out = buffer.copy();
             if let Some(o) = out.get_mut() {
                 o.set_pts(gst::ClockTime::from_nseconds(b.retime.map(frame.pts, now)));
             }

@@ -179,23 +179,12 @@ pub fn is_loopback(address: &str) -> bool {
 /// Where a password may hold an unencoded `/` (`user:pa/ss@host`), everything up to the
 /// last `@` is hidden: a message may say less, never the password.
 pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match authority.rfind('@') {
-        Some(at) => {
-            let user = authority[..at].split(':').next().unwrap_or("");
-            format!("{}{user}:***@{}", &url[..scheme_end + 3], &rest[at + 1..])
-        }
-        None if ambiguous_userinfo(url) => {
-            let at = rest.rfind('@').unwrap_or(0);
-            format!("{}***@{}", &url[..scheme_end + 3], &rest[at + 1..])
-        }
-        None => url.to_string(),
+    if ambiguous_userinfo(url) {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        let after = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+        return format!("{scheme}://***@{after}");
     }
+    RtspUrl::parse(url).to_string()
 }
 
 /// `scheme://user:pa/ss@host/...`: an `@` after a `/`, with a `:` before that `/`, may

@@ -42,12 +42,14 @@ impl Drop for Running {
 
 /// Starts `segsynth run`; its stderr lines arrive on the channel.
 pub(crate) fn start(args: &[&str]) -> (Running, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(bin())
-        .arg("run")
-        .args(args)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut cmd = Command::new(bin());
+    cmd.arg("run").args(args);
+    spawn_reading(cmd)
+}
+
+/// Spawns `cmd` (killed if the test fails first); its stderr lines arrive on the channel.
+pub(crate) fn spawn_reading(mut cmd: Command) -> (Running, std::sync::mpsc::Receiver<String>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn segsynth");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -403,18 +405,10 @@ fn a_failing_recording_is_reported_at_once_and_the_stream_goes_on() {
         "0",
         "--duration",
         "30",
-    ])
-    .stderr(Stdio::piped());
+    ]);
     // A real size limit: the recording fails with EFBIG after 60 kB.
     limit_file_size(&mut cmd, 60_000);
-    let mut child = Running(cmd.spawn().expect("spawn"));
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, rx) = spawn_reading(cmd);
     let lines = wait_for(&rx, "failed", Duration::from_secs(40));
     let failed = lines.last().unwrap();
     assert!(

@@ -2,7 +2,6 @@
 //! command. The tests read the window's pixels, press `q` in it and close it through a
 //! pure-Rust X client (x11rb), and hide the X sinks from GStreamer to get the clear error.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::Receiver;
@@ -12,6 +11,7 @@ use x11rb::connection::Connection;
 use x11rb::protocol::xproto::{self, ConnectionExt as _};
 use x11rb::rust_connection::RustConnection;
 
+use crate::live::{Running, spawn_reading};
 use crate::support::*;
 
 /// An Xvfb server on its own display number, stopped when dropped.
@@ -56,25 +56,16 @@ impl Drop for Xvfb {
 }
 
 /// `segsynth run` on the X display; stderr lines arrive on the channel.
-fn run_on(x: &Xvfb, args: &[&str], env: &[(&str, &str)]) -> (Child, Receiver<String>) {
+fn run_on(x: &Xvfb, args: &[&str], env: &[(&str, &str)]) -> (Running, Receiver<String>) {
     let mut cmd = Command::new(bin());
     cmd.arg("run")
         .args(args)
         .env("DISPLAY", &x.display)
-        .env_remove("WAYLAND_DISPLAY")
-        .stderr(Stdio::piped());
+        .env_remove("WAYLAND_DISPLAY");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().expect("spawn segsynth");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
+    spawn_reading(cmd)
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {

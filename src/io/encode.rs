@@ -122,29 +122,33 @@ pub fn x264(name: &str, settings: &EncoderSettings) -> Result<gst::Element, IoEr
     Ok(enc)
 }
 
+/// The folder a file path lives in (`.` for a bare name).
+pub fn parent_dir(p: &Path) -> PathBuf {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// The hidden file beside `path` that output is written to until it is complete.
 pub fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "output".into());
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    dir.join(format!(".{name}.segsynth-{}.partial", std::process::id()))
+    parent_dir(path).join(format!(".{name}.segsynth-{}.partial", std::process::id()))
 }
 
-/// videoconvert ! format caps ! x264enc ! profile caps ! h264parse. Returns (first, last).
+/// videoconvert ! format caps ! x264enc ! profile caps ! h264parse, not yet in a
+/// pipeline: the one H.264 chain of the file job, live recordings and publishing.
 ///
 /// H.264 4:2:0 cannot code odd widths or heights (crop units are 2 pixels), so odd
 /// sizes are encoded as High 4:4:4 to keep the exact resolution.
-pub fn add_h264_chain(
-    pipeline: &gst::Pipeline,
+pub fn h264_chain(
     prefix: &str,
     settings: &EncoderSettings,
     odd_size: bool,
-) -> Result<(gst::Element, gst::Element), IoError> {
+) -> Result<Vec<gst::Element>, IoError> {
     let convert = make("videoconvert", &format!("{prefix}-convert"))?;
     let format = make("capsfilter", &format!("{prefix}-format"))?;
     let raw = if odd_size { "Y444" } else { "I420" };
@@ -163,13 +167,26 @@ pub fn add_h264_chain(
             .build(),
     );
     let parse = make("h264parse", &format!("{prefix}-parse"))?;
-    let chain = [&convert, &format, &enc, &profile, &parse];
+    Ok(vec![convert, format, enc, profile, parse])
+}
+
+/// `h264_chain` added to `pipeline` and linked. Returns (first, last).
+pub fn add_h264_chain(
+    pipeline: &gst::Pipeline,
+    prefix: &str,
+    settings: &EncoderSettings,
+    odd_size: bool,
+) -> Result<(gst::Element, gst::Element), IoError> {
+    let chain = h264_chain(prefix, settings, odd_size)?;
     pipeline
-        .add_many(chain)
+        .add_many(&chain)
         .map_err(|e| IoError::Pipeline(e.to_string()))?;
-    gst::Element::link_many(chain)
+    gst::Element::link_many(&chain)
         .map_err(|e| IoError::Pipeline(format!("cannot link the H.264 encoder: {e}")))?;
-    Ok((convert, parse))
+    match (chain.first(), chain.last()) {
+        (Some(first), Some(last)) => Ok((first.clone(), last.clone())),
+        _ => Err(IoError::Pipeline("empty H.264 chain".into())),
+    }
 }
 
 /// mux ! filesink location=path, not yet in a pipeline. Returns (mux, filesink).

@@ -270,25 +270,14 @@ pub fn run(
         times.push(read);
         // A panic inside `guard` was caught there, so joining cannot fail; a join error
         // would still be reported rather than unwrapped.
-        if let Some(h) = segment {
+        for (stage, handle) in [("segment", segment), ("composite", composite)] {
+            let Some(h) = handle else { continue };
             match h.join() {
                 Ok(t) => times.extend(t.into_iter().flatten()),
                 Err(p) => failure.record(
-                    "segment",
+                    stage,
                     PipelineError::Panic {
-                        stage: "segment",
-                        message: panic_message(p.as_ref()),
-                    },
-                ),
-            }
-        }
-        if let Some(h) = composite {
-            match h.join() {
-                Ok(t) => times.extend(t.into_iter().flatten()),
-                Err(p) => failure.record(
-                    "composite",
-                    PipelineError::Panic {
-                        stage: "composite",
+                        stage,
                         message: panic_message(p.as_ref()),
                     },
                 ),

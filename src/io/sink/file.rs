@@ -1,7 +1,7 @@
 //! The file job's sink: processed frames into the encoder's appsrc, and the checks
 //! on an output path before anything runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use gstreamer as gst;
 use gstreamer_app as gst_app;
@@ -9,7 +9,7 @@ use gstreamer_video as gst_video;
 
 use crate::frame::Frame;
 use crate::io::IoError;
-use crate::io::encode::Container;
+use crate::io::encode::{Container, parent_dir};
 use crate::io::frames::buffer_from_frame;
 use crate::pipeline::{FrameSink, PipelineError};
 
@@ -47,13 +47,6 @@ pub fn check_output(output: &Path, overwrite: bool) -> Result<Container, IoError
     })?;
     let _ = std::fs::remove_file(&probe);
     Ok(container)
-}
-
-pub fn parent_dir(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// The encoder's input caps: the first frame's size, rate, aspect and colourimetry.

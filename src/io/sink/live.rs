@@ -23,7 +23,7 @@ use gstreamer_video as gst_video;
 
 use crate::endpoint::{OutputSpec, RtspUrl};
 use crate::frame::Frame;
-use crate::io::encode::{Container, EncoderSettings, muxer, temp_path, x264};
+use crate::io::encode::{Container, EncoderSettings, h264_chain, muxer, temp_path};
 use crate::io::frames::buffer_from_frame;
 use crate::io::rtsp_server;
 use crate::io::sink::window;
@@ -249,20 +249,6 @@ impl Drop for LiveOutput {
     }
 }
 
-fn live_h264(prefix: &str, fps: u32) -> Result<Vec<gst::Element>, IoError> {
-    let convert = make("videoconvert", &format!("{prefix}-convert"))?;
-    let enc = x264(&format!("{prefix}-x264"), &EncoderSettings::live(fps))?;
-    let caps = make("capsfilter", &format!("{prefix}-profile"))?;
-    caps.set_property(
-        "caps",
-        gst::Caps::builder("video/x-h264")
-            .field("profile", "high")
-            .build(),
-    );
-    let parse = make("h264parse", &format!("{prefix}-parse"))?;
-    Ok(vec![convert, enc, caps, parse])
-}
-
 /// Describes an output for messages (never with a password: see `OutputSpec`'s Display).
 fn output_label(o: &OutputSpec) -> String {
     o.to_string()
@@ -270,7 +256,7 @@ fn output_label(o: &OutputSpec) -> String {
 
 /// appsrc ! rtph264 encoder ! rtspclientsink, credentials as properties.
 fn publish_chain(prefix: &str, url: &RtspUrl, fps: u32) -> Result<Vec<gst::Element>, IoError> {
-    let mut chain = live_h264(prefix, fps)?;
+    let mut chain = h264_chain(prefix, &EncoderSettings::live(fps), false)?;
     let sink = make("rtspclientsink", &format!("{prefix}-publish"))?;
     // The location holds no credentials; they go in as properties. Media goes
     // interleaved over the RTSP connection, so a server that goes away is noticed
@@ -350,7 +336,11 @@ impl LiveOutput {
                     let container = Container::for_path(path)?;
                     let temp = temp_path(path);
                     max_buffers = (settings.fps as u64 * 2).max(2);
-                    tail.extend(live_h264(&prefix, settings.fps)?);
+                    tail.extend(h264_chain(
+                        &prefix,
+                        &EncoderSettings::live(settings.fps),
+                        false,
+                    )?);
                     let (mux, sink) = muxer(&prefix, container, &temp)?;
                     tail.push(mux);
                     tail.push(sink);

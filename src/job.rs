@@ -10,7 +10,7 @@ use crate::content::{ContentError, ContentKind, Entry};
 use crate::frame::Frame;
 use crate::imgproc::mask::MaskParams;
 use crate::infer::{InferError, Model, Pixels, SessionOptions};
-use crate::model::{Manifest, ManifestError, Task, for_frame, resolve};
+use crate::model::{Manifest, ManifestError, Task, resolve};
 use crate::pipeline::composite::{Compositor, Image};
 use crate::pipeline::segment::{Segmenter, selections};
 use crate::pipeline::stats::{StageTimes, Summary};
@@ -133,8 +133,10 @@ impl Stages {
         progress: &Arc<Progress>,
     ) -> Result<Summary, JobError> {
         let (w, h) = (first.picture.width(), first.picture.height());
-        let manifest = for_frame(self.segmentation.clone(), w, h)?;
-        tracing::info!(model = %manifest.name, width = w, height = h, "segmentation model chosen for the frame size");
+        let manifest = self.segmentation.clone();
+        let (mh, mw) = manifest.input_hw();
+        let model_label = format!("{} ({mw}x{mh} input)", manifest.name);
+        tracing::info!(model = %model_label, width = w, height = h, "segmentation model");
         let model = match self.segmentation_model.take() {
             Some(m) if m.manifest.path == manifest.path => m,
             _ => Model::open(manifest, &self.options.session)?,
@@ -163,6 +165,7 @@ impl Stages {
             .map(|s| s.as_ref().map(|s| Arc::clone(&s.slot)))
             .collect();
         let mut compositor = Compositor::with_images(&self.options.entries, &slots, &self.images)?;
+        compositor.unmix = self.options.mask.refine.is_some();
         let pixels = self.options.pixels;
         let mut graphs = pixels.use_graphs(provider);
         if graphs {
@@ -216,6 +219,7 @@ impl Stages {
         }
         summary.nonfinite_values = nonfinite;
         summary.provider = format!("{provider} (per-pixel steps: {pixel_path})");
+        summary.model = model_label;
         if !synth_times.ms.is_empty() {
             summary.stages.push(synth_times);
         }

@@ -9,6 +9,7 @@ pub mod infer;
 pub mod job;
 pub mod model;
 pub mod pipeline;
+pub mod quality;
 
 #[cfg(feature = "gst")]
 pub mod io;

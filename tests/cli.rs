@@ -13,4 +13,5 @@ mod graphs;
 mod layout;
 mod live;
 mod multiclass;
+mod quality;
 mod rtsp;

@@ -174,7 +174,7 @@ fn gpu_requested_without_gpu_is_an_error_not_a_silent_cpu_run() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stderr(&o).contains("segmentation ran on CPUExecutionProvider"),
+        stderr(&o).contains("segmentation: selfie (256x256 input) on CPUExecutionProvider"),
         "{}",
         stderr(&o)
     );

@@ -2,17 +2,17 @@
 //! run through real ONNX Runtime on synthetic frames and scores.
 
 use segsynth::content::{ContentKind, Entry};
-use segsynth::frame::{AlphaPlanes, Frame, Matrix, Yuv420};
+use segsynth::frame::{AlphaPlanes, Frame, Matrix, Plane, Yuv420};
 use segsynth::imgproc::blend::blend_picture;
 use segsynth::imgproc::mask::{
-    MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha, upsample_alpha,
+    MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha,
 };
 use segsynth::imgproc::preprocess::{Layout, Sampling, TensorGeometry, frame_to_tensor};
 use segsynth::infer::chain::SegmentChain;
 use segsynth::infer::graphs::{BlendGraph, BlendLayer, MaskGraph, PrepGraph, ScoreLayout};
 use segsynth::infer::{Device, Model, SessionOptions};
 use segsynth::job::models_dir;
-use segsynth::model::{Manifest, for_frame, resolve};
+use segsynth::model::{Manifest, resolve};
 use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::Segmenter;
 
@@ -100,7 +100,7 @@ fn native_alpha(
     layout: &ScoreLayout,
     selected: &[bool],
     params: &MaskParams,
-    (w, h): (usize, usize),
+    luma: &Plane,
 ) -> AlphaPlanes {
     let s = &layout.shape;
     let (channels, mh, mw) = match layout.layout {
@@ -120,8 +120,7 @@ fn native_alpha(
             semantics: layout.semantics,
         };
         class_alpha(&m, selected, &mut alpha);
-        filter.apply(&mut alpha, m.width, m.height, w);
-        last = Some(upsample_alpha(&alpha, m.width, m.height, w, h));
+        last = Some(filter.frame_alpha(&mut alpha, m.width, m.height, luma));
     }
     last.expect("at least one frame")
 }
@@ -194,17 +193,41 @@ fn check_mask(
     params: &MaskParams,
     (w, h): (usize, usize),
 ) {
+    // Both upsampling steps: guided by the picture's luma (the default) and plain.
+    let luma = picture(w, h, 3).y;
+    for params in [
+        params.clone(),
+        MaskParams {
+            refine: None,
+            ..params.clone()
+        },
+    ] {
+        check_mask_steps(frames, layout, selections, &params, &luma);
+    }
+}
+
+fn check_mask_steps(
+    frames: &[Vec<f32>],
+    layout: &ScoreLayout,
+    selections: &[Vec<bool>],
+    params: &MaskParams,
+    luma: &Plane,
+) {
+    let (w, h) = (luma.width, luma.height);
     let mut graph =
         MaskGraph::new(layout, selections, params, w, h, &cpu()).expect("build mask graph");
     let mut planes = Vec::new();
     for f in frames {
-        planes = graph.run(f, &layout.shape).expect("run mask graph");
+        planes = graph.run(f, &layout.shape, luma).expect("run mask graph");
     }
     assert_eq!(planes.len(), selections.len());
     for (e, selected) in selections.iter().enumerate() {
-        let native = native_alpha(frames, layout, selected, params, (w, h));
+        let native = native_alpha(frames, layout, selected, params, luma);
         let (luma, chroma) = (&planes[e].luma.data, &planes[e].chroma.data);
-        let what = format!("{:?} entry {e}", layout.semantics);
+        let what = format!(
+            "{:?} entry {e} refine {:?}",
+            layout.semantics, params.refine
+        );
         let (max, mean) = diff_u8(luma, &native.luma.data);
         assert!(max <= 2 && mean < 0.2, "{what} luma: max {max} mean {mean}");
         let (max, mean) = diff_u8(chroma, &native.chroma.data);
@@ -278,7 +301,8 @@ fn blend_graph_matches_the_compositor() {
         BlendLayer::Value(colour.0, colour.1, colour.2),
         BlendLayer::Picture,
     ];
-    let mut graph = BlendGraph::new(&layers, false, w, h, &cpu()).expect("build blend graph");
+    let mut graph =
+        BlendGraph::new(&layers, false, false, w, h, &cpu()).expect("build blend graph");
     let mut out = pic.clone();
     graph
         .run(&mut out, &alphas, &[&content])
@@ -297,6 +321,69 @@ fn blend_graph_matches_the_compositor() {
     assert_ne!(out, pic, "the blend changed the frame");
 }
 
+/// Alpha 0 on the left third, 255 on the right third, a ramp between.
+fn band_alpha(w: usize, h: usize) -> AlphaPlanes {
+    let plane = |pw: usize, ph: usize| Plane {
+        width: pw,
+        height: ph,
+        data: (0..pw * ph)
+            .map(|i| ((i % pw) as f32 * 3.0 / pw as f32 - 1.0).clamp(0.0, 1.0))
+            .map(|t| (t * 255.0).round() as u8)
+            .collect(),
+    };
+    let (cw, ch) = segsynth::frame::chroma_size(w, h);
+    AlphaPlanes {
+        luma: plane(w, h),
+        chroma: plane(cw, ch),
+    }
+}
+
+#[test]
+fn blend_graph_unmixes_the_edge_like_the_compositor() {
+    let (w, h) = (203, 77);
+    let pic = picture(w, h, 4);
+    let alphas = [band_alpha(w, h)];
+    let entries = vec![Entry {
+        classes: vec!["background".into()],
+        content: ContentKind::Color { rgb: [30, 70, 30] },
+    }];
+    let frame = |picture: Yuv420| Frame {
+        index: 0,
+        pts: Some(0),
+        duration: None,
+        matrix: Matrix::Bt709,
+        picture,
+    };
+    let mut plain = frame(pic.clone());
+    Compositor::new(&entries, &[])
+        .expect("compositor")
+        .composite(&mut plain, &alphas)
+        .expect("plain composite");
+    let mut native = frame(pic.clone());
+    let mut compositor = Compositor::new(&entries, &[]).expect("compositor");
+    compositor.unmix = true;
+    compositor
+        .composite(&mut native, &alphas)
+        .expect("native composite");
+    let colour = segsynth::frame::rgb_to_yuv(Matrix::Bt709, 30, 70, 30);
+    let layers = [BlendLayer::Value(colour.0, colour.1, colour.2)];
+    let mut graph =
+        BlendGraph::new(&layers, false, true, w, h, &cpu()).expect("build blend graph");
+    let mut out = pic.clone();
+    graph.run(&mut out, &alphas, &[]).expect("run blend graph");
+    for (name, a, b, p) in [
+        ("y", &out.y.data, &native.picture.y.data, &plain.picture.y.data),
+        ("u", &out.u.data, &native.picture.u.data, &plain.picture.u.data),
+        ("v", &out.v.data, &native.picture.v.data, &plain.picture.v.data),
+    ] {
+        let (max, mean) = diff_u8(a, b);
+        assert!(max <= 2 && mean < 0.1, "{name}: max {max} mean {mean}");
+        // Not vacuous: unmixing changed the edge band.
+        let (_, moved) = diff_u8(b, p);
+        assert!(moved > 0.5, "{name}: unmixing moved the band by {moved}");
+    }
+}
+
 /// The astronaut photo as a frame: a real person for the real selfie model.
 fn astronaut(w: usize, h: usize) -> Yuv420 {
     let (rgb, sw, sh) =
@@ -308,12 +395,9 @@ fn astronaut(w: usize, h: usize) -> Yuv420 {
 #[test]
 fn bound_chain_matches_the_native_segmenter_on_the_selfie_model() {
     let (w, h) = (480, 270);
-    let manifest = for_frame(
-        Manifest::load(&resolve("selfie", &models_dir()).expect("selfie manifest")).expect("load"),
-        w,
-        h,
-    )
-    .expect("landscape model for 16:9");
+    // The landscape variant: the chain must follow a non-square model input too.
+    let manifest = Manifest::load(&resolve("selfie_landscape", &models_dir()).expect("manifest"))
+        .expect("load");
     let entries = vec![
         Entry {
             classes: vec!["background".into()],
@@ -360,13 +444,15 @@ fn bound_chain_matches_the_native_segmenter_on_the_selfie_model() {
         assert_eq!(a.len(), b.len());
         for (e, (a, b)) in a.iter().zip(&b).enumerate() {
             let (max, mean) = diff_u8(&a.luma.data, &b.luma.data);
+            // The guided filter divides by the local variance: a few pixels move by
+            // more than the plain path's rounding.
             assert!(
-                max <= 3 && mean < 0.3,
+                max <= 6 && mean < 0.3,
                 "frame {i} entry {e}: max {max} mean {mean}"
             );
             let (max, mean) = diff_u8(&a.chroma.data, &b.chroma.data);
             assert!(
-                max <= 3 && mean < 0.3,
+                max <= 6 && mean < 0.3,
                 "frame {i} entry {e} chroma: max {max} mean {mean}"
             );
         }
@@ -444,13 +530,16 @@ fn tiny_frames_cap_the_feather_in_both_paths() {
     );
     let mut graph = MaskGraph::new(&layout, &[vec![false, true]], &params, w, h, &cpu())
         .expect("build mask graph");
-    let planes = graph.run(&scores, &layout.shape).expect("run mask graph");
+    let luma = picture(w, h, 1).y;
+    let planes = graph
+        .run(&scores, &layout.shape, &luma)
+        .expect("run mask graph");
     let native = native_alpha(
         std::slice::from_ref(&scores),
         &layout,
         &[false, true],
         &params,
-        (w, h),
+        &luma,
     );
     let (max, _) = diff_u8(&planes[0].luma.data, &native.luma.data);
     assert!(max <= 2, "tiny frame: graph and native differ by {max}");

@@ -19,7 +19,7 @@ use segsynth::frame::{Frame, Matrix, Yuv420};
 use segsynth::imgproc::mask::MaskParams;
 use segsynth::infer::{Device, Model, SessionOptions};
 use segsynth::job::{load_generator, models_dir};
-use segsynth::model::{Manifest, for_frame, resolve};
+use segsynth::model::{Manifest, resolve};
 use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::Segmenter;
 use segsynth::pipeline::stats::{percentile, process_memory_mib};
@@ -245,8 +245,7 @@ fn run() -> anyhow::Result<()> {
     );
     for &(w, h) in &o.sizes {
         let frames: Vec<Frame> = (0..8).map(|i| synthetic_frame(w, h, i)).collect();
-        let base = Manifest::load(&resolve("selfie", &dir)?)?;
-        let manifest = for_frame(base, w, h)?;
+        let manifest = Manifest::load(&resolve("selfie", &dir)?)?;
         for &streams in &o.streams {
             for &pixels in &o.pixels {
                 release_free_memory();

@@ -61,6 +61,81 @@ multiversion! {
     }
 }
 
+/// Block size and radius (in blocks) of the local background estimate `unmix_plane` uses.
+pub const UNMIX_BLOCK: usize = 8;
+pub const UNMIX_RADIUS: usize = 2;
+
+/// Removes the replaced region's colour from the edge band before content goes over it.
+///
+/// An edge pixel `I` with alpha `a` is a mix `I = (1 - a) F + a B` of the kept colour
+/// `F` and the colour `B` of the region being replaced. `B` is estimated locally from
+/// the confidently replaced pixels (`a == 255`) nearby (8x8 blocks, averaged over a 5x5
+/// block window); `F = B + (I - B) / (1 - a)`, clamped, replaces `I`. Blending content
+/// over `F` then no longer lets the old background show through the edge as a halo.
+/// Pixels with no confident region nearby are left as they are.
+pub fn unmix_plane(plane: &mut Plane, alpha: &Plane) {
+    let (w, h) = (plane.width, plane.height);
+    let (bw, bh) = (w.div_ceil(UNMIX_BLOCK), h.div_ceil(UNMIX_BLOCK));
+    let mut sum = vec![0f32; bw * bh];
+    let mut count = vec![0f32; bw * bh];
+    let mut edges = false;
+    for (y, (row, arow)) in plane
+        .data
+        .chunks_exact(w)
+        .zip(alpha.data.chunks_exact(w))
+        .enumerate()
+    {
+        let base = y / UNMIX_BLOCK * bw;
+        for (bx, (px, ax)) in row
+            .chunks(UNMIX_BLOCK)
+            .zip(arow.chunks(UNMIX_BLOCK))
+            .enumerate()
+        {
+            let (mut s, mut n) = (0u32, 0u32);
+            for (&v, &a) in px.iter().zip(ax) {
+                let full = (a == 255) as u32;
+                s += v as u32 * full;
+                n += full;
+                edges |= a != 0 && a != 255;
+            }
+            sum[base + bx] += s as f32;
+            count[base + bx] += n as f32;
+        }
+    }
+    if !edges {
+        return;
+    }
+    super::blur::box_blur_f32(&mut sum, bw, bh, UNMIX_RADIUS);
+    super::blur::box_blur_f32(&mut count, bw, bh, UNMIX_RADIUS);
+    for (y, (row, arow)) in plane
+        .data
+        .chunks_exact_mut(w)
+        .zip(alpha.data.chunks_exact(w))
+        .enumerate()
+    {
+        let base = y / UNMIX_BLOCK * bw;
+        for (x, (v, &a)) in row.iter_mut().zip(arow).enumerate() {
+            if a == 0 || a == 255 {
+                continue;
+            }
+            let n = count[base + x / UNMIX_BLOCK];
+            if n < 0.5 {
+                continue;
+            }
+            let b = sum[base + x / UNMIX_BLOCK] / n;
+            let f = b + (*v as f32 - b) * 255.0 / (255 - a) as f32;
+            *v = f.clamp(0.0, 255.0).round() as u8;
+        }
+    }
+}
+
+/// `unmix_plane` on the three planes with the entry's luma and chroma alpha.
+pub fn unmix_picture(pic: &mut Yuv420, alpha: &AlphaPlanes) {
+    unmix_plane(&mut pic.y, &alpha.luma);
+    unmix_plane(&mut pic.u, &alpha.chroma);
+    unmix_plane(&mut pic.v, &alpha.chroma);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +172,47 @@ mod tests {
         assert_eq!(dst.y.data, vec![16, 16, 235, 235, 16, 16, 235, 235]);
         assert_eq!(dst.u.data, vec![128, 0]);
         assert_eq!(dst.v.data, vec![128, 255]);
+    }
+
+    #[test]
+    fn unmixing_recovers_the_kept_colour_at_the_edge() {
+        // Kept colour 200 on the left, replaced colour 40 on the right, a 4-pixel ramp
+        // of alpha between them: the ramp pixels mix the two.
+        let (w, h) = (48, 16);
+        let alpha = Plane {
+            width: w,
+            height: h,
+            data: (0..w * h)
+                .map(|i| match i % w {
+                    x if x < 20 => 0,
+                    x if x >= 24 => 255,
+                    x => ((x - 19) * 51) as u8,
+                })
+                .collect(),
+        };
+        let mut plane = Plane::new(w, h, 0);
+        for (v, &a) in plane.data.iter_mut().zip(&alpha.data) {
+            *v = mix(200, 40, a);
+        }
+        let before = plane.clone();
+        unmix_plane(&mut plane, &alpha);
+        for x in 20..24 {
+            let (was, now) = (before.data[8 * w + x], plane.data[8 * w + x]);
+            assert!(was < 190, "the edge is mixed before: {was}");
+            assert!(now.abs_diff(200) <= 2, "x {x}: {was} -> {now}");
+        }
+        // Outside the band nothing moves.
+        assert_eq!(plane.data[8 * w + 5], 200);
+        assert_eq!(plane.data[8 * w + 40], 40);
+        // No confident replaced region at all: left alone.
+        let soft = Plane {
+            width: w,
+            height: h,
+            data: vec![128; w * h],
+        };
+        let mut p = before.clone();
+        unmix_plane(&mut p, &soft);
+        assert_eq!(p.data, before.data);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use super::blur::box_blur_f32;
 use super::preprocess::Layout;
+use super::refine::{DEFAULT_GUIDED, Guided, guided_grid};
 use super::resize::upsample_unit_to_plane;
-use crate::frame::{AlphaPlanes, chroma_size};
+use crate::frame::{AlphaPlanes, Plane, chroma_size};
 
 /// What the numbers in a segmentation output mean.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -127,6 +128,8 @@ pub struct MaskParams {
     pub hi: f32,
     /// Feather radius in frame pixels.
     pub feather: f32,
+    /// Edge-aware upsampling guided by the frame's luma (`None`: plain bilinear).
+    pub refine: Option<Guided>,
 }
 
 pub const DEFAULT_TEMPORAL: f32 = 0.6;
@@ -142,6 +145,7 @@ impl Default for MaskParams {
             lo: DEFAULT_EDGE[0],
             hi: DEFAULT_EDGE[1],
             feather: DEFAULT_FEATHER,
+            refine: Some(DEFAULT_GUIDED),
         }
     }
 }
@@ -160,9 +164,35 @@ impl MaskFilter {
         }
     }
 
-    /// Shapes `alpha` (model resolution `w x h`) in place. `frame_width` converts the
-    /// feather radius from frame pixels into model pixels.
+    /// Shapes `alpha` (model resolution `w x h`) in place: temporal filter, edge
+    /// curve, feather. `frame_width` converts the feather radius from frame pixels
+    /// into model pixels.
     pub fn apply(&mut self, alpha: &mut [f32], w: usize, h: usize, frame_width: usize) {
+        self.temporal(alpha);
+        self.curve(alpha);
+        let radius = feather_radius(self.params.feather, w, h, frame_width);
+        box_blur_f32(alpha, w, h, radius);
+    }
+
+    /// The shaped alpha at the frame's luma and chroma sizes. Without refinement:
+    /// `apply`, then a plain bilinear upsample. With it: feather the model's alpha,
+    /// fit it to the luma's edges on the guide grid (`refine::guided_grid`), then the
+    /// temporal filter and the edge curve there, then the upsample.
+    pub fn frame_alpha(&mut self, alpha: &mut [f32], w: usize, h: usize, luma: &Plane) -> AlphaPlanes {
+        let Some(g) = self.params.refine else {
+            self.apply(alpha, w, h, luma.width);
+            return upsample_alpha(alpha, w, h, luma.width, luma.height);
+        };
+        let radius = feather_radius(self.params.feather, w, h, luma.width);
+        box_blur_f32(alpha, w, h, radius);
+        let (mut q, gw, gh) = guided_grid(alpha, w, h, luma, &g);
+        self.temporal(&mut q);
+        self.curve(&mut q);
+        upsample_alpha(&q, gw, gh, luma.width, luma.height)
+    }
+
+    /// Motion-adaptive EMA against the previous frame's map (of the same size).
+    fn temporal(&mut self, alpha: &mut [f32]) {
         let p = &self.params;
         if let Some(prev) = self
             .previous
@@ -171,7 +201,7 @@ impl MaskFilter {
             && p.temporal > 0.0
         {
             for (a, &old) in alpha.iter_mut().zip(prev) {
-                // Motion-adaptive EMA: small flicker is averaged, real movement is followed at once.
+                // Small flicker is averaged, real movement is followed at once.
                 let change = (*a - old).abs();
                 let keep = p.temporal * (1.0 - (change / p.motion_threshold).min(1.0));
                 *a = keep * old + (1.0 - keep) * *a;
@@ -181,14 +211,17 @@ impl MaskFilter {
             Some(prev) if prev.len() == alpha.len() => prev.copy_from_slice(alpha),
             slot => *slot = Some(alpha.to_vec()),
         }
+    }
+
+    /// The edge curve: smoothstep from `lo` to `hi`.
+    fn curve(&self, alpha: &mut [f32]) {
+        let p = &self.params;
         if p.hi > p.lo {
             for a in alpha.iter_mut() {
                 let t = ((*a - p.lo) / (p.hi - p.lo)).clamp(0.0, 1.0);
                 *a = t * t * (3.0 - 2.0 * t);
             }
         }
-        let radius = feather_radius(p.feather, w, h, frame_width);
-        box_blur_f32(alpha, w, h, radius);
     }
 }
 
@@ -295,6 +328,7 @@ mod tests {
     #[test]
     fn temporal_filter_damps_flicker_but_follows_motion() {
         let params = MaskParams {
+            refine: None,
             lo: 0.0,
             hi: 0.0,
             feather: 0.0,
@@ -309,11 +343,59 @@ mod tests {
         assert!(b[1] > 0.99, "motion followed: {}", b[1]);
     }
 
+    /// A frame whose luma has a sharp vertical edge at `edge`, and the soft ramp a low
+    /// resolution model gives across it: refined, far less of the mask lies on the
+    /// wrong side of the edge (the halo band), and the flat sides stay as they were.
+    #[test]
+    fn refinement_moves_the_mask_edge_onto_the_luma_edge() {
+        let (w, h) = (320, 64);
+        let edge = 150;
+        let mut luma = Plane::new(w, h, 40);
+        for row in luma.data.chunks_exact_mut(w) {
+            row[edge..].fill(200);
+        }
+        // Model resolution 64x16 (5 frame pixels each): a ramp 3 model pixels wide,
+        // centred on the luma edge.
+        let (mw, mh) = (64, 16);
+        let centre = edge as f32 * mw as f32 / w as f32;
+        let ramp: Vec<f32> = (0..mw * mh)
+            .map(|i| (((i % mw) as f32 + 0.5 - centre) / 3.0 + 0.5).clamp(0.0, 1.0))
+            .collect();
+        let run = |refine| {
+            let mut f = MaskFilter::new(MaskParams {
+                temporal: 0.0,
+                refine,
+                ..MaskParams::default()
+            });
+            f.frame_alpha(&mut ramp.clone(), mw, mh, &luma)
+        };
+        let (plain, refined) = (run(None), run(Some(DEFAULT_GUIDED)));
+        let row = h / 2 * w;
+        // Mask 2..10 pixels outside the edge, in alpha levels.
+        let band = |p: &Plane, x0: usize, x1: usize, r: usize| -> f32 {
+            (x0..x1).map(|x| p.data[r + x] as f32).sum::<f32>() / (x1 - x0) as f32
+        };
+        let before = band(&plain.luma, edge - 10, edge - 2, row);
+        let after = band(&refined.luma, edge - 10, edge - 2, row);
+        assert!(before > 10.0, "the plain ramp spills over the edge: {before:.1}");
+        assert!(after < before * 0.5, "plain {before:.1}, refined {after:.1}");
+        // Away from the edge the mask is what it was.
+        assert!(refined.luma.data[row + 5] < 3 && refined.luma.data[row + w - 5] > 252);
+        assert_eq!((refined.chroma.width, refined.chroma.height), (160, 32));
+        let crow = 16 * 160;
+        let (cb, ca) = (
+            band(&plain.chroma, edge / 2 - 5, edge / 2 - 1, crow),
+            band(&refined.chroma, edge / 2 - 5, edge / 2 - 1, crow),
+        );
+        assert!(ca < cb * 0.5, "chroma: plain {cb:.1}, refined {ca:.1}");
+    }
+
     #[test]
     fn edge_shaping_is_soft_not_binary() {
         let params = MaskParams {
             temporal: 0.0,
             feather: 0.0,
+            refine: None,
             ..MaskParams::default()
         };
         let mut f = MaskFilter::new(params);

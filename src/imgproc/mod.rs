@@ -6,5 +6,6 @@ pub mod blend;
 pub mod blur;
 pub mod mask;
 pub mod preprocess;
+pub mod refine;
 pub mod resize;
 mod simd;

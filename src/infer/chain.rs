@@ -281,6 +281,9 @@ impl SegmentChain {
         b.bind_input("history", &p.history).map_err(&mask_err)?;
         let previous = if have_state { &p.state[prev] } else { &p.zeros };
         b.bind_input("previous", previous).map_err(&mask_err)?;
+        if p.mask.guided {
+            b.bind_input("y", &p.planes[0]).map_err(&mask_err)?;
+        }
         b.bind_output("state", &mut p.state[next])
             .map_err(&mask_err)?;
         let entries = p.mask.entries();

@@ -14,7 +14,9 @@ use ort::value::{Outlet, Shape, SymbolicDimensions, Tensor, TensorElementType, V
 use super::{InferError, SessionOptions, build_session, environment};
 use crate::frame::AlphaPlanes;
 use crate::frame::{Matrix, Plane, Yuv420, chroma_size};
+use crate::imgproc::blend::{UNMIX_BLOCK, UNMIX_RADIUS};
 use crate::imgproc::mask::{MaskParams, Semantics, feather_radius};
+use crate::imgproc::refine::{Guided, grid_factor, grid_radius, grid_size};
 use crate::imgproc::preprocess::{Layout, TensorGeometry, YuvToRgb, sample_positions};
 
 /// Opset of the generated graphs (GridSample-16, Resize-13/18 semantics used are stable).
@@ -62,6 +64,14 @@ impl Builder {
     fn f32s(&mut self, shape: &[i64], data: &[f32]) -> Res<String> {
         let mut t = Tensor::<f32>::new(&Allocator::default(), shape.to_vec()).map_err(e)?;
         t.extract_tensor_mut().1.copy_from_slice(data);
+        let name = self.name("const");
+        self.graph.add_initializer(&name, t, false).map_err(e)?;
+        Ok(name)
+    }
+
+    fn u8_scalar(&mut self, v: u8) -> Res<String> {
+        let mut t = Tensor::<u8>::new(&Allocator::default(), [0usize; 0]).map_err(e)?;
+        t.extract_tensor_mut().1[0] = v;
         let name = self.name("const");
         self.graph.add_initializer(&name, t, false).map_err(e)?;
         Ok(name)
@@ -388,6 +398,8 @@ pub struct MaskGraph {
     state: Vec<f32>,
     pub(super) state_shape: [i64; 4],
     pub(super) have_state: bool,
+    /// Whether the graph takes the frame's luma (`y`) as the refinement guide.
+    pub(super) guided: bool,
     width: usize,
     height: usize,
 }
@@ -425,7 +437,15 @@ impl MaskGraph {
             Layout::Nhwc => (s[3], s[1], s[2]),
         };
         let entries = selections.len() as i64;
-        let state_shape = [1, entries, mh, mw];
+        // The temporal state lives where the temporal filter runs: the model's grid,
+        // or the guide grid when refining.
+        let state_shape = match params.refine {
+            None => [1, entries, mh, mw],
+            Some(_) => {
+                let (gw, gh) = grid_size(width, height);
+                [1, entries, gh as i64, gw as i64]
+            }
+        };
         let build = || -> Res<(Builder, Vec<Outlet>, Vec<Outlet>)> {
             let (w, h, cw, ch) = dims(width, height);
             let mut b = Builder::new()?;
@@ -480,38 +500,35 @@ impl MaskGraph {
             let wt = b.f32s(&[entries, in_c, 1, 1], &weights)?;
             let bs = b.f32s(&[entries], &bias)?;
             let raw = b.op("Conv", &[&probs, &wt, &bs], vec![])?;
-            let mut alpha = b.clip(&raw, 0.0, 1.0)?;
-            // Motion-adaptive temporal filter; `history` is 0 on the first frame.
-            if params.temporal > 0.0 {
-                let diff = b.binary("Sub", "previous", &alpha)?;
-                let change = b.op("Abs", &[&diff], vec![])?;
-                let ratio = b.affine(&change, 1.0 / params.motion_threshold, 0.0)?;
-                let one = b.scalar(1.0)?;
-                let capped = b.binary("Min", &ratio, &one)?;
-                let still = b.affine(&capped, -params.temporal, params.temporal)?;
-                let keep = b.binary("Mul", &still, "history")?;
-                let pull = b.binary("Mul", &keep, &diff)?;
-                alpha = b.binary("Add", &alpha, &pull)?;
-            }
-            b.op_named("Identity", &[&alpha], vec![], "state")?;
-            if params.hi > params.lo {
-                let k = 1.0 / (params.hi - params.lo);
-                let t = b.affine(&alpha, k, -params.lo * k)?;
-                let t = b.clip(&t, 0.0, 1.0)?;
-                let t2 = b.binary("Mul", &t, &t)?;
-                let three = b.affine(&t, -2.0, 3.0)?;
-                alpha = b.binary("Mul", &t2, &three)?;
-            }
-            let radius = feather_radius(params.feather, mw as usize, mh as usize, width);
-            alpha = b.box_blur(&alpha, radius)?;
-            // Scaled to 0..=255 with the rounding offset folded in at model resolution, so
-            // the full-size planes need only the resize and a truncating cast.
-            let alpha255 = b.affine(&alpha, 255.0, 0.5)?;
+            let alpha = b.clip(&raw, 0.0, 1.0)?;
+            let feather = feather_radius(params.feather, mw as usize, mh as usize, width);
+            // Native order (`MaskFilter::frame_alpha`): temporal filter, curve, feather
+            // at model resolution; refined: feather, guided filter, then temporal
+            // filter and curve on the guide grid.
+            let alpha = match &params.refine {
+                None => {
+                    let a = temporal_filter(&mut b, &alpha, params)?;
+                    let a = edge_curve(&mut b, &a, params)?;
+                    b.box_blur(&a, feather)?
+                }
+                Some(g) => {
+                    let a = b.box_blur(&alpha, feather)?;
+                    let q = guided(&mut b, &a, g, entries, (width, height))?;
+                    let q = temporal_filter(&mut b, &q, params)?;
+                    edge_curve(&mut b, &q, params)?
+                }
+            };
             let f = TensorElementType::Float32;
             let mut outputs = vec![tensor("state", f, &state_shape)];
             let axis = b.i64s(&[1])?;
-            for (plane, (ow, oh)) in [("luma", (w, h)), ("chroma", (cw, ch))] {
-                let up = b.resize(&alpha255, [1, entries, oh, ow])?;
+            // Scaled to 0..=255 with the rounding offset folded in at the small size,
+            // so the full-size planes need only the resize and a truncating cast.
+            let alpha255 = b.affine(&alpha, 255.0, 0.5)?;
+            let mut planes = Vec::new();
+            for (ow, oh) in [(w, h), (cw, ch)] {
+                planes.push(b.resize(&alpha255, [1, entries, oh, ow])?);
+            }
+            for ((plane, (ow, oh)), up) in [("luma", (w, h)), ("chroma", (cw, ch))].into_iter().zip(planes) {
                 if entries == 1 {
                     let name = alpha_name(0, plane);
                     b.op_named("Cast", &[&up], vec![attr("to", UINT8)?], &name)?;
@@ -526,15 +543,15 @@ impl MaskGraph {
                     outputs.push(tensor(&name, TensorElementType::Uint8, &[1, 1, oh, ow]));
                 }
             }
-            Ok((
-                b,
-                vec![
-                    tensor("scores", f, s),
-                    tensor("previous", f, &state_shape),
-                    tensor("history", f, &[]),
-                ],
-                outputs,
-            ))
+            let mut inputs = vec![
+                tensor("scores", f, s),
+                tensor("previous", f, &state_shape),
+                tensor("history", f, &[]),
+            ];
+            if params.refine.is_some() {
+                inputs.push(tensor("y", TensorElementType::Uint8, &[1, 1, h, w]));
+            }
+            Ok((b, inputs, outputs))
         };
         let (b, inputs, outputs) = build().map_err(bad)?;
         let (session, provider) = b.finish(inputs, outputs, options, what)?;
@@ -542,9 +559,10 @@ impl MaskGraph {
             session,
             provider,
             entries: selections.len(),
-            state: vec![0.0; (entries * mh * mw) as usize],
+            state: vec![0.0; state_shape.iter().product::<i64>() as usize],
             state_shape,
             have_state: false,
+            guided: params.refine.is_some(),
             width,
             height,
         })
@@ -554,12 +572,18 @@ impl MaskGraph {
         self.entries
     }
 
-    /// Runs on host tensors (see `chain::SegmentChain` for the bound, on-device path).
-    pub fn run(&mut self, scores: &[f32], shape: &[i64]) -> Result<Vec<AlphaPlanes>, InferError> {
+    /// Runs on host tensors (see `chain::SegmentChain` for the bound, on-device path);
+    /// `luma` is the frame's, the guide of the edge refinement.
+    pub fn run(
+        &mut self,
+        scores: &[f32],
+        shape: &[i64],
+        luma: &Plane,
+    ) -> Result<Vec<AlphaPlanes>, InferError> {
         let what = "mask graph";
         let err = run_err(what);
         let history = [if self.have_state { 1.0f32 } else { 0.0 }];
-        let inputs = vec![
+        let mut inputs = vec![
             (
                 "scores",
                 ort::session::SessionInputValue::from(
@@ -580,6 +604,10 @@ impl MaskGraph {
                     .into(),
             ),
         ];
+        if self.guided {
+            let shape = [1, 1, luma.height as i64, luma.width as i64];
+            inputs.push(("y", plane_input(&luma.data, shape).map_err(&err)?));
+        }
         let outputs = self.session.run(inputs).map_err(&err)?;
         let (_, state) = outputs["state"].try_extract_tensor::<f32>().map_err(&err)?;
         self.state.copy_from_slice(state);
@@ -642,9 +670,12 @@ pub struct BlendGraph {
 
 impl BlendGraph {
     /// `black_first`: start from a black frame (mask output) instead of the picture.
+    /// `unmix`: estimate the kept colour in each layer's edge band first (the twin of
+    /// `blend::unmix_picture`; not with `black_first`).
     pub fn new(
         layers: &[BlendLayer],
         black_first: bool,
+        unmix: bool,
         width: usize,
         height: usize,
         options: &SessionOptions,
@@ -705,6 +736,10 @@ impl BlendGraph {
                         (py, b.cast(&puv, FLOAT)?)
                     }
                 };
+                if unmix && !black_first {
+                    y = unmix_plane(&mut b, &y, &ln, &al, (width, height))?;
+                    uv = unmix_plane(&mut b, &uv, &cn, &ac, chroma_size(width, height))?;
+                }
                 // dst + (content - dst) * a
                 let dy = b.binary("Sub", &cy, &y)?;
                 let dy = b.binary("Mul", &dy, &al)?;
@@ -819,6 +854,140 @@ impl BlendGraph {
         }
         Ok(())
     }
+}
+
+/// The graph twin of `blend::unmix_plane` on a float NCHW plane `x` (0..=255) of size
+/// `(w, h)`, with its u8 alpha input `alpha_u8` and that alpha in [0,1] (`a`).
+fn unmix_plane(b: &mut Builder, x: &str, alpha_u8: &str, a: &str, (w, h): (usize, usize)) -> Res<String> {
+    let block = UNMIX_BLOCK;
+    let opaque = b.u8_scalar(255)?;
+    let full_u8 = b.op("Equal", &[alpha_u8, &opaque], vec![])?;
+    let full = b.cast(&full_u8, FLOAT)?;
+    let weighted = b.binary("Mul", x, &full)?;
+    // Block sums (as means over whole zero-padded blocks: the same ratio), then the
+    // window average, as the native sums and counts.
+    let (bw, bh) = (w.div_ceil(block), h.div_ceil(block));
+    let pads = b.i64s(&[0, 0, 0, 0, 0, 0, (bh * block - h) as i64, (bw * block - w) as i64])?;
+    let k = block as i64;
+    let mut pooled = Vec::new();
+    for t in [&weighted, &full] {
+        let padded = b.op("Pad", &[t, &pads], vec![attr("mode", "constant")?])?;
+        let m = b.op(
+            "AveragePool",
+            &[&padded],
+            vec![attr("kernel_shape", vec![k, k])?, attr("strides", vec![k, k])?],
+        )?;
+        pooled.push(b.box_blur(&m, UNMIX_RADIUS)?);
+    }
+    let back = b.binary("Div", &pooled[0], &pooled[1])?;
+    let least = b.scalar(0.5 / (block * block) as f32)?;
+    let enough = b.op("GreaterOrEqual", &[&pooled[1], &least], vec![])?;
+    // Each pixel reads its own block (nearest, floor), cropped to the plane.
+    let scales = b.f32s(&[4], &[1.0, 1.0, block as f32, block as f32])?;
+    let nearest = |b: &mut Builder, t: &str| -> Res<String> {
+        let up = b.op(
+            "Resize",
+            &[t, "", &scales],
+            vec![
+                attr("mode", "nearest")?,
+                attr("coordinate_transformation_mode", "asymmetric")?,
+                attr("nearest_mode", "floor")?,
+            ],
+        )?;
+        let (starts, ends, axes) = (b.i64s(&[0, 0])?, b.i64s(&[h as i64, w as i64])?, b.i64s(&[2, 3])?);
+        b.op("Slice", &[&up, &starts, &ends, &axes], vec![])
+    };
+    let back = nearest(b, &back)?;
+    let enough_f = b.cast(&enough, FLOAT)?;
+    let enough = nearest(b, &enough_f)?;
+    // F = B + (x - B) / (1 - a), clamped and rounded, where 0 < a < 1 and B is known.
+    let diff = b.binary("Sub", x, &back)?;
+    let rest = b.affine(a, -1.0, 1.0)?;
+    let gain = b.binary("Div", &diff, &rest)?;
+    let f = b.binary("Add", &back, &gain)?;
+    let f = b.clip(&f, 0.0, 255.0)?;
+    let f = b.op("Round", &[&f], vec![])?;
+    let zero = b.scalar(0.0)?;
+    let soft = b.op("Greater", &[a, &zero], vec![])?;
+    let one = b.scalar(1.0)?;
+    let partial = b.op("Less", &[a, &one], vec![])?;
+    let edge = b.op("And", &[&soft, &partial], vec![])?;
+    let half = b.scalar(0.5)?;
+    let known = b.op("Greater", &[&enough, &half], vec![])?;
+    let pick = b.op("And", &[&edge, &known], vec![])?;
+    b.op("Where", &[&pick, &f, x], vec![])
+}
+
+/// The motion-adaptive temporal filter (`MaskFilter::temporal`) against the graph
+/// input `previous` (weighted by `history`, 0 on the first frame); names the filtered
+/// map `state`, the next run's `previous`.
+fn temporal_filter(b: &mut Builder, alpha: &str, params: &MaskParams) -> Res<String> {
+    let mut alpha = alpha.to_string();
+    if params.temporal > 0.0 {
+        let diff = b.binary("Sub", "previous", &alpha)?;
+        let change = b.op("Abs", &[&diff], vec![])?;
+        let ratio = b.affine(&change, 1.0 / params.motion_threshold, 0.0)?;
+        let one = b.scalar(1.0)?;
+        let capped = b.binary("Min", &ratio, &one)?;
+        let still = b.affine(&capped, -params.temporal, params.temporal)?;
+        let keep = b.binary("Mul", &still, "history")?;
+        let pull = b.binary("Mul", &keep, &diff)?;
+        alpha = b.binary("Add", &alpha, &pull)?;
+    }
+    b.op_named("Identity", &[&alpha], vec![], "state")?;
+    Ok(alpha)
+}
+
+/// The edge curve (`MaskFilter::curve`): smoothstep from `lo` to `hi`.
+fn edge_curve(b: &mut Builder, alpha: &str, params: &MaskParams) -> Res<String> {
+    if params.hi <= params.lo {
+        return Ok(alpha.to_string());
+    }
+    let k = 1.0 / (params.hi - params.lo);
+    let t = b.affine(alpha, k, -params.lo * k)?;
+    let t = b.clip(&t, 0.0, 1.0)?;
+    let t2 = b.binary("Mul", &t, &t)?;
+    let three = b.affine(&t, -2.0, 3.0)?;
+    b.binary("Mul", &t2, &three)
+}
+
+/// The graph twin of `refine::guided_grid`: `alpha` [1,E,mh,mw] in [0,1] and the
+/// graph input `y` -> the fitted mask [1,E,gh,gw] on the guide grid, in [0,1].
+fn guided(
+    b: &mut Builder,
+    alpha: &str,
+    g: &Guided,
+    entries: i64,
+    (width, height): (usize, usize),
+) -> Res<String> {
+    let factor = grid_factor(width);
+    let r = grid_radius(g, factor);
+    let y = b.cast("y", FLOAT)?;
+    // The box-averaged guide rounded to u8 steps, as `downscale_box` gives, in [0,1].
+    let mean = box_downscale(b, &y, factor, (width, height))?;
+    let q = b.op("Round", &[&mean], vec![])?;
+    let grid = b.affine(&q, 1.0 / 255.0, 0.0)?;
+    let (gw, gh) = grid_size(width, height);
+    let p = b.resize(alpha, [1, entries, gh as i64, gw as i64])?;
+    let mean_i = b.box_blur(&grid, r)?;
+    let mean_p = b.box_blur(&p, r)?;
+    let ip = b.binary("Mul", &grid, &p)?;
+    let corr_ip = b.box_blur(&ip, r)?;
+    let ii = b.binary("Mul", &grid, &grid)?;
+    let corr_ii = b.box_blur(&ii, r)?;
+    let mean_ii = b.binary("Mul", &mean_i, &mean_i)?;
+    let var = b.binary("Sub", &corr_ii, &mean_ii)?;
+    let mean_ip = b.binary("Mul", &mean_i, &mean_p)?;
+    let cov = b.binary("Sub", &corr_ip, &mean_ip)?;
+    let var_eps = b.affine(&var, 1.0, g.eps)?;
+    let a = b.binary("Div", &cov, &var_eps)?;
+    let a_i = b.binary("Mul", &a, &mean_i)?;
+    let off = b.binary("Sub", &mean_p, &a_i)?;
+    let mean_a = b.box_blur(&a, r)?;
+    let mean_b = b.box_blur(&off, r)?;
+    let scaled = b.binary("Mul", &mean_a, &grid)?;
+    let fitted = b.binary("Add", &scaled, &mean_b)?;
+    b.clip(&fitted, 0.0, 1.0)
 }
 
 /// The graph twin of `blur::blur_plane` on an NCHW float tensor of size `full`.

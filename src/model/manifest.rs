@@ -110,9 +110,6 @@ pub struct Manifest {
     pub source_sha256: Option<String>,
     pub training_command: Option<String>,
     pub seed: Option<u64>,
-    /// Another manifest (by name, same folder) to use when width/height >= `wide_aspect`.
-    pub wide_variant: Option<String>,
-    pub wide_aspect: Option<f32>,
     pub input: TensorSpec,
     /// Second input of `image` generators that also take the mask.
     pub mask_input: Option<TensorSpec>,
@@ -413,17 +410,6 @@ pub fn list(dir: &Path) -> Vec<String> {
     }
     names.sort();
     names
-}
-
-/// Picks the manifest to use for a frame of the given size (follows `wide_variant`).
-pub fn for_frame(m: Manifest, width: usize, height: usize) -> Result<Manifest, ManifestError> {
-    if let (Some(variant), Some(aspect)) = (&m.wide_variant, m.wide_aspect)
-        && width as f32 / height.max(1) as f32 >= aspect
-    {
-        let dir = m.path.parent().unwrap_or(Path::new("."));
-        return Manifest::load(&dir.join(format!("{variant}.toml")));
-    }
-    Ok(m)
 }
 
 #[cfg(test)]

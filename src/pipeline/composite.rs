@@ -6,7 +6,7 @@ use crate::content::{ContentError, ContentKind, Entry, cover, load_image};
 use crate::frame::AlphaPlanes;
 use crate::frame::{Frame, Matrix, Yuv420, rgb_to_yuv};
 use crate::imgproc::blend::blend_upsampled;
-use crate::imgproc::blend::{blend_color, blend_picture};
+use crate::imgproc::blend::{blend_color, blend_picture, unmix_picture};
 use crate::imgproc::blur::blur_small;
 use crate::infer::graphs::{BlendGraph, BlendLayer};
 use crate::infer::{InferError, SessionOptions};
@@ -36,6 +36,10 @@ pub struct Compositor {
     graph: Option<GraphBlend>,
     /// How often a frame reused a synthesized layer it had already used.
     pub layer_reuses: u64,
+    /// Estimate the kept colour in each entry's edge band before blending
+    /// (`blend::unmix_picture`), so the replaced background does not show as a halo.
+    /// Native blending only.
+    pub unmix: bool,
 }
 
 impl Compositor {
@@ -90,6 +94,7 @@ impl Compositor {
             has_mask,
             graph: None,
             layer_reuses: 0,
+            unmix: false,
         })
     }
 
@@ -108,7 +113,7 @@ impl Compositor {
             built: None,
         };
         let (w, h) = (first.picture.width(), first.picture.height());
-        match g.ensure(self.blend_layers(first.matrix), self.has_mask, w, h) {
+        match g.ensure(self.blend_layers(first.matrix), self.has_mask, self.unmix, w, h) {
             Ok(()) => {
                 self.graph = Some(g);
                 Ok(true)
@@ -188,22 +193,25 @@ impl Compositor {
             .any(|(l, p)| matches!(l, Layer::Gan { .. } | Layer::Image { .. }) && p.is_none());
         // The graph needs every picture; before the first GAN layer exists, blend natively.
         let layers = self.blend_layers(matrix);
-        let has_mask = self.has_mask;
+        let (has_mask, unmix) = (self.has_mask, self.unmix);
         if let Some(g) = self.graph.as_mut().filter(|_| !missing_picture) {
-            g.ensure(layers, has_mask, w, h)?;
+            g.ensure(layers, has_mask, unmix, w, h)?;
             if let Some((_, graph)) = g.built.as_mut() {
                 let pics: Vec<&Yuv420> = pictures.iter().flatten().map(Content::picture).collect();
                 return graph.run(&mut frame.picture, alphas, &pics);
             }
         }
         // Blur reads the untouched frame even when an earlier entry already drew over it.
-        let needs_original =
-            self.layers.len() > 1 && self.layers.iter().any(|l| matches!(l, Layer::Blur { .. }));
+        let needs_original = (self.layers.len() > 1 || self.unmix)
+            && self.layers.iter().any(|l| matches!(l, Layer::Blur { .. }));
         let original = needs_original.then(|| frame.picture.clone());
         if self.has_mask {
             frame.picture = Yuv420::filled(w, h, (16, 128, 128));
         }
         for ((layer, alpha), content) in self.layers.iter().zip(alphas).zip(&pictures) {
+            if self.unmix && !self.has_mask {
+                unmix_picture(&mut frame.picture, alpha);
+            }
             match layer {
                 Layer::Blur { radius } => {
                     let src = original.as_ref().unwrap_or(&frame.picture);
@@ -258,23 +266,24 @@ impl GraphBlend {
         &mut self,
         layers: Vec<BlendLayer>,
         has_mask: bool,
+        unmix: bool,
         w: usize,
         h: usize,
     ) -> Result<(), InferError> {
         if self
             .built
             .as_ref()
-            .is_none_or(|(k, _)| k.0 != w || k.1 != h || k.2 != layers)
+            .is_none_or(|(k, _)| k.0 != w || k.1 != h || k.2 != layers || k.3 != unmix)
         {
-            let graph = BlendGraph::new(&layers, has_mask, w, h, &self.options)?;
-            self.built = Some(((w, h, layers), graph));
+            let graph = BlendGraph::new(&layers, has_mask, unmix, w, h, &self.options)?;
+            self.built = Some(((w, h, layers, unmix), graph));
         }
         Ok(())
     }
 }
 
-/// What a blend graph was built for: frame size and layers.
-type BlendKey = (usize, usize, Vec<BlendLayer>);
+/// What a blend graph was built for: frame size, layers, edge unmixing.
+type BlendKey = (usize, usize, Vec<BlendLayer>, bool);
 
 /// The blend graph and the key it was built for.
 struct GraphBlend {

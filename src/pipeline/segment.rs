@@ -4,7 +4,7 @@ use crate::content::{Entry, select};
 use crate::frame::AlphaPlanes;
 use crate::frame::Frame;
 use crate::imgproc::mask::Semantics;
-use crate::imgproc::mask::{MaskFilter, MaskParams, ScoreMap, Scores, class_alpha, upsample_alpha};
+use crate::imgproc::mask::{MaskFilter, MaskParams, ScoreMap, Scores, class_alpha};
 use crate::imgproc::preprocess::{Layout, TensorGeometry, frame_to_tensor};
 use crate::infer::chain::SegmentChain;
 use crate::infer::{InferError, Model, Output, SessionOptions};
@@ -161,7 +161,6 @@ impl Segmenter {
             .output
             .semantics
             .unwrap_or(crate::imgproc::mask::Semantics::Sigmoid);
-        let (w, h) = (frame.picture.width(), frame.picture.height());
         let (scores, shape) = match &output {
             Output::F32 { shape, data } => (Scores::F32(data), shape),
             Output::I64 { shape, data } => (Scores::Labels(data), shape),
@@ -200,8 +199,7 @@ impl Segmenter {
         let mut out = Vec::with_capacity(self.selections.len());
         for (selected, filter) in self.selections.iter().zip(&mut self.filters) {
             class_alpha(&map, selected, &mut self.alpha);
-            filter.apply(&mut self.alpha, mw, mh, w);
-            out.push(upsample_alpha(&self.alpha, mw, mh, w, h));
+            out.push(filter.frame_alpha(&mut self.alpha, mw, mh, &frame.picture.y));
         }
         Ok(out)
     }

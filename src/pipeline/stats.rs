@@ -56,6 +56,8 @@ pub struct Summary {
     pub nonfinite_values: u64,
     pub wall: Duration,
     pub stages: Vec<StageTimes>,
+    /// The segmentation model that ran (manifest name and input size).
+    pub model: String,
     /// Execution provider that ran segmentation.
     pub provider: String,
     /// Things the user should know about the stream (e.g. frames rescaled after a size change).
@@ -80,7 +82,7 @@ impl fmt::Display for Summary {
             self.fps()
         )?;
         if !self.provider.is_empty() {
-            writeln!(f, "segmentation ran on {}", self.provider)?;
+            writeln!(f, "segmentation: {} on {}", self.model, self.provider)?;
         }
         for n in &self.notes {
             writeln!(f, "{n}")?;

@@ -63,6 +63,15 @@ pub struct MakeClipArgs {
     pub overwrite: bool,
 }
 
+/// Mask upsampling: edge-aware or plain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Refine {
+    /// Guided filter on the frame's luma (edges follow the image).
+    Guided,
+    /// Plain bilinear upsampling of the feathered mask.
+    Off,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct Processing {
     /// Classes whose pixels get the content (names from the model manifest).
@@ -96,6 +105,10 @@ pub struct Processing {
     /// Soft edge band: alpha below LO is 0, above HI is 1, smooth in between ("0,1" keeps the model's raw probabilities).
     #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = DEFAULT_EDGE)]
     pub edge: Vec<f32>,
+    /// How the mask reaches frame size: `guided` lays its edges on the frame's own edges
+    /// (a guided filter on the luma), `off` is a plain bilinear upsample.
+    #[arg(long, value_enum, default_value_t = Refine::Guided)]
+    pub refine: Refine,
     /// Synthesis resolution as a fraction of the frame (1 = full resolution).
     #[arg(long, default_value_t = DEFAULT_SCALE)]
     pub synth_scale: f32,

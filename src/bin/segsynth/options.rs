@@ -11,13 +11,14 @@ use std::path::Path;
 
 use segsynth::endpoint::{Credentials, Preset, Secret};
 use segsynth::imgproc::mask::{DEFAULT_MOTION_THRESHOLD, MaskParams};
+use segsynth::imgproc::refine::DEFAULT_GUIDED;
 use segsynth::infer::SessionOptions;
 use segsynth::io::encode::{EncoderSettings, MAX_QUANTIZER, RateControl};
 use segsynth::job::JobOptions;
 use segsynth::pipeline::Backpressure;
 use segsynth::pipeline::synth::SynthParams;
 
-use crate::args::Processing;
+use crate::args::{Processing, Refine};
 
 /// A value the user gave that is out of range: exit code 2, like clap's own errors.
 #[derive(Debug)]
@@ -94,6 +95,7 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
             lo,
             hi,
             feather: p.feather,
+            refine: (p.refine == Refine::Guided).then_some(DEFAULT_GUIDED),
         },
         synth: SynthParams {
             period: p.synth_period,

@@ -1,0 +1,186 @@
+//! Edge-aware mask refinement: the guided filter (He et al. 2010) with the frame's
+//! luma as the guide. The low-resolution soft mask is fitted locally as
+//! `alpha = a * luma + b` on a grid of about 320 pixels across (the luma box-averaged by
+//! an integer factor), so the mask's step moves onto the image's edge instead of lying
+//! across it as a smooth ramp. The filter leaves the low-resolution spill beside the
+//! step (the local mean of the mask over each flat side); the edge curve applied after
+//! it (`mask::MaskFilter`) removes that, so replaced content meets the person at the
+//! edge, not a few pixels before it.
+//!
+//! Evaluated on the grid, not at full resolution: the grid's averaged luma carries a
+//! fraction of the sensor noise, which the curve would otherwise turn into flicker.
+//! Everything is f32 with the same steps as the graph twin (`infer::graphs`): the
+//! box-averaged guide (u8, rounded), the mask resampled half-pixel bilinear onto the
+//! grid, box filters with replicated edges.
+
+use super::blur::box_blur_f32;
+use super::resize::{Taps, downscale_box};
+use crate::frame::Plane;
+
+/// Guided-filter settings, in frame pixels and guide units (luma / 255).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Guided {
+    /// Window radius in frame pixels.
+    pub radius: f32,
+    /// Regulariser: a local luma variance well below it keeps the input mask (flat
+    /// regions), one well above it lets the luma edge through.
+    pub eps: f32,
+}
+
+pub const DEFAULT_GUIDED: Guided = Guided {
+    radius: 12.0,
+    eps: 1e-3,
+};
+
+/// Width of the reduced grid the filter is fitted on.
+const GRID_WIDTH: usize = 320;
+
+/// The integer factor from the frame to the grid the coefficients are fitted on.
+pub fn grid_factor(width: usize) -> usize {
+    ((width as f32 / GRID_WIDTH as f32).round() as usize).max(1)
+}
+
+/// The window radius in grid pixels (at least one).
+pub fn grid_radius(g: &Guided, factor: usize) -> usize {
+    ((g.radius / factor as f32).round() as usize).max(1)
+}
+
+/// Half-pixel taps with float weights (the resize graph's arithmetic).
+fn float_taps(src: usize, dst: usize) -> (Taps, Vec<f32>) {
+    let t = super::resize::half_pixel_taps(src, dst);
+    let scale = src as f32 / dst as f32;
+    let last = src.saturating_sub(1) as f32;
+    let w = (0..dst)
+        .map(|d| {
+            let s = ((d as f32 + 0.5) * scale - 0.5).clamp(0.0, last);
+            s - s.floor()
+        })
+        .collect();
+    (t, w)
+}
+
+/// Half-pixel bilinear resample of a float map (separable, float weights).
+pub fn resize_f32(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<f32> {
+    let rows = horizontal_f32(src, sw, sh, dw);
+    let (yt, yw) = float_taps(sh, dh);
+    let mut out = Vec::with_capacity(dw * dh);
+    for ((&i0, &i1), &w) in yt.i0.iter().zip(&yt.i1).zip(&yw) {
+        let r0 = &rows[i0 as usize * dw..][..dw];
+        let r1 = &rows[i1 as usize * dw..][..dw];
+        out.extend(r0.iter().zip(r1).map(|(&a, &b)| a + (b - a) * w));
+    }
+    out
+}
+
+fn horizontal_f32(src: &[f32], sw: usize, sh: usize, dw: usize) -> Vec<f32> {
+    let (xt, xw) = float_taps(sw, dw);
+    let mut rows = Vec::with_capacity(sh * dw);
+    for s in src.chunks_exact(sw).take(sh) {
+        rows.extend(xt.i0.iter().zip(&xt.i1).zip(&xw).map(|((&i0, &i1), &w)| {
+            let (a, b) = (s[i0 as usize], s[i1 as usize]);
+            a + (b - a) * w
+        }));
+    }
+    rows
+}
+
+/// The fitted coefficients on the grid: `alpha ~= a * guide + b`.
+struct Coefficients {
+    a: Vec<f32>,
+    b: Vec<f32>,
+    guide: Vec<f32>,
+    width: usize,
+    height: usize,
+}
+
+fn fit(alpha: &[f32], mw: usize, mh: usize, luma: &Plane, g: &Guided) -> Coefficients {
+    let factor = grid_factor(luma.width);
+    let guide_u8 = downscale_box(luma, factor);
+    let (gw, gh) = (guide_u8.width, guide_u8.height);
+    let guide: Vec<f32> = guide_u8.data.iter().map(|&v| v as f32 / 255.0).collect();
+    let p = resize_f32(alpha, mw, mh, gw, gh);
+    let r = grid_radius(g, factor);
+    let mean = |v: Vec<f32>| {
+        let mut v = v;
+        box_blur_f32(&mut v, gw, gh, r);
+        v
+    };
+    let mean_i = mean(guide.clone());
+    let mean_p = mean(p.clone());
+    let corr_ip = mean(guide.iter().zip(&p).map(|(i, p)| i * p).collect());
+    let corr_ii = mean(guide.iter().map(|i| i * i).collect());
+    let n = gw * gh;
+    let mut a = Vec::with_capacity(n);
+    let mut b = Vec::with_capacity(n);
+    for k in 0..n {
+        let var = corr_ii[k] - mean_i[k] * mean_i[k];
+        let cov = corr_ip[k] - mean_i[k] * mean_p[k];
+        let ak = cov / (var + g.eps);
+        a.push(ak);
+        b.push(mean_p[k] - ak * mean_i[k]);
+    }
+    Coefficients {
+        a: mean(a),
+        b: mean(b),
+        guide,
+        width: gw,
+        height: gh,
+    }
+}
+
+/// The guided filter's output on the reduced grid: the model-resolution alpha
+/// (`mw x mh`, values in [0,1]) fitted to the frame luma's edges, clamped to [0,1],
+/// with the grid's width and height. The caller shapes it and upsamples it.
+pub fn guided_grid(alpha: &[f32], mw: usize, mh: usize, luma: &Plane, g: &Guided) -> (Vec<f32>, usize, usize) {
+    let c = fit(alpha, mw, mh, luma, g);
+    let q = c
+        .a
+        .iter()
+        .zip(&c.b)
+        .zip(&c.guide)
+        .map(|((&a, &b), &i)| (a * i + b).clamp(0.0, 1.0))
+        .collect();
+    (q, c.width, c.height)
+}
+
+/// The grid the guided filter works on for a frame `width x height`.
+pub fn grid_size(width: usize, height: usize) -> (usize, usize) {
+    let f = grid_factor(width);
+    (width.div_ceil(f), height.div_ceil(f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flat_guide_keeps_the_input_mask() {
+        // No luma structure: a = 0, b = the mask's local mean, so the result is the
+        // mask smoothed by the window (never a new edge).
+        let (w, h) = (64, 32);
+        let luma = Plane::new(w, h, 120);
+        let alpha: Vec<f32> = (0..16 * 8).map(|i| (i % 16) as f32 / 15.0).collect();
+        let (q, gw, gh) = guided_grid(&alpha, 16, 8, &luma, &DEFAULT_GUIDED);
+        assert_eq!((gw, gh), (64, 32));
+        let row = &q[16 * gw..17 * gw];
+        assert!(row.windows(2).all(|p| p[0] <= p[1] + 1e-6), "{row:?}");
+        assert!(row[0] < 0.15 && row[gw - 1] > 0.85, "{row:?}");
+    }
+
+    #[test]
+    fn the_grid_is_about_320_wide() {
+        assert_eq!(grid_size(1280, 720), (320, 180));
+        assert_eq!(grid_size(1920, 1080), (320, 180));
+        assert_eq!(grid_size(640, 360), (320, 180));
+        assert_eq!(grid_size(100, 50), (100, 50));
+        assert_eq!(grid_size(641, 361), (321, 181));
+    }
+
+    #[test]
+    fn float_resize_keeps_constants_and_interpolates() {
+        let v = resize_f32(&[0.25; 12], 4, 3, 9, 7);
+        assert!(v.iter().all(|&x| (x - 0.25).abs() < 1e-6));
+        let r = resize_f32(&[0.0, 1.0], 2, 1, 4, 1);
+        assert_eq!(r, vec![0.0, 0.25, 0.75, 1.0]);
+    }
+}

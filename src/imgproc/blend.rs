@@ -78,42 +78,41 @@ pub fn unmix_plane(plane: &mut Plane, alpha: &Plane) {
     let (bw, bh) = (w.div_ceil(UNMIX_BLOCK), h.div_ceil(UNMIX_BLOCK));
     let mut sum = vec![0f32; bw * bh];
     let mut count = vec![0f32; bw * bh];
-    let mut edges = false;
+    // Rows of blocks that hold an edge pixel (0 < a < 255); the others are skipped below.
+    let mut edge_rows = vec![false; bh];
     for (y, (row, arow)) in plane
         .data
         .chunks_exact(w)
         .zip(alpha.data.chunks_exact(w))
         .enumerate()
     {
-        let base = y / UNMIX_BLOCK * bw;
-        for (bx, (px, ax)) in row
-            .chunks(UNMIX_BLOCK)
-            .zip(arow.chunks(UNMIX_BLOCK))
-            .enumerate()
-        {
-            let (mut s, mut n) = (0u32, 0u32);
-            for (&v, &a) in px.iter().zip(ax) {
-                let full = (a == 255) as u32;
-                s += v as u32 * full;
-                n += full;
-                edges |= a != 0 && a != 255;
-            }
+        let by = y / UNMIX_BLOCK;
+        let base = by * bw;
+        let (s, n) = block_sums(row, arow);
+        for (bx, (&s, &n)) in s.iter().zip(&n).enumerate().take(bw) {
             sum[base + bx] += s as f32;
             count[base + bx] += n as f32;
         }
+        edge_rows[by] |= has_edge(arow);
     }
-    if !edges {
+    if !edge_rows.contains(&true) {
         return;
     }
     super::blur::box_blur_f32(&mut sum, bw, bh, UNMIX_RADIUS);
     super::blur::box_blur_f32(&mut count, bw, bh, UNMIX_RADIUS);
+    // 1 / (1 - a) for every alpha level: F = B + (I - B) * gain[a].
+    let gain: Vec<f32> = (0..255u32).map(|a| 255.0 / (255 - a) as f32).collect();
     for (y, (row, arow)) in plane
         .data
         .chunks_exact_mut(w)
         .zip(alpha.data.chunks_exact(w))
         .enumerate()
     {
-        let base = y / UNMIX_BLOCK * bw;
+        let by = y / UNMIX_BLOCK;
+        if !edge_rows[by] {
+            continue;
+        }
+        let base = by * bw;
         for (x, (v, &a)) in row.iter_mut().zip(arow).enumerate() {
             if a == 0 || a == 255 {
                 continue;
@@ -123,9 +122,35 @@ pub fn unmix_plane(plane: &mut Plane, alpha: &Plane) {
                 continue;
             }
             let b = sum[base + x / UNMIX_BLOCK] / n;
-            let f = b + (*v as f32 - b) * 255.0 / (255 - a) as f32;
-            *v = f.clamp(0.0, 255.0).round() as u8;
+            let f = b + (*v as f32 - b) * gain[a as usize];
+            *v = (f.clamp(0.0, 255.0) + 0.5) as u8;
         }
+    }
+}
+
+multiversion! {
+    /// Per 8-pixel block of one row: the sum and count of the pixels with alpha 255.
+    fn block_sums(row: &[u8], arow: &[u8]) -> (Vec<u32>, Vec<u32>) {
+        let n = row.len().div_ceil(UNMIX_BLOCK);
+        let (mut s, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for (px, ax) in row.chunks(UNMIX_BLOCK).zip(arow.chunks(UNMIX_BLOCK)) {
+            let (mut bs, mut bn) = (0u32, 0u32);
+            for (&v, &a) in px.iter().zip(ax) {
+                let full = (a == 255) as u32;
+                bs += v as u32 * full;
+                bn += full;
+            }
+            s.push(bs);
+            c.push(bn);
+        }
+        (s, c)
+    }
+}
+
+multiversion! {
+    /// Whether any alpha in the row is strictly between 0 and 255.
+    fn has_edge(arow: &[u8]) -> bool {
+        arow.iter().fold(0u8, |acc, &a| acc | (a.wrapping_sub(1) < 254) as u8) != 0
     }
 }
 

@@ -98,33 +98,43 @@ multiversion! {
     }
 }
 
-/// Blur for float maps at model resolution (mask feathering).
+/// Box blur of radius `r` for float maps (mask feathering, the guided filter's
+/// windows), edges replicated.
 pub fn box_blur_f32(data: &mut [f32], w: usize, h: usize, r: usize) {
     if r == 0 || w == 0 || h == 0 {
         return;
     }
     let ri = r as isize;
-    let win = (2 * r + 1) as f32;
-    let mut tmp = vec![0f32; w.max(h)];
-    for y in 0..h {
-        let row = &mut data[y * w..(y + 1) * w];
+    let win = 1.0 / (2 * r + 1) as f32;
+    let mut tmp = vec![0f32; w];
+    for row in data.chunks_exact_mut(w) {
         let at = |i: isize| row[i.clamp(0, w as isize - 1) as usize];
         let mut sum: f32 = (-ri..=ri).map(at).sum();
         for x in 0..w as isize {
-            tmp[x as usize] = sum / win;
+            tmp[x as usize] = sum * win;
             sum += at(x + ri + 1) - at(x - ri);
         }
-        row.copy_from_slice(&tmp[..w]);
+        row.copy_from_slice(&tmp);
     }
-    for x in 0..w {
-        let at = |i: isize, d: &[f32]| d[i.clamp(0, h as isize - 1) as usize * w + x];
-        let mut sum: f32 = (-ri..=ri).map(|i| at(i, data)).sum();
-        for y in 0..h as isize {
-            tmp[y as usize] = sum / win;
-            sum += at(y + ri + 1, data) - at(y - ri, data);
+    // Vertical: a running sum of whole rows, so every step is a vectorised row update.
+    let src = data.to_vec();
+    let row = |i: isize| {
+        let i = i.clamp(0, h as isize - 1) as usize;
+        &src[i * w..(i + 1) * w]
+    };
+    let mut acc = vec![0f32; w];
+    for k in -ri..=ri {
+        for (a, &v) in acc.iter_mut().zip(row(k)) {
+            *a += v;
         }
-        for y in 0..h {
-            data[y * w + x] = tmp[y];
+    }
+    for (y, out) in data.chunks_exact_mut(w).enumerate() {
+        for (o, &a) in out.iter_mut().zip(&acc) {
+            *o = a * win;
+        }
+        let (add, sub) = (row(y as isize + ri + 1), row(y as isize - ri));
+        for ((a, &p), &m) in acc.iter_mut().zip(add).zip(sub) {
+            *a += p - m;
         }
     }
 }

@@ -69,35 +69,38 @@ pub const UNMIX_RADIUS: usize = 2;
 ///
 /// An edge pixel `I` with alpha `a` is a mix `I = (1 - a) F + a B` of the kept colour
 /// `F` and the colour `B` of the region being replaced. `B` is estimated locally from
-/// the confidently replaced pixels (`a == 255`) nearby (8x8 blocks, averaged over a 5x5
+/// the confidently replaced pixels (`a == 255`) nearby (8x8 blocks, every other row, averaged over a 5x5
 /// block window); `F = B + (I - B) / (1 - a)`, clamped, replaces `I`. Blending content
 /// over `F` then no longer lets the old background show through the edge as a halo.
 /// Pixels with no confident region nearby are left as they are.
 pub fn unmix_plane(plane: &mut Plane, alpha: &Plane) {
     let (w, h) = (plane.width, plane.height);
     let (bw, bh) = (w.div_ceil(UNMIX_BLOCK), h.div_ceil(UNMIX_BLOCK));
-    let mut sum = vec![0f32; bw * bh];
-    let mut count = vec![0f32; bw * bh];
-    // Rows of blocks that hold an edge pixel (0 < a < 255); the others are skipped below.
-    let mut edge_rows = vec![false; bh];
+    let mut sums = BlockSums {
+        sum: vec![0f32; bw * bh],
+        count: vec![0f32; bw * bh],
+        edge: vec![0u32; bw * bh],
+    };
+    // Every other row is plenty for a mean over 40x40-pixel windows, and for finding
+    // the blocks the edge band crosses.
     for (y, (row, arow)) in plane
         .data
         .chunks_exact(w)
         .zip(alpha.data.chunks_exact(w))
         .enumerate()
+        .step_by(2)
     {
-        let by = y / UNMIX_BLOCK;
-        let base = by * bw;
-        let (s, n) = block_sums(row, arow);
-        for (bx, (&s, &n)) in s.iter().zip(&n).enumerate().take(bw) {
-            sum[base + bx] += s as f32;
-            count[base + bx] += n as f32;
-        }
-        edge_rows[by] |= has_edge(arow);
+        let at = y / UNMIX_BLOCK * bw..(y / UNMIX_BLOCK + 1) * bw;
+        block_sums(row, arow, &mut sums, at);
     }
-    if !edge_rows.contains(&true) {
+    if sums.edge.iter().all(|&e| e == 0) {
         return;
     }
+    let BlockSums {
+        mut sum,
+        mut count,
+        edge,
+    } = sums;
     super::blur::box_blur_f32(&mut sum, bw, bh, UNMIX_RADIUS);
     super::blur::box_blur_f32(&mut count, bw, bh, UNMIX_RADIUS);
     // 1 / (1 - a) for every alpha level: F = B + (I - B) * gain[a].
@@ -108,49 +111,54 @@ pub fn unmix_plane(plane: &mut Plane, alpha: &Plane) {
         .zip(alpha.data.chunks_exact(w))
         .enumerate()
     {
-        let by = y / UNMIX_BLOCK;
-        if !edge_rows[by] {
+        let base = y / UNMIX_BLOCK * bw;
+        if edge[base..base + bw].iter().all(|&e| e == 0) {
             continue;
         }
-        let base = by * bw;
-        for (x, (v, &a)) in row.iter_mut().zip(arow).enumerate() {
-            if a == 0 || a == 255 {
+        let blocks = row.chunks_mut(UNMIX_BLOCK).zip(arow.chunks(UNMIX_BLOCK));
+        for (bx, (px, ax)) in blocks.enumerate() {
+            let n = count[base + bx];
+            if edge[base + bx] == 0 || n < 0.5 {
                 continue;
             }
-            let n = count[base + x / UNMIX_BLOCK];
-            if n < 0.5 {
-                continue;
+            let b = sum[base + bx] / n;
+            for (v, &a) in px.iter_mut().zip(ax) {
+                if a != 0 && a != 255 {
+                    let f = b + (*v as f32 - b) * gain[a as usize];
+                    *v = (f.clamp(0.0, 255.0) + 0.5) as u8;
+                }
             }
-            let b = sum[base + x / UNMIX_BLOCK] / n;
-            let f = b + (*v as f32 - b) * gain[a as usize];
-            *v = (f.clamp(0.0, 255.0) + 0.5) as u8;
         }
     }
 }
 
+/// Per 8x8 block: the sum and count of the pixels with alpha 255, and the count of
+/// edge pixels (0 < alpha < 255), over the rows sampled.
+struct BlockSums {
+    sum: Vec<f32>,
+    count: Vec<f32>,
+    edge: Vec<u32>,
+}
+
 multiversion! {
-    /// Per 8-pixel block of one row: the sum and count of the pixels with alpha 255.
-    fn block_sums(row: &[u8], arow: &[u8]) -> (Vec<u32>, Vec<u32>) {
-        let n = row.len().div_ceil(UNMIX_BLOCK);
-        let (mut s, mut c) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for (px, ax) in row.chunks(UNMIX_BLOCK).zip(arow.chunks(UNMIX_BLOCK)) {
-            let (mut bs, mut bn) = (0u32, 0u32);
+    /// Adds one row to the block sums of the blocks `at`.
+    fn block_sums(row: &[u8], arow: &[u8], sums: &mut BlockSums, at: std::ops::Range<usize>) {
+        let blocks = row.chunks(UNMIX_BLOCK).zip(arow.chunks(UNMIX_BLOCK));
+        let sum = &mut sums.sum[at.clone()];
+        let count = &mut sums.count[at.clone()];
+        let edge = &mut sums.edge[at];
+        for (((px, ax), s), (n, e)) in blocks.zip(sum).zip(count.iter_mut().zip(edge)) {
+            let (mut bs, mut bn, mut be) = (0u32, 0u32, 0u32);
             for (&v, &a) in px.iter().zip(ax) {
                 let full = (a == 255) as u32;
                 bs += v as u32 * full;
                 bn += full;
+                be += (a.wrapping_sub(1) < 254) as u32;
             }
-            s.push(bs);
-            c.push(bn);
+            *s += bs as f32;
+            *n += bn as f32;
+            *e += be;
         }
-        (s, c)
-    }
-}
-
-multiversion! {
-    /// Whether any alpha in the row is strictly between 0 and 255.
-    fn has_edge(arow: &[u8]) -> bool {
-        arow.iter().fold(0u8, |acc, &a| acc | (a.wrapping_sub(1) < 254) as u8) != 0
     }
 }
 

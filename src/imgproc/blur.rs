@@ -106,15 +106,25 @@ pub fn box_blur_f32(data: &mut [f32], w: usize, h: usize, r: usize) {
     }
     let ri = r as isize;
     let win = 1.0 / (2 * r + 1) as f32;
-    let mut tmp = vec![0f32; w];
-    for row in data.chunks_exact_mut(w) {
-        let at = |i: isize| row[i.clamp(0, w as isize - 1) as usize];
-        let mut sum: f32 = (-ri..=ri).map(at).sum();
-        for x in 0..w as isize {
-            tmp[x as usize] = sum * win;
-            sum += at(x + ri + 1) - at(x - ri);
+    // Horizontal: running sums of LANES rows side by side, so the additions of one
+    // step are independent (a single running sum is one long dependency chain).
+    const LANES: usize = 8;
+    let clamp = |i: isize| i.clamp(0, w as isize - 1) as usize;
+    let mut tmp = vec![0f32; w * LANES];
+    for rows in data.chunks_mut(w * LANES) {
+        let n = rows.len() / w;
+        let mut sum = [0f32; LANES];
+        for (k, s) in sum.iter_mut().enumerate().take(n) {
+            *s = (-ri..=ri).map(|i| rows[k * w + clamp(i)]).sum();
         }
-        row.copy_from_slice(&tmp);
+        for x in 0..w {
+            let (add, sub) = (clamp(x as isize + ri + 1), clamp(x as isize - ri));
+            for (k, s) in sum.iter_mut().enumerate().take(n) {
+                tmp[k * w + x] = *s * win;
+                *s += rows[k * w + add] - rows[k * w + sub];
+            }
+        }
+        rows.copy_from_slice(&tmp[..n * w]);
     }
     // Vertical: a running sum of whole rows, so every step is a vectorised row update.
     let src = data.to_vec();

@@ -863,6 +863,10 @@ fn unmix_plane(b: &mut Builder, x: &str, alpha_u8: &str, a: &str, (w, h): (usize
     let opaque = b.u8_scalar(255)?;
     let full_u8 = b.op("Equal", &[alpha_u8, &opaque], vec![])?;
     let full = b.cast(&full_u8, FLOAT)?;
+    // Every other row, as the native sums.
+    let even: Vec<f32> = (0..h).map(|y| ((y % 2) == 0) as u8 as f32).collect();
+    let even = b.f32s(&[1, 1, h as i64, 1], &even)?;
+    let full = b.binary("Mul", &full, &even)?;
     let weighted = b.binary("Mul", x, &full)?;
     // Block sums (as means over whole zero-padded blocks: the same ratio), then the
     // window average, as the native sums and counts.
@@ -914,6 +918,18 @@ fn unmix_plane(b: &mut Builder, x: &str, alpha_u8: &str, a: &str, (w, h): (usize
     let edge = b.op("And", &[&soft, &partial], vec![])?;
     let half = b.scalar(0.5)?;
     let known = b.op("Greater", &[&enough, &half], vec![])?;
+    // Only blocks whose sampled rows hold an edge pixel, as natively.
+    let edge_f = b.cast(&edge, FLOAT)?;
+    let edge_even = b.binary("Mul", &edge_f, &even)?;
+    let edge_pad = b.op("Pad", &[&edge_even, &pads], vec![attr("mode", "constant")?])?;
+    let edge_blocks = b.op(
+        "MaxPool",
+        &[&edge_pad],
+        vec![attr("kernel_shape", vec![k, k])?, attr("strides", vec![k, k])?],
+    )?;
+    let edge_blocks = nearest(b, &edge_blocks)?;
+    let in_band = b.op("Greater", &[&edge_blocks, &half], vec![])?;
+    let known = b.op("And", &[&known, &in_band], vec![])?;
     let pick = b.op("And", &[&edge, &known], vec![])?;
     b.op("Where", &[&pick, &f, x], vec![])
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::content::{ContentError, ContentKind, Entry, cover, load_image};
 use crate::frame::AlphaPlanes;
-use crate::frame::{Frame, Matrix, Yuv420, rgb_to_yuv};
+use crate::frame::{Frame, Matrix, Plane, Yuv420, rgb_to_yuv};
 use crate::imgproc::blend::blend_upsampled;
 use crate::imgproc::blend::{blend_color, blend_picture, unmix_picture};
 use crate::imgproc::blur::blur_small;
@@ -201,25 +201,32 @@ impl Compositor {
                 return graph.run(&mut frame.picture, alphas, &pics);
             }
         }
-        // Blur reads the untouched frame even when an earlier entry already drew over it.
-        let needs_original = (self.layers.len() > 1 || self.unmix)
-            && self.layers.iter().any(|l| matches!(l, Layer::Blur { .. }));
-        let original = needs_original.then(|| frame.picture.clone());
+        // Blur reads the untouched frame even when an earlier entry already drew over it
+        // (or unmixing changed its edges): the small blurred planes are made first.
+        let blurred: Vec<Option<[Plane; 3]>> = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Layer::Blur { radius } => Some([
+                    blur_small(&frame.picture.y, (*radius).max(1)),
+                    blur_small(&frame.picture.u, (*radius / 2).max(1)),
+                    blur_small(&frame.picture.v, (*radius / 2).max(1)),
+                ]),
+                _ => None,
+            })
+            .collect();
         if self.has_mask {
             frame.picture = Yuv420::filled(w, h, (16, 128, 128));
         }
-        for ((layer, alpha), content) in self.layers.iter().zip(alphas).zip(&pictures) {
+        for (i, ((layer, alpha), content)) in
+            self.layers.iter().zip(alphas).zip(&pictures).enumerate()
+        {
             if self.unmix && !self.has_mask {
                 unmix_picture(&mut frame.picture, alpha);
             }
             match layer {
-                Layer::Blur { radius } => {
-                    let src = original.as_ref().unwrap_or(&frame.picture);
-                    let small = [
-                        blur_small(&src.y, (*radius).max(1)),
-                        blur_small(&src.u, (*radius / 2).max(1)),
-                        blur_small(&src.v, (*radius / 2).max(1)),
-                    ];
+                Layer::Blur { .. } => {
+                    let Some(small) = &blurred[i] else { continue };
                     let pic = &mut frame.picture;
                     blend_upsampled(&mut pic.y, &small[0], &alpha.luma);
                     blend_upsampled(&mut pic.u, &small[1], &alpha.chroma);

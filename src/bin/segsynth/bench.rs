@@ -11,7 +11,7 @@ use segsynth::io::file_job::FileJob;
 use segsynth::job::Stages;
 use segsynth::pipeline::stats::{Summary, process_memory_mib};
 
-use crate::args::BenchArgs;
+use crate::args::{BenchArgs, Refine};
 
 struct Usage {
     cpu: Duration,
@@ -79,23 +79,35 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         Ok(frames / t.elapsed().as_secs_f64())
     };
 
-    let mut scenarios: Vec<(String, Vec<String>, f32)> = Vec::new();
+    let refine = args.processing.refine;
+    let mut scenarios: Vec<(String, Vec<String>, f32, Refine)> = Vec::new();
     if args.processing.content.is_empty() {
         scenarios.push((
             "segment + blur background".into(),
             vec!["blur".into()],
             args.processing.synth_scale,
+            refine,
         ));
+        if refine == Refine::Guided {
+            scenarios.push((
+                "segment + blur, plain mask edges (--refine off)".into(),
+                vec!["blur".into()],
+                args.processing.synth_scale,
+                Refine::Off,
+            ));
+        }
         if !args.no_gan {
             scenarios.push((
                 "segment + GAN background (foliage)".into(),
                 vec!["gan:foliage".into()],
                 args.processing.synth_scale,
+                refine,
             ));
             scenarios.push((
                 "segment + GAN background, full-res synthesis".into(),
                 vec!["gan:foliage".into()],
                 1.0,
+                refine,
             ));
         }
     } else {
@@ -103,6 +115,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             args.processing.content.join(" "),
             args.processing.content.clone(),
             args.processing.synth_scale,
+            refine,
         ));
     }
     // Per scenario, one result per round.
@@ -111,10 +124,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     for round in 0..args.rounds {
         let reference_fps = reference(round)?;
         references.push(reference_fps);
-        for ((_, content, scale), runs) in scenarios.iter().zip(&mut results) {
+        for ((_, content, scale, refine), runs) in scenarios.iter().zip(&mut results) {
             let mut p = args.processing.clone();
             p.content = content.clone();
             p.synth_scale = *scale;
+            p.refine = *refine;
             let options = crate::options::job_options(&p, false)?;
             let mut stages = Stages::prepare(options)?;
             let out = dir.join("segsynth.mp4");
@@ -165,7 +179,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let peak_rss = usage().max_rss_kb / 1024;
     let mut table = Vec::new();
-    for ((name, _, _), runs) in scenarios.iter().zip(results) {
+    for ((name, _, _, _), runs) in scenarios.iter().zip(results) {
         let fps: Vec<f64> = runs.iter().map(|r| r.fps).collect();
         let ratios: Vec<f64> = runs.iter().map(|r| r.ratio).collect();
         let cpu: Vec<f64> = runs.iter().map(|r| r.cpu).collect();
@@ -226,7 +240,7 @@ struct Row {
     summary: Summary,
 }
 
-fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32)], rows: &[Row]) {
+fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32, Refine)], rows: &[Row]) {
     let stage = |s: &Summary, name: &str| {
         s.stages
             .iter()
@@ -246,7 +260,7 @@ fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32)], row
         median(references),
         1.0
     );
-    for ((name, _, _), r) in scenarios.iter().zip(rows) {
+    for ((name, _, _, _), r) in scenarios.iter().zip(rows) {
         println!(
             "{:<46} {:>7.1} {:>6.2} {:>5.0} {:>8} {:>12} {:>12} {:>12}",
             name,

@@ -206,16 +206,15 @@ pub struct Figures {
 
 const SPEED: usize = 4;
 
-/// Measures `params` on `scene` with the model `open` gives (called once per run).
-pub fn measure(
+/// The scene's still frame and its composited output, after three frames that settle
+/// the temporal filter.
+pub fn still(
     scene: &Scene,
     entries: &[Entry],
     params: &MaskParams,
     open: &dyn Fn() -> Result<Model, InferError>,
-) -> Result<Figures, crate::job::JobError> {
-    let (w, h) = (scene.width, scene.height);
-    let x0 = (w - scene.side) / 2;
-    // Halo and interior: one still frame after a few to settle the temporal filter.
+) -> Result<(Shot, Frame), crate::job::JobError> {
+    let x0 = (scene.width - scene.side) / 2;
     let mut seg = Segmenter::new(open()?, entries, params)?;
     let mut comp = Compositor::new(entries, &[])?;
     comp.unmix = params.refine.is_some();
@@ -227,7 +226,20 @@ pub fn measure(
         comp.composite(&mut out, &masks)?;
         last = Some((shot, out));
     }
-    let (shot, out) = last.expect("four frames");
+    Ok(last.expect("four frames"))
+}
+
+/// Measures `params` on `scene` with the model `open` gives (called once per run).
+pub fn measure(
+    scene: &Scene,
+    entries: &[Entry],
+    params: &MaskParams,
+    open: &dyn Fn() -> Result<Model, InferError>,
+) -> Result<Figures, crate::job::JobError> {
+    let (w, h) = (scene.width, scene.height);
+    let x0 = (w - scene.side) / 2;
+    // Halo and interior: one still frame after a few to settle the temporal filter.
+    let (shot, out) = still(scene, entries, params, open)?;
     let dist = edge_distance(&shot.truth, w, h, 12);
     let (cy, _, _) = rgb_to_yuv(Matrix::Bt709, CONTENT[0], CONTENT[1], CONTENT[2]);
     let mean = |pick: &dyn Fn(usize) -> Option<f64>| -> f64 {

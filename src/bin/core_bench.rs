@@ -47,6 +47,7 @@ struct Opts {
     gan: Option<String>,
     threads: usize,
     quality: bool,
+    crops: Option<std::path::PathBuf>,
 }
 
 fn list<T>(v: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
@@ -64,6 +65,7 @@ fn parse() -> Result<Opts, String> {
         gan: Some("foliage".into()),
         threads: 1,
         quality: true,
+        crops: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -132,6 +134,7 @@ fn parse() -> Result<Opts, String> {
                     _ => return Err(format!("--quality {v}: expected on or off")),
                 }
             }
+            "--crops" => o.crops = Some(v.into()),
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -350,7 +353,7 @@ fn run() -> anyhow::Result<()> {
          synth = one GAN layer (alone); +MiB = resident memory the run added."
     );
     if o.quality {
-        quality(&manifest_path(&dir)?, &session)?;
+        quality(&manifest_path(&dir)?, &session, o.crops.as_deref())?;
     }
     Ok(())
 }
@@ -360,7 +363,11 @@ fn manifest_path(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// The mask quality figures, plain against refined (see `segsynth::quality`).
-fn quality(manifest: &std::path::Path, session: &SessionOptions) -> anyhow::Result<()> {
+fn quality(
+    manifest: &std::path::Path,
+    session: &SessionOptions,
+    crops: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let photo = models_dir().join("../tests/data/astronaut.jpg");
     if !photo.exists() {
         anyhow::bail!(
@@ -396,6 +403,18 @@ fn quality(manifest: &std::path::Path, session: &SessionOptions) -> anyhow::Resu
             f.halo, f.interior, f.flicker, f.lag_frames
         );
     }
+    if let Some(path) = crops {
+        let mut outs = Vec::new();
+        for refine in [None, Some(DEFAULT_GUIDED)] {
+            let params = MaskParams {
+                refine,
+                ..MaskParams::default()
+            };
+            outs.push(quality::still(&scene, &entries, &params, &open)?.1.picture);
+        }
+        write_crops(path, &outs)?;
+        println!("wrote {} (plain feather | refined)", path.display());
+    }
     println!(
         "halo = mean |output - content| luma 2-10 px outside the person; interior = mean |output - input| more\n\
          than 10 px inside; flicker = mean frame-to-frame alpha change (of 255) within 10 px of the edge on a\n\
@@ -423,6 +442,30 @@ fn synth_ms(
         t.push(ms(a, Instant::now()));
     }
     Ok(percentile(&t, 50.0))
+}
+
+/// A 100x100 crop at the astronaut's shoulder of each picture, 3x nearest, side by side.
+fn write_crops(path: &std::path::Path, pics: &[Yuv420]) -> anyhow::Result<()> {
+    let (cx, cy, side, zoom) = (170usize, 150usize, 100usize, 3usize);
+    let width = side * zoom * pics.len() + 4 * (pics.len() - 1);
+    let mut img = image::RgbImage::new(width as u32, (side * zoom) as u32);
+    for (k, pic) in pics.iter().enumerate() {
+        for y in 0..side * zoom {
+            for x in 0..side * zoom {
+                let (sx, sy) = (cx + x / zoom, cy + y / zoom);
+                let (py, pu, pv) = (
+                    pic.y.data[sy * pic.y.width + sx],
+                    pic.u.data[sy / 2 * pic.u.width + sx / 2],
+                    pic.v.data[sy / 2 * pic.v.width + sx / 2],
+                );
+                let rgb = segsynth::frame::yuv_to_rgb01(Matrix::Bt709, py as f32, pu as f32, pv as f32);
+                let px = rgb.map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8);
+                img.put_pixel((k * (side * zoom + 4) + x) as u32, y as u32, image::Rgb(px));
+            }
+        }
+    }
+    img.save(path)?;
+    Ok(())
 }
 
 fn ms(a: Instant, b: Instant) -> f32 {

@@ -155,6 +155,8 @@ impl Stages {
                     Some(SynthStage::start(
                         Generator::new(model, self.options.synth.clone()),
                         &self.options.synth,
+                        &first.picture,
+                        first.matrix,
                     )?)
                 }
                 None => None,

@@ -275,3 +275,119 @@ fn gan_background_lives_and_person_stays() {
         "person kept: {fa:?} {fb:?}"
     );
 }
+
+#[test]
+fn image_generator_is_fed_the_real_mask() {
+    let mut g = generator(&data("gen_image_mask.toml"), params(1.0));
+    let (y, u, v) = rgb_to_yuv(Matrix::Bt709, 255, 0, 0);
+    let frame = Yuv420::filled(32, 16, (y, u, v));
+    // Replace the left half only: the generator keeps the frame there, inverts the rest.
+    let mask = segsynth::frame::Plane {
+        width: 32,
+        height: 16,
+        data: (0..32 * 16).map(|i| if i % 32 < 16 { 255 } else { 0 }).collect(),
+    };
+    let layer = g
+        .conditioned_layer(0, &frame, Matrix::Bt709, Some(&mask))
+        .expect("layer");
+    let cyan = rgb_to_yuv(Matrix::Bt709, 0, 255, 255);
+    let row = &layer.y.data[8 * 32..9 * 32];
+    assert!(row[..12].iter().all(|&p| p.abs_diff(y) <= 3), "{row:?}");
+    assert!(row[20..].iter().all(|&p| p.abs_diff(cyan.0) <= 3), "{row:?}");
+}
+
+/// The person clip through an `image` generator: where the background is replaced,
+/// the output is the inverted input (gen_image: image = -frame), frame for frame.
+#[test]
+fn image_generators_run_from_process_and_run() {
+    let input = person_clip(320, 180, 30);
+    let dir = tmpdir();
+    let out = dir.path().join("inverted.mp4");
+    let manifest = data("gen_image.toml");
+    let content = format!("gan:{}", manifest.display());
+    let o = process(&input, &out, &["-q", "--content", &content, "--synth-budget-ms", "200"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a = probe(&input, &[5, 25], 64, 36);
+    let b = probe(&out, &[5, 25], 64, 36);
+    assert_eq!(b.pts, a.pts, "every frame kept");
+    let region = (0.85, 0.05, 0.98, 0.45);
+    for i in [5, 25] {
+        let bg_in = region_mean(a.thumb(i), a.thumb_size, region);
+        let bg_out = region_mean(b.thumb(i), b.thumb_size, region);
+        for c in 0..3 {
+            assert!(
+                (bg_out[c] - (255.0 - bg_in[c])).abs() < 30.0,
+                "frame {i}: background {bg_in:?} should come out inverted, got {bg_out:?}"
+            );
+        }
+    }
+    // The same generator, with the mask input, from a live run into a recording.
+    let rec = dir.path().join("live.mkv");
+    let content = format!("gan:{}", data("gen_image_mask.toml").display());
+    let o = segsynth(&[
+        "run",
+        "-i",
+        "test:",
+        "-o",
+        rec.to_str().unwrap(),
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--duration",
+        "2",
+        "--content",
+        &content,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = probe(&rec, &[10], 32, 18);
+    assert!(r.pts.len() >= 20, "recording holds {} frames", r.pts.len());
+}
+
+/// The first frame, and the first after a size change, get content at once: the
+/// primer layer, then the newest layer scaled, never a wait for a full layer.
+#[test]
+fn first_frames_get_content_within_the_budget() {
+    use segsynth::pipeline::synth::SynthStage;
+    use std::time::{Duration, Instant};
+    let foliage = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gan/foliage.toml");
+    // Full-resolution synthesis of 1280x720 takes far longer than the 5 ms budget.
+    let p = SynthParams {
+        scale: 1.0,
+        budget: Duration::from_millis(5),
+        ..params(1.0)
+    };
+    let g = generator(&foliage, p.clone());
+    let first = Yuv420::filled(1280, 720, (100, 128, 128));
+    let stage = SynthStage::start(g, &p, &first, Matrix::Bt709).expect("synth stage");
+    let started = Instant::now();
+    stage.slot.request(0, 1280, 720, Matrix::Bt709);
+    let layer = stage.slot.latest(1280, 720).expect("the primer is there at once");
+    let waited = started.elapsed();
+    assert_eq!((layer.picture.width(), layer.picture.height()), (1280, 720));
+    assert_eq!(layer.generation, 1, "the primer");
+    let spread = |p: &segsynth::frame::Plane| {
+        let (lo, hi) = p.data.iter().fold((255u8, 0u8), |(a, b), &v| (a.min(v), b.max(v)));
+        hi - lo
+    };
+    assert!(spread(&layer.picture.y) > 40, "the primer is content, not a flat fill");
+    // A new size: the newest layer, scaled, within the budget.
+    let started = Instant::now();
+    stage.slot.request(33_000_000, 640, 480, Matrix::Bt709);
+    let scaled = stage.slot.latest(640, 480).expect("a scaled layer at once");
+    let waited_resize = started.elapsed();
+    assert_eq!((scaled.picture.width(), scaled.picture.height()), (640, 480));
+    assert!(spread(&scaled.picture.y) > 40);
+    // Generous bounds for a shared machine; the old behaviour waited up to 10 s.
+    assert!(
+        waited < Duration::from_secs(1) && waited_resize < Duration::from_secs(1),
+        "waited {waited:?} and {waited_resize:?}"
+    );
+    // The thread goes on to make the new size's own layer (the one for the newest
+    // request, so with its time).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stage.slot.latest(640, 480).is_none_or(|l| l.pts != 33_000_000) {
+        assert!(Instant::now() < deadline, "no layer of the new size");
+    }
+    stage.finish().expect("synth thread ends cleanly");
+}

@@ -45,6 +45,10 @@ Generator models (float32; dims named 'h','w' are dynamic):
       frame [1,3,'h','w'] (values in [-1,1])  ->  image [1,3,'h','w']
       image = -frame
 
+  gen_image_mask.onnx
+      frame [1,3,'h','w'], mask [1,1,'h','w'] (in [0,1])  ->  image [1,3,'h','w']
+      image = frame * (2 * mask - 1)   (the frame where the mask is 1, inverted where 0)
+
   gen_nan.onnx
       noise [1,4,'h','w']  ->  image [1,3,4h,4w]   (same I/O as gen_spatial)
       image = sqrt(tanh(nearest_upsample_4x(noise[:, 0:3])))
@@ -195,6 +199,27 @@ def gen_image():
     )
 
 
+def gen_image_mask():
+    # image = frame * (2 * mask - 1): the frame where the mask is 1, inverted where 0.
+    return make_model(
+        "gen_image_mask",
+        [
+            helper.make_node("Mul", ["mask", "two"], ["m2"]),
+            helper.make_node("Sub", ["m2", "one"], ["sign"]),
+            helper.make_node("Mul", ["frame", "sign"], ["image"]),
+        ],
+        [
+            helper.make_tensor_value_info("frame", F, [1, 3, "h", "w"]),
+            helper.make_tensor_value_info("mask", F, [1, 1, "h", "w"]),
+        ],
+        [helper.make_tensor_value_info("image", F, [1, 3, "h", "w"])],
+        [
+            const_init("two", np.array(2.0, dtype=np.float32)),
+            const_init("one", np.array(1.0, dtype=np.float32)),
+        ],
+    )
+
+
 # ---------------------------------------------------------------- references
 def softmax(x, axis):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -217,6 +242,7 @@ def main():
         "gen_spatial.onnx": gen_spatial(),
         "gen_latent.onnx": gen_latent(),
         "gen_image.onnx": gen_image(),
+        "gen_image_mask.onnx": gen_image_mask(),
         "gen_nan.onnx": gen_nan(),
     }
     for fname, model in models.items():
@@ -289,6 +315,12 @@ def main():
         assert out.shape == (1, 3, h, w)
         assert np.array_equal(out, -fr)
     report("gen_image.onnx", out, "(checked h,w in (16,16),(7,9))")
+
+    fr = rng.uniform(-1, 1, (1, 3, 6, 10)).astype(f32)
+    m = (rng.random((1, 1, 6, 10)) < 0.5).astype(f32)
+    out = run("gen_image_mask.onnx", {"frame": fr, "mask": m})
+    np.testing.assert_allclose(out, fr * (2 * m - 1), **close)
+    report("gen_image_mask.onnx", out)
 
     n = rng.standard_normal((1, 4, 8, 8)).astype(f32)
     n[0, 0, 0, 0] = 0.0

@@ -94,6 +94,39 @@ pub fn fit_picture(src: &Yuv420, w: usize, h: usize) -> Yuv420 {
     out
 }
 
+/// Scales a picture to exactly `w x h`, cropping its centre to that aspect first
+/// (CSS `cover`), so content never looks stretched.
+pub fn cover_picture(src: &Yuv420, w: usize, h: usize) -> Yuv420 {
+    let (sw, sh) = (src.width().max(1), src.height().max(1));
+    // The largest centred window of the target aspect; even sizes and offsets keep the
+    // chroma planes aligned with the luma.
+    let (cw, ch) = if sw * h > sh * w {
+        ((sh * w / h.max(1)).max(2).min(sw), sh)
+    } else {
+        (sw, (sw * h / w.max(1)).max(2).min(sh))
+    };
+    let (cw, ch) = (cw & !1, ch & !1);
+    let (x0, y0) = (((sw - cw) / 2) & !1, ((sh - ch) / 2) & !1);
+    let window = |p: &Plane, div: usize| -> Plane {
+        let (px, py, pw, ph) = (x0 / div, y0 / div, (cw / div).max(1), (ch / div).max(1));
+        let mut data = Vec::with_capacity(pw * ph);
+        for row in p.data.chunks_exact(p.width).skip(py).take(ph) {
+            data.extend_from_slice(&row[px..(px + pw).min(p.width)]);
+        }
+        Plane {
+            width: pw.min(p.width - px),
+            height: ph.min(p.height - py),
+            data,
+        }
+    };
+    let (uw, uh) = crate::frame::chroma_size(w, h);
+    Yuv420 {
+        y: resize_plane(&window(&src.y, 1), w, h),
+        u: resize_plane(&window(&src.u, 2), uw, uh),
+        v: resize_plane(&window(&src.v, 2), uw, uh),
+    }
+}
+
 /// Half-pixel bilinear resize of an 8-bit plane.
 pub fn resize_plane(src: &Plane, dw: usize, dh: usize) -> Plane {
     resize_u8_to_plane(&src.data, src.width, src.height, dw, dh)
@@ -246,6 +279,25 @@ mod fit_tests {
             "middle should be the picture"
         );
         assert!(out.u.data.iter().all(|&v| v == 128));
+    }
+
+    #[test]
+    fn cover_crops_to_the_aspect_then_scales() {
+        // A 4:1 picture, left half dark, right half bright, covering a 1:1 target: the
+        // centre square is kept, so both halves show, each half the width.
+        let mut src = Yuv420::filled(400, 100, (50, 128, 128));
+        for row in src.y.data.chunks_exact_mut(400) {
+            row[200..].fill(200);
+        }
+        let out = cover_picture(&src, 64, 64);
+        assert_eq!((out.width(), out.height(), out.u.width, out.u.height), (64, 64, 32, 32));
+        let row = &out.y.data[32 * 64..33 * 64];
+        assert_eq!((row[2], row[61]), (50, 200));
+        assert!(row[28] < 60 && row[36] > 190, "{row:?}");
+        // Odd sizes and upscaling.
+        let tiny = cover_picture(&Yuv420::filled(3, 5, (90, 100, 110)), 17, 9);
+        assert_eq!((tiny.width(), tiny.height()), (17, 9));
+        assert!(tiny.y.data.iter().all(|&v| v == 90));
     }
 
     #[test]

@@ -151,7 +151,7 @@ impl Compositor {
         let matrix = frame.matrix;
         // Per layer, the picture it blends (image fitted to the frame, latest GAN layer).
         let mut pictures: Vec<Option<Content>> = Vec::with_capacity(self.layers.len());
-        for layer in self.layers.iter_mut() {
+        for (layer, alpha) in self.layers.iter_mut().zip(alphas) {
             pictures.push(match layer {
                 Layer::Image { image, fitted } => {
                     let (rgb, width, height) = &**image;
@@ -166,7 +166,16 @@ impl Compositor {
                     slot,
                     last_generation,
                 } => {
-                    slot.request(frame.pts.unwrap_or(frame.index * 33_333_333), w, h, matrix);
+                    let pts = frame.pts.unwrap_or(frame.index * 33_333_333);
+                    if slot.needs_frame() {
+                        // The synth thread makes its layer from this frame when it is
+                        // free; the copy is the only cost on the video path.
+                        let picture = Arc::new(frame.picture.clone());
+                        let mask = slot.needs_mask().then(|| Arc::new(alpha.luma.clone()));
+                        slot.request_with_frame(pts, w, h, matrix, Some(picture), mask);
+                    } else {
+                        slot.request(pts, w, h, matrix);
+                    }
                     let latest = slot.latest(w, h);
                     if latest.is_none()
                         && let Some(why) = slot.failure() {

@@ -1,8 +1,10 @@
 //! The synthesis stage: a GAN generator on its own thread, at its own rate.
 //!
-//! The compositor posts the newest frame time it needs (`LayerSlot::request`) and
-//! takes whatever layer is newest (`LayerSlot::latest`), waiting at most the
-//! configured budget; a layer used twice is counted as a reuse. Animation is a smooth
+//! The compositor posts the newest frame time it needs (`LayerSlot::request`; `image`
+//! generators also get that frame and the entry's mask) and takes whatever layer is
+//! newest (`LayerSlot::latest`), waiting at most the configured budget; a layer used
+//! twice is counted as a reuse. A small primer layer made before the first frame, and
+//! the newest layer scaled after a size change, keep frames from waiting for a layer. Animation is a smooth
 //! walk through seeded noise keyframes, driven by the frame's PTS, so the same seed
 //! and clip give the same content.
 
@@ -11,9 +13,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::frame::{Matrix, Yuv420};
+use crate::frame::{Matrix, Plane, Yuv420};
 use crate::imgproc::preprocess::{TensorGeometry, frame_to_tensor};
-use crate::imgproc::resize::resize_plane;
+use crate::imgproc::resize::{cover_picture, resize_plane};
 use crate::infer::{InferError, Model, Output};
 use crate::model::{Contract, geometry_for};
 
@@ -24,10 +26,9 @@ pub struct SynthParams {
     pub seed: u64,
     /// Synthesis resolution as a fraction of the frame (1.0 = full resolution).
     pub scale: f32,
-    /// Longest the video path waits for a fresh layer before reusing the previous one.
+    /// Longest the video path waits for a fresh layer before reusing the previous one
+    /// (or, while no layer of the frame's size exists yet, the previous one scaled).
     pub budget: Duration,
-    /// Longest the first frame waits for the very first layer (model warm-up).
-    pub startup_budget: Duration,
 }
 
 pub const DEFAULT_PERIOD: f32 = 6.0;
@@ -42,7 +43,6 @@ impl Default for SynthParams {
             seed: DEFAULT_SEED,
             scale: DEFAULT_SCALE,
             budget: Duration::from_millis(DEFAULT_BUDGET_MS),
-            startup_budget: Duration::from_secs(10),
         }
     }
 }
@@ -61,48 +61,61 @@ struct Request {
     height: usize,
     matrix: Matrix,
     frame: Option<Arc<Yuv420>>,
+    mask: Option<Arc<Plane>>,
 }
 
 /// The hand-over point between the synth thread and the compositor.
 pub struct LayerSlot {
     latest: Mutex<Option<Arc<SynthLayer>>>,
+    /// The latest layer scaled to another frame size, while none of that size exists.
+    scaled: Mutex<Option<Arc<SynthLayer>>>,
     published: Condvar,
     request: Mutex<Option<Request>>,
     requested: Condvar,
     stop: AtomicBool,
     budget: Duration,
-    startup_budget: Duration,
     needs_frame: bool,
+    needs_mask: bool,
     pub nonfinite: AtomicU64,
     /// Why the synth thread ended early (an error or a panic), for the compositor.
     failure: Mutex<Option<String>>,
 }
 
 impl LayerSlot {
-    fn new(params: &SynthParams, needs_frame: bool) -> Self {
+    fn new(params: &SynthParams, needs_frame: bool, needs_mask: bool) -> Self {
         LayerSlot {
             latest: Mutex::new(None),
+            scaled: Mutex::new(None),
             published: Condvar::new(),
             request: Mutex::new(None),
             requested: Condvar::new(),
             stop: AtomicBool::new(false),
             budget: params.budget,
-            startup_budget: params.startup_budget,
             needs_frame,
+            needs_mask,
             nonfinite: AtomicU64::new(0),
             failure: Mutex::new(None),
         }
     }
 
+    /// Whether the generator makes its layer from the frame (`image` contract).
     pub fn needs_frame(&self) -> bool {
         self.needs_frame
     }
 
-    /// Asks for a layer for time `pts` (ns). Never blocks on the generator.
-    pub fn request(&self, pts: u64, width: usize, height: usize, matrix: Matrix) {
-        self.request_with_frame(pts, width, height, matrix, None)
+    /// Whether it also takes the entry's mask.
+    pub fn needs_mask(&self) -> bool {
+        self.needs_mask
     }
 
+    /// Asks for a layer for time `pts` (ns). Never blocks on the generator.
+    pub fn request(&self, pts: u64, width: usize, height: usize, matrix: Matrix) {
+        self.request_with_frame(pts, width, height, matrix, None, None)
+    }
+
+    /// Same, handing over the frame (and the entry's mask) an `image` generator makes
+    /// its layer from. Only the newest request is kept: the synth thread takes the
+    /// latest frame when it is free, never a queue of them.
     pub fn request_with_frame(
         &self,
         pts: u64,
@@ -110,6 +123,7 @@ impl LayerSlot {
         height: usize,
         matrix: Matrix,
         frame: Option<Arc<Yuv420>>,
+        mask: Option<Arc<Plane>>,
     ) {
         if let Ok(mut r) = self.request.lock() {
             *r = Some(Request {
@@ -118,13 +132,15 @@ impl LayerSlot {
                 height,
                 matrix,
                 frame,
+                mask,
             });
             self.requested.notify_one();
         }
     }
 
     /// The newest layer of the given size, waiting up to the budget for one at least
-    /// as new as the last request (the startup budget while there is none at all).
+    /// as new as the last request. While no layer of this size exists (the first frames
+    /// after a size change), the newest layer of any size, scaled to cover it.
     pub fn latest(&self, width: usize, height: usize) -> Option<Arc<SynthLayer>> {
         let wanted = self
             .request
@@ -132,21 +148,15 @@ impl LayerSlot {
             .ok()
             .and_then(|r| r.as_ref().map(|r| r.pts))
             .unwrap_or(0);
-        let guard = self.latest.lock().ok()?;
         let fits = |l: &Option<Arc<SynthLayer>>| {
             l.as_ref()
                 .is_some_and(|l| l.picture.width() == width && l.picture.height() == height)
         };
-        let budget = if fits(&guard) {
-            self.budget
-        } else {
-            self.startup_budget
-        };
         // Budgets are validated (at most a minute), so this addition cannot overflow;
         // `checked_add` keeps even a huge one from panicking.
         let start = Instant::now();
-        let deadline = start.checked_add(budget).unwrap_or(start);
-        let mut guard = guard;
+        let deadline = start.checked_add(self.budget).unwrap_or(start);
+        let mut guard = self.latest.lock().ok()?;
         while !(fits(&guard) && guard.as_ref().is_some_and(|l| l.pts >= wanted)) {
             let now = Instant::now();
             if now >= deadline || self.stop.load(Ordering::Relaxed) {
@@ -154,10 +164,25 @@ impl LayerSlot {
             }
             guard = self.published.wait_timeout(guard, deadline - now).ok()?.0;
         }
-        guard
-            .as_ref()
-            .filter(|l| l.picture.width() == width && l.picture.height() == height)
-            .cloned()
+        if fits(&guard) {
+            return guard.clone();
+        }
+        let newest = guard.clone()?;
+        drop(guard);
+        let mut scaled = self.scaled.lock().ok()?;
+        let current = scaled.as_ref().is_some_and(|s| {
+            s.generation == newest.generation
+                && s.picture.width() == width
+                && s.picture.height() == height
+        });
+        if !current {
+            *scaled = Some(Arc::new(SynthLayer {
+                generation: newest.generation,
+                pts: newest.pts,
+                picture: cover_picture(&newest.picture, width, height),
+            }));
+        }
+        scaled.clone()
     }
 
     fn publish(&self, layer: SynthLayer) {
@@ -267,7 +292,8 @@ impl Generator {
             .unwrap_or(Contract::Spatial)
     }
 
-    /// Synthesizes the content layer for time `pts` at `width x height`.
+    /// Synthesizes the content layer for time `pts` at `width x height` (`image`
+    /// generators make it from `frame`; those with a mask input get all ones).
     pub fn layer(
         &mut self,
         pts: u64,
@@ -276,14 +302,42 @@ impl Generator {
         matrix: Matrix,
         frame: Option<&Yuv420>,
     ) -> Result<Yuv420, InferError> {
+        let scale = self.params.scale;
+        self.layer_at(pts, (width, height), matrix, frame, None, scale)
+    }
+
+    /// An `image` generator's layer from `frame` and, for those with a mask input, the
+    /// entry's alpha at frame size (255 = replaced).
+    pub fn conditioned_layer(
+        &mut self,
+        pts: u64,
+        frame: &Yuv420,
+        matrix: Matrix,
+        mask: Option<&Plane>,
+    ) -> Result<Yuv420, InferError> {
+        let scale = self.params.scale;
+        let size = (frame.width(), frame.height());
+        self.layer_at(pts, size, matrix, Some(frame), mask, scale)
+    }
+
+    /// Synthesis at `scale` of the frame size (the primer uses a smaller one).
+    fn layer_at(
+        &mut self,
+        pts: u64,
+        (width, height): (usize, usize),
+        matrix: Matrix,
+        frame: Option<&Yuv420>,
+        mask: Option<&Plane>,
+        scale: f32,
+    ) -> Result<Yuv420, InferError> {
         let t = pts as f32 / 1e9;
         let m = &self.model.manifest;
         let g = m.generator.clone().ok_or_else(|| InferError::Run {
             model: m.name.clone(),
             message: "not a generator".into(),
         })?;
-        let sw = ((width as f32 * self.params.scale).round() as usize).max(1);
-        let sh = ((height as f32 * self.params.scale).round() as usize).max(1);
+        let sw = ((width as f32 * scale).round() as usize).max(1);
+        let sh = ((height as f32 * scale).round() as usize).max(1);
         let output = match g.contract {
             Contract::Spatial => {
                 let s = g.scale.unwrap_or(1).max(1);
@@ -317,13 +371,21 @@ impl Generator {
                 let shape = [1, 3, ih as i64, iw as i64];
                 let name = m.input.name.clone();
                 match &m.mask_input {
-                    // The mask input gets "everything" here; the blend applies the real mask.
-                    Some(mask) => {
-                        let ones = vec![1.0f32; iw * ih];
-                        let mname = mask.name.clone();
+                    // The entry's alpha at the model's input size, in [0,1]; all ones
+                    // when there is none (the primer, a direct caller).
+                    Some(spec) => {
+                        let values = match mask {
+                            Some(p) => resize_plane(p, iw, ih)
+                                .data
+                                .iter()
+                                .map(|&a| a as f32 / 255.0)
+                                .collect(),
+                            None => vec![1.0f32; iw * ih],
+                        };
+                        let mname = spec.name.clone();
                         self.model.run(&[
                             (&name, &shape, &tensor),
-                            (&mname, &[1, 1, ih as i64, iw as i64], &ones),
+                            (&mname, &[1, 1, ih as i64, iw as i64], &values),
                         ])?
                     }
                     None => self.model.run(&[(&name, &shape, &tensor)])?,
@@ -410,13 +472,34 @@ pub struct SynthStage {
 }
 
 impl SynthStage {
-    /// Starts the thread. A thread that cannot be spawned is an error, never a stage
-    /// that silently makes the compositor wait for layers that will not come.
-    pub fn start(generator: Generator, params: &SynthParams) -> Result<SynthStage, SynthError> {
+    /// Makes the primer layer for `first` and starts the thread. A thread that cannot
+    /// be spawned is an error, never a stage that silently makes the compositor wait
+    /// for layers that will not come.
+    ///
+    /// The primer is the first frame's layer synthesized at a quarter of the synth
+    /// scale (a sixteenth of the pixels), here, before any frame is composited: the
+    /// first frames get content at once instead of waiting for the model's warm-up and
+    /// a full-size layer; full layers replace it as the thread makes them.
+    pub fn start(
+        mut generator: Generator,
+        params: &SynthParams,
+        first: &Yuv420,
+        matrix: Matrix,
+    ) -> Result<SynthStage, SynthError> {
+        let image = generator.contract() == Contract::Image;
         let slot = Arc::new(LayerSlot::new(
             params,
-            generator.contract() == Contract::Image,
+            image,
+            image && generator.model.manifest.mask_input.is_some(),
         ));
+        let size = (first.width(), first.height());
+        let primer_scale = (params.scale / 4.0).max(1.0 / size.0.min(size.1).max(1) as f32);
+        let picture = generator.layer_at(0, size, matrix, Some(first), None, primer_scale)?;
+        slot.publish(SynthLayer {
+            generation: 1,
+            pts: 0,
+            picture,
+        });
         let thread_slot = Arc::clone(&slot);
         let handle = std::thread::Builder::new()
             .name("synth".into())
@@ -476,16 +559,18 @@ pub enum SynthError {
 
 fn run(mut generator: Generator, slot: &LayerSlot) -> Result<(u64, Vec<f32>), InferError> {
     let mut last = None;
-    let mut generation = 0;
+    let mut generation = 1; // the primer
     let mut times = Vec::new();
+    let scale = generator.params.scale;
     while let Some(req) = slot.next_request(last) {
         let started = Instant::now();
-        let result = generator.layer(
+        let result = generator.layer_at(
             req.pts,
-            req.width,
-            req.height,
+            (req.width, req.height),
             req.matrix,
             req.frame.as_deref(),
+            req.mask.as_deref(),
+            scale,
         );
         let picture = result?;
         times.push(started.elapsed().as_secs_f32() * 1000.0);

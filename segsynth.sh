@@ -23,7 +23,7 @@ APT_PACKAGES=(
 )
 # Only the test command needs these: a real X server for the window tests.
 TEST_APT_PACKAGES=(xvfb)
-PY_PACKAGES=(onnxruntime==$ORT_VERSION onnx==1.23.2 tflite==2.18.0 ai-edge-litert==2.3.0 numpy==2.4.6 scikit-image==0.26.0)
+PY_PACKAGES=(onnxruntime==$ORT_VERSION onnx==1.23.2 tflite==2.18.0 ai-edge-litert==2.3.0 numpy==2.4.6 scikit-image==0.26.0 prometheus-client==0.23.1)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'segsynth.sh: error: %s\n' "$*" >&2; exit 1; }

@@ -309,6 +309,8 @@ pub struct Preset {
     pub device: Option<crate::infer::Device>,
     pub pixels: Option<crate::infer::Pixels>,
     pub threads: Option<usize>,
+    /// Prometheus metrics address (`--metrics`).
+    pub metrics: Option<String>,
     pub rtsp: Option<RtspSettings>,
 }
 

@@ -157,6 +157,7 @@ impl Stages {
                         &self.options.synth,
                         &first.picture,
                         first.matrix,
+                        Some(progress.metrics.stage("synth")),
                     )?)
                 }
                 None => None,
@@ -190,6 +191,7 @@ impl Stages {
             "native kernels"
         };
         tracing::info!(pixel_path, "per-pixel steps run as");
+        progress.metrics.provider(provider, &model_label, pixel_path);
         let config = StageConfig {
             backpressure: self.options.stages.0,
             capacity: self.options.stages.1,

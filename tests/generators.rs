@@ -359,7 +359,7 @@ fn first_frames_get_content_within_the_budget() {
     };
     let g = generator(&foliage, p.clone());
     let first = Yuv420::filled(1280, 720, (100, 128, 128));
-    let stage = SynthStage::start(g, &p, &first, Matrix::Bt709).expect("synth stage");
+    let stage = SynthStage::start(g, &p, &first, Matrix::Bt709, None).expect("synth stage");
     let started = Instant::now();
     stage.slot.request(0, 1280, 720, Matrix::Bt709);
     let layer = stage.slot.latest(1280, 720).expect("the primer is there at once");
@@ -390,4 +390,128 @@ fn first_frames_get_content_within_the_budget() {
         assert!(Instant::now() < deadline, "no layer of the new size");
     }
     stage.finish().expect("synth thread ends cleanly");
+}
+
+/// The upsampling grid of a 16x generator shows as extra power at multiples of 1/16
+/// cycle per pixel. Returns the power at those frequencies (every (u, v) on the grid
+/// but DC) over the mean power of their eight neighbours, on the luma of a 256x256
+/// layer (mean removed).
+fn grid_ratio(luma: &[u8], n: usize, cell: usize) -> f64 {
+    use std::f64::consts::TAU;
+    let mean = luma.iter().map(|&v| v as f64).sum::<f64>() / luma.len() as f64;
+    let step = n / cell;
+    let wanted: Vec<usize> = (0..cell)
+        .flat_map(|m| [n + m * step - 1, n + m * step, n + m * step + 1])
+        .map(|k| k % n)
+        .collect();
+    let (cos, sin): (Vec<f64>, Vec<f64>) = (0..n)
+        .map(|k| ((TAU * k as f64 / n as f64).cos(), (TAU * k as f64 / n as f64).sin()))
+        .unzip();
+    // Row transforms at the wanted horizontal frequencies.
+    let mut rows = vec![(0.0f64, 0.0f64); n * wanted.len()];
+    for y in 0..n {
+        for (j, &u) in wanted.iter().enumerate() {
+            let (mut re, mut im) = (0.0, 0.0);
+            for x in 0..n {
+                let v = luma[y * n + x] as f64 - mean;
+                let k = (u * x) % n;
+                re += v * cos[k];
+                im -= v * sin[k];
+            }
+            rows[y * wanted.len() + j] = (re, im);
+        }
+    }
+    let power = |ju: usize, v: usize| -> f64 {
+        let (mut re, mut im) = (0.0, 0.0);
+        for y in 0..n {
+            let (a, b) = rows[y * wanted.len() + ju];
+            let k = (v * y) % n;
+            // (a + ib)(cos - i sin)
+            re += a * cos[k] + b * sin[k];
+            im += b * cos[k] - a * sin[k];
+        }
+        re * re + im * im
+    };
+    let index = |u: usize| wanted.iter().position(|&w| w == u).expect("wanted frequency");
+    let (mut on, mut around) = (0.0, 0.0);
+    for mu in 0..cell {
+        for mv in 0..cell {
+            if mu == 0 && mv == 0 {
+                continue;
+            }
+            let (u, v) = (mu * step, mv * step);
+            on += power(index(u), v);
+            let mut ring = 0.0;
+            for du in [n - 1, 0, 1] {
+                for dv in [n - 1, 0, 1] {
+                    if du != 0 || dv != 0 {
+                        ring += power(index((u + du) % n), (v + dv) % n);
+                    }
+                }
+            }
+            around += ring / 8.0;
+        }
+    }
+    on / around
+}
+
+#[test]
+fn grid_ratio_finds_a_checkerboard_and_passes_smooth_noise() {
+    let n = 256;
+    // A smooth random field (bilinear upsampled noise) has no grid...
+    let coarse: Vec<u8> = (0..33 * 33).map(|i| ((i * 7919 + i / 33 * 104_729) % 251) as u8).collect();
+    let smooth = segsynth::imgproc::resize::resize_plane(
+        &segsynth::frame::Plane { width: 33, height: 33, data: coarse },
+        n,
+        n,
+    );
+    let clean = grid_ratio(&smooth.data, n, 16);
+    // ...and the same field with a faint 16-pixel periodic pattern has one.
+    let gridded: Vec<u8> = smooth
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| v.saturating_add(if (i % n) % 16 < 2 || (i / n) % 16 < 2 { 6 } else { 0 }))
+        .collect();
+    let grid = grid_ratio(&gridded, n, 16);
+    assert!(clean < 1.15 && grid > 1.5, "smooth {clean:.2}, gridded {grid:.2}");
+}
+
+/// Every shipped spatial generator, on seeded noise: no upsampling grid.
+#[test]
+fn shipped_generators_have_no_upsampling_grid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gan");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("models/gan")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    names.sort();
+    let mut ratios = Vec::new();
+    for manifest in &names {
+        let m = Manifest::load(manifest).expect("manifest");
+        let spec = m.generator.clone().expect("a generator");
+        if spec.contract != segsynth::model::Contract::Spatial {
+            continue;
+        }
+        let cell = spec.scale.unwrap_or(1);
+        let mut worst: f64 = 0.0;
+        for seed in [1, 2, 3] {
+            let mut g = generator(
+                manifest,
+                SynthParams {
+                    seed,
+                    ..params(1.0)
+                },
+            );
+            let layer = g.layer(0, 256, 256, Matrix::Bt709, None).expect("layer");
+            worst = worst.max(grid_ratio(&layer.y.data, 256, cell));
+        }
+        ratios.push((m.name.clone(), worst));
+    }
+    eprintln!("grid ratios: {ratios:?}");
+    assert!(ratios.len() >= 4, "at least four spatial generators ship: {ratios:?}");
+    for (name, r) in &ratios {
+        assert!(*r < 1.15, "{name}: grid ratio {r:.2} (bound 1.15)");
+    }
 }

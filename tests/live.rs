@@ -443,3 +443,91 @@ fn a_failing_recording_is_reported_at_once_and_the_stream_goes_on() {
         files_in(dir.path())
     );
 }
+
+/// `--metrics`: scraped twice during a live run by a real HTTP client, parsed by the
+/// Prometheus client library's OpenMetrics parser; the frame counter grows and every
+/// documented family is there.
+#[test]
+fn metrics_are_served_in_the_prometheus_format_and_grow() {
+    let (rtsp, metrics) = (port(), port());
+    let url = format!("rtsp://127.0.0.1:{rtsp}/live");
+    let address = format!("127.0.0.1:{metrics}");
+    let (mut child, rx) = start(&[
+        "-i",
+        "test:",
+        "-o",
+        &url,
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--stats-every",
+        "0",
+        "--metrics",
+        &address,
+    ]);
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    // A viewer while the scrapes run, so the RTSP gauge has something to count.
+    let viewer = {
+        let url = url.clone();
+        std::thread::spawn(move || client(&url, 60, Duration::from_secs(30)).0)
+    };
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./segsynth.sh setup (it installs prometheus-client for this test)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scrape_metrics.py"))
+        .arg(format!("http://{address}/metrics"))
+        .arg("1.5")
+        .output()
+        .expect("run the scraper");
+    assert!(
+        out.status.success(),
+        "scrape failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let value = |scrape: &str, key: &str| -> f64 {
+        // "key": number inside the scrape's "samples" object.
+        let part = &text[text.find(&format!("\"{scrape}\"")).expect("scrape")..];
+        let needle = format!("\"{key}\": ");
+        let at = part.find(&needle).unwrap_or_else(|| panic!("{key} missing in {part}"));
+        let rest = &part[at + needle.len()..];
+        rest[..rest.find([',', '}']).expect("number end")]
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    let out_key = "segsynth_frames_total|direction=out";
+    let (a, b) = (value("first", out_key), value("second", out_key));
+    assert!(b > a && a > 0.0, "frames out grew between scrapes: {a} -> {b}");
+    assert!(value("second", "segsynth_frames_total|direction=in") >= b);
+    assert!(value("second", "segsynth_added_latency_seconds_count") >= b);
+    for family in [
+        "segsynth_frames",
+        "segsynth_dropped_frames",
+        "segsynth_added_latency_seconds",
+        "segsynth_stage_seconds",
+        "segsynth_synth_layer_reuses",
+        "segsynth_rtsp_clients",
+        "segsynth_input_reconnects",
+        "segsynth_provider_info",
+    ] {
+        assert!(text.contains(&format!("\"{family}\"")), "{family} missing: {text}");
+    }
+    assert!(
+        text.contains("segsynth_provider_info|model=selfie (256x256 input)|pixels=native kernels|provider=CPUExecutionProvider"),
+        "{text}"
+    );
+    assert!(text.contains("application/openmetrics-text"), "{text}");
+    assert!(viewer.join().unwrap() > 0, "the viewer got frames");
+    // Beyond loopback needs the explicit flag.
+    let o = segsynth(&["run", "-i", "test:", "-o", "out.mkv", "--metrics", "0.0.0.0:9464"]);
+    assert_clean_error(&o, &["--metrics-allow-remote"]);
+    assert_eq!(o.status.code(), Some(2));
+    interrupt(&child);
+    assert!(child.wait().unwrap().success());
+}

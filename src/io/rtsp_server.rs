@@ -32,6 +32,8 @@ pub struct ServeSettings {
     pub session_timeout: u32,
     /// PEM certificate and key for RTSPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Set to the number of sessions being served, every second.
+    pub clients: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Default for ServeSettings {
@@ -41,6 +43,7 @@ impl Default for ServeSettings {
             max_clients: DEFAULT_MAX_CLIENTS,
             session_timeout: DEFAULT_SESSION_TIMEOUT,
             tls: None,
+            clients: Default::default(),
         }
     }
 }
@@ -151,6 +154,11 @@ pub fn serve(
         },
     )
     .attach(None);
+    let (gauge, counted) = (s.clients.clone(), pool.clone());
+    glib::timeout_add_seconds(1, move || {
+        gauge.set(counted.n_sessions() as i64);
+        glib::ControlFlow::Continue
+    });
     let (timeout, max) = (s.session_timeout, s.max_clients);
     let expected = s.credentials.as_ref().map(|c| {
         format!(

@@ -11,6 +11,7 @@
 //! consequences and are discarded.
 
 pub mod composite;
+pub mod metrics;
 mod run;
 pub mod segment;
 pub mod stats;
@@ -132,6 +133,8 @@ pub struct Progress {
     pub dropped: AtomicU64,
     /// Recent added latencies (ms), appsink to appsrc, for live statistics.
     pub recent_latency: Mutex<std::collections::VecDeque<f32>>,
+    /// The same events for Prometheus (`segsynth run --metrics`).
+    pub metrics: metrics::Metrics,
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).

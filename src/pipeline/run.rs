@@ -2,7 +2,7 @@
 //! (see the module above and ARCHITECTURE.md's invariants).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -102,7 +102,7 @@ fn recv<T>(
     rx: &Receiver<T>,
     policy: Backpressure,
     failure: &Failure,
-    dropped: &AtomicU64,
+    progress: &Progress,
 ) -> Option<T> {
     let mut item = loop {
         if failure.aborted() {
@@ -116,7 +116,8 @@ fn recv<T>(
     };
     if policy == Backpressure::DropOldest {
         for newer in rx.try_iter() {
-            dropped.fetch_add(1, Ordering::Relaxed);
+            progress.dropped.fetch_add(1, Ordering::Relaxed);
+            progress.metrics.dropped("stage_queue");
             item = newer;
         }
     }
@@ -161,15 +162,17 @@ pub fn run(
                 failure.guard("segment", || {
                     let mut work = StageTimes::new("segment");
                     let mut queue = StageTimes::new("queue");
+                    let seconds = progress.metrics.stage("segment");
                     while let Some(Timed {
                         item: frame,
                         entered,
-                    }) = recv(&segment_rx, policy, failure, &progress.dropped)
+                    }) = recv(&segment_rx, policy, failure, progress)
                     {
                         let t = Instant::now();
                         queue.record(t - entered);
                         let masks = segmenter.masks(&frame)?;
                         work.record(t.elapsed());
+                        seconds.observe(t.elapsed().as_secs_f64());
                         if !send(
                             &to_composite,
                             Timed {
@@ -204,14 +207,21 @@ pub fn run(
                 let mut work = StageTimes::new("composite");
                 let mut push = StageTimes::new("push");
                 let mut added = StageTimes::new("added");
+                let (composite_seconds, output_seconds) =
+                    (progress.metrics.stage("composite"), progress.metrics.stage("output"));
+                let mut reuses = comp_stage.layer_reuses();
                 while let Some(Timed {
                     item: (mut frame, masks),
                     entered,
-                }) = recv(&composite_rx, policy, failure, &progress.dropped)
+                }) = recv(&composite_rx, policy, failure, progress)
                 {
                     let t = Instant::now();
                     failure.guard("composite", || comp_stage.composite(&mut frame, &masks))?;
                     work.record(t.elapsed());
+                    composite_seconds.observe(t.elapsed().as_secs_f64());
+                    let now = comp_stage.layer_reuses();
+                    progress.metrics.layer_reuses(now.saturating_sub(reuses));
+                    reuses = now;
                     let p = Instant::now();
                     progress
                         .pushing_since_ms
@@ -220,9 +230,11 @@ pub fn run(
                     progress.pushing_since_ms.store(0, Ordering::Relaxed);
                     pushed?;
                     push.record(p.elapsed());
+                    output_seconds.observe(p.elapsed().as_secs_f64());
                     added.record(entered.elapsed());
                     progress.record_latency(entered.elapsed().as_secs_f32() * 1000.0);
                     progress.frames_out.fetch_add(1, Ordering::Relaxed);
+                    progress.metrics.frame_out(entered.elapsed());
                 }
                 drop(composite_rx);
                 Some(vec![work, push, added])
@@ -263,6 +275,7 @@ pub fn run(
                     break;
                 }
                 progress.frames_in.fetch_add(1, Ordering::Relaxed);
+                progress.metrics.frame_in();
             }
             Ok(())
         });

@@ -18,6 +18,7 @@ use crate::imgproc::preprocess::{TensorGeometry, frame_to_tensor};
 use crate::imgproc::resize::{cover_picture, resize_plane};
 use crate::infer::{InferError, Model, Output};
 use crate::model::{Contract, geometry_for};
+use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SynthParams {
@@ -480,11 +481,13 @@ impl SynthStage {
     /// scale (a sixteenth of the pixels), here, before any frame is composited: the
     /// first frames get content at once instead of waiting for the model's warm-up and
     /// a full-size layer; full layers replace it as the thread makes them.
+    /// `seconds` observes the time of every layer (the run's metrics).
     pub fn start(
         mut generator: Generator,
         params: &SynthParams,
         first: &Yuv420,
         matrix: Matrix,
+        seconds: Option<Histogram>,
     ) -> Result<SynthStage, SynthError> {
         let image = generator.contract() == Contract::Image;
         let slot = Arc::new(LayerSlot::new(
@@ -506,7 +509,7 @@ impl SynthStage {
             .spawn(move || {
                 let slot = thread_slot;
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    run(generator, &slot)
+                    run(generator, &slot, seconds.as_ref())
                 }));
                 match outcome {
                     Ok(Ok(r)) => Ok(r),
@@ -557,7 +560,11 @@ pub enum SynthError {
     Spawn(String),
 }
 
-fn run(mut generator: Generator, slot: &LayerSlot) -> Result<(u64, Vec<f32>), InferError> {
+fn run(
+    mut generator: Generator,
+    slot: &LayerSlot,
+    seconds: Option<&Histogram>,
+) -> Result<(u64, Vec<f32>), InferError> {
     let mut last = None;
     let mut generation = 1; // the primer
     let mut times = Vec::new();
@@ -574,6 +581,9 @@ fn run(mut generator: Generator, slot: &LayerSlot) -> Result<(u64, Vec<f32>), In
         );
         let picture = result?;
         times.push(started.elapsed().as_secs_f32() * 1000.0);
+        if let Some(h) = seconds {
+            h.observe(started.elapsed().as_secs_f64());
+        }
         generation += 1;
         slot.nonfinite.store(generator.nonfinite, Ordering::Relaxed);
         slot.publish(SynthLayer {

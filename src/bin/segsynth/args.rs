@@ -248,6 +248,12 @@ pub struct RunArgs {
     /// Seconds between live statistics lines (0 = none).
     #[arg(long, default_value_t = 5.0)]
     pub stats_every: f64,
+    /// Serve Prometheus metrics at http://ADDR/metrics: PORT (on 127.0.0.1) or HOST:PORT.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// Allow --metrics on an address other than loopback (the metrics have no password).
+    #[arg(long)]
+    pub metrics_allow_remote: bool,
     #[command(flatten)]
     pub processing: Processing,
 }

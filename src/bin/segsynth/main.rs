@@ -5,6 +5,7 @@
 
 mod args;
 mod bench;
+mod metrics;
 mod options;
 mod process;
 mod progress;

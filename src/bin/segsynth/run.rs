@@ -39,6 +39,11 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         );
     }
     let title = format!("segsynth: {}", segsynth::endpoint::redact_url(&input));
+    let metrics_address = match args.metrics.as_ref().or(preset.metrics.as_ref()) {
+        Some(a) => Some(crate::metrics::address(a, args.metrics_allow_remote)?),
+        None => None,
+    };
+    let progress = Arc::new(Progress::default());
     let input = parse_input(&input).map_err(crate::options::usage)?;
     let outputs = outputs
         .iter()
@@ -63,7 +68,8 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         )));
     }
     let rtsp = preset.rtsp.clone().unwrap_or_default();
-    let (input_credentials, serve) = security(&args, &rtsp, &outputs)?;
+    let (input_credentials, mut serve) = security(&args, &rtsp, &outputs)?;
+    serve.clients = progress.metrics.rtsp_clients.clone();
     let settings = LiveSettings {
         width: args.width.or(preset.width).unwrap_or(1280),
         height: args.height.or(preset.height).unwrap_or(720),
@@ -80,6 +86,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         stall_after: Duration::from_secs(3),
         display_sink: args.display_sink.clone(),
         title,
+        reconnects: progress.metrics.input_reconnects.clone(),
     };
     if !matches!(settings.rtsp_transport.as_str(), "tcp" | "udp") {
         anyhow::bail!(
@@ -115,6 +122,14 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     }
     let stages = Stages::prepare(crate::options::job_options(&args.processing, true)?)?;
     let stop = crate::signals::interrupt_flag()?;
+    let _metrics = match &metrics_address {
+        Some(a) => {
+            let server = crate::metrics::MetricsServer::start(a, Arc::clone(&progress))?;
+            eprintln!("segsynth: metrics at http://{a}/metrics");
+            Some(server)
+        }
+        None => None,
+    };
     if let Some(secs) = args.duration {
         let s = Arc::clone(&stop);
         std::thread::spawn(move || {
@@ -132,7 +147,6 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         output.finish()?;
         anyhow::bail!("the input delivered no frame");
     };
-    let progress = Arc::new(Progress::default());
     let stats = (args.stats_every > 0.0).then(|| {
         let (p, s, every) = (Arc::clone(&progress), Arc::clone(&stop), args.stats_every);
         std::thread::spawn(move || {
@@ -274,6 +288,7 @@ fn security(
             max_clients,
             session_timeout,
             tls,
+            clients: Default::default(),
         },
     ))
 }

@@ -41,6 +41,8 @@ pub struct LiveSettings {
     pub display_sink: Option<String>,
     /// The window's title.
     pub title: String,
+    /// Counts the input's reconnects.
+    pub reconnects: prometheus_client::metrics::counter::Counter,
 }
 
 pub fn check_input(i: &InputSpec) -> Result<(), IoError> {
@@ -163,6 +165,7 @@ impl LiveInput {
     }
 
     fn reconnect(&mut self, why: &str) {
+        self.settings.reconnects.inc();
         tracing::warn!(input = %self.spec, "input lost ({why}); reconnecting in {:?}", self.backoff);
         eprintln!(
             "segsynth: input lost ({why}); reconnecting in {} s",

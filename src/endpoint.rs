@@ -294,7 +294,7 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
 }
 
 /// A preset file. Every key is optional; the command line overrides it.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Preset {
     pub input: Option<String>,
@@ -311,6 +311,11 @@ pub struct Preset {
     pub threads: Option<usize>,
     /// Prometheus metrics address (`--metrics`).
     pub metrics: Option<String>,
+    /// Mask settings (`--feather`, `--temporal`, `--edge LO,HI`, `--refine guided|off`).
+    pub feather: Option<f32>,
+    pub temporal: Option<f32>,
+    pub edge: Option<Vec<f32>>,
+    pub refine: Option<String>,
     pub rtsp: Option<RtspSettings>,
 }
 

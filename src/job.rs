@@ -3,8 +3,8 @@
 //! checked in `Stages::prepare`, before any output file exists.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::content::{ContentError, ContentKind, Entry};
 use crate::frame::Frame;
@@ -16,7 +16,7 @@ use crate::pipeline::segment::{Segmenter, selections};
 use crate::pipeline::stats::{StageTimes, Summary};
 use crate::pipeline::synth::SynthError;
 use crate::pipeline::synth::{Generator, SynthParams, SynthStage};
-use crate::pipeline::{FrameSink, FrameSource, PipelineError, Progress, StageConfig};
+use crate::pipeline::{Edit, Edits, FrameSink, FrameSource, PipelineError, Progress, StageConfig};
 
 pub const DEFAULT_MODEL: &str = "selfie";
 
@@ -78,6 +78,85 @@ pub struct Stages {
     generators: Vec<Option<(Manifest, Option<Model>)>>,
     /// Images decoded while validating, per entry, handed to the compositor.
     images: Vec<Option<Arc<Image>>>,
+    /// Live edits, when the caller asked for them (`Stages::editor`).
+    edits: Option<Arc<Edits>>,
+    /// Synth stages started by edits: finished when the run ends.
+    edit_synths: Arc<Mutex<Vec<SynthStage>>>,
+    /// Whether this run's per-pixel steps are graphs (edits build the same).
+    graphs: Arc<AtomicBool>,
+}
+
+/// Builds live edits off the video path (`segsynth run` re-reading its preset): checks
+/// the new map against the model's classes, loads images and generators, primes the
+/// generators, and hands the result to the running stages.
+pub struct Editor {
+    options: JobOptions,
+    classes: Vec<String>,
+    model: String,
+    edits: Arc<Edits>,
+    synths: Arc<Mutex<Vec<SynthStage>>>,
+    graphs: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+}
+
+impl Editor {
+    /// Builds and publishes the edit; the stages switch to it on their next frame.
+    /// Nothing changes on an error (the map stays what it was).
+    pub fn apply(
+        &self,
+        entries: Vec<Entry>,
+        mask: MaskParams,
+        (width, height): (usize, usize),
+        label: String,
+    ) -> Result<(), JobError> {
+        for e in &entries {
+            crate::content::select(e, &self.model, &self.classes)?;
+        }
+        let dir = models_dir();
+        let grey = Frame {
+            index: 0,
+            pts: Some(0),
+            duration: None,
+            matrix: crate::frame::Matrix::Bt709,
+            picture: crate::frame::Yuv420::filled(width, height, (110, 128, 128)),
+        };
+        let mut slots = Vec::new();
+        let mut started = Vec::new();
+        for e in &entries {
+            slots.push(match &e.content {
+                ContentKind::Gan { model } => {
+                    let manifest = load_generator(model, &dir)?;
+                    let session = Model::open(manifest, &gan_session(&self.options))?;
+                    let stage = SynthStage::start(
+                        Generator::new(session, self.options.synth.clone()),
+                        &self.options.synth,
+                        &grey.picture,
+                        grey.matrix,
+                        Some(self.progress.metrics.stage("synth")),
+                    )?;
+                    let slot = Arc::clone(&stage.slot);
+                    started.push(stage);
+                    Some(slot)
+                }
+                _ => None,
+            });
+        }
+        let mut compositor = Compositor::with_images(&entries, &slots, &[])?;
+        compositor.unmix = mask.refine.is_some();
+        if self.graphs.load(Ordering::Relaxed) {
+            compositor.use_graphs(self.options.session.clone(), &grey, true)?;
+        }
+        if let Ok(mut s) = self.synths.lock() {
+            s.extend(started);
+        }
+        self.edits.publish(Edit {
+            entries,
+            mask,
+            compositor: Box::new(compositor),
+            label,
+        });
+        Ok(())
+    }
 }
 
 impl Stages {
@@ -120,7 +199,25 @@ impl Stages {
             segmentation_model: Some(model),
             generators,
             images,
+            edits: None,
+            edit_synths: Arc::default(),
+            graphs: Arc::default(),
         })
+    }
+
+    /// Lets the class -> content map change while the stages run: edits made with the
+    /// returned editor (from any thread) are switched to between two frames.
+    pub fn editor(&mut self, progress: &Arc<Progress>) -> Editor {
+        let edits = Arc::clone(self.edits.get_or_insert_with(Arc::default));
+        Editor {
+            options: self.options.clone(),
+            classes: self.segmentation.classes().to_vec(),
+            model: self.segmentation.name.clone(),
+            edits,
+            synths: Arc::clone(&self.edit_synths),
+            graphs: Arc::clone(&self.graphs),
+            progress: Arc::clone(progress),
+        }
     }
 
     /// Runs the stages over `source` into `sink`; `first` sizes the model choice.
@@ -192,9 +289,11 @@ impl Stages {
         };
         tracing::info!(pixel_path, "per-pixel steps run as");
         progress.metrics.provider(provider, &model_label, pixel_path);
+        self.graphs.store(graphs, Ordering::Relaxed);
         let config = StageConfig {
             backpressure: self.options.stages.0,
             capacity: self.options.stages.1,
+            edits: self.edits.clone(),
         };
         let result = crate::pipeline::run(
             source,
@@ -208,7 +307,12 @@ impl Stages {
         let mut synth_times = StageTimes::new("synth");
         let mut nonfinite = 0;
         let mut synth_error = None;
-        for s in synths.into_iter().flatten() {
+        let edit_synths = self
+            .edit_synths
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for s in synths.into_iter().flatten().chain(edit_synths) {
             match s.finish() {
                 Ok((bad, times)) => {
                     nonfinite += bad;

@@ -531,3 +531,83 @@ fn metrics_are_served_in_the_prometheus_format_and_grow() {
     interrupt(&child);
     assert!(child.wait().unwrap().success());
 }
+
+/// Writes `text` to `path` the way editors save: a new file renamed over the old one.
+fn save(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("toml.new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A live run records while the test edits its preset: a colour change, an edit that
+/// does not parse, a key that needs a restart, then a generator. The recording holds
+/// each content in order, in one file whose timestamps never jump.
+#[test]
+fn preset_edits_apply_live_without_a_gap() {
+    let dir = tmpdir();
+    let rec = dir.path().join("edits.mkv");
+    let preset = dir.path().join("live.toml");
+    let head = format!(
+        "input = \"test:\"\noutputs = [{:?}]\nwidth = 320\nheight = 180\nfps = 30\n",
+        rec.to_str().unwrap()
+    );
+    save(&preset, &format!("{head}content = [\"color:#ff0000\"]\n"));
+    let (mut child, rx) = start(&[preset.to_str().unwrap(), "--stats-every", "0"]);
+    wait_for(&rx, "watching", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1500));
+    save(&preset, &format!("{head}content = [\"color:#00ff00\"]\n"));
+    wait_for(&rx, "segsynth: applied", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1200));
+    // Does not parse: reported with its line and key, green stays.
+    save(&preset, &format!("{head}content = [\"color:#0000ff\"\n"));
+    let lines = wait_for(&rx, "edit not applied", Duration::from_secs(10));
+    let said = lines.last().cloned().unwrap_or_default();
+    assert!(said.contains("line"), "the bad edit names its line: {said}");
+    // A key that cannot change live.
+    save(&preset, &format!("{head}threads = 2\ncontent = [\"color:#00ff00\"]\n"));
+    wait_for(&rx, "needs a restart", Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1200));
+    // A generator, loaded off the video path: frames keep flowing meanwhile.
+    let generator = data("gen_latent.toml");
+    save(
+        &preset,
+        &format!("{head}threads = 2\ncontent = [\"gan:{}\"]\n", generator.display()),
+    );
+    wait_for(&rx, "segsynth: applied", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(1500));
+    interrupt(&child);
+    assert!(child.wait().unwrap().success(), "clean exit");
+
+    let indices: Vec<usize> = (0..400).collect();
+    let p = probe(&rec, &indices, 16, 9);
+    let n = p.pts.len();
+    assert!(n >= 120, "recording holds {n} frames");
+    // No gap: consecutive timestamps one frame apart (30 fps), never more than two.
+    for w in p.pts.windows(2) {
+        let step = w[1].saturating_sub(w[0]);
+        assert!(step > 0 && step <= 2 * 33_400_000, "PTS jump {step} ns in {:?}", &p.pts[..n.min(10)]);
+    }
+    // Each frame's content, from a corner away from the test pattern's ball.
+    let class = |t: &[u8]| -> char {
+        let (r, g, b) = (t[0] as i32, t[1] as i32, t[2] as i32);
+        if r > 180 && g < 80 && b < 80 {
+            'r'
+        } else if g > 180 && r < 80 && b < 80 {
+            'g'
+        } else {
+            'x'
+        }
+    };
+    let seq: String = (0..n).filter_map(|i| p.thumbs.iter().find(|(k, _)| *k == i)).map(|(_, t)| class(t)).collect();
+    // Runs of one content, in order: red, then green, then the generator's.
+    let mut runs: Vec<(char, usize)> = Vec::new();
+    for c in seq.chars() {
+        match runs.last_mut() {
+            Some((k, len)) if *k == c => *len += 1,
+            _ => runs.push((c, 1)),
+        }
+    }
+    let order: String = runs.iter().map(|(c, _)| *c).collect();
+    assert_eq!(order, "rgx", "content order by frame: {seq}");
+    assert!(runs.iter().all(|(_, len)| *len >= 10), "each content holds frames: {runs:?}");
+}

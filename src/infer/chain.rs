@@ -209,6 +209,20 @@ impl SegmentChain {
         self.model.provider
     }
 
+    pub fn classes(&self) -> &[String] {
+        self.model.manifest.classes()
+    }
+
+    pub fn model_name(&self) -> &str {
+        &self.model.manifest.name
+    }
+
+    /// Makes `fits` false, so the owner rebuilds the graphs (new selections or mask
+    /// settings after a live edit).
+    pub fn invalidate(&mut self) {
+        self.width = 0;
+    }
+
     /// Whether the graphs were built for this frame's size and colour matrix.
     pub fn fits(&self, pic: &Yuv420, matrix: Matrix) -> bool {
         pic.width() == self.width && pic.height() == self.height && matrix == self.matrix

@@ -19,7 +19,7 @@ pub mod synth;
 
 pub use run::{panic_message, run};
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::AtomicU64;
 
 use crate::frame::AlphaPlanes;
@@ -79,6 +79,17 @@ pub trait FrameSink: Send {
 /// The segment stage: a frame in, one alpha plane set per content entry out.
 pub trait Segment: Send {
     fn masks(&mut self, frame: &Frame) -> Result<Vec<AlphaPlanes>, PipelineError>;
+    /// Takes a new class -> content map and mask settings from the next frame on
+    /// (a live edit). Stages that cannot change say so.
+    fn reconfigure(
+        &mut self,
+        _entries: &[crate::content::Entry],
+        _mask: &crate::imgproc::mask::MaskParams,
+    ) -> Result<(), PipelineError> {
+        Err(PipelineError::Io(
+            "this segment stage cannot change its classes while running".into(),
+        ))
+    }
 }
 
 /// The composite stage: blends content into the frame through the alphas.
@@ -94,6 +105,13 @@ pub trait Composite: Send {
 impl Segment for segment::Segmenter {
     fn masks(&mut self, frame: &Frame) -> Result<Vec<AlphaPlanes>, PipelineError> {
         Ok(segment::Segmenter::masks(self, frame)?)
+    }
+    fn reconfigure(
+        &mut self,
+        entries: &[crate::content::Entry],
+        mask: &crate::imgproc::mask::MaskParams,
+    ) -> Result<(), PipelineError> {
+        Ok(segment::Segmenter::reconfigure(self, entries, mask)?)
     }
 }
 
@@ -283,6 +301,8 @@ impl FrameSource for Prepended<'_> {
 pub struct StageConfig {
     pub backpressure: Backpressure,
     pub capacity: usize,
+    /// Live edits to pick up between frames (`segsynth run` watching its preset).
+    pub edits: Option<Arc<Edits>>,
 }
 
 impl Default for StageConfig {
@@ -290,7 +310,40 @@ impl Default for StageConfig {
         StageConfig {
             backpressure: Backpressure::Block,
             capacity: 4,
+            edits: None,
         }
+    }
+}
+
+/// A new class -> content map, made off the video path (images loaded, generators
+/// opened and primed) and switched to between two frames: the segment stage takes the
+/// entries and mask settings, and the frame it segments first carries the compositor
+/// to the composite stage, so masks and content change on the same frame.
+pub struct Edit {
+    pub entries: Vec<crate::content::Entry>,
+    pub mask: crate::imgproc::mask::MaskParams,
+    pub compositor: Box<dyn Composite>,
+    /// Said (on stderr and in the log) when the edit reaches the stages.
+    pub label: String,
+}
+
+/// The hand-over point for edits: only the newest unapplied one is kept.
+#[derive(Default)]
+pub struct Edits {
+    pending: Mutex<Option<Edit>>,
+    /// Edits applied so far.
+    pub applied: AtomicU64,
+}
+
+impl Edits {
+    pub fn publish(&self, edit: Edit) {
+        if let Ok(mut p) = self.pending.lock() {
+            *p = Some(edit);
+        }
+    }
+
+    fn take(&self) -> Option<Edit> {
+        self.pending.lock().ok()?.take()
     }
 }
 

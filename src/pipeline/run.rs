@@ -10,7 +10,8 @@ use crossbeam::channel::{Receiver, RecvTimeoutError, SendTimeoutError, Sender, b
 
 use super::stats::{StageTimes, Summary};
 use super::{
-    Backpressure, Composite, FrameSink, FrameSource, PipelineError, Progress, Segment, StageConfig,
+    Backpressure, Composite, Edits, FrameSink, FrameSource, PipelineError, Progress, Segment,
+    StageConfig,
 };
 use crate::frame::{AlphaPlanes, Frame};
 
@@ -129,6 +130,14 @@ struct Timed<T> {
     entered: Instant,
 }
 
+/// A frame with its masks, and the compositor to switch to from this frame on (a live
+/// edit applied at this frame).
+struct Segmented {
+    frame: Frame,
+    masks: Vec<AlphaPlanes>,
+    switch: Option<Box<dyn Composite>>,
+}
+
 /// Runs the stages until the source ends, `stop` is set, or a stage fails.
 ///
 /// A stop ends the source; the frames already inside the stages are still finished and
@@ -149,10 +158,13 @@ pub fn run(
     let failure = Failure::default();
     let comp_stage = &mut *compositor;
     let mut times: Vec<StageTimes> = Vec::new();
+    let reuse_total = std::sync::atomic::AtomicU64::new(0);
+    let reuse_total = &reuse_total;
 
     std::thread::scope(|s| {
         let (to_segment, segment_rx) = bounded::<Timed<Frame>>(cap);
-        let (to_composite, composite_rx) = bounded::<Timed<(Frame, Vec<AlphaPlanes>)>>(cap);
+        let (to_composite, composite_rx) = bounded::<Timed<Segmented>>(cap);
+        let edits = config.edits.as_deref();
         let failure = &failure;
 
         let segment = std::thread::Builder::new()
@@ -170,13 +182,31 @@ pub fn run(
                     {
                         let t = Instant::now();
                         queue.record(t - entered);
+                        // A live edit: new entries from this frame on; the frame carries
+                        // the matching compositor to the composite stage.
+                        let switch = match edits.and_then(Edits::take) {
+                            Some(edit) => {
+                                segmenter.reconfigure(&edit.entries, &edit.mask)?;
+                                if let Some(e) = edits {
+                                    e.applied.fetch_add(1, Ordering::Relaxed);
+                                }
+                                tracing::info!(edit = %edit.label, pts = ?frame.pts, "live edit applied");
+                                eprintln!("segsynth: applied {}", edit.label);
+                                Some(edit.compositor)
+                            }
+                            None => None,
+                        };
                         let masks = segmenter.masks(&frame)?;
                         work.record(t.elapsed());
                         seconds.observe(t.elapsed().as_secs_f64());
                         if !send(
                             &to_composite,
                             Timed {
-                                item: (frame, masks),
+                                item: Segmented {
+                                    frame,
+                                    masks,
+                                    switch,
+                                },
                                 entered,
                             },
                             || failure.aborted(),
@@ -210,17 +240,34 @@ pub fn run(
                 let (composite_seconds, output_seconds) =
                     (progress.metrics.stage("composite"), progress.metrics.stage("output"));
                 let mut reuses = comp_stage.layer_reuses();
+                let mut total_reuses = 0;
+                // The compositor of the latest live edit, once one arrived.
+                let mut edited: Option<Box<dyn Composite>> = None;
                 while let Some(Timed {
-                    item: (mut frame, masks),
+                    item:
+                        Segmented {
+                            mut frame,
+                            masks,
+                            switch,
+                        },
                     entered,
                 }) = recv(&composite_rx, policy, failure, progress)
                 {
+                    if let Some(c) = switch {
+                        reuses = c.layer_reuses();
+                        edited = Some(c);
+                    }
+                    let comp: &mut dyn Composite = match edited.as_deref_mut() {
+                        Some(c) => c,
+                        None => &mut *comp_stage,
+                    };
                     let t = Instant::now();
-                    failure.guard("composite", || comp_stage.composite(&mut frame, &masks))?;
+                    failure.guard("composite", || comp.composite(&mut frame, &masks))?;
                     work.record(t.elapsed());
                     composite_seconds.observe(t.elapsed().as_secs_f64());
-                    let now = comp_stage.layer_reuses();
+                    let now = comp.layer_reuses();
                     progress.metrics.layer_reuses(now.saturating_sub(reuses));
+                    total_reuses += now.saturating_sub(reuses);
                     reuses = now;
                     let p = Instant::now();
                     progress
@@ -237,6 +284,7 @@ pub fn run(
                     progress.metrics.frame_out(entered.elapsed());
                 }
                 drop(composite_rx);
+                reuse_total.store(total_reuses, Ordering::Relaxed);
                 Some(vec![work, push, added])
             });
         let composite = match composite {
@@ -304,7 +352,7 @@ pub fn run(
         frames_in: progress.frames_in.load(Ordering::Relaxed),
         frames_out: progress.frames_out.load(Ordering::Relaxed),
         dropped: progress.dropped.load(Ordering::Relaxed),
-        layer_reuses: compositor.layer_reuses(),
+        layer_reuses: reuse_total.load(Ordering::Relaxed),
         wall: started.elapsed().max(Duration::from_nanos(1)),
         stages: times,
         ..Summary::default()

@@ -66,6 +66,36 @@ impl Segmenter {
         self.provider
     }
 
+    /// A new class -> content map and mask settings, from the next frame on (a live
+    /// edit): new selections and fresh temporal state; graph steps are rebuilt for them
+    /// on the next frame.
+    pub fn reconfigure(&mut self, entries: &[Entry], params: &MaskParams) -> Result<(), InferError> {
+        let classes = match &self.backend {
+            Backend::Native(m) => m.manifest.classes().to_vec(),
+            Backend::Graphs { chain, .. } => chain.classes().to_vec(),
+            Backend::Moving => return Err(lost_model()),
+        };
+        let name = match &self.backend {
+            Backend::Native(m) => m.manifest.name.clone(),
+            Backend::Graphs { chain, .. } => chain.model_name().to_string(),
+            Backend::Moving => return Err(lost_model()),
+        };
+        self.selections = entries
+            .iter()
+            .map(|e| select(e, &name, &classes))
+            .collect::<Result<_, _>>()
+            .map_err(|e| InferError::Run {
+                model: name.clone(),
+                message: e.to_string(),
+            })?;
+        self.params = params.clone();
+        self.filters = entries.iter().map(|_| MaskFilter::new(params.clone())).collect();
+        if let Backend::Graphs { chain, .. } = &mut self.backend {
+            chain.invalidate();
+        }
+        Ok(())
+    }
+
     /// Runs the per-pixel steps as ONNX graphs (`infer::chain`), built now for `first`'s
     /// size and colour matrix (and again whenever those change). With `fallback` (the
     /// `auto` choice) a model or graph the chain cannot take leaves the native path in

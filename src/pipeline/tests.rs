@@ -204,6 +204,7 @@ fn go(case: Case) -> Outcome {
         let config = StageConfig {
             backpressure: case.policy,
             capacity: 2,
+            edits: None,
         };
         let t = Instant::now();
         let result = run(
@@ -473,4 +474,124 @@ fn retime_keeps_spacing_and_reanchors_on_a_restart() {
     assert_eq!(r.map(Some(40_000_000), 9_060_000_000), 9_040_000_000);
     // No PTS: the output's clock, still increasing.
     assert!(r.map(None, 1) > 9_040_000_000);
+}
+
+/// A segmenter whose masks carry its configuration (the number of entries), and a
+/// compositor that paints its own value: a live edit must change both on one frame.
+struct Counting {
+    entries: usize,
+}
+
+impl Segment for Counting {
+    fn masks(&mut self, _: &Frame) -> Result<Vec<AlphaPlanes>, PipelineError> {
+        let plane = crate::frame::Plane::new(1, 1, 0);
+        Ok(vec![
+            AlphaPlanes {
+                luma: plane.clone(),
+                chroma: plane,
+            };
+            self.entries
+        ])
+    }
+    fn reconfigure(
+        &mut self,
+        entries: &[crate::content::Entry],
+        _: &crate::imgproc::mask::MaskParams,
+    ) -> Result<(), PipelineError> {
+        self.entries = entries.len();
+        Ok(())
+    }
+}
+
+/// Writes `value` into the frame's first luma byte; refuses masks of another count.
+struct Painter {
+    value: u8,
+    entries: usize,
+}
+
+impl Composite for Painter {
+    fn composite(&mut self, frame: &mut Frame, alphas: &[AlphaPlanes]) -> Result<(), PipelineError> {
+        if alphas.len() != self.entries {
+            return Err(PipelineError::Io(
+                format!("{} masks for a {}-entry map", alphas.len(), self.entries).into(),
+            ));
+        }
+        frame.picture.y.data[0] = self.value;
+        Ok(())
+    }
+}
+
+struct Recorder(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl FrameSink for Recorder {
+    fn push(&mut self, frame: Frame) -> Result<(), PipelineError> {
+        self.0.lock().unwrap().push(frame.picture.y.data[0]);
+        // Time for the test to publish edits between frames.
+        std::thread::sleep(Duration::from_millis(2));
+        Ok(())
+    }
+}
+
+#[test]
+fn live_edits_switch_masks_and_content_on_the_same_frame() {
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let edits = Arc::new(Edits::default());
+    let (g, e) = (Arc::clone(&got), Arc::clone(&edits));
+    let result = within(Duration::from_secs(20), move || {
+        let mut source = Source {
+            next: 0,
+            end: 300,
+            fault: Fault::None,
+            pace_us: 1000,
+        };
+        let config = StageConfig {
+            backpressure: Backpressure::Block,
+            capacity: 2,
+            edits: Some(Arc::clone(&e)),
+        };
+        let publisher = {
+            let (e, g) = (Arc::clone(&e), Arc::clone(&g));
+            std::thread::spawn(move || {
+                for (value, entries) in [(2u8, 2usize), (3, 3)] {
+                    while g.lock().unwrap().len() < 100 * (value as usize - 1) {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    let entry = crate::content::Entry {
+                        classes: vec!["background".into()],
+                        content: crate::content::ContentKind::Mask,
+                    };
+                    e.publish(Edit {
+                        entries: vec![entry; entries],
+                        mask: Default::default(),
+                        compositor: Box::new(Painter { value, entries }),
+                        label: format!("map {value}"),
+                    });
+                }
+            })
+        };
+        let r = run(
+            &mut source,
+            &mut Counting { entries: 1 },
+            &mut Painter {
+                value: 1,
+                entries: 1,
+            },
+            &mut Recorder(g),
+            &config,
+            &AtomicBool::new(false),
+            &Arc::new(Progress::default()),
+        );
+        publisher.join().unwrap();
+        r
+    });
+    let summary = result.expect("a run with live edits succeeds");
+    assert_eq!(summary.frames_out, 300);
+    let values = got.lock().unwrap().clone();
+    // Every frame painted by the map its masks came from (a mismatch is an error
+    // above), in order 1, 2, 3, each switch once.
+    assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+    for v in [1u8, 2, 3] {
+        assert!(values.contains(&v), "map {v} never ran: {values:?}");
+    }
+    assert_eq!(edits.applied.load(Ordering::Relaxed), 2);
 }

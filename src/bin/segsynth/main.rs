@@ -11,6 +11,7 @@ mod process;
 mod progress;
 mod run;
 mod signals;
+mod watch;
 
 use std::process::ExitCode;
 

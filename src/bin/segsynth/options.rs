@@ -174,6 +174,57 @@ pub fn overlay_preset(p: &mut Processing, preset: &Preset, matches: Option<&ArgM
     {
         p.threads = t;
     }
+    overlay_mask(p, preset, |id| !given(id));
+}
+
+/// The preset's mask keys onto `p` where `take(option id)` says so. A `refine` value
+/// other than guided/off is left for `check_preset_mask` to report.
+pub fn overlay_mask(p: &mut Processing, preset: &Preset, take: impl Fn(&str) -> bool) {
+    if take("feather")
+        && let Some(f) = preset.feather
+    {
+        p.feather = f;
+    }
+    if take("temporal")
+        && let Some(t) = preset.temporal
+    {
+        p.temporal = t;
+    }
+    if take("edge")
+        && let Some(e) = &preset.edge
+    {
+        p.edge = e.clone();
+    }
+    if take("refine")
+        && let Some(r) = preset.refine.as_deref()
+    {
+        match r {
+            "guided" => p.refine = Refine::Guided,
+            "off" => p.refine = Refine::Off,
+            _ => {}
+        }
+    }
+}
+
+/// Values of preset keys that only the preset can get wrong (the rest go through the
+/// same range checks as the options).
+pub fn check_preset_mask(preset: &Preset) -> anyhow::Result<()> {
+    if let Some(r) = preset.refine.as_deref()
+        && !matches!(r, "guided" | "off")
+    {
+        return Err(usage(format!(
+            "preset key `refine` = {r:?}; expected \"guided\" or \"off\""
+        )));
+    }
+    if let Some(e) = &preset.edge
+        && e.len() != 2
+    {
+        return Err(usage(format!(
+            "preset key `edge` has {} values; expected [LO, HI]",
+            e.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A password from, in order: the flag, the file (first line), the environment variable.

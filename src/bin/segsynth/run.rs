@@ -22,6 +22,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         Some(p) => Preset::load(p)?,
         None => Preset::default(),
     };
+    crate::options::check_preset_mask(&preset)?;
     crate::options::overlay_preset(&mut args.processing, &preset, matches);
     let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| {
         anyhow::anyhow!(
@@ -168,6 +169,18 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         })
     });
     let mut stages = stages;
+    // Live edits of the preset (a run from a preset only).
+    let _watch = match &args.config {
+        Some(path) => Some(crate::watch::PresetWatch::start(
+            path,
+            preset.clone(),
+            args.processing.clone(),
+            stages.editor(&progress),
+            (first.picture.width(), first.picture.height()),
+            Arc::clone(&stop),
+        )?),
+        None => None,
+    };
     let first_copy = first.clone();
     let mut chained = Prepended {
         first: Some(first),

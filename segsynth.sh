@@ -90,8 +90,8 @@ install_models() {
 }
 
 build() {
-  say "building segsynth (release)"
-  cargo build --release --quiet
+  say "building segsynth and its GStreamer plugin (release; target/release/libgstsegsynth.so)"
+  cargo build --release --quiet --workspace
 }
 
 demo_clip() {

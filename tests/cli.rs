@@ -13,5 +13,6 @@ mod graphs;
 mod layout;
 mod live;
 mod multiclass;
+mod plugin;
 mod quality;
 mod rtsp;

@@ -97,7 +97,7 @@ fn a_file_size_limit_ends_the_job_naming_the_output_and_the_os_error() {
 }
 
 /// Raw H.264 (byte-stream) of a solid colour, as `cat` would join them.
-fn raw_h264(dir: &Path, name: &str, w: u32, h: u32, pattern: &str, extra: &str) -> PathBuf {
+pub(crate) fn raw_h264(dir: &Path, name: &str, w: u32, h: u32, pattern: &str, extra: &str) -> PathBuf {
     let path = dir.join(name);
     launch(&format!(
         "videotestsrc num-buffers=20 pattern={pattern} ! video/x-raw,width={w},height={h},framerate=30/1 {extra} \
@@ -107,7 +107,7 @@ fn raw_h264(dir: &Path, name: &str, w: u32, h: u32, pattern: &str, extra: &str) 
     path
 }
 
-fn join(dir: &Path, name: &str, parts: &[&Path]) -> PathBuf {
+pub(crate) fn join(dir: &Path, name: &str, parts: &[&Path]) -> PathBuf {
     let path = dir.join(name);
     let mut bytes = Vec::new();
     for p in parts {

@@ -2,6 +2,7 @@
 
 use gstreamer as gst;
 use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 
 use super::IoError;
 use crate::frame::{Frame, Matrix, Plane, Yuv420};
@@ -29,7 +30,8 @@ pub fn frame_from_buffer(
     for i in 0..3u32 {
         let comp_w = if i == 0 { w } else { w.div_ceil(2) };
         let comp_h = if i == 0 { h } else { h.div_ceil(2) };
-        let stride = info.stride()[i as usize] as usize;
+        // The buffer's own layout (its video meta), which may pad rows beyond the caps'.
+        let stride = vf.plane_stride()[i as usize] as usize;
         let src = vf
             .plane_data(i)
             .map_err(|e| IoError::Frame(format!("cannot read plane {i}: {e}")))?;
@@ -85,23 +87,31 @@ pub fn buffer_from_frame(
             .ok_or_else(|| IoError::Frame("output buffer is not writable".into()))?;
         buf.set_pts(frame.pts.map(gst::ClockTime::from_nseconds));
         buf.set_duration(frame.duration.map(gst::ClockTime::from_nseconds));
-        let mut vf = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, info)
-            .map_err(|e| IoError::Frame(format!("cannot map output buffer: {e}")))?;
-        for (i, plane) in frame.picture.planes().into_iter().enumerate() {
-            let stride = info.stride()[i] as usize;
-            let dst = vf
-                .plane_data_mut(i as u32)
-                .map_err(|e| IoError::Frame(format!("cannot write plane {i}: {e}")))?;
-            for (row, line) in plane.data.chunks_exact(plane.width.max(1)).enumerate() {
-                dst.get_mut(row * stride..row * stride + plane.width)
-                    .ok_or_else(|| {
-                        IoError::Frame(format!("output plane {i} is smaller than the frame"))
-                    })?
-                    .copy_from_slice(line);
-            }
-        }
+        write_frame(buf, frame, info)?;
     }
     Ok(buffer)
+}
+
+/// Writes a packed frame's planes into a buffer laid out per `info` (same size).
+pub fn write_frame(
+    buf: &mut gst::BufferRef,
+    frame: &Frame,
+    info: &gst_video::VideoInfo,
+) -> Result<(), IoError> {
+    let mut vf = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, info)
+        .map_err(|e| IoError::Frame(format!("cannot map output buffer: {e}")))?;
+    for (i, plane) in frame.picture.planes().into_iter().enumerate() {
+        let stride = vf.plane_stride()[i] as usize;
+        let dst = vf
+            .plane_data_mut(i as u32)
+            .map_err(|e| IoError::Frame(format!("cannot write plane {i}: {e}")))?;
+        for (row, line) in plane.data.chunks_exact(plane.width.max(1)).enumerate() {
+            dst.get_mut(row * stride..row * stride + plane.width)
+                .ok_or_else(|| IoError::Frame(format!("output plane {i} is smaller than the frame")))?
+                .copy_from_slice(line);
+        }
+    }
+    Ok(())
 }
 
 /// Reads a pulled sample into a frame, following caps changes mid-stream (size,

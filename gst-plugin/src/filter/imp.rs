@@ -1,0 +1,537 @@
+//! The `segsynth` element: a `VideoFilter` on I420 that works in place.
+//!
+//! - `Settings` (behind a mutex) hold the properties, in the CLI's syntax.
+//! - `State` is made in `start`, learns the video format in `set_info` (again on a
+//!   caps change) and builds the stages (model, segmenter, compositor, synth threads)
+//!   on the first frame, from the settings of that moment.
+//! - A property change while PLAYING is picked up on the next frame: a new class ->
+//!   content map or mask setting rebuilds only the map (the model stays loaded); a new
+//!   model, device or thread count rebuilds everything.
+//! - Segmentation and compositing run in the streaming thread (simplest; a frame's
+//!   masks are always its own). The element reports the slowest recent frame as its
+//!   latency and posts a latency message when that grows.
+//! - Any bad value is an element error on the bus naming the property, never a panic.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer::subclass::prelude::*;
+use gstreamer_base::subclass::prelude::*;
+use gstreamer_video as gst_video;
+use gstreamer_video::subclass::prelude::*;
+
+use segsynth::content::{ContentKind, build_map};
+use segsynth::frame::Frame;
+use segsynth::imgproc::mask::{DEFAULT_EDGE, DEFAULT_FEATHER, DEFAULT_TEMPORAL, MaskParams};
+use segsynth::imgproc::refine::DEFAULT_GUIDED;
+use segsynth::infer::{Device, Model, Pixels, SessionOptions};
+use segsynth::io::frames::{frame_from_buffer, write_frame};
+use segsynth::job::{load_generator, models_dir};
+use segsynth::model::{Manifest, resolve};
+use segsynth::pipeline::composite::Compositor;
+use segsynth::pipeline::segment::Segmenter;
+use segsynth::pipeline::synth::{DEFAULT_SCALE, DEFAULT_SEED, Generator, SynthParams, SynthStage};
+
+#[derive(Clone, Debug, PartialEq)]
+struct Settings {
+    model: String,
+    classes: String,
+    content: String,
+    device: String,
+    pixels: String,
+    threads: u32,
+    edge: String,
+    feather: f32,
+    temporal: f32,
+    refine: String,
+    synth_scale: f32,
+    seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model: segsynth::job::DEFAULT_MODEL.into(),
+            classes: "background".into(),
+            content: "blur".into(),
+            device: "cpu".into(),
+            pixels: "auto".into(),
+            threads: 1,
+            edge: format!("{},{}", DEFAULT_EDGE[0], DEFAULT_EDGE[1]),
+            feather: DEFAULT_FEATHER,
+            temporal: DEFAULT_TEMPORAL,
+            refine: "guided".into(),
+            synth_scale: DEFAULT_SCALE,
+            seed: DEFAULT_SEED,
+        }
+    }
+}
+
+impl Settings {
+    /// What needs a new model when it changes.
+    fn model_key(&self) -> (&str, &str, &str, u32) {
+        (&self.model, &self.device, &self.pixels, self.threads)
+    }
+
+    fn session(&self) -> Result<SessionOptions, String> {
+        let device = match self.device.as_str() {
+            "auto" => Device::Auto,
+            "cpu" => Device::Cpu,
+            "cuda" => Device::Cuda,
+            "tensorrt" => Device::Tensorrt,
+            d => return Err(format!("device={d:?}: expected auto, cpu, cuda or tensorrt")),
+        };
+        Ok(SessionOptions {
+            threads: self.threads.max(1) as usize,
+            device,
+        })
+    }
+
+    fn pixels(&self) -> Result<Pixels, String> {
+        match self.pixels.as_str() {
+            "auto" => Ok(Pixels::Auto),
+            "native" => Ok(Pixels::Native),
+            "graph" => Ok(Pixels::Graph),
+            p => Err(format!("pixels={p:?}: expected auto, native or graph")),
+        }
+    }
+
+    fn mask(&self) -> Result<MaskParams, String> {
+        let edge: Vec<f32> = self
+            .edge
+            .split(',')
+            .map(|v| v.trim().parse::<f32>())
+            .collect::<Result<_, _>>()
+            .map_err(|_| format!("edge={:?}: expected LO,HI (e.g. 0.2,0.8)", self.edge))?;
+        let [lo, hi] = edge[..] else {
+            return Err(format!("edge={:?}: expected two numbers LO,HI", self.edge));
+        };
+        if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
+            return Err(format!(
+                "edge={:?}: expected 0 <= LO <= HI <= 1",
+                self.edge
+            ));
+        }
+        let refine = match self.refine.as_str() {
+            "guided" => Some(DEFAULT_GUIDED),
+            "off" => None,
+            r => return Err(format!("refine={r:?}: expected guided or off")),
+        };
+        Ok(MaskParams {
+            temporal: self.temporal,
+            lo,
+            hi,
+            feather: self.feather,
+            refine,
+            ..MaskParams::default()
+        })
+    }
+
+    fn contents(&self) -> Vec<String> {
+        self.content
+            .split(';')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+
+    fn classes(&self) -> Vec<String> {
+        self.classes
+            .split(',')
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+            .collect()
+    }
+}
+
+/// The running stages and the settings they were built from.
+struct Built {
+    settings: Settings,
+    segmenter: Segmenter,
+    compositor: Compositor,
+    synths: Vec<SynthStage>,
+}
+
+#[derive(Default)]
+struct State {
+    info: Option<gst_video::VideoInfo>,
+    built: Option<Built>,
+    frames: u64,
+    /// The slowest of the recent frames, reported as latency.
+    recent: Vec<Duration>,
+    reported: Duration,
+}
+
+#[derive(Default)]
+pub struct SegsynthFilter {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+}
+
+/// Latency reported before any frame was timed.
+const FIRST_LATENCY: Duration = Duration::from_millis(50);
+
+impl SegsynthFilter {
+    /// The map (entries, compositor, synth threads) for `settings`, over `first`.
+    fn build_map(
+        settings: &Settings,
+        segmenter: &mut Segmenter,
+        first: &Frame,
+        fresh: bool,
+    ) -> Result<(Compositor, Vec<SynthStage>), String> {
+        let entries = build_map(&settings.classes(), &settings.contents())
+            .map_err(|e| format!("classes/content: {e}"))?;
+        let mask = settings.mask()?;
+        if !fresh {
+            segmenter
+                .reconfigure(&entries, &mask)
+                .map_err(|e| format!("classes: {e}"))?;
+        }
+        if !(settings.synth_scale > 0.0 && settings.synth_scale <= 1.0) {
+            return Err(format!(
+                "synth-scale={}: expected a fraction in (0, 1]",
+                settings.synth_scale
+            ));
+        }
+        let synth = SynthParams {
+            seed: settings.seed,
+            scale: settings.synth_scale,
+            ..SynthParams::default()
+        };
+        let session = settings.session()?;
+        let mut slots = Vec::new();
+        let mut synths = Vec::new();
+        for e in &entries {
+            slots.push(match &e.content {
+                ContentKind::Gan { model } => {
+                    let manifest = load_generator(model, &models_dir())
+                        .map_err(|e| format!("content: {e}"))?;
+                    let session = Model::open(manifest, &session).map_err(|e| e.to_string())?;
+                    let stage = SynthStage::start(
+                        Generator::new(session, synth.clone()),
+                        &synth,
+                        &first.picture,
+                        first.matrix,
+                        None,
+                    )
+                    .map_err(|e| e.to_string())?;
+                    let slot = std::sync::Arc::clone(&stage.slot);
+                    synths.push(stage);
+                    Some(slot)
+                }
+                _ => None,
+            });
+        }
+        let mut compositor =
+            Compositor::with_images(&entries, &slots, &[]).map_err(|e| format!("content: {e}"))?;
+        compositor.unmix = mask.refine.is_some();
+        Ok((compositor, synths))
+    }
+
+    /// Everything for `settings`: the model, its segmenter, the map.
+    fn build(settings: &Settings, first: &Frame) -> Result<Built, String> {
+        let session = settings.session()?;
+        let pixels = settings.pixels()?;
+        let manifest = resolve(&settings.model, &models_dir())
+            .and_then(|p| Manifest::load(&p))
+            .map_err(|e| format!("model={:?}: {e}", settings.model))?;
+        let model = Model::open(manifest, &session).map_err(|e| format!("model: {e}"))?;
+        let provider = model.provider;
+        let entries = build_map(&settings.classes(), &settings.contents())
+            .map_err(|e| format!("classes/content: {e}"))?;
+        let mut segmenter = Segmenter::new(model, &entries, &settings.mask()?)
+            .map_err(|e| format!("classes: {e}"))?;
+        let (mut compositor, synths) = Self::build_map(settings, &mut segmenter, first, true)?;
+        if pixels.use_graphs(provider) {
+            let fallback = pixels == Pixels::Auto;
+            segmenter
+                .use_graphs(session.clone(), first, fallback)
+                .map_err(|e| e.to_string())?;
+            compositor
+                .use_graphs(session, first, fallback)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(Built {
+            settings: settings.clone(),
+            segmenter,
+            compositor,
+            synths,
+        })
+    }
+
+    fn fail(&self, message: String) -> gst::FlowError {
+        gst::element_imp_error!(self, gst::LibraryError::Settings, ("segsynth: {}", message));
+        gst::FlowError::Error
+    }
+
+    /// Records a frame's time; posts a latency message when the slowest recent one
+    /// grew past what was reported.
+    fn timed(&self, state: &mut State, took: Duration) {
+        state.recent.push(took);
+        if state.recent.len() > 30 {
+            state.recent.remove(0);
+        }
+        let slowest = state.recent.iter().copied().max().unwrap_or_default();
+        if slowest > state.reported.max(FIRST_LATENCY) {
+            state.reported = slowest + slowest / 4;
+            let _ = self
+                .obj()
+                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+        }
+    }
+
+    fn latency(&self) -> Duration {
+        self.state
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().map(|s| s.reported))
+            .filter(|d| !d.is_zero())
+            .unwrap_or(FIRST_LATENCY)
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for SegsynthFilter {
+    const NAME: &'static str = "GstSegsynth";
+    type Type = super::SegsynthFilter;
+    type ParentType = gst_video::VideoFilter;
+}
+
+impl ObjectImpl for SegsynthFilter {
+    fn properties() -> &'static [glib::ParamSpec] {
+        use std::sync::OnceLock;
+        static PROPERTIES: OnceLock<Vec<glib::ParamSpec>> = OnceLock::new();
+        PROPERTIES.get_or_init(|| {
+            let d = Settings::default();
+            let string = |name: &str, blurb: &str, default: &str| {
+                glib::ParamSpecString::builder(name)
+                    .blurb(blurb)
+                    .default_value(Some(default))
+                    .mutable_playing()
+                    .build()
+            };
+            vec![
+                string("model", "Segmentation model: a name in models/ or a path to a .toml manifest", &d.model),
+                string("classes", "Classes whose pixels get the content, comma-separated (e.g. background)", &d.classes),
+                string("content", "Content as in --content, several separated by ';' (e.g. background=gan:foliage;person=blur:8)", &d.content),
+                string("device", "auto, cpu, cuda or tensorrt", &d.device),
+                string("pixels", "Where per-pixel steps run: auto, native or graph", &d.pixels),
+                glib::ParamSpecUInt::builder("threads")
+                    .blurb("ONNX Runtime intra-op threads")
+                    .minimum(1)
+                    .maximum(256)
+                    .default_value(d.threads)
+                    .mutable_playing()
+                    .build(),
+                string("edge", "Soft edge band LO,HI", &d.edge),
+                glib::ParamSpecFloat::builder("feather")
+                    .blurb("Mask feather radius in frame pixels")
+                    .minimum(0.0)
+                    .maximum(200.0)
+                    .default_value(d.feather)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("temporal")
+                    .blurb("Temporal smoothing of the mask, 0 (off) to 0.95")
+                    .minimum(0.0)
+                    .maximum(0.95)
+                    .default_value(d.temporal)
+                    .mutable_playing()
+                    .build(),
+                string("refine", "Mask edges: guided (follow the frame's edges) or off", &d.refine),
+                glib::ParamSpecFloat::builder("synth-scale")
+                    .blurb("Synthesis resolution as a fraction of the frame")
+                    .minimum(0.01)
+                    .maximum(1.0)
+                    .default_value(d.synth_scale)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("seed")
+                    .blurb("Seed of the GAN noise walk")
+                    .default_value(d.seed)
+                    .mutable_playing()
+                    .build(),
+            ]
+        })
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let Ok(mut s) = self.settings.lock() else {
+            return;
+        };
+        let text = || value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+        match pspec.name() {
+            "model" => s.model = text(),
+            "classes" => s.classes = text(),
+            "content" => s.content = text(),
+            "device" => s.device = text(),
+            "pixels" => s.pixels = text(),
+            "edge" => s.edge = text(),
+            "refine" => s.refine = text(),
+            "threads" => s.threads = value.get().unwrap_or(s.threads),
+            "feather" => s.feather = value.get().unwrap_or(s.feather),
+            "temporal" => s.temporal = value.get().unwrap_or(s.temporal),
+            "synth-scale" => s.synth_scale = value.get().unwrap_or(s.synth_scale),
+            "seed" => s.seed = value.get().unwrap_or(s.seed),
+            _ => {}
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().map(|s| s.clone()).unwrap_or_default();
+        match pspec.name() {
+            "model" => s.model.to_value(),
+            "classes" => s.classes.to_value(),
+            "content" => s.content.to_value(),
+            "device" => s.device.to_value(),
+            "pixels" => s.pixels.to_value(),
+            "edge" => s.edge.to_value(),
+            "refine" => s.refine.to_value(),
+            "threads" => s.threads.to_value(),
+            "feather" => s.feather.to_value(),
+            "temporal" => s.temporal.to_value(),
+            "synth-scale" => s.synth_scale.to_value(),
+            "seed" => s.seed.to_value(),
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}
+
+impl GstObjectImpl for SegsynthFilter {}
+
+impl ElementImpl for SegsynthFilter {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        use std::sync::OnceLock;
+        static META: OnceLock<gst::subclass::ElementMetadata> = OnceLock::new();
+        Some(META.get_or_init(|| {
+            gst::subclass::ElementMetadata::new(
+                "segsynth",
+                "Filter/Effect/Video",
+                "Segments each frame and composites blur, colour, images or GAN-synthesized content over the chosen classes",
+                "segsynth",
+            )
+        }))
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        use std::sync::OnceLock;
+        static TEMPLATES: OnceLock<Vec<gst::PadTemplate>> = OnceLock::new();
+        TEMPLATES.get_or_init(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format(gst_video::VideoFormat::I420)
+                .build();
+            [gst::PadDirection::Src, gst::PadDirection::Sink]
+                .into_iter()
+                .filter_map(|dir| {
+                    let name = if dir == gst::PadDirection::Src { "src" } else { "sink" };
+                    gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps).ok()
+                })
+                .collect()
+        })
+    }
+}
+
+impl BaseTransformImpl for SegsynthFilter {
+    const MODE: gstreamer_base::subclass::BaseTransformMode =
+        gstreamer_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        if let Ok(mut s) = self.state.lock() {
+            *s = Some(State::default());
+        }
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Ok(mut s) = self.state.lock() {
+            *s = None; // synth threads stop when their stages drop
+        }
+        Ok(())
+    }
+
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            let Some(sink) = self.obj().static_pad("sink") else {
+                return false;
+            };
+            let mut upstream = gst::query::Latency::new();
+            if !sink.peer_query(&mut upstream) {
+                return false;
+            }
+            let (live, min, max) = upstream.result();
+            let ours = gst::ClockTime::from_nseconds(self.latency().as_nanos() as u64);
+            q.set(live, min + ours, max.map(|m| m + ours));
+            return true;
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self
+            .settings
+            .lock()
+            .map(|s| s.clone())
+            .map_err(|_| gst::FlowError::Error)?;
+        let mut guard = self.state.lock().map_err(|_| gst::FlowError::Error)?;
+        let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
+        let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
+        let started = Instant::now();
+        let mut frame = frame_from_buffer(buf, &info, state.frames)
+            .map_err(|e| self.fail(format!("cannot read the frame: {e}")))?;
+        state.frames += 1;
+        match state.built.as_mut() {
+            Some(b) if b.settings == settings => {}
+            Some(b) if b.settings.model_key() == settings.model_key() => {
+                // A new map or mask setting: the model stays.
+                let (compositor, synths) =
+                    Self::build_map(&settings, &mut b.segmenter, &frame, false)
+                        .map_err(|e| self.fail(e))?;
+                b.compositor = compositor;
+                b.synths = synths;
+                b.settings = settings.clone();
+                gst::info!(gst::CAT_DEFAULT, imp = self, "map changed while playing: content {}", settings.content);
+            }
+            _ => state.built = Some(Self::build(&settings, &frame).map_err(|e| self.fail(e))?),
+        }
+        let Some(b) = state.built.as_mut() else {
+            return Err(gst::FlowError::Error);
+        };
+        let masks = b
+            .segmenter
+            .masks(&frame)
+            .map_err(|e| self.fail(format!("segmentation: {e}")))?;
+        b.compositor
+            .composite(&mut frame, &masks)
+            .map_err(|e| self.fail(format!("compositing: {e}")))?;
+        write_frame(buf, &frame, &info).map_err(|e| self.fail(format!("cannot write the frame: {e}")))?;
+        let took = started.elapsed();
+        self.timed(state, took);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl VideoFilterImpl for SegsynthFilter {
+    fn set_info(
+        &self,
+        _incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        _outcaps: &gst::Caps,
+        _out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        if let Ok(mut s) = self.state.lock()
+            && let Some(state) = s.as_mut()
+        {
+            // A new size or colour matrix: the stages follow it frame by frame (the
+            // graphs rebuild, the synth layers scale); only the buffer layout changes here.
+            state.info = Some(in_info.clone());
+        }
+        Ok(())
+    }
+}

@@ -28,7 +28,7 @@ room's light and the shapes of the furniture, and changes as the scene changes.
 Command used for the shipped `foliage_transfer` (from the repository root):
 
     OMP_WAIT_POLICY=PASSIVE nice -n 19 .venv-train/bin/python models/gan/train_transfer.py \
-        --texture sklearn:china.jpg --crop 430,315,210,112 --steps 1500 --seed 1 \
+        --texture sklearn:china.jpg --crop 430,315,210,112 --steps 1000 --seed 1 \
         --out models/gan/foliage_transfer.onnx --sample models/gan/foliage_transfer.png
 
 The sample PNG shows three input frames (top) and their outputs (bottom).
@@ -135,7 +135,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--texture", required=True, help="skimage:<name> or sklearn:<file>")
     ap.add_argument("--crop", help="x,y,w,h of the texture region")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--structure", type=float, default=10.0, help="weight of the blurred-luma L1")

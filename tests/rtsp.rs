@@ -572,9 +572,19 @@ impl RecordServer {
             );
         }
         server.mount_points().unwrap().add_factory("/in", factory);
-        let id = server
-            .attach(Some(&context))
-            .expect("RECORD server attaches");
+        // A restarted server takes the port its predecessor just closed: binding can
+        // fail for a moment while the kernel lets the old socket go.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let id = loop {
+            match server.attach(Some(&context)) {
+                Ok(id) => break id,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("RECORD server on port {p} not attached yet ({e}); retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(e) => panic!("RECORD server attaches on port {p}: {e}"),
+            }
+        };
         let l = main_loop.clone();
         let thread = std::thread::spawn(move || {
             let _guard = context.acquire();

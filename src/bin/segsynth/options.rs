@@ -102,7 +102,6 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
             seed: p.seed,
             scale: p.synth_scale,
             budget: Duration::from_millis(p.synth_budget_ms),
-            ..SynthParams::default()
         },
         session: SessionOptions {
             threads: p.threads,

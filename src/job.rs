@@ -288,7 +288,9 @@ impl Stages {
             "native kernels"
         };
         tracing::info!(pixel_path, "per-pixel steps run as");
-        progress.metrics.provider(provider, &model_label, pixel_path);
+        progress
+            .metrics
+            .provider(provider, &model_label, pixel_path);
         self.graphs.store(graphs, Ordering::Relaxed);
         let config = StageConfig {
             backpressure: self.options.stages.0,

@@ -151,7 +151,10 @@ pub fn photo_scene(
 pub fn edge_distance(truth: &[bool], w: usize, h: usize, cap: i32) -> Vec<i32> {
     let side = |inside: bool| -> Vec<i32> {
         // Distance to the nearest pixel of the other side, by repeated 3x3 dilation.
-        let mut d: Vec<i32> = truth.iter().map(|&t| if t == inside { 0 } else { cap }).collect();
+        let mut d: Vec<i32> = truth
+            .iter()
+            .map(|&t| if t == inside { 0 } else { cap })
+            .collect();
         for step in 1..cap {
             let prev = d.clone();
             for y in 0..h {
@@ -159,8 +162,10 @@ pub fn edge_distance(truth: &[bool], w: usize, h: usize, cap: i32) -> Vec<i32> {
                     if prev[y * w + x] != cap {
                         continue;
                     }
-                    let near = (y.saturating_sub(1)..(y + 2).min(h))
-                        .any(|yy| (x.saturating_sub(1)..(x + 2).min(w)).any(|xx| prev[yy * w + xx] == step - 1));
+                    let near = (y.saturating_sub(1)..(y + 2).min(h)).any(|yy| {
+                        (x.saturating_sub(1)..(x + 2).min(w))
+                            .any(|xx| prev[yy * w + xx] == step - 1)
+                    });
                     if near {
                         d[y * w + x] = step;
                     }
@@ -248,7 +253,11 @@ pub fn measure(
     };
     let y_out = &out.picture.y.data;
     let y_in = &shot.frame.picture.y.data;
-    let halo = mean(&|i| (2..=10).contains(&dist[i]).then(|| (y_out[i] as f64 - cy as f64).abs()));
+    let halo = mean(&|i| {
+        (2..=10)
+            .contains(&dist[i])
+            .then(|| (y_out[i] as f64 - cy as f64).abs())
+    });
     let interior = mean(&|i| (dist[i] < -10).then(|| (y_out[i] as f64 - y_in[i] as f64).abs()));
 
     // Flicker: a still scene with +-6 levels of luma noise.

@@ -97,7 +97,14 @@ fn a_file_size_limit_ends_the_job_naming_the_output_and_the_os_error() {
 }
 
 /// Raw H.264 (byte-stream) of a solid colour, as `cat` would join them.
-pub(crate) fn raw_h264(dir: &Path, name: &str, w: u32, h: u32, pattern: &str, extra: &str) -> PathBuf {
+pub(crate) fn raw_h264(
+    dir: &Path,
+    name: &str,
+    w: u32,
+    h: u32,
+    pattern: &str,
+    extra: &str,
+) -> PathBuf {
     let path = dir.join(name);
     launch(&format!(
         "videotestsrc num-buffers=20 pattern={pattern} ! video/x-raw,width={w},height={h},framerate=30/1 {extra} \

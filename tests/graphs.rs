@@ -4,9 +4,7 @@
 use segsynth::content::{ContentKind, Entry};
 use segsynth::frame::{AlphaPlanes, Frame, Matrix, Plane, Yuv420};
 use segsynth::imgproc::blend::blend_picture;
-use segsynth::imgproc::mask::{
-    MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha,
-};
+use segsynth::imgproc::mask::{MaskFilter, MaskParams, ScoreMap, Scores, Semantics, class_alpha};
 use segsynth::imgproc::preprocess::{Layout, Sampling, TensorGeometry, frame_to_tensor};
 use segsynth::infer::chain::SegmentChain;
 use segsynth::infer::graphs::{BlendGraph, BlendLayer, MaskGraph, PrepGraph, ScoreLayout};
@@ -367,14 +365,28 @@ fn blend_graph_unmixes_the_edge_like_the_compositor() {
         .expect("native composite");
     let colour = segsynth::frame::rgb_to_yuv(Matrix::Bt709, 30, 70, 30);
     let layers = [BlendLayer::Value(colour.0, colour.1, colour.2)];
-    let mut graph =
-        BlendGraph::new(&layers, false, true, w, h, &cpu()).expect("build blend graph");
+    let mut graph = BlendGraph::new(&layers, false, true, w, h, &cpu()).expect("build blend graph");
     let mut out = pic.clone();
     graph.run(&mut out, &alphas, &[]).expect("run blend graph");
     for (name, a, b, p) in [
-        ("y", &out.y.data, &native.picture.y.data, &plain.picture.y.data),
-        ("u", &out.u.data, &native.picture.u.data, &plain.picture.u.data),
-        ("v", &out.v.data, &native.picture.v.data, &plain.picture.v.data),
+        (
+            "y",
+            &out.y.data,
+            &native.picture.y.data,
+            &plain.picture.y.data,
+        ),
+        (
+            "u",
+            &out.u.data,
+            &native.picture.u.data,
+            &plain.picture.u.data,
+        ),
+        (
+            "v",
+            &out.v.data,
+            &native.picture.v.data,
+            &plain.picture.v.data,
+        ),
     ] {
         let (max, mean) = diff_u8(a, b);
         assert!(max <= 2 && mean < 0.1, "{name}: max {max} mean {mean}");

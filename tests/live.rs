@@ -494,7 +494,9 @@ fn metrics_are_served_in_the_prometheus_format_and_grow() {
         // "key": number inside the scrape's "samples" object.
         let part = &text[text.find(&format!("\"{scrape}\"")).expect("scrape")..];
         let needle = format!("\"{key}\": ");
-        let at = part.find(&needle).unwrap_or_else(|| panic!("{key} missing in {part}"));
+        let at = part
+            .find(&needle)
+            .unwrap_or_else(|| panic!("{key} missing in {part}"));
         let rest = &part[at + needle.len()..];
         rest[..rest.find([',', '}']).expect("number end")]
             .trim()
@@ -503,7 +505,10 @@ fn metrics_are_served_in_the_prometheus_format_and_grow() {
     };
     let out_key = "segsynth_frames_total|direction=out";
     let (a, b) = (value("first", out_key), value("second", out_key));
-    assert!(b > a && a > 0.0, "frames out grew between scrapes: {a} -> {b}");
+    assert!(
+        b > a && a > 0.0,
+        "frames out grew between scrapes: {a} -> {b}"
+    );
     assert!(value("second", "segsynth_frames_total|direction=in") >= b);
     assert!(value("second", "segsynth_added_latency_seconds_count") >= b);
     for family in [
@@ -516,7 +521,10 @@ fn metrics_are_served_in_the_prometheus_format_and_grow() {
         "segsynth_input_reconnects",
         "segsynth_provider_info",
     ] {
-        assert!(text.contains(&format!("\"{family}\"")), "{family} missing: {text}");
+        assert!(
+            text.contains(&format!("\"{family}\"")),
+            "{family} missing: {text}"
+        );
     }
     assert!(
         text.contains("segsynth_provider_info|model=selfie (256x256 input)|pixels=native kernels|provider=CPUExecutionProvider"),
@@ -525,7 +533,15 @@ fn metrics_are_served_in_the_prometheus_format_and_grow() {
     assert!(text.contains("application/openmetrics-text"), "{text}");
     assert!(viewer.join().unwrap() > 0, "the viewer got frames");
     // Beyond loopback needs the explicit flag.
-    let o = segsynth(&["run", "-i", "test:", "-o", "out.mkv", "--metrics", "0.0.0.0:9464"]);
+    let o = segsynth(&[
+        "run",
+        "-i",
+        "test:",
+        "-o",
+        "out.mkv",
+        "--metrics",
+        "0.0.0.0:9464",
+    ]);
     assert_clean_error(&o, &["--metrics-allow-remote"]);
     assert_eq!(o.status.code(), Some(2));
     interrupt(&child);
@@ -564,14 +580,20 @@ fn preset_edits_apply_live_without_a_gap() {
     let said = lines.last().cloned().unwrap_or_default();
     assert!(said.contains("line"), "the bad edit names its line: {said}");
     // A key that cannot change live.
-    save(&preset, &format!("{head}threads = 2\ncontent = [\"color:#00ff00\"]\n"));
+    save(
+        &preset,
+        &format!("{head}threads = 2\ncontent = [\"color:#00ff00\"]\n"),
+    );
     wait_for(&rx, "needs a restart", Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(1200));
     // A generator, loaded off the video path: frames keep flowing meanwhile.
     let generator = data("gen_latent.toml");
     save(
         &preset,
-        &format!("{head}threads = 2\ncontent = [\"gan:{}\"]\n", generator.display()),
+        &format!(
+            "{head}threads = 2\ncontent = [\"gan:{}\"]\n",
+            generator.display()
+        ),
     );
     wait_for(&rx, "segsynth: applied", Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(1500));
@@ -585,7 +607,11 @@ fn preset_edits_apply_live_without_a_gap() {
     // No gap: consecutive timestamps one frame apart (30 fps), never more than two.
     for w in p.pts.windows(2) {
         let step = w[1].saturating_sub(w[0]);
-        assert!(step > 0 && step <= 2 * 33_400_000, "PTS jump {step} ns in {:?}", &p.pts[..n.min(10)]);
+        assert!(
+            step > 0 && step <= 2 * 33_400_000,
+            "PTS jump {step} ns in {:?}",
+            &p.pts[..n.min(10)]
+        );
     }
     // Each frame's content, from a corner away from the test pattern's ball.
     let class = |t: &[u8]| -> char {
@@ -598,7 +624,10 @@ fn preset_edits_apply_live_without_a_gap() {
             'x'
         }
     };
-    let seq: String = (0..n).filter_map(|i| p.thumbs.iter().find(|(k, _)| *k == i)).map(|(_, t)| class(t)).collect();
+    let seq: String = (0..n)
+        .filter_map(|i| p.thumbs.iter().find(|(k, _)| *k == i))
+        .map(|(_, t)| class(t))
+        .collect();
     // Runs of one content, in order: red, then green, then the generator's.
     let mut runs: Vec<(char, usize)> = Vec::new();
     for c in seq.chars() {
@@ -609,5 +638,8 @@ fn preset_edits_apply_live_without_a_gap() {
     }
     let order: String = runs.iter().map(|(c, _)| *c).collect();
     assert_eq!(order, "rgx", "content order by frame: {seq}");
-    assert!(runs.iter().all(|(_, len)| *len >= 10), "each content holds frames: {runs:?}");
+    assert!(
+        runs.iter().all(|(_, len)| *len >= 10),
+        "each content holds frames: {runs:?}"
+    );
 }

@@ -54,7 +54,10 @@ fn gst_inspect_lists_the_element_and_its_properties() {
         "seed",
         "PAUSED or PLAYING state",
     ] {
-        assert!(text.contains(needle), "gst-inspect lacks {needle:?}:\n{text}");
+        assert!(
+            text.contains(needle),
+            "gst-inspect lacks {needle:?}:\n{text}"
+        );
     }
 }
 
@@ -75,7 +78,10 @@ fn a_file_through_the_element_keeps_every_frame_the_person_and_goes_green() {
     assert_eq!(b.pts.len(), a.pts.len(), "same frame count");
     assert_eq!(b.pts, a.pts, "timestamps kept");
     let bg = region_mean(b.thumb(25), b.thumb_size, (0.85, 0.05, 0.98, 0.45));
-    assert!(bg[1] > 180.0 && bg[0] < 90.0 && bg[2] < 90.0, "background green: {bg:?}");
+    assert!(
+        bg[1] > 180.0 && bg[0] < 90.0 && bg[2] < 90.0,
+        "background green: {bg:?}"
+    );
     let face = (0.30, 0.60, 0.45, 0.85);
     let (fa, fb) = (
         region_mean(a.thumb(25), a.thumb_size, face),
@@ -101,7 +107,11 @@ fn caps_changes_mid_stream_and_bad_properties() {
         out.display()
     ));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(probe(&out, &[], 16, 9).pts.len(), 40, "both sizes went through");
+    assert_eq!(
+        probe(&out, &[], 16, 9).pts.len(),
+        40,
+        "both sizes went through"
+    );
     // A bad value is an element error on the bus naming the property, exit non-zero.
     for (property, needle) in [
         ("content=nonsense:1", "invalid content \"nonsense:1\""),
@@ -109,11 +119,15 @@ fn caps_changes_mid_stream_and_bad_properties() {
         ("model=nope", "model=\"nope\""),
         ("edge=0.9,0.1", "edge="),
     ] {
-        let o = launch_words(&format!("videotestsrc num-buffers=3 ! segsynth {property} ! fakesink"));
-        let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+        let o = launch_words(&format!(
+            "videotestsrc num-buffers=3 ! segsynth {property} ! fakesink"
+        ));
+        let text =
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{property} accepted");
         assert!(
-            text.contains("from element /GstPipeline:pipeline0/GstSegsynth:segsynth0") && text.contains(needle),
+            text.contains("from element /GstPipeline:pipeline0/GstSegsynth:segsynth0")
+                && text.contains(needle),
             "{property}: {text}"
         );
         assert!(!text.contains("panicked"), "{text}");

@@ -22,7 +22,6 @@ use segsynth::content::{ContentKind, Entry};
 use segsynth::frame::{Frame, Matrix, Yuv420};
 use segsynth::imgproc::mask::MaskParams;
 use segsynth::imgproc::refine::DEFAULT_GUIDED;
-use segsynth::quality;
 use segsynth::infer::{Device, Model, SessionOptions};
 use segsynth::job::{load_generator, models_dir};
 use segsynth::model::{Manifest, resolve};
@@ -30,6 +29,7 @@ use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::Segmenter;
 use segsynth::pipeline::stats::{percentile, process_memory_mib};
 use segsynth::pipeline::synth::{Generator, SynthParams};
+use segsynth::quality;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Pixels {
@@ -458,7 +458,8 @@ fn write_crops(path: &std::path::Path, pics: &[Yuv420]) -> anyhow::Result<()> {
                     pic.u.data[sy / 2 * pic.u.width + sx / 2],
                     pic.v.data[sy / 2 * pic.v.width + sx / 2],
                 );
-                let rgb = segsynth::frame::yuv_to_rgb01(Matrix::Bt709, py as f32, pu as f32, pv as f32);
+                let rgb =
+                    segsynth::frame::yuv_to_rgb01(Matrix::Bt709, py as f32, pu as f32, pv as f32);
                 let px = rgb.map(|c| (c.clamp(0.0, 1.0) * 255.0).round() as u8);
                 img.put_pixel((k * (side * zoom + 4) + x) as u32, y as u32, image::Rgb(px));
             }

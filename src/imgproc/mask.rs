@@ -178,7 +178,13 @@ impl MaskFilter {
     /// `apply`, then a plain bilinear upsample. With it: feather the model's alpha,
     /// fit it to the luma's edges on the guide grid (`refine::guided_grid`), then the
     /// temporal filter and the edge curve there, then the upsample.
-    pub fn frame_alpha(&mut self, alpha: &mut [f32], w: usize, h: usize, luma: &Plane) -> AlphaPlanes {
+    pub fn frame_alpha(
+        &mut self,
+        alpha: &mut [f32],
+        w: usize,
+        h: usize,
+        luma: &Plane,
+    ) -> AlphaPlanes {
         let Some(g) = self.params.refine else {
             self.apply(alpha, w, h, luma.width);
             return upsample_alpha(alpha, w, h, luma.width, luma.height);
@@ -377,8 +383,14 @@ mod tests {
         };
         let before = band(&plain.luma, edge - 10, edge - 2, row);
         let after = band(&refined.luma, edge - 10, edge - 2, row);
-        assert!(before > 10.0, "the plain ramp spills over the edge: {before:.1}");
-        assert!(after < before * 0.5, "plain {before:.1}, refined {after:.1}");
+        assert!(
+            before > 10.0,
+            "the plain ramp spills over the edge: {before:.1}"
+        );
+        assert!(
+            after < before * 0.5,
+            "plain {before:.1}, refined {after:.1}"
+        );
         // Away from the edge the mask is what it was.
         assert!(refined.luma.data[row + 5] < 3 && refined.luma.data[row + w - 5] > 252);
         assert_eq!((refined.chroma.width, refined.chroma.height), (160, 32));

@@ -131,15 +131,20 @@ fn fit(alpha: &[f32], mw: usize, mh: usize, luma: &Plane, g: &Guided) -> Coeffic
 /// The guided filter's output on the reduced grid: the model-resolution alpha
 /// (`mw x mh`, values in [0,1]) fitted to the frame luma's edges, clamped to [0,1],
 /// with the grid's width and height. The caller shapes it and upsamples it.
-pub fn guided_grid(alpha: &[f32], mw: usize, mh: usize, luma: &Plane, g: &Guided) -> (Vec<f32>, usize, usize) {
+pub fn guided_grid(
+    alpha: &[f32],
+    mw: usize,
+    mh: usize,
+    luma: &Plane,
+    g: &Guided,
+) -> (Vec<f32>, usize, usize) {
     let c = fit(alpha, mw, mh, luma, g);
-    let q = c
-        .a
-        .iter()
-        .zip(&c.b)
-        .zip(&c.guide)
-        .map(|((&a, &b), &i)| (a * i + b).clamp(0.0, 1.0))
-        .collect();
+    let q =
+        c.a.iter()
+            .zip(&c.b)
+            .zip(&c.guide)
+            .map(|((&a, &b), &i)| (a * i + b).clamp(0.0, 1.0))
+            .collect();
     (q, c.width, c.height)
 }
 

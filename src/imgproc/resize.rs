@@ -290,7 +290,10 @@ mod fit_tests {
             row[200..].fill(200);
         }
         let out = cover_picture(&src, 64, 64);
-        assert_eq!((out.width(), out.height(), out.u.width, out.u.height), (64, 64, 32, 32));
+        assert_eq!(
+            (out.width(), out.height(), out.u.width, out.u.height),
+            (64, 64, 32, 32)
+        );
         let row = &out.y.data[32 * 64..33 * 64];
         assert_eq!((row[2], row[61]), (50, 200));
         assert!(row[28] < 60 && row[36] > 190, "{row:?}");

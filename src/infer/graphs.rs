@@ -16,8 +16,8 @@ use crate::frame::AlphaPlanes;
 use crate::frame::{Matrix, Plane, Yuv420, chroma_size};
 use crate::imgproc::blend::{UNMIX_BLOCK, UNMIX_RADIUS};
 use crate::imgproc::mask::{MaskParams, Semantics, feather_radius};
-use crate::imgproc::refine::{Guided, grid_factor, grid_radius, grid_size};
 use crate::imgproc::preprocess::{Layout, TensorGeometry, YuvToRgb, sample_positions};
+use crate::imgproc::refine::{Guided, grid_factor, grid_radius, grid_size};
 
 /// Opset of the generated graphs (GridSample-16, Resize-13/18 semantics used are stable).
 const OPSET: u32 = 17;
@@ -528,7 +528,10 @@ impl MaskGraph {
             for (ow, oh) in [(w, h), (cw, ch)] {
                 planes.push(b.resize(&alpha255, [1, entries, oh, ow])?);
             }
-            for ((plane, (ow, oh)), up) in [("luma", (w, h)), ("chroma", (cw, ch))].into_iter().zip(planes) {
+            for ((plane, (ow, oh)), up) in [("luma", (w, h)), ("chroma", (cw, ch))]
+                .into_iter()
+                .zip(planes)
+            {
                 if entries == 1 {
                     let name = alpha_name(0, plane);
                     b.op_named("Cast", &[&up], vec![attr("to", UINT8)?], &name)?;
@@ -858,7 +861,13 @@ impl BlendGraph {
 
 /// The graph twin of `blend::unmix_plane` on a float NCHW plane `x` (0..=255) of size
 /// `(w, h)`, with its u8 alpha input `alpha_u8` and that alpha in [0,1] (`a`).
-fn unmix_plane(b: &mut Builder, x: &str, alpha_u8: &str, a: &str, (w, h): (usize, usize)) -> Res<String> {
+fn unmix_plane(
+    b: &mut Builder,
+    x: &str,
+    alpha_u8: &str,
+    a: &str,
+    (w, h): (usize, usize),
+) -> Res<String> {
     let block = UNMIX_BLOCK;
     let opaque = b.u8_scalar(255)?;
     let full_u8 = b.op("Equal", &[alpha_u8, &opaque], vec![])?;
@@ -871,7 +880,16 @@ fn unmix_plane(b: &mut Builder, x: &str, alpha_u8: &str, a: &str, (w, h): (usize
     // Block sums (as means over whole zero-padded blocks: the same ratio), then the
     // window average, as the native sums and counts.
     let (bw, bh) = (w.div_ceil(block), h.div_ceil(block));
-    let pads = b.i64s(&[0, 0, 0, 0, 0, 0, (bh * block - h) as i64, (bw * block - w) as i64])?;
+    let pads = b.i64s(&[
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        (bh * block - h) as i64,
+        (bw * block - w) as i64,
+    ])?;
     let k = block as i64;
     let mut pooled = Vec::new();
     for t in [&weighted, &full] {
@@ -879,7 +897,10 @@ fn unmix_plane(b: &mut Builder, x: &str, alpha_u8: &str, a: &str, (w, h): (usize
         let m = b.op(
             "AveragePool",
             &[&padded],
-            vec![attr("kernel_shape", vec![k, k])?, attr("strides", vec![k, k])?],
+            vec![
+                attr("kernel_shape", vec![k, k])?,
+                attr("strides", vec![k, k])?,
+            ],
         )?;
         pooled.push(b.box_blur(&m, UNMIX_RADIUS)?);
     }
@@ -898,7 +919,11 @@ fn unmix_plane(b: &mut Builder, x: &str, alpha_u8: &str, a: &str, (w, h): (usize
                 attr("nearest_mode", "floor")?,
             ],
         )?;
-        let (starts, ends, axes) = (b.i64s(&[0, 0])?, b.i64s(&[h as i64, w as i64])?, b.i64s(&[2, 3])?);
+        let (starts, ends, axes) = (
+            b.i64s(&[0, 0])?,
+            b.i64s(&[h as i64, w as i64])?,
+            b.i64s(&[2, 3])?,
+        );
         b.op("Slice", &[&up, &starts, &ends, &axes], vec![])
     };
     let back = nearest(b, &back)?;
@@ -925,7 +950,10 @@ fn unmix_plane(b: &mut Builder, x: &str, alpha_u8: &str, a: &str, (w, h): (usize
     let edge_blocks = b.op(
         "MaxPool",
         &[&edge_pad],
-        vec![attr("kernel_shape", vec![k, k])?, attr("strides", vec![k, k])?],
+        vec![
+            attr("kernel_shape", vec![k, k])?,
+            attr("strides", vec![k, k])?,
+        ],
     )?;
     let edge_blocks = nearest(b, &edge_blocks)?;
     let in_band = b.op("Greater", &[&edge_blocks, &half], vec![])?;

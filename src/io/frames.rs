@@ -107,7 +107,9 @@ pub fn write_frame(
             .map_err(|e| IoError::Frame(format!("cannot write plane {i}: {e}")))?;
         for (row, line) in plane.data.chunks_exact(plane.width.max(1)).enumerate() {
             dst.get_mut(row * stride..row * stride + plane.width)
-                .ok_or_else(|| IoError::Frame(format!("output plane {i} is smaller than the frame")))?
+                .ok_or_else(|| {
+                    IoError::Frame(format!("output plane {i} is smaller than the frame"))
+                })?
                 .copy_from_slice(line);
         }
     }

@@ -113,7 +113,13 @@ impl Compositor {
             built: None,
         };
         let (w, h) = (first.picture.width(), first.picture.height());
-        match g.ensure(self.blend_layers(first.matrix), self.has_mask, self.unmix, w, h) {
+        match g.ensure(
+            self.blend_layers(first.matrix),
+            self.has_mask,
+            self.unmix,
+            w,
+            h,
+        ) {
             Ok(()) => {
                 self.graph = Some(g);
                 Ok(true)

@@ -64,9 +64,17 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("segsynth");
         let frames = Family::<Direction, Counter>::default();
-        registry.register("frames", "Frames read from the input (in) and written (out)", frames.clone());
+        registry.register(
+            "frames",
+            "Frames read from the input (in) and written (out)",
+            frames.clone(),
+        );
         let dropped = Family::<Reason, Counter>::default();
-        registry.register("dropped_frames", "Frames dropped, by reason", dropped.clone());
+        registry.register(
+            "dropped_frames",
+            "Frames dropped, by reason",
+            dropped.clone(),
+        );
         let added_latency = seconds();
         registry.register_with_unit(
             "added_latency",
@@ -88,7 +96,11 @@ impl Default for Metrics {
             layer_reuses.clone(),
         );
         let rtsp_clients = Gauge::default();
-        registry.register("rtsp_clients", "RTSP sessions being served", rtsp_clients.clone());
+        registry.register(
+            "rtsp_clients",
+            "RTSP sessions being served",
+            rtsp_clients.clone(),
+        );
         let input_reconnects = Counter::default();
         registry.register(
             "input_reconnects",
@@ -117,11 +129,15 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn frame_in(&self) {
-        self.frames.get_or_create(&Direction { direction: "in" }).inc();
+        self.frames
+            .get_or_create(&Direction { direction: "in" })
+            .inc();
     }
 
     pub fn frame_out(&self, added: std::time::Duration) {
-        self.frames.get_or_create(&Direction { direction: "out" }).inc();
+        self.frames
+            .get_or_create(&Direction { direction: "out" })
+            .inc();
         self.added_latency.observe(added.as_secs_f64());
     }
 

@@ -19,8 +19,8 @@ pub mod synth;
 
 pub use run::{panic_message, run};
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use crate::frame::AlphaPlanes;
 use crate::frame::Frame;

@@ -237,8 +237,10 @@ pub fn run(
                 let mut work = StageTimes::new("composite");
                 let mut push = StageTimes::new("push");
                 let mut added = StageTimes::new("added");
-                let (composite_seconds, output_seconds) =
-                    (progress.metrics.stage("composite"), progress.metrics.stage("output"));
+                let (composite_seconds, output_seconds) = (
+                    progress.metrics.stage("composite"),
+                    progress.metrics.stage("output"),
+                );
                 let mut reuses = comp_stage.layer_reuses();
                 let mut total_reuses = 0;
                 // The compositor of the latest live edit, once one arrived.

@@ -69,7 +69,11 @@ impl Segmenter {
     /// A new class -> content map and mask settings, from the next frame on (a live
     /// edit): new selections and fresh temporal state; graph steps are rebuilt for them
     /// on the next frame.
-    pub fn reconfigure(&mut self, entries: &[Entry], params: &MaskParams) -> Result<(), InferError> {
+    pub fn reconfigure(
+        &mut self,
+        entries: &[Entry],
+        params: &MaskParams,
+    ) -> Result<(), InferError> {
         let classes = match &self.backend {
             Backend::Native(m) => m.manifest.classes().to_vec(),
             Backend::Graphs { chain, .. } => chain.classes().to_vec(),
@@ -89,7 +93,10 @@ impl Segmenter {
                 message: e.to_string(),
             })?;
         self.params = params.clone();
-        self.filters = entries.iter().map(|_| MaskFilter::new(params.clone())).collect();
+        self.filters = entries
+            .iter()
+            .map(|_| MaskFilter::new(params.clone()))
+            .collect();
         if let Backend::Graphs { chain, .. } = &mut self.backend {
             chain.invalidate();
         }

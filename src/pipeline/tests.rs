@@ -510,7 +510,11 @@ struct Painter {
 }
 
 impl Composite for Painter {
-    fn composite(&mut self, frame: &mut Frame, alphas: &[AlphaPlanes]) -> Result<(), PipelineError> {
+    fn composite(
+        &mut self,
+        frame: &mut Frame,
+        alphas: &[AlphaPlanes],
+    ) -> Result<(), PipelineError> {
         if alphas.len() != self.entries {
             return Err(PipelineError::Io(
                 format!("{} masks for a {}-entry map", alphas.len(), self.entries).into(),

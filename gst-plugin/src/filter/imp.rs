@@ -82,7 +82,11 @@ impl Settings {
             "cpu" => Device::Cpu,
             "cuda" => Device::Cuda,
             "tensorrt" => Device::Tensorrt,
-            d => return Err(format!("device={d:?}: expected auto, cpu, cuda or tensorrt")),
+            d => {
+                return Err(format!(
+                    "device={d:?}: expected auto, cpu, cuda or tensorrt"
+                ));
+            }
         };
         Ok(SessionOptions {
             threads: self.threads.max(1) as usize,
@@ -110,10 +114,7 @@ impl Settings {
             return Err(format!("edge={:?}: expected two numbers LO,HI", self.edge));
         };
         if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
-            return Err(format!(
-                "edge={:?}: expected 0 <= LO <= HI <= 1",
-                self.edge
-            ));
+            return Err(format!("edge={:?}: expected 0 <= LO <= HI <= 1", self.edge));
         }
         let refine = match self.refine.as_str() {
             "guided" => Some(DEFAULT_GUIDED),
@@ -362,7 +363,13 @@ impl ObjectImpl for SegsynthFilter {
         let Ok(mut s) = self.settings.lock() else {
             return;
         };
-        let text = || value.get::<Option<String>>().ok().flatten().unwrap_or_default();
+        let text = || {
+            value
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
         match pspec.name() {
             "model" => s.model = text(),
             "classes" => s.classes = text(),
@@ -426,7 +433,11 @@ impl ElementImpl for SegsynthFilter {
             [gst::PadDirection::Src, gst::PadDirection::Sink]
                 .into_iter()
                 .filter_map(|dir| {
-                    let name = if dir == gst::PadDirection::Src { "src" } else { "sink" };
+                    let name = if dir == gst::PadDirection::Src {
+                        "src"
+                    } else {
+                        "sink"
+                    };
                     gst::PadTemplate::new(name, dir, gst::PadPresence::Always, &caps).ok()
                 })
                 .collect()
@@ -496,7 +507,12 @@ impl BaseTransformImpl for SegsynthFilter {
                 b.compositor = compositor;
                 b.synths = synths;
                 b.settings = settings.clone();
-                gst::info!(gst::CAT_DEFAULT, imp = self, "map changed while playing: content {}", settings.content);
+                gst::info!(
+                    gst::CAT_DEFAULT,
+                    imp = self,
+                    "map changed while playing: content {}",
+                    settings.content
+                );
             }
             _ => state.built = Some(Self::build(&settings, &frame).map_err(|e| self.fail(e))?),
         }
@@ -510,7 +526,8 @@ impl BaseTransformImpl for SegsynthFilter {
         b.compositor
             .composite(&mut frame, &masks)
             .map_err(|e| self.fail(format!("compositing: {e}")))?;
-        write_frame(buf, &frame, &info).map_err(|e| self.fail(format!("cannot write the frame: {e}")))?;
+        write_frame(buf, &frame, &info)
+            .map_err(|e| self.fail(format!("cannot write the frame: {e}")))?;
         let took = started.elapsed();
         self.timed(state, took);
         Ok(gst::FlowSuccess::Ok)

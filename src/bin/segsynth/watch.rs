@@ -44,12 +44,13 @@ impl PresetWatch {
             _ => PathBuf::from("."),
         };
         let (tx, rx) = std::sync::mpsc::channel();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(e) = event {
-                let _ = tx.send(e);
-            }
-        })
-        .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", dir.display()))?;
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if let Ok(e) = event {
+                    let _ = tx.send(e);
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", dir.display()))?;
         watcher
             .watch(&dir, RecursiveMode::NonRecursive)
             .map_err(|e| anyhow::anyhow!("cannot watch {}: {e}", dir.display()))?;
@@ -72,7 +73,10 @@ impl PresetWatch {
                 };
                 while !stop.load(Ordering::Relaxed) {
                     let touched = match rx.recv_timeout(Duration::from_millis(100)) {
-                        Ok(e) => e.paths.iter().any(|p| p.file_name() == Some(name.as_os_str())),
+                        Ok(e) => e
+                            .paths
+                            .iter()
+                            .any(|p| p.file_name() == Some(name.as_os_str())),
                         Err(_) => false,
                     };
                     if touched || hangup.swap(false, Ordering::Relaxed) {

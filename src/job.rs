@@ -17,6 +17,7 @@ use crate::pipeline::stats::{StageTimes, Summary};
 use crate::pipeline::synth::SynthError;
 use crate::pipeline::synth::{Generator, SynthParams, SynthStage};
 use crate::pipeline::{Edit, Edits, FrameSink, FrameSource, PipelineError, Progress, StageConfig};
+use prometheus_client::metrics::histogram::Histogram;
 
 pub const DEFAULT_MODEL: &str = "selfie";
 
@@ -112,7 +113,6 @@ impl Editor {
         for e in &entries {
             crate::content::select(e, &self.model, &self.classes)?;
         }
-        let dir = models_dir();
         let grey = Frame {
             index: 0,
             pts: Some(0),
@@ -120,29 +120,16 @@ impl Editor {
             matrix: crate::frame::Matrix::Bt709,
             picture: crate::frame::Yuv420::filled(width, height, (110, 128, 128)),
         };
-        let mut slots = Vec::new();
-        let mut started = Vec::new();
-        for e in &entries {
-            slots.push(match &e.content {
-                ContentKind::Gan { model } => {
-                    let manifest = load_generator(model, &dir)?;
-                    let session = Model::open(manifest, &gan_session(&self.options))?;
-                    let stage = SynthStage::start(
-                        Generator::new(session, self.options.synth.clone()),
-                        &self.options.synth,
-                        &grey.picture,
-                        grey.matrix,
-                        Some(self.progress.metrics.stage("synth")),
-                    )?;
-                    let slot = Arc::clone(&stage.slot);
-                    started.push(stage);
-                    Some(slot)
-                }
-                _ => None,
-            });
-        }
-        let mut compositor = Compositor::with_images(&entries, &slots, &[])?;
-        compositor.unmix = mask.refine.is_some();
+        let generators = open_generators(&entries, &gan_session(&self.options))?;
+        let (mut compositor, started) = start_content(
+            &entries,
+            &[],
+            generators,
+            &self.options.synth,
+            &mask,
+            &grey,
+            Some(self.progress.metrics.stage("synth")),
+        )?;
         if self.graphs.load(Ordering::Relaxed) {
             compositor.use_graphs(self.options.session.clone(), &grey, true)?;
         }
@@ -173,18 +160,11 @@ impl Stages {
         }
         // Opening validates the manifest against the real session, then classes against the manifest.
         let model = Model::open(manifest.clone(), &options.session)?;
-        selections(&model, &options.entries)?;
-        let mut generators = Vec::new();
-        for e in &options.entries {
-            generators.push(match &e.content {
-                ContentKind::Gan { model } => {
-                    let m = load_generator(model, &dir)?;
-                    let session = Model::open(m.clone(), &gan_session(&options))?;
-                    Some((m, Some(session)))
-                }
-                _ => None,
-            });
-        }
+        selections(&model.manifest, &options.entries)?;
+        let generators = open_generators(&options.entries, &gan_session(&options))?
+            .into_iter()
+            .map(|g| g.map(|m| (m.manifest.clone(), Some(m))))
+            .collect();
         // Images are decoded (and so validated) here too, once.
         let mut images = Vec::new();
         for e in &options.entries {
@@ -241,31 +221,29 @@ impl Stages {
         let mut segmenter = Segmenter::new(model, &self.options.entries, &self.options.mask)?;
         let provider = segmenter.provider();
         tracing::info!(provider, "segmentation runs on");
-        let mut synths = Vec::new();
-        for g in &mut self.generators {
-            synths.push(match g {
-                Some((manifest, session)) => {
-                    let model = match session.take() {
-                        Some(m) => m,
-                        None => Model::open(manifest.clone(), &gan_session(&self.options))?,
-                    };
-                    Some(SynthStage::start(
-                        Generator::new(model, self.options.synth.clone()),
-                        &self.options.synth,
-                        &first.picture,
-                        first.matrix,
-                        Some(progress.metrics.stage("synth")),
-                    )?)
-                }
-                None => None,
-            });
-        }
-        let slots: Vec<_> = synths
-            .iter()
-            .map(|s| s.as_ref().map(|s| Arc::clone(&s.slot)))
-            .collect();
-        let mut compositor = Compositor::with_images(&self.options.entries, &slots, &self.images)?;
-        compositor.unmix = self.options.mask.refine.is_some();
+        // The sessions opened while validating, or new ones on a later run.
+        let gan = gan_session(&self.options);
+        let generators = self
+            .generators
+            .iter_mut()
+            .map(|g| {
+                g.as_mut()
+                    .map(|(manifest, session)| match session.take() {
+                        Some(m) => Ok(m),
+                        None => Model::open(manifest.clone(), &gan),
+                    })
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (mut compositor, synths) = start_content(
+            &self.options.entries,
+            &self.images,
+            generators,
+            &self.options.synth,
+            &self.options.mask,
+            first,
+            Some(progress.metrics.stage("synth")),
+        )?;
         let pixels = self.options.pixels;
         let mut graphs = pixels.use_graphs(provider);
         if graphs {
@@ -314,7 +292,7 @@ impl Stages {
             .lock()
             .map(|mut v| std::mem::take(&mut *v))
             .unwrap_or_default();
-        for s in synths.into_iter().flatten().chain(edit_synths) {
+        for s in synths.into_iter().chain(edit_synths) {
             match s.finish() {
                 Ok((bad, times)) => {
                     nonfinite += bad;
@@ -335,6 +313,61 @@ impl Stages {
         }
         Ok(summary)
     }
+}
+
+/// Loads and opens the generator of every GAN entry (None for the other entries), so a
+/// bad generator fails here, before anything runs.
+pub fn open_generators(
+    entries: &[Entry],
+    session: &SessionOptions,
+) -> Result<Vec<Option<Model>>, JobError> {
+    let dir = models_dir();
+    entries
+        .iter()
+        .map(|e| match &e.content {
+            ContentKind::Gan { model } => {
+                Ok(Some(Model::open(load_generator(model, &dir)?, session)?))
+            }
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// The content side of a map: a synth stage (primed from `first`) per opened generator
+/// of `generators` (one per entry, from `open_generators`), and the compositor over
+/// their layers and the entries' `images` (decoded where given), with edge unmixing
+/// when `mask` refines edges. `seconds` observes every layer's time.
+pub fn start_content(
+    entries: &[Entry],
+    images: &[Option<Arc<Image>>],
+    generators: Vec<Option<Model>>,
+    synth: &SynthParams,
+    mask: &MaskParams,
+    first: &Frame,
+    seconds: Option<Histogram>,
+) -> Result<(Compositor, Vec<SynthStage>), JobError> {
+    let mut slots = Vec::new();
+    let mut stages = Vec::new();
+    for model in generators {
+        slots.push(match model {
+            Some(model) => {
+                let stage = SynthStage::start(
+                    Generator::new(model, synth.clone()),
+                    synth,
+                    &first.picture,
+                    first.matrix,
+                    seconds.clone(),
+                )?;
+                let slot = Arc::clone(&stage.slot);
+                stages.push(stage);
+                Some(slot)
+            }
+            None => None,
+        });
+    }
+    let mut compositor = Compositor::with_images(entries, &slots, images)?;
+    compositor.unmix = mask.refine.is_some();
+    Ok((compositor, stages))
 }
 
 fn gan_session(options: &JobOptions) -> SessionOptions {

@@ -277,9 +277,9 @@ fn run() -> anyhow::Result<()> {
         "+MiB",
         "MiB/strm"
     );
+    let manifest = Manifest::load(&resolve("selfie", &dir)?)?;
     for &(w, h) in &o.sizes {
         let frames: Vec<Frame> = (0..8).map(|i| synthetic_frame(w, h, i)).collect();
-        let manifest = Manifest::load(&resolve("selfie", &dir)?)?;
         for &streams in &o.streams {
             for (pixels, refine) in o
                 .pixels
@@ -353,18 +353,14 @@ fn run() -> anyhow::Result<()> {
          synth = one GAN layer (alone); +MiB = resident memory the run added."
     );
     if o.quality {
-        quality(&manifest_path(&dir)?, &session, o.crops.as_deref())?;
+        quality(&manifest, &session, o.crops.as_deref())?;
     }
     Ok(())
 }
 
-fn manifest_path(dir: &std::path::Path) -> anyhow::Result<std::path::PathBuf> {
-    Ok(resolve("selfie", dir)?)
-}
-
 /// The mask quality figures, plain against refined (see `segsynth::quality`).
 fn quality(
-    manifest: &std::path::Path,
+    manifest: &Manifest,
     session: &SessionOptions,
     crops: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
@@ -375,7 +371,6 @@ fn quality(
             photo.display()
         );
     }
-    let manifest = Manifest::load(manifest)?;
     let open = || Model::open(manifest.clone(), session);
     let (w, h) = (640, 360);
     let scene = quality::photo_scene(&photo, &open, w, h)?;

@@ -14,7 +14,7 @@
 //! grid, box filters with replicated edges.
 
 use super::blur::box_blur_f32;
-use super::resize::{Taps, downscale_box};
+use super::resize::{downscale_box, half_pixel_taps};
 use crate::frame::Plane;
 
 /// Guided-filter settings, in frame pixels and guide units (luma / 255).
@@ -45,26 +45,12 @@ pub fn grid_radius(g: &Guided, factor: usize) -> usize {
     ((g.radius / factor as f32).round() as usize).max(1)
 }
 
-/// Half-pixel taps with float weights (the resize graph's arithmetic).
-fn float_taps(src: usize, dst: usize) -> (Taps, Vec<f32>) {
-    let t = super::resize::half_pixel_taps(src, dst);
-    let scale = src as f32 / dst as f32;
-    let last = src.saturating_sub(1) as f32;
-    let w = (0..dst)
-        .map(|d| {
-            let s = ((d as f32 + 0.5) * scale - 0.5).clamp(0.0, last);
-            s - s.floor()
-        })
-        .collect();
-    (t, w)
-}
-
 /// Half-pixel bilinear resample of a float map (separable, float weights).
 pub fn resize_f32(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<f32> {
     let rows = horizontal_f32(src, sw, sh, dw);
-    let (yt, yw) = float_taps(sh, dh);
+    let yt = half_pixel_taps(sh, dh);
     let mut out = Vec::with_capacity(dw * dh);
-    for ((&i0, &i1), &w) in yt.i0.iter().zip(&yt.i1).zip(&yw) {
+    for ((&i0, &i1), &w) in yt.i0.iter().zip(&yt.i1).zip(&yt.frac) {
         let r0 = &rows[i0 as usize * dw..][..dw];
         let r1 = &rows[i1 as usize * dw..][..dw];
         out.extend(r0.iter().zip(r1).map(|(&a, &b)| a + (b - a) * w));
@@ -73,13 +59,19 @@ pub fn resize_f32(src: &[f32], sw: usize, sh: usize, dw: usize, dh: usize) -> Ve
 }
 
 fn horizontal_f32(src: &[f32], sw: usize, sh: usize, dw: usize) -> Vec<f32> {
-    let (xt, xw) = float_taps(sw, dw);
+    let xt = half_pixel_taps(sw, dw);
     let mut rows = Vec::with_capacity(sh * dw);
     for s in src.chunks_exact(sw).take(sh) {
-        rows.extend(xt.i0.iter().zip(&xt.i1).zip(&xw).map(|((&i0, &i1), &w)| {
-            let (a, b) = (s[i0 as usize], s[i1 as usize]);
-            a + (b - a) * w
-        }));
+        rows.extend(
+            xt.i0
+                .iter()
+                .zip(&xt.i1)
+                .zip(&xt.frac)
+                .map(|((&i0, &i1), &w)| {
+                    let (a, b) = (s[i0 as usize], s[i1 as usize]);
+                    a + (b - a) * w
+                }),
+        );
     }
     rows
 }

@@ -3,11 +3,13 @@
 use super::simd::multiversion;
 use crate::frame::{Plane, Yuv420};
 
-/// Precomputed taps for one axis: source index pair and the weight of the second (0..=256).
+/// Precomputed taps for one axis: source index pair and the weight of the second, in
+/// 8.8 fixed point (0..=256) and as the exact fraction (for float kernels).
 pub struct Taps {
     pub i0: Vec<u32>,
     pub i1: Vec<u32>,
     pub w1: Vec<u16>,
+    pub frac: Vec<f32>,
 }
 
 /// Half-pixel-centre taps (`src = (dst + 0.5) * s/d - 0.5`), as OpenCV and MediaPipe's
@@ -29,6 +31,7 @@ fn taps(src: usize, dst: usize, map: impl Fn(usize) -> f32) -> Taps {
         i0: Vec::with_capacity(dst),
         i1: Vec::with_capacity(dst),
         w1: Vec::with_capacity(dst),
+        frac: Vec::with_capacity(dst),
     };
     for d in 0..dst {
         let s = map(d).clamp(0.0, last);
@@ -38,6 +41,7 @@ fn taps(src: usize, dst: usize, map: impl Fn(usize) -> f32) -> Taps {
         t.i0.push(i0 as u32);
         t.i1.push((i0 + 1).min(src - 1) as u32);
         t.w1.push((frac * 256.0).round() as u16);
+        t.frac.push(frac);
     }
     t
 }

@@ -209,12 +209,8 @@ impl SegmentChain {
         self.model.provider
     }
 
-    pub fn classes(&self) -> &[String] {
-        self.model.manifest.classes()
-    }
-
-    pub fn model_name(&self) -> &str {
-        &self.model.manifest.name
+    pub fn manifest(&self) -> &crate::model::Manifest {
+        &self.model.manifest
     }
 
     /// Makes `fits` false, so the owner rebuilds the graphs (new selections or mask

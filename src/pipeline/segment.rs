@@ -8,6 +8,7 @@ use crate::imgproc::mask::{MaskFilter, MaskParams, ScoreMap, Scores, class_alpha
 use crate::imgproc::preprocess::{Layout, TensorGeometry, frame_to_tensor};
 use crate::infer::chain::SegmentChain;
 use crate::infer::{InferError, Model, Output, SessionOptions};
+use crate::model::Manifest;
 
 /// Where the per-pixel steps around the model run.
 enum Backend {
@@ -42,7 +43,7 @@ impl Segmenter {
         entries: &[Entry],
         params: &MaskParams,
     ) -> Result<Segmenter, crate::content::ContentError> {
-        let selections = selections(&model, entries)?;
+        let selections = selections(&model.manifest, entries)?;
         let geometry = model.manifest.input_geometry();
         let shape = model.manifest.input.shape.clone();
         let filters = entries
@@ -74,24 +75,15 @@ impl Segmenter {
         entries: &[Entry],
         params: &MaskParams,
     ) -> Result<(), InferError> {
-        let classes = match &self.backend {
-            Backend::Native(m) => m.manifest.classes().to_vec(),
-            Backend::Graphs { chain, .. } => chain.classes().to_vec(),
+        let manifest = match &self.backend {
+            Backend::Native(m) => &m.manifest,
+            Backend::Graphs { chain, .. } => chain.manifest(),
             Backend::Moving => return Err(lost_model()),
         };
-        let name = match &self.backend {
-            Backend::Native(m) => m.manifest.name.clone(),
-            Backend::Graphs { chain, .. } => chain.model_name().to_string(),
-            Backend::Moving => return Err(lost_model()),
-        };
-        self.selections = entries
-            .iter()
-            .map(|e| select(e, &name, &classes))
-            .collect::<Result<_, _>>()
-            .map_err(|e| InferError::Run {
-                model: name.clone(),
-                message: e.to_string(),
-            })?;
+        self.selections = selections(manifest, entries).map_err(|e| InferError::Run {
+            model: manifest.name.clone(),
+            message: e.to_string(),
+        })?;
         self.params = params.clone();
         self.filters = entries
             .iter()
@@ -250,12 +242,12 @@ fn lost_model() -> InferError {
 }
 
 pub fn selections(
-    model: &Model,
+    manifest: &Manifest,
     entries: &[Entry],
 ) -> Result<Vec<Vec<bool>>, crate::content::ContentError> {
     entries
         .iter()
-        .map(|e| select(e, &model.manifest.name, model.manifest.classes()))
+        .map(|e| select(e, &manifest.name, manifest.classes()))
         .collect()
 }
 

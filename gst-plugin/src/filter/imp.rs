@@ -23,17 +23,17 @@ use gstreamer_base::subclass::prelude::*;
 use gstreamer_video as gst_video;
 use gstreamer_video::subclass::prelude::*;
 
-use segsynth::content::{ContentKind, build_map};
+use segsynth::content::build_map;
 use segsynth::frame::Frame;
 use segsynth::imgproc::mask::{DEFAULT_EDGE, DEFAULT_FEATHER, DEFAULT_TEMPORAL, MaskParams};
 use segsynth::imgproc::refine::DEFAULT_GUIDED;
 use segsynth::infer::{Device, Model, Pixels, SessionOptions};
 use segsynth::io::frames::{frame_from_buffer, write_frame};
-use segsynth::job::{load_generator, models_dir};
+use segsynth::job::{models_dir, open_generators, start_content};
 use segsynth::model::{Manifest, resolve};
 use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::Segmenter;
-use segsynth::pipeline::synth::{DEFAULT_SCALE, DEFAULT_SEED, Generator, SynthParams, SynthStage};
+use segsynth::pipeline::synth::{DEFAULT_SCALE, DEFAULT_SEED, SynthParams, SynthStage};
 
 #[derive(Clone, Debug, PartialEq)]
 struct Settings {
@@ -203,33 +203,10 @@ impl SegsynthFilter {
             ..SynthParams::default()
         };
         let session = settings.session()?;
-        let mut slots = Vec::new();
-        let mut synths = Vec::new();
-        for e in &entries {
-            slots.push(match &e.content {
-                ContentKind::Gan { model } => {
-                    let manifest = load_generator(model, &models_dir())
-                        .map_err(|e| format!("content: {e}"))?;
-                    let session = Model::open(manifest, &session).map_err(|e| e.to_string())?;
-                    let stage = SynthStage::start(
-                        Generator::new(session, synth.clone()),
-                        &synth,
-                        &first.picture,
-                        first.matrix,
-                        None,
-                    )
-                    .map_err(|e| e.to_string())?;
-                    let slot = std::sync::Arc::clone(&stage.slot);
-                    synths.push(stage);
-                    Some(slot)
-                }
-                _ => None,
-            });
-        }
-        let mut compositor =
-            Compositor::with_images(&entries, &slots, &[]).map_err(|e| format!("content: {e}"))?;
-        compositor.unmix = mask.refine.is_some();
-        Ok((compositor, synths))
+        let generators =
+            open_generators(&entries, &session).map_err(|e| format!("content: {e}"))?;
+        start_content(&entries, &[], generators, &synth, &mask, first, None)
+            .map_err(|e| format!("content: {e}"))
     }
 
     /// Everything for `settings`: the model, its segmenter, the map.

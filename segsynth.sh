@@ -168,10 +168,17 @@ case "${1:-demo}" in
     bin=target/gpu/release/segsynth-core-bench
     [ -x "$bin" ] || die "$bin is missing: run ./segsynth.sh gpu-check-build here first and carry it"
     py=${PYTHON:-python3}
-    "$py" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.get_available_providers())'
-    capi=$("$py" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
-    lib=$(find "$capi" -maxdepth 1 -name 'libonnxruntime.so*' | sort | head -n 1)
-    [ -n "$lib" ] || die "no libonnxruntime.so* in $capi: this onnxruntime wheel has no shared library"
+    if [ -n "${ORT_DYLIB_PATH:-}" ]; then
+      # A GPU build of ONNX Runtime brought along (the box's own wheel may be CPU-only).
+      lib=$ORT_DYLIB_PATH capi=$(dirname "$ORT_DYLIB_PATH")
+      [ -f "$lib" ] || die "ORT_DYLIB_PATH=$lib does not exist"
+      ls "$capi"/libonnxruntime_providers_cuda.so >/dev/null || die "no CUDA provider library beside $lib"
+    else
+      "$py" -c 'import onnxruntime as o; print("onnxruntime", o.__version__, o.get_available_providers())'
+      capi=$("$py" -c 'import onnxruntime, os; print(os.path.join(os.path.dirname(onnxruntime.__file__), "capi"))')
+      lib=$(find "$capi" -maxdepth 1 -name 'libonnxruntime.so*' | sort | head -n 1)
+      [ -n "$lib" ] || die "no libonnxruntime.so* in $capi: this onnxruntime wheel has no shared library"
+    fi
     nvlibs=$("$py" -c 'import glob, os, site; print(":".join(sorted({d for sp in site.getsitepackages() for d in glob.glob(os.path.join(sp, "nvidia", "*", "lib"))})))')
     export ORT_DYLIB_PATH=$lib LD_LIBRARY_PATH="$capi:$nvlibs:${LD_LIBRARY_PATH:-}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

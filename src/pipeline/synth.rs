@@ -258,20 +258,49 @@ pub fn normal_noise(seed: u64, n: usize) -> Vec<f32> {
 /// Noise at time `t` seconds: `cos θ·z_k + sin θ·z_{k+1}` between keyframes `k`, with θ
 /// eased by smoothstep so the walk has no kink (no visible pop) at keyframes.
 pub fn noise_at(seed: u64, n: usize, period: f32, t: f32) -> Vec<f32> {
-    let pos = (t / period.max(1e-3)).max(0.0);
-    let k = pos.floor() as u64;
-    let f = pos - k as f32;
-    let theta = f * f * (3.0 - 2.0 * f) * FRAC_PI_2;
-    let key = |i: u64| normal_noise(seed.wrapping_mul(1_000_003).wrapping_add(i), n);
-    let (a, b) = (key(k), key(k + 1));
-    let (c, s) = (theta.cos(), theta.sin());
-    a.iter().zip(&b).map(|(x, y)| c * x + s * y).collect()
+    NoiseWalk::default().at(seed, n, period, t)
+}
+
+/// `noise_at` that keeps the two keyframes it last drew: a spatial generator's noise is
+/// millions of values (2048 channels at 1/16 of the layer size), and successive layers
+/// mostly fall between the same two keyframes.
+#[derive(Default)]
+pub struct NoiseWalk {
+    keys: Option<(u64, usize, u64, Vec<f32>, Vec<f32>)>,
+}
+
+impl NoiseWalk {
+    pub fn at(&mut self, seed: u64, n: usize, period: f32, t: f32) -> Vec<f32> {
+        let pos = (t / period.max(1e-3)).max(0.0);
+        let k = pos.floor() as u64;
+        let f = pos - k as f32;
+        let theta = f * f * (3.0 - 2.0 * f) * FRAC_PI_2;
+        let key = |i: u64| normal_noise(seed.wrapping_mul(1_000_003).wrapping_add(i), n);
+        let keys = match self.keys.take() {
+            Some((s, len, at, a, b)) if s == seed && len == n && at == k => (s, len, at, a, b),
+            // The walk moved on by one keyframe: the old second is the new first.
+            Some((s, len, at, _, b)) if s == seed && len == n && at + 1 == k => {
+                (s, len, k, b, key(k + 1))
+            }
+            _ => (seed, n, k, key(k), key(k + 1)),
+        };
+        let (c, s) = (theta.cos(), theta.sin());
+        let out = keys
+            .3
+            .iter()
+            .zip(&keys.4)
+            .map(|(x, y)| c * x + s * y)
+            .collect();
+        self.keys = Some(keys);
+        out
+    }
 }
 
 /// Runs a generator model for a frame size and time; returns the layer picture.
 pub struct Generator {
     model: Model,
     params: SynthParams,
+    walk: NoiseWalk,
     pub nonfinite: u64,
 }
 
@@ -280,6 +309,7 @@ impl Generator {
         Generator {
             model,
             params,
+            walk: NoiseWalk::default(),
             nonfinite: 0,
         }
     }
@@ -344,14 +374,16 @@ impl Generator {
                 let s = g.scale.unwrap_or(1).max(1);
                 let c = g.noise_channels.unwrap_or(1);
                 let (nh, nw) = (sh.div_ceil(s), sw.div_ceil(s));
-                let noise = noise_at(self.params.seed, c * nh * nw, self.params.period, t);
+                let noise = self
+                    .walk
+                    .at(self.params.seed, c * nh * nw, self.params.period, t);
                 let shape = [1, c as i64, nh as i64, nw as i64];
                 let name = m.input.name.clone();
                 self.model.run(&[(&name, &shape, &noise)])?
             }
             Contract::Latent => {
                 let z = g.latent_dim.unwrap_or(1);
-                let noise = noise_at(self.params.seed, z, self.params.period, t);
+                let noise = self.walk.at(self.params.seed, z, self.params.period, t);
                 let name = m.input.name.clone();
                 self.model.run(&[(&name, &[1, z as i64], &noise)])?
             }
@@ -631,6 +663,26 @@ mod tests {
             (var - 1.0).abs() < 0.1,
             "cos/sin mix keeps unit variance: {var}"
         );
+    }
+
+    #[test]
+    fn the_cached_walk_gives_the_same_noise_as_a_fresh_one() {
+        let mut walk = NoiseWalk::default();
+        let period = 2.0;
+        // Within a keyframe pair, across one and several keyframes, backwards, and with
+        // another seed or length: each time what a fresh draw gives.
+        for (seed, n, t) in [
+            (1, 500, 0.1),
+            (1, 500, 1.9),
+            (1, 500, 2.1),
+            (1, 500, 4.5),
+            (1, 500, 8.2),
+            (1, 500, 0.3),
+            (2, 500, 0.3),
+            (2, 600, 0.3),
+        ] {
+            assert_eq!(walk.at(seed, n, period, t), noise_at(seed, n, period, t));
+        }
     }
 
     #[test]

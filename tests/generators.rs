@@ -276,6 +276,78 @@ fn gan_background_lives_and_person_stays() {
     );
 }
 
+/// Every shipped generator by name, from `segsynth process` and from `segsynth run`:
+/// the background turns into that generator's content (it differs from the input and
+/// from every other generator's there) and the person stays.
+#[test]
+fn every_shipped_generator_runs_from_process_and_run() {
+    let names = ["foliage", "petals", "stone", "stars", "foliage_transfer"];
+    let input = person_clip(320, 180, 20);
+    let dir = tmpdir();
+    let region = (0.85, 0.05, 0.98, 0.45);
+    let face = (0.30, 0.60, 0.45, 0.85);
+    let a = probe(&input, &[10], 64, 36);
+    let bg_in = region_mean(a.thumb(10), a.thumb_size, region);
+    let face_in = region_mean(a.thumb(10), a.thumb_size, face);
+    let mut backgrounds: Vec<(String, Vec<u8>)> = Vec::new();
+    for name in names {
+        let out = dir.path().join(format!("{name}.mp4"));
+        let content = format!("gan:{name}");
+        let o = process(
+            &input,
+            &out,
+            &["-q", "--content", &content, "--synth-budget-ms", "500"],
+        );
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let b = probe(&out, &[10], 64, 36);
+        assert_eq!(b.pts, a.pts, "{name}: every frame kept");
+        let bg = region_mean(b.thumb(10), b.thumb_size, region);
+        let change: f32 = bg.iter().zip(&bg_in).map(|(x, y)| (x - y).abs()).sum();
+        assert!(change > 30.0, "{name}: background {bg_in:?} -> {bg:?}");
+        let f = region_mean(b.thumb(10), b.thumb_size, face);
+        let kept: f32 = f.iter().zip(&face_in).map(|(x, y)| (x - y).abs()).sum();
+        assert!(kept / 3.0 < 12.0, "{name}: person kept {face_in:?} {f:?}");
+        let crop: Vec<u8> = b
+            .thumb(10)
+            .chunks(3)
+            .enumerate()
+            .filter(|(i, _)| i % 64 > 54 && i / 64 < 16)
+            .flat_map(|(_, p)| p.to_vec())
+            .collect();
+        for (other, theirs) in &backgrounds {
+            assert!(
+                mean_abs_diff(&crop, theirs) > 8.0,
+                "{name} and {other} give the same background"
+            );
+        }
+        backgrounds.push((name.to_string(), crop));
+
+        let rec = dir.path().join(format!("{name}.mkv"));
+        let o = segsynth(&[
+            "run",
+            "-i",
+            "test:",
+            "-o",
+            rec.to_str().unwrap(),
+            "--width",
+            "320",
+            "--height",
+            "180",
+            "--duration",
+            "1",
+            "--content",
+            &content,
+        ]);
+        assert!(o.status.success(), "{name} (run): {}", stderr(&o));
+        let r = probe(&rec, &[5], 32, 18);
+        assert!(
+            r.pts.len() >= 10,
+            "{name} (run): recording holds {} frames",
+            r.pts.len()
+        );
+    }
+}
+
 #[test]
 fn image_generator_is_fed_the_real_mask() {
     let mut g = generator(&data("gen_image_mask.toml"), params(1.0));

@@ -202,6 +202,8 @@ struct Stream {
 }
 
 const BLUR: usize = 32;
+/// Untimed frames per stream before the clock starts.
+const WARMUP: usize = 5;
 
 impl Stream {
     fn new(
@@ -292,24 +294,32 @@ fn run() -> anyhow::Result<()> {
                     .map(|_| Stream::new(&manifest, pixels, refine, &frames[0], &session))
                     .collect::<anyhow::Result<_>>()?;
                 let provider = set[0].provider;
-                let started = Instant::now();
                 let results: Mutex<Vec<anyhow::Result<Samples>>> = Mutex::new(Vec::new());
-                std::thread::scope(|scope| {
+                // Every stream first runs WARMUP untimed frames (a CUDA session tunes its
+                // kernels on its first runs, for seconds with many sessions); the clock
+                // starts when all of them are through.
+                let warm = std::sync::Barrier::new(streams + 1);
+                let started = std::thread::scope(|scope| {
                     for (s, stream) in set.iter_mut().enumerate() {
-                        let (frames, results) = (&frames, &results);
+                        let (frames, results, warm) = (&frames, &results, &warm);
                         scope.spawn(move || {
-                            let mut t: Samples = Default::default();
-                            let r = (0..o.frames)
-                                .try_for_each(|i| {
+                            let mut run = |n: usize, t: &mut Samples| {
+                                (0..n).try_for_each(|i| {
                                     let mut frame = frames[(i + s) % frames.len()].clone();
-                                    stream.step(&mut frame, &mut t)
+                                    stream.step(&mut frame, t)
                                 })
-                                .map(|_| t);
+                            };
+                            let warmed = run(WARMUP, &mut Default::default());
+                            warm.wait();
+                            let mut t: Samples = Default::default();
+                            let r = warmed.and_then(|_| run(o.frames, &mut t)).map(|_| t);
                             if let Ok(mut all) = results.lock() {
                                 all.push(r);
                             }
                         });
                     }
+                    warm.wait();
+                    Instant::now()
                 });
                 let wall = started.elapsed().as_secs_f64();
                 let added = process_memory_mib("VmRSS:") - before;
@@ -350,7 +360,8 @@ fn run() -> anyhow::Result<()> {
     println!(
         "p50 ms per frame, timing the production Segmenter::masks (frame -> alpha planes; graph: the IoBinding chain,\n\
          pre-processing graph -> model -> mask graph) and Compositor::composite (blur + blend; graph: the blend graph);\n\
-         synth = one GAN layer (alone); +MiB = resident memory the run added."
+         synth = one GAN layer (alone); +MiB = resident memory the run added; fps counts the frames after\n\
+         {WARMUP} untimed ones per stream."
     );
     if o.quality {
         quality(&manifest, &session, o.crops.as_deref())?;

@@ -152,8 +152,10 @@ impl Parts {
             .bind_output_to_device(m.output.name.clone(), &device)
             .map_err(&err)?;
         let mut mask_binding = mask.session.create_binding().map_err(&err)?;
-        let output_alloc =
-            host_allocator(&mask.session, provider, MemoryType::CPUOutput).map_err(&err)?;
+        // Plain host memory, not pinned: on CUDA (ORT 1.31) a pinned output buffer failed
+        // the first run with "CopyTensorAsync dst_data != src_data" (a copy of the buffer
+        // onto itself), while the native path's plain host outputs ran.
+        let output_alloc = Allocator::default();
         for i in 0..selections.len() {
             for (plane, (w, h)) in [("luma", (width, height)), ("chroma", (cw, ch))] {
                 let t = Tensor::<u8>::new(&output_alloc, [1usize, 1, h, w]).map_err(&err)?;

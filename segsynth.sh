@@ -161,13 +161,69 @@ case "${1:-demo}" in
     setup
     cargo build --release --quiet --no-default-features --features cuda,tensorrt \
       --bin segsynth-core-bench --target-dir target/gpu
-    say "carry target/gpu/release/segsynth-core-bench and models/*.onnx; run ./segsynth.sh gpu-check there"
+    strip target/gpu/release/segsynth-core-bench
+    # ONNX Runtime's CUDA build for a box whose own wheel is CPU-only, small enough to carry:
+    # its CUDA provider (284 MB) with the GPU code of every architecture but Hopper's (sm_90,
+    # H100/H200) zeroed, xz-compressed (52 MB), in .gpu/ (ignored by git).
+    whl=.deps/ort-gpu
+    ls $whl/onnxruntime_gpu-$ORT_VERSION-*.whl >/dev/null 2>&1 ||
+      python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_28_x86_64 -d $whl "onnxruntime-gpu==$ORT_VERSION"
+    mkdir -p .gpu
+    python3 - $whl/onnxruntime_gpu-$ORT_VERSION-*.whl .gpu "${GPU_ARCH:-90}" <<'PY'
+import lzma, struct, sys, zipfile
+wheel, out, keep = sys.argv[1], sys.argv[2], int(sys.argv[3])
+z = zipfile.ZipFile(wheel)
+for name in z.namelist():
+    base = name.rsplit("/", 1)[-1]
+    if not name.startswith("onnxruntime/capi/libonnxruntime") or "tensorrt" in base:
+        continue
+    data = bytearray(z.read(name))
+    if base == "libonnxruntime_providers_cuda.so":
+        shoff, = struct.unpack_from("<Q", data, 0x28)
+        shsize, shnum, shstr = struct.unpack_from("<HHH", data, 0x3A)
+        sec = lambda i: struct.unpack_from("<IIQQQQ", data, shoff + i * shsize)
+        names = sec(shstr)[4]
+        for i in range(shnum):
+            sname, _, _, _, off, size = sec(i)
+            if bytes(data[names + sname:names + sname + 10]) != b".nv_fatbin":
+                continue
+            pos, end = off, off + size
+            while pos < end:  # fatbin containers, each a list of (header, payload) entries
+                magic, _, hsize, fsize = struct.unpack_from("<IHHQ", data, pos)
+                if magic != 0xBA55ED50:
+                    pos += 8
+                    continue
+                p, e = pos + hsize, pos + hsize + fsize
+                while p < e:
+                    kind, _, ehs, psize = struct.unpack_from("<HHIQ", data, p)
+                    arch, = struct.unpack_from("<I", data, p + 28)
+                    if arch != keep:
+                        data[p + ehs:p + ehs + psize] = bytes(psize)
+                    p += ehs + psize
+                pos = e
+    with lzma.open(f"{out}/{base}.xz", "wb", preset=9) as f:
+        f.write(data)
+    print(f"{out}/{base}.xz")
+PY
+    say "carry target/gpu/release/segsynth-core-bench, models/*.onnx and .gpu/ (over the 64 MiB limit with the tree? carry .gpu/libonnxruntime_providers_cuda.so.xz in a call of its own first); run ./segsynth.sh gpu-check there"
     ;;
   gpu-check)
     # There: no GStreamer, no network, Python with onnxruntime (GPU build) and the NVIDIA wheels.
     bin=target/gpu/release/segsynth-core-bench
     [ -x "$bin" ] || die "$bin is missing: run ./segsynth.sh gpu-check-build here first and carry it"
     py=${PYTHON:-python3}
+    if [ -z "${ORT_DYLIB_PATH:-}" ] && ls .gpu/libonnxruntime.so.*.xz >/dev/null 2>&1; then
+      # The CUDA build packed by gpu-check-build (an earlier call may have unpacked the
+      # provider already: it stays in /tmp/segsynth-ort while the box is held).
+      mkdir -p /tmp/segsynth-ort
+      for f in .gpu/*.xz; do
+        "$py" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+          "$f" "/tmp/segsynth-ort/$(basename "$f" .xz)"
+      done
+      export ORT_DYLIB_PATH=$(ls /tmp/segsynth-ort/libonnxruntime.so.* | head -n 1)
+      export LD_LIBRARY_PATH="$(ls -d /usr/local/cuda*/targets/x86_64-linux/lib 2>/dev/null | paste -sd:):${LD_LIBRARY_PATH:-}"
+    fi
     if [ -n "${ORT_DYLIB_PATH:-}" ]; then
       # A GPU build of ONNX Runtime brought along (the box's own wheel may be CPU-only).
       lib=$ORT_DYLIB_PATH capi=$(dirname "$ORT_DYLIB_PATH")

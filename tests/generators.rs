@@ -276,6 +276,25 @@ fn gan_background_lives_and_person_stays() {
     );
 }
 
+/// `segsynth run` from the test source at 320x180 for `seconds` into `rec`, with `content`.
+fn record_test_source(rec: &std::path::Path, content: &str, seconds: &str) -> std::process::Output {
+    segsynth(&[
+        "run",
+        "-i",
+        "test:",
+        "-o",
+        rec.to_str().unwrap(),
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--duration",
+        seconds,
+        "--content",
+        content,
+    ])
+}
+
 /// Every shipped generator by name, from `segsynth process` and from `segsynth run`:
 /// the background turns into that generator's content (it differs from the input and
 /// from every other generator's there) and the person stays.
@@ -323,21 +342,7 @@ fn every_shipped_generator_runs_from_process_and_run() {
         backgrounds.push((name.to_string(), crop));
 
         let rec = dir.path().join(format!("{name}.mkv"));
-        let o = segsynth(&[
-            "run",
-            "-i",
-            "test:",
-            "-o",
-            rec.to_str().unwrap(),
-            "--width",
-            "320",
-            "--height",
-            "180",
-            "--duration",
-            "1",
-            "--content",
-            &content,
-        ]);
+        let o = record_test_source(&rec, &content, "1");
         assert!(o.status.success(), "{name} (run): {}", stderr(&o));
         let r = probe(&rec, &[5], 32, 18);
         assert!(
@@ -405,21 +410,7 @@ fn image_generators_run_from_process_and_run() {
     // The same generator, with the mask input, from a live run into a recording.
     let rec = dir.path().join("live.mkv");
     let content = format!("gan:{}", data("gen_image_mask.toml").display());
-    let o = segsynth(&[
-        "run",
-        "-i",
-        "test:",
-        "-o",
-        rec.to_str().unwrap(),
-        "--width",
-        "320",
-        "--height",
-        "180",
-        "--duration",
-        "2",
-        "--content",
-        &content,
-    ]);
+    let o = record_test_source(&rec, &content, "2");
     assert!(o.status.success(), "{}", stderr(&o));
     let r = probe(&rec, &[10], 32, 18);
     assert!(r.pts.len() >= 20, "recording holds {} frames", r.pts.len());
@@ -760,21 +751,7 @@ fn the_frame_conditioned_generator_follows_the_scene() {
     );
     // And from a live run.
     let rec = dir.path().join("live.mkv");
-    let o = segsynth(&[
-        "run",
-        "-i",
-        "test:",
-        "-o",
-        rec.to_str().unwrap(),
-        "--width",
-        "320",
-        "--height",
-        "180",
-        "--duration",
-        "1.5",
-        "--content",
-        "gan:foliage_transfer",
-    ]);
+    let o = record_test_source(&rec, "gan:foliage_transfer", "1.5");
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(probe(&rec, &[], 16, 9).pts.len() >= 20);
 }

@@ -266,7 +266,16 @@ pub fn noise_at(seed: u64, n: usize, period: f32, t: f32) -> Vec<f32> {
 /// mostly fall between the same two keyframes.
 #[derive(Default)]
 pub struct NoiseWalk {
-    keys: Option<(u64, usize, u64, Vec<f32>, Vec<f32>)>,
+    keys: Option<Keys>,
+}
+
+/// Keyframes `at` and `at + 1` of the walk with `seed` over `len` values.
+struct Keys {
+    seed: u64,
+    len: usize,
+    at: u64,
+    first: Vec<f32>,
+    second: Vec<f32>,
 }
 
 impl NoiseWalk {
@@ -277,18 +286,27 @@ impl NoiseWalk {
         let theta = f * f * (3.0 - 2.0 * f) * FRAC_PI_2;
         let key = |i: u64| normal_noise(seed.wrapping_mul(1_000_003).wrapping_add(i), n);
         let keys = match self.keys.take() {
-            Some((s, len, at, a, b)) if s == seed && len == n && at == k => (s, len, at, a, b),
+            Some(old) if old.seed == seed && old.len == n && old.at == k => old,
             // The walk moved on by one keyframe: the old second is the new first.
-            Some((s, len, at, _, b)) if s == seed && len == n && at + 1 == k => {
-                (s, len, k, b, key(k + 1))
-            }
-            _ => (seed, n, k, key(k), key(k + 1)),
+            Some(old) if old.seed == seed && old.len == n && old.at + 1 == k => Keys {
+                at: k,
+                first: old.second,
+                second: key(k + 1),
+                ..old
+            },
+            _ => Keys {
+                seed,
+                len: n,
+                at: k,
+                first: key(k),
+                second: key(k + 1),
+            },
         };
         let (c, s) = (theta.cos(), theta.sin());
         let out = keys
-            .3
+            .first
             .iter()
-            .zip(&keys.4)
+            .zip(&keys.second)
             .map(|(x, y)| c * x + s * y)
             .collect();
         self.keys = Some(keys);

@@ -47,9 +47,10 @@ def layer(name, frame):
         x = frame.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
         out = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]
     else:
-        c, s = int(get("noise_channels")), int(get("scale"))
-        noise = np.random.default_rng(7).standard_normal((1, c, TILE // s, TILE // s)).astype(np.float32)
-        out = sess.run(None, {sess.get_inputs()[0].name: noise})[0][0]
+        c, s, b = int(get("noise_channels")), int(get("scale")), int(get("border") or 0)
+        n = TILE // s + 2 * b  # as segsynth does: `border` cells beyond each edge, cropped
+        noise = np.random.default_rng(7).standard_normal((1, c, n, n)).astype(np.float32)
+        out = sess.run(None, {sess.get_inputs()[0].name: noise})[0][0][:, b * s:b * s + TILE, b * s:b * s + TILE]
     rgb = ((np.clip(out, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
     return resize(rgb, TILE, TILE)
 

@@ -96,6 +96,9 @@ pub struct GeneratorSpec {
     pub noise_channels: Option<usize>,
     pub scale: Option<usize>,
     pub latent_dim: Option<usize>,
+    /// Spatial generators: noise cells to generate beyond each edge of the layer and crop
+    /// away (a convolutional generator's outermost pixels see padding, not texture).
+    pub border: Option<usize>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -211,6 +214,11 @@ impl Manifest {
                     }
                     Contract::Latent if g.latent_dim.is_none() => {
                         return Err(self.invalid("a latent generator needs `latent_dim`"));
+                    }
+                    Contract::Latent | Contract::Image if g.border.is_some() => {
+                        return Err(self.invalid(
+                            "`border` (noise cells cropped at each edge) is for spatial generators only",
+                        ));
                     }
                     _ => {}
                 }
@@ -496,6 +504,27 @@ classes = ["sky", "person", "road"]
         let e =
             parse(&SEG.replace("task = \"segmentation\"", "task = \"segmentatoin\"")).unwrap_err();
         assert!(e.to_string().contains("unknown variant"), "{e}");
+    }
+
+    #[test]
+    fn border_is_for_spatial_generators_only() {
+        let generator = |table: &str| {
+            format!(
+                "name = \"g\"\ntask = \"generator\"\nfile = \"g.onnx\"\nlicence = \"MIT\"\nsource = \"test\"\n\
+                 [input]\nname = \"z\"\nshape = [1, 8]\ndtype = \"f32\"\n\
+                 [output]\nname = \"image\"\nshape = [1, 3, -1, -1]\ndtype = \"f32\"\n[generator]\n{table}"
+            )
+        };
+        let spatial = parse(&generator(
+            "contract = \"spatial\"\nnoise_channels = 8\nscale = 16\nborder = 1\n",
+        ))
+        .unwrap();
+        assert_eq!(spatial.generator.and_then(|g| g.border), Some(1));
+        let e = parse(&generator(
+            "contract = \"latent\"\nlatent_dim = 8\nborder = 1\n",
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("spatial generators only"), "{e}");
     }
 
     #[test]

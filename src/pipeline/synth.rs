@@ -387,11 +387,17 @@ impl Generator {
         })?;
         let sw = ((width as f32 * scale).round() as usize).max(1);
         let sh = ((height as f32 * scale).round() as usize).max(1);
+        // Pixels generated beyond each edge and cropped away (spatial generators only).
+        let margin = match g.contract {
+            Contract::Spatial => g.border.unwrap_or(0) * g.scale.unwrap_or(1).max(1),
+            _ => 0,
+        };
         let output = match g.contract {
             Contract::Spatial => {
                 let s = g.scale.unwrap_or(1).max(1);
                 let c = g.noise_channels.unwrap_or(1);
-                let (nh, nw) = (sh.div_ceil(s), sw.div_ceil(s));
+                let border = g.border.unwrap_or(0);
+                let (nh, nw) = (sh.div_ceil(s) + 2 * border, sw.div_ceil(s) + 2 * border);
                 let noise = self
                     .walk
                     .at(self.params.seed, c * nh * nw, self.params.period, t);
@@ -474,11 +480,12 @@ impl Generator {
         self.nonfinite += bad;
         // Spatial output covers the target exactly by cropping; others are scaled to cover.
         // Either way the result is sw x sh.
-        let small = if g.contract == Contract::Spatial && ow >= sw && oh >= sh {
-            crop(&rgb, ow, 0, 0, sw, sh)
-        } else {
-            crate::content::cover(&rgb, ow, oh, sw, sh)
-        };
+        let small =
+            if g.contract == Contract::Spatial && ow >= sw + 2 * margin && oh >= sh + 2 * margin {
+                crop(&rgb, ow, margin, margin, sw, sh)
+            } else {
+                crate::content::cover(&rgb, ow, oh, sw, sh)
+            };
         let low = Yuv420::from_rgb(&small, sw, sh, matrix);
         let (uw, uh) = crate::frame::chroma_size(width, height);
         Ok(Yuv420 {

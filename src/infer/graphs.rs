@@ -186,7 +186,7 @@ impl Builder {
         // The model is consumed by the first session attempt; later attempts (auto device
         // order) would need it again, so keep it in an Option.
         let mut model = Some(model);
-        build_session(options, what, |builder| {
+        build_session(options, what, true, |builder| {
             let model = model
                 .take()
                 .ok_or_else(|| "graph already consumed by an earlier provider".to_string())?;

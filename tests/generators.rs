@@ -682,7 +682,8 @@ fn shipped_generators_have_no_edge_band() {
             (mean, var.sqrt())
         };
         let (mean, sd) = stats(&|x, y| (64..192).contains(&x) && (64..192).contains(&y));
-        let bands: [(&str, &dyn Fn(usize, usize) -> bool); 4] = [
+        type Pick<'a> = &'a dyn Fn(usize, usize) -> bool;
+        let bands: [(&str, Pick); 4] = [
             ("top", &|_, y| y < 4),
             ("bottom", &|_, y| y >= n - 4),
             ("left", &|x, _| x < 4),

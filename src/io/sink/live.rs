@@ -422,10 +422,10 @@ impl LiveOutput {
                 if let Some(bus) = pipeline.bus() {
                     let stop = Arc::clone(&stop);
                     bus.set_sync_handler(move |_, msg| {
-                        if let gst::MessageView::Error(e) = msg.view() {
-                            if window::closed_by_user(&e.error()) {
-                                stop.store(true, Ordering::Relaxed);
-                            }
+                        if let gst::MessageView::Error(e) = msg.view()
+                            && window::closed_by_user(&e.error())
+                        {
+                            stop.store(true, Ordering::Relaxed);
                         }
                         gst::BusSyncReply::Pass
                     });

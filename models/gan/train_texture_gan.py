@@ -396,8 +396,10 @@ def main():
     g.cpu()
     if args.sample:
         with torch.no_grad():
-            z = torch.randn(1, NOISE_CHANNELS, 256 // SCALE, 448 // SCALE, generator=gen)
-            to_png(g(z), args.sample)
+            # As segsynth runs it (the manifests' `border = 1`): one noise cell beyond each
+            # edge, cropped, since the outermost pixels see the convolutions' padding.
+            z = torch.randn(1, NOISE_CHANNELS, 256 // SCALE + 2, 448 // SCALE + 2, generator=gen)
+            to_png(g(z)[:, :, SCALE:SCALE + 256, SCALE:SCALE + 448], args.sample)
         print(f"sample written to {args.sample}")
 
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

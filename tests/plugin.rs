@@ -20,12 +20,24 @@ fn plugin_dir() -> PathBuf {
     dir
 }
 
+/// Runs a GStreamer tool with the plugin on its path, under coreutils' `timeout`: a tool
+/// that hangs fails the test with the command line instead of stalling the suite.
 fn gst_tool(tool: &str, args: &[&str]) -> Output {
-    Command::new(tool)
+    let o = Command::new("timeout")
+        .arg("120")
+        .arg(tool)
         .args(args)
         .env("GST_PLUGIN_PATH", plugin_dir())
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {tool}: {e} (apt install gstreamer1.0-tools)"))
+        .unwrap_or_else(|e| panic!("cannot run {tool}: {e} (apt install gstreamer1.0-tools)"));
+    assert_ne!(
+        o.status.code(),
+        Some(124),
+        "{tool} {} did not finish within 120 s: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
 }
 
 fn launch_words(description: &str) -> Output {

@@ -32,7 +32,7 @@ use segsynth::io::frames::{frame_from_buffer, write_frame};
 use segsynth::job::{models_dir, open_generators, start_content};
 use segsynth::model::{Manifest, resolve};
 use segsynth::pipeline::composite::Compositor;
-use segsynth::pipeline::segment::Segmenter;
+use segsynth::pipeline::segment::{Segmenter, selections};
 use segsynth::pipeline::synth::{DEFAULT_SCALE, DEFAULT_SEED, SynthParams, SynthStage};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -207,6 +207,28 @@ impl SegsynthFilter {
             open_generators(&entries, &session).map_err(|e| format!("content: {e}"))?;
         start_content(&entries, &[], generators, &synth, &mask, first, None)
             .map_err(|e| format!("content: {e}"))
+    }
+
+    /// What can be checked without a frame: every property parses, the model's manifest
+    /// loads and names the chosen classes. `start` runs it, so a bad value fails the state
+    /// change itself (gst-launch reports it at once) instead of the first buffer.
+    fn check(settings: &Settings) -> Result<(), String> {
+        settings.session()?;
+        settings.pixels()?;
+        settings.mask()?;
+        let manifest = resolve(&settings.model, &models_dir())
+            .and_then(|p| Manifest::load(&p))
+            .map_err(|e| format!("model={:?}: {e}", settings.model))?;
+        let entries = build_map(&settings.classes(), &settings.contents())
+            .map_err(|e| format!("classes/content: {e}"))?;
+        selections(&manifest, &entries).map_err(|e| format!("classes: {e}"))?;
+        if !(settings.synth_scale > 0.0 && settings.synth_scale <= 1.0) {
+            return Err(format!(
+                "synth-scale={}: expected a fraction in (0, 1]",
+                settings.synth_scale
+            ));
+        }
+        Ok(())
     }
 
     /// Everything for `settings`: the model, its segmenter, the map.
@@ -429,6 +451,15 @@ impl BaseTransformImpl for SegsynthFilter {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().map(|s| s.clone()).map_err(|_| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["segsynth: settings lock poisoned"]
+            )
+        })?;
+        Self::check(&settings).map_err(|message| {
+            gst::error_msg!(gst::LibraryError::Settings, ["segsynth: {}", message])
+        })?;
         if let Ok(mut s) = self.state.lock() {
             *s = Some(State::default());
         }

@@ -167,7 +167,7 @@ case "${1:-demo}" in
     # H100/H200) zeroed, xz-compressed (52 MB), in .gpu/ (ignored by git).
     whl=.deps/ort-gpu
     ls $whl/onnxruntime_gpu-$ORT_VERSION-*.whl >/dev/null 2>&1 ||
-      python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+      .venv/bin/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 -d $whl "onnxruntime-gpu==$ORT_VERSION"
     mkdir -p .gpu
     python3 - $whl/onnxruntime_gpu-$ORT_VERSION-*.whl .gpu "${GPU_ARCH:-90}" <<'PY'

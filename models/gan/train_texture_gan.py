@@ -76,7 +76,6 @@ import os
 import random
 import time
 
-import copy
 import sys
 
 import numpy as np

@@ -387,17 +387,17 @@ impl Generator {
         })?;
         let sw = ((width as f32 * scale).round() as usize).max(1);
         let sh = ((height as f32 * scale).round() as usize).max(1);
-        // Pixels generated beyond each edge and cropped away (spatial generators only).
-        let margin = match g.contract {
-            Contract::Spatial => g.border.unwrap_or(0) * g.scale.unwrap_or(1).max(1),
-            _ => 0,
-        };
+        // Noise cells generated beyond each edge, and the pixels they make, cropped away
+        // (spatial generators only; the manifest rejects `border` on the others).
+        let (cell, border) = (g.scale.unwrap_or(1).max(1), g.border.unwrap_or(0));
+        let margin = border * cell;
         let output = match g.contract {
             Contract::Spatial => {
-                let s = g.scale.unwrap_or(1).max(1);
                 let c = g.noise_channels.unwrap_or(1);
-                let border = g.border.unwrap_or(0);
-                let (nh, nw) = (sh.div_ceil(s) + 2 * border, sw.div_ceil(s) + 2 * border);
+                let (nh, nw) = (
+                    sh.div_ceil(cell) + 2 * border,
+                    sw.div_ceil(cell) + 2 * border,
+                );
                 let noise = self
                     .walk
                     .at(self.params.seed, c * nh * nw, self.params.period, t);

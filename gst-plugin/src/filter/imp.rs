@@ -175,6 +175,24 @@ pub struct SegsynthFilter {
 /// Latency reported before any frame was timed.
 const FIRST_LATENCY: Duration = Duration::from_millis(50);
 
+/// The manifest `settings.model` names.
+fn manifest(settings: &Settings) -> Result<Manifest, String> {
+    resolve(&settings.model, &models_dir())
+        .and_then(|p| Manifest::load(&p))
+        .map_err(|e| format!("model={:?}: {e}", settings.model))
+}
+
+fn synth_scale(settings: &Settings) -> Result<(), String> {
+    if settings.synth_scale > 0.0 && settings.synth_scale <= 1.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "synth-scale={}: expected a fraction in (0, 1]",
+            settings.synth_scale
+        ))
+    }
+}
+
 impl SegsynthFilter {
     /// The map (entries, compositor, synth threads) for `settings`, over `first`.
     fn build_map(
@@ -191,12 +209,7 @@ impl SegsynthFilter {
                 .reconfigure(&entries, &mask)
                 .map_err(|e| format!("classes: {e}"))?;
         }
-        if !(settings.synth_scale > 0.0 && settings.synth_scale <= 1.0) {
-            return Err(format!(
-                "synth-scale={}: expected a fraction in (0, 1]",
-                settings.synth_scale
-            ));
-        }
+        synth_scale(settings)?;
         let synth = SynthParams {
             seed: settings.seed,
             scale: settings.synth_scale,
@@ -216,18 +229,11 @@ impl SegsynthFilter {
         settings.session()?;
         settings.pixels()?;
         settings.mask()?;
-        let manifest = resolve(&settings.model, &models_dir())
-            .and_then(|p| Manifest::load(&p))
-            .map_err(|e| format!("model={:?}: {e}", settings.model))?;
+        let manifest = manifest(settings)?;
         let entries = build_map(&settings.classes(), &settings.contents())
             .map_err(|e| format!("classes/content: {e}"))?;
         selections(&manifest, &entries).map_err(|e| format!("classes: {e}"))?;
-        if !(settings.synth_scale > 0.0 && settings.synth_scale <= 1.0) {
-            return Err(format!(
-                "synth-scale={}: expected a fraction in (0, 1]",
-                settings.synth_scale
-            ));
-        }
+        synth_scale(settings)?;
         Ok(())
     }
 
@@ -235,9 +241,7 @@ impl SegsynthFilter {
     fn build(settings: &Settings, first: &Frame) -> Result<Built, String> {
         let session = settings.session()?;
         let pixels = settings.pixels()?;
-        let manifest = resolve(&settings.model, &models_dir())
-            .and_then(|p| Manifest::load(&p))
-            .map_err(|e| format!("model={:?}: {e}", settings.model))?;
+        let manifest = manifest(settings)?;
         let model = Model::open(manifest, &session).map_err(|e| format!("model: {e}"))?;
         let provider = model.provider;
         let entries = build_map(&settings.classes(), &settings.contents())

@@ -14,42 +14,61 @@ use x11rb::rust_connection::RustConnection;
 use crate::live::{Running, spawn_reading};
 use crate::support::*;
 
-/// An Xvfb server on its own display number, stopped when dropped.
+/// An Xvfb server on a display number it chose itself, stopped when dropped.
 struct Xvfb {
     child: Child,
     display: String,
 }
 
 impl Xvfb {
+    /// Xvfb picks a free display and writes its number on `-displayfd` once it accepts
+    /// connections: no guessed number can meet another server or a stale socket left by
+    /// a killed one (CI once connected to such a socket before the new server listened).
     fn start() -> Xvfb {
-        let n = 100 + std::process::id() % 400 + rand_offset();
-        let display = format!(":{n}");
-        let child = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "640x480x24", "-nolisten", "tcp"])
-            .stdout(Stdio::null())
+        let mut child = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "640x480x24", "-nolisten", "tcp"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("Xvfb is needed for the window tests and could not start ({e}); `./segsynth.sh test` installs it (apt install xvfb)")
             });
-        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "Xvfb {display} did not come up");
-            std::thread::sleep(Duration::from_millis(50));
+        let stdout = child.stdout.take().expect("Xvfb stdout is piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+        let n: u32 = match line.trim().parse() {
+            Ok(n) => n,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!("Xvfb did not report a display within 30 s (it wrote {line:?}; {status:?})");
+            }
+        };
+        Xvfb {
+            child,
+            display: format!(":{n}"),
         }
-        Xvfb { child, display }
     }
-}
-
-fn rand_offset() -> u32 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed) * 401
 }
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
+        // SIGTERM lets Xvfb remove its socket and lock file; SIGKILL only if it hangs.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -12,9 +12,17 @@ use gstreamer_app as gst_app;
 
 use crate::support::*;
 
+/// A TCP port for a test server: distinct within this run, and free on loopback when
+/// handed out (a port some other process holds is skipped).
 pub(crate) fn port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
-    20000 + (std::process::id() % 20000) as u16 + NEXT.fetch_add(1, Ordering::Relaxed) * 7
+    loop {
+        let p =
+            20000 + (std::process::id() % 20000) as u16 + NEXT.fetch_add(1, Ordering::Relaxed) * 7;
+        if std::net::TcpListener::bind(("0.0.0.0", p)).is_ok() {
+            return p;
+        }
+    }
 }
 
 /// A running `segsynth run`, killed if the test fails before stopping it.

@@ -626,8 +626,8 @@ fn grid_ratio_finds_a_checkerboard_and_passes_smooth_noise() {
     );
 }
 
-/// The shipped spatial generators' manifests (models/gan), by name.
-fn shipped_spatial_generators() -> Vec<(Manifest, std::path::PathBuf)> {
+/// The shipped generators' manifests (models/gan) with this contract, by name.
+fn shipped_generators(contract: segsynth::model::Contract) -> Vec<(Manifest, std::path::PathBuf)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gan");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .expect("models/gan")
@@ -638,12 +638,12 @@ fn shipped_spatial_generators() -> Vec<(Manifest, std::path::PathBuf)> {
     names
         .into_iter()
         .map(|p| (Manifest::load(&p).expect("manifest"), p))
-        .filter(|(m, _)| {
-            m.generator
-                .as_ref()
-                .is_some_and(|g| g.contract == segsynth::model::Contract::Spatial)
-        })
+        .filter(|(m, _)| m.generator.as_ref().is_some_and(|g| g.contract == contract))
         .collect()
+}
+
+fn shipped_spatial_generators() -> Vec<(Manifest, std::path::PathBuf)> {
+    shipped_generators(segsynth::model::Contract::Spatial)
 }
 
 /// A layer's edges look like its middle. The outermost pixels of a convolutional
@@ -733,6 +733,84 @@ fn shipped_generators_have_no_upsampling_grid() {
     // ones that followed 1.06 to 1.43; the shift-invariant ones have no grid by design.
     for (name, r) in &ratios {
         assert!(*r < 1.15, "{name}: grid ratio {r:.2} (bound 1.15)");
+    }
+}
+
+/// A seeded scene without a lattice: a vertical light gradient and 80 soft-edged
+/// discs of random colour, size and (sub-pixel) place.
+fn random_scene(n: usize, seed: u64) -> Yuv420 {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        // xorshift64*
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f32 / (1u64 << 53) as f32
+    };
+    let mut rgb: Vec<[f32; 3]> = (0..n * n)
+        .map(|i| {
+            let t = (i / n) as f32 / n as f32;
+            [0.3 + 0.4 * t, 0.35 + 0.3 * t, 0.4 + 0.2 * t]
+        })
+        .collect();
+    for _ in 0..80 {
+        let (cx, cy) = (next() * n as f32, next() * n as f32);
+        let r = 4.0 + 40.0 * next() * next();
+        let colour = [next(), next(), next()];
+        for (i, px) in rgb.iter_mut().enumerate() {
+            let (x, y) = ((i % n) as f32 + 0.5, (i / n) as f32 + 0.5);
+            let d = ((x - cx).powi(2) + (y - cy).powi(2)).sqrt();
+            let a = (r + 1.0 - d).clamp(0.0, 1.0);
+            for c in 0..3 {
+                px[c] += a * (colour[c] - px[c]);
+            }
+        }
+    }
+    let bytes: Vec<u8> = rgb
+        .iter()
+        .flat_map(|px| px.map(|v| (v * 255.0 + 0.5).clamp(0.0, 255.0) as u8))
+        .collect();
+    Yuv420::from_rgb(&bytes, n, n, Matrix::Bt709)
+}
+
+/// The shipped frame-conditioned generators have no grid either: over 16 seeded
+/// scenes, the grid ratio at the 4-, 8- and 16-pixel periods stays under the same 1.15
+/// (the scenes themselves read about 1; the stride-2 encoder-decoder shipped before read
+/// 20 at the 4-pixel period).
+#[test]
+fn frame_conditioned_generators_have_no_grid() {
+    let shipped = shipped_generators(segsynth::model::Contract::Image);
+    assert!(!shipped.is_empty(), "a frame-conditioned generator ships");
+    let n = 256;
+    let scenes: Vec<Yuv420> = (1..=16).map(|seed| random_scene(n, seed)).collect();
+    for cell in [4, 8, 16] {
+        let (mut on, mut around) = (0.0, 0.0);
+        for scene in &scenes {
+            let (a, b) = grid_powers(&scene.y.data, n, cell);
+            on += a;
+            around += b;
+        }
+        let input = on / around;
+        for (m, manifest) in &shipped {
+            let mut g = generator(manifest, params(1.0));
+            let (mut on, mut around) = (0.0, 0.0);
+            for scene in &scenes {
+                let layer = g.layer(0, n, n, Matrix::Bt709, Some(scene)).expect("layer");
+                let (a, b) = grid_powers(&layer.y.data, n, cell);
+                on += a;
+                around += b;
+            }
+            let r = on / around;
+            eprintln!(
+                "{}: grid ratio at {cell} px {r:.2} (scenes {input:.2})",
+                m.name
+            );
+            assert!(
+                r < 1.15,
+                "{}: grid ratio at the {cell}-pixel period {r:.2} (bound 1.15; the scenes read {input:.2})",
+                m.name
+            );
+        }
     }
 }
 

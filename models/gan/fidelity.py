@@ -13,6 +13,9 @@ For each generator it prints:
          differ by;
   ratio  swd / floor (1 is as close as real texture gets to itself);
   grid   the upsampling-grid figure (`grid_ratio`; the tests' bound is 1.15).
+Frame-conditioned (`image`) generators are measured on their outputs for three photos
+(256x256, seeded noise when they take it), and their grid is the highest of the 4-,
+8- and 16-pixel periods.
 
 Patches are 7x7x3 in [0,1] (4096 random ones per side); 256 random unit directions;
 the distance is the root mean square of the sorted projections' differences. Every
@@ -157,6 +160,41 @@ def onnx_sample(path, noise_channels, scale, size=256, seed=7):
     return ((np.clip(out, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
 
 
+def transfer_sample(path, frame, scale, seed):
+    """An `image` generator with a noise input on `frame` (HxWx3 uint8) and seeded noise."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    h, w, _ = frame.shape
+    x = (frame.astype(np.float32) / 127.5 - 1).transpose(2, 0, 1)[None]
+    feed = {"frame": x}
+    if "noise" in [i.name for i in sess.get_inputs()]:
+        c = sess.get_inputs()[1].shape[1]
+        feed["noise"] = np.random.default_rng(seed).standard_normal(
+            (1, c, -(-h // scale), -(-w // scale))).astype(np.float32)
+    out = sess.run(None, feed)[0][0]
+    return ((np.clip(out, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
+
+
+def transfer(name, here, get):
+    """A frame-conditioned generator: fidelity of its outputs on three photos (256x256)
+    against the texture region, and the grid at the 4-, 8- and 16-pixel periods over
+    those photos with 8 noise seeds each."""
+    from PIL import Image
+
+    cmd = get("training_command") or ""
+    region = crop(load_image(re.search(r"--texture (\S+)", cmd).group(1)),
+                  (re.search(r"--crop (\S+)", cmd) or [None, None])[1])
+    path, scale = os.path.join(here, get("file")), int(get("scale") or 16)
+    frames = [np.asarray(Image.fromarray(load_image(f)).resize((256, 256), Image.BICUBIC))
+              for f in ("skimage:astronaut", "skimage:coffee", "skimage:chelsea")]
+    samples = [transfer_sample(path, f, scale, seed) for f in frames for seed in range(8)]
+    got, floor = fidelity(np.concatenate(samples[::8], 1), region)
+    grids = [grid_ratio([s.astype(np.float64) for s in samples], cell) for cell in (4, 8, 16)]
+    print(f"{name:<10} {got:7.4f} {floor:7.4f} {got / floor:6.2f} {max(grids):6.2f}"
+          f"  (frame-conditioned; grid at 4/8/16 px: {' / '.join(f'{g:.2f}' for g in grids)})")
+
+
 def manifest(path):
     text = open(path).read()
     get = lambda key: (re.search(rf'^{key}\s*=\s*"?([^"\n]*)"?', text, re.M) or [None, None])[1]
@@ -170,6 +208,9 @@ def main(names):
     print(f"{'generator':<10} {'swd':>7} {'floor':>7} {'ratio':>6} {'grid':>6}")
     for name in names:
         text, get = manifest(os.path.join(here, f"{name}.toml"))
+        if get("contract") == "image":
+            transfer(name, here, get)
+            continue
         if get("contract") != "spatial":
             continue
         cmd = get("training_command") or ""

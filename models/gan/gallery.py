@@ -6,7 +6,7 @@ Usage: python models/gan/gallery.py OUT.jpg
 
 The mask is the selfie model's (square, run MediaPipe-style: corner-aligned stretch
 to 256x256, half-pixel bilinear upsample), blended softly; spatial generators get
-seeded noise, `image` generators the frame itself. Tiles are 256x256.
+seeded noise, `image` generators the frame itself (and seeded noise when they take it). Tiles are 256x256.
 """
 
 import os
@@ -17,6 +17,9 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image, ImageDraw
 from skimage import data
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fidelity import transfer_sample  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.dirname(HERE)
@@ -42,11 +45,11 @@ def manifest(name):
 
 def layer(name, frame):
     get = manifest(name)
-    sess = ort.InferenceSession(os.path.join(HERE, get("file")))
     if get("contract") == "image":
-        x = frame.astype(np.float32).transpose(2, 0, 1)[None] / 127.5 - 1.0
-        out = sess.run(None, {sess.get_inputs()[0].name: x})[0][0]
+        return resize(transfer_sample(os.path.join(HERE, get("file")), frame, int(get("scale") or 16), 7),
+                      TILE, TILE)
     else:
+        sess = ort.InferenceSession(os.path.join(HERE, get("file")))
         c, s, b = int(get("noise_channels")), int(get("scale")), int(get("border") or 0)
         n = TILE // s + 2 * b  # as segsynth does: `border` cells beyond each edge, cropped
         noise = np.random.default_rng(7).standard_normal((1, c, n, n)).astype(np.float32)

@@ -116,6 +116,9 @@ pub struct Manifest {
     pub input: TensorSpec,
     /// Second input of `image` generators that also take the mask.
     pub mask_input: Option<TensorSpec>,
+    /// Input of `image` generators that also take noise [1,C,h,w], in cells of the
+    /// generator's `scale` pixels covering the frame input (texture the frame lacks).
+    pub noise_input: Option<TensorSpec>,
     pub output: TensorSpec,
     pub generator: Option<GeneratorSpec>,
     /// Where this manifest was read from (set by `load`).
@@ -222,6 +225,24 @@ impl Manifest {
                     }
                     _ => {}
                 }
+                if let Some(n) = &self.noise_input {
+                    if g.contract != Contract::Image {
+                        return Err(self.invalid(
+                            "[noise_input] is for image generators only (spatial and latent ones take noise as their input)",
+                        ));
+                    }
+                    if g.scale.is_none() {
+                        return Err(self.invalid(
+                            "[noise_input] needs the generator's `scale` (pixels per noise cell)",
+                        ));
+                    }
+                    if n.shape.len() != 4 || n.shape[1] <= 0 {
+                        return Err(self.invalid(format!(
+                            "[noise_input] shape {:?}: expected [1, C, -1, -1] with a fixed channel count C",
+                            n.shape
+                        )));
+                    }
+                }
             }
         }
         if self.input.range.is_some() && self.input.mean.is_some() {
@@ -250,6 +271,9 @@ impl Manifest {
         let mut specs = vec![("input", &self.input, inputs)];
         if let Some(m) = &self.mask_input {
             specs.push(("mask_input", m, inputs));
+        }
+        if let Some(n) = &self.noise_input {
+            specs.push(("noise_input", n, inputs));
         }
         specs.push(("output", &self.output, outputs));
         for (table, spec, list) in specs {
@@ -525,6 +549,55 @@ classes = ["sky", "person", "road"]
         ))
         .unwrap_err();
         assert!(e.to_string().contains("spatial generators only"), "{e}");
+    }
+
+    #[test]
+    fn noise_input_is_for_image_generators_with_a_scale() {
+        let generator = |generator: &str, noise: &str| {
+            format!(
+                "name = \"g\"\ntask = \"generator\"\nfile = \"g.onnx\"\nlicence = \"MIT\"\nsource = \"test\"\n\
+                 [input]\nname = \"frame\"\nshape = [1, 3, -1, -1]\ndtype = \"f32\"\n\
+                 [noise_input]\nname = \"noise\"\nshape = {noise}\ndtype = \"f32\"\n\
+                 [output]\nname = \"image\"\nshape = [1, 3, -1, -1]\ndtype = \"f32\"\n[generator]\n{generator}"
+            )
+        };
+        let m = parse(&generator(
+            "contract = \"image\"\nscale = 16\n",
+            "[1, 2048, -1, -1]",
+        ))
+        .unwrap();
+        assert_eq!(m.noise_input.as_ref().map(|n| n.shape[1]), Some(2048));
+        let e = m
+            .validate_io(
+                &[io("frame", &[1, 3, -1, -1])],
+                &[io("image", &[1, 3, -1, -1])],
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("[noise_input] name \"noise\" is not in the model"),
+            "{e}"
+        );
+        for (table, noise, expected) in [
+            (
+                "contract = \"image\"\n",
+                "[1, 2048, -1, -1]",
+                "needs the generator's `scale`",
+            ),
+            (
+                "contract = \"image\"\nscale = 16\n",
+                "[1, -1, -1, -1]",
+                "fixed channel count",
+            ),
+            (
+                "contract = \"spatial\"\nnoise_channels = 8\nscale = 16\n",
+                "[1, 8, -1, -1]",
+                "image generators only",
+            ),
+        ] {
+            let e = parse(&generator(table, noise)).unwrap_err();
+            assert!(e.to_string().contains(expected), "{e}");
+        }
     }
 
     #[test]

@@ -426,27 +426,39 @@ impl Generator {
                 let mut tensor = Vec::new();
                 frame_to_tensor(frame, matrix, &geometry, &mut tensor);
                 let shape = [1, 3, ih as i64, iw as i64];
+                // The entry's alpha at the model's input size, in [0,1]; all ones when
+                // there is none (the primer, a direct caller).
+                let mask = m.mask_input.as_ref().map(|spec| {
+                    let values: Vec<f32> = match mask {
+                        Some(p) => resize_plane(p, iw, ih)
+                            .data
+                            .iter()
+                            .map(|&a| a as f32 / 255.0)
+                            .collect(),
+                        None => vec![1.0f32; iw * ih],
+                    };
+                    (spec.name.clone(), [1, 1, ih as i64, iw as i64], values)
+                });
+                // Noise for the texture, in cells of `scale` pixels covering the input,
+                // walking in time like a spatial generator's.
+                let noise = m.noise_input.as_ref().map(|spec| {
+                    let c = spec.shape.get(1).copied().unwrap_or(1).max(1) as usize;
+                    let (nh, nw) = (ih.div_ceil(cell), iw.div_ceil(cell));
+                    let values = self
+                        .walk
+                        .at(self.params.seed, c * nh * nw, self.params.period, t);
+                    (
+                        spec.name.clone(),
+                        [1, c as i64, nh as i64, nw as i64],
+                        values,
+                    )
+                });
                 let name = m.input.name.clone();
-                match &m.mask_input {
-                    // The entry's alpha at the model's input size, in [0,1]; all ones
-                    // when there is none (the primer, a direct caller).
-                    Some(spec) => {
-                        let values = match mask {
-                            Some(p) => resize_plane(p, iw, ih)
-                                .data
-                                .iter()
-                                .map(|&a| a as f32 / 255.0)
-                                .collect(),
-                            None => vec![1.0f32; iw * ih],
-                        };
-                        let mname = spec.name.clone();
-                        self.model.run(&[
-                            (&name, &shape, &tensor),
-                            (&mname, &[1, 1, ih as i64, iw as i64], &values),
-                        ])?
-                    }
-                    None => self.model.run(&[(&name, &shape, &tensor)])?,
+                let mut inputs: Vec<(&str, &[i64], &[f32])> = vec![(&name, &shape, &tensor)];
+                for (name, shape, values) in mask.iter().chain(&noise) {
+                    inputs.push((name.as_str(), shape, values));
                 }
+                self.model.run(&inputs)?
             }
         };
         let Output::F32 { shape, data } = output else {

@@ -535,10 +535,13 @@ fn crop(rgb: &[u8], stride_w: usize, x0: usize, y0: usize, w: usize, h: usize) -
     out
 }
 
+/// What a synth thread returns when it ends: (non-finite values clamped, per-layer ms).
+type SynthOutcome = Result<(u64, Vec<f32>), SynthError>;
+
 /// A running synth thread and the slot it fills.
 pub struct SynthStage {
     pub slot: Arc<LayerSlot>,
-    handle: Option<std::thread::JoinHandle<Result<(u64, Vec<f32>), SynthError>>>,
+    handle: Option<std::thread::JoinHandle<SynthOutcome>>,
 }
 
 impl SynthStage {
@@ -601,7 +604,7 @@ impl SynthStage {
     }
 
     /// Stops the thread; returns (non-finite values clamped, per-layer ms).
-    pub fn finish(mut self) -> Result<(u64, Vec<f32>), SynthError> {
+    pub fn finish(mut self) -> SynthOutcome {
         self.slot.stop();
         match self.handle.take().map(|h| h.join()) {
             Some(Ok(r)) => r,

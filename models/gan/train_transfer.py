@@ -64,10 +64,6 @@ FRAMES = ["skimage:astronaut", "skimage:coffee", "skimage:chelsea", "skimage:roc
           "sklearn:china.jpg", "sklearn:flower.jpg"]
 
 
-def conv(cin, cout, k, s):
-    return nn.Conv2d(cin, cout, k, s, (k - 1) // 2 if s == 1 else 1, padding_mode="replicate")
-
-
 class FramePyramid(nn.Module):
     """The frame and LEVELS smoothings of it by the a-trous cubic B-spline cascade
     (as the texture pyramid, but with replicated borders: the frame is not zero-mean

@@ -94,6 +94,34 @@ fn image_contract_matches_known_output() {
     assert!(layer.u.data.iter().all(|&p| p.abs_diff(cyan.1) <= 3));
 }
 
+/// An `image` generator with a `[noise_input]` gets the frame and the walked noise in
+/// cells of its `scale` covering the frame: gen_image_noise is gen_spatial's formula
+/// behind the image contract, so its layer is the same known output.
+#[test]
+fn image_contract_with_noise_matches_known_output() {
+    let mut g = generator(&data("gen_image_noise.toml"), params(1.0));
+    let (w, h) = (32, 16);
+    let frame = Yuv420::filled(w, h, rgb_to_yuv(Matrix::Bt709, 200, 30, 90));
+    for t_ns in [700_000_000u64, 1_300_000_000] {
+        let layer = g.layer(t_ns, w, h, Matrix::Bt709, Some(&frame)).unwrap();
+        let noise = noise_at(11, 4 * (h / 4) * (w / 4), 2.0, t_ns as f32 / 1e9);
+        let mut rgb = vec![0u8; w * h * 3];
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..3 {
+                    rgb[(y * w + x) * 3 + c] =
+                        to_u8(noise[c * (h / 4) * (w / 4) + (y / 4) * (w / 4) + x / 4].tanh());
+                }
+            }
+        }
+        assert_eq!(
+            layer,
+            Yuv420::from_rgb(&rgb, w, h, Matrix::Bt709),
+            "layer at {t_ns} ns"
+        );
+    }
+}
+
 #[test]
 fn nan_output_is_clamped_and_counted() {
     let mut g = generator(&data("gen_nan.toml"), params(1.0));

@@ -49,6 +49,12 @@ Generator models (float32; dims named 'h','w' are dynamic):
       frame [1,3,'h','w'], mask [1,1,'h','w'] (in [0,1])  ->  image [1,3,'h','w']
       image = frame * (2 * mask - 1)   (the frame where the mask is 1, inverted where 0)
 
+  gen_image_noise.onnx
+      frame [1,3,'h','w'], noise [1,4,'nh','nw'] (h = 4 nh, w = 4 nw)  ->  image [1,3,'h','w']
+      image = tanh(nearest_upsample_4x(noise[:, 0:3])) + 0 * frame
+      (gen_spatial's formula behind an `image` contract with a `[noise_input]`: the noise
+       must arrive in cells of 4 pixels covering the frame; the frame must be fed too)
+
   gen_nan.onnx
       noise [1,4,'h','w']  ->  image [1,3,4h,4w]   (same I/O as gen_spatial)
       image = sqrt(tanh(nearest_upsample_4x(noise[:, 0:3])))
@@ -220,6 +226,24 @@ def gen_image_mask():
     )
 
 
+def gen_image_noise():
+    nodes, inits = upsample_nodes_and_inits("t")
+    nodes += [
+        helper.make_node("Mul", ["frame", "zero"], ["f0"]),
+        helper.make_node("Add", ["t", "f0"], ["image"]),
+    ]
+    return make_model(
+        "gen_image_noise",
+        nodes,
+        [
+            helper.make_tensor_value_info("frame", F, [1, 3, "h", "w"]),
+            helper.make_tensor_value_info("noise", F, [1, 4, "nh", "nw"]),
+        ],
+        [helper.make_tensor_value_info("image", F, [1, 3, "h", "w"])],
+        inits + [const_init("zero", np.array(0.0, dtype=np.float32))],
+    )
+
+
 # ---------------------------------------------------------------- references
 def softmax(x, axis):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
@@ -243,6 +267,7 @@ def main():
         "gen_latent.onnx": gen_latent(),
         "gen_image.onnx": gen_image(),
         "gen_image_mask.onnx": gen_image_mask(),
+        "gen_image_noise.onnx": gen_image_noise(),
         "gen_nan.onnx": gen_nan(),
     }
     for fname, model in models.items():
@@ -321,6 +346,13 @@ def main():
     out = run("gen_image_mask.onnx", {"frame": fr, "mask": m})
     np.testing.assert_allclose(out, fr * (2 * m - 1), **close)
     report("gen_image_mask.onnx", out)
+
+    fr = rng.uniform(-1, 1, (1, 3, 8, 12)).astype(f32)
+    n = rng.standard_normal((1, 4, 2, 3)).astype(f32)
+    out = run("gen_image_noise.onnx", {"frame": fr, "noise": n})
+    assert out.shape == (1, 3, 8, 12)
+    np.testing.assert_allclose(out, np.tanh(up4(n[:, :3])), **close)
+    report("gen_image_noise.onnx", out)
 
     n = rng.standard_normal((1, 4, 8, 8)).astype(f32)
     n[0, 0, 0, 0] = 0.0

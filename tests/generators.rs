@@ -41,8 +41,13 @@ fn spatial_contract_matches_known_output() {
     let (w, h) = (32, 16);
     let t_ns = 700_000_000u64;
     let layer = g.layer(t_ns, w, h, Matrix::Bt709, None).unwrap();
-    // gen_spatial: image[c,y,x] = tanh(noise[c, y/4, x/4]); noise is [1,4,h/4,w/4].
-    let noise = noise_at(11, 4 * (h / 4) * (w / 4), 2.0, 0.7);
+    assert_eq!(layer, upsampled_tanh(11, 0.7, w, h));
+}
+
+/// gen_spatial's (and gen_image_noise's) known layer: image[c,y,x] = tanh(noise[c, y/4,
+/// x/4]) for the walk's noise [1,4,h/4,w/4] with `seed` at `t` seconds (period 2 s).
+fn upsampled_tanh(seed: u64, t: f32, w: usize, h: usize) -> Yuv420 {
+    let noise = noise_at(seed, 4 * (h / 4) * (w / 4), 2.0, t);
     let mut rgb = vec![0u8; w * h * 3];
     for y in 0..h {
         for x in 0..w {
@@ -52,7 +57,7 @@ fn spatial_contract_matches_known_output() {
             }
         }
     }
-    assert_eq!(layer, Yuv420::from_rgb(&rgb, w, h, Matrix::Bt709));
+    Yuv420::from_rgb(&rgb, w, h, Matrix::Bt709)
 }
 
 #[test]
@@ -104,19 +109,9 @@ fn image_contract_with_noise_matches_known_output() {
     let frame = Yuv420::filled(w, h, rgb_to_yuv(Matrix::Bt709, 200, 30, 90));
     for t_ns in [700_000_000u64, 1_300_000_000] {
         let layer = g.layer(t_ns, w, h, Matrix::Bt709, Some(&frame)).unwrap();
-        let noise = noise_at(11, 4 * (h / 4) * (w / 4), 2.0, t_ns as f32 / 1e9);
-        let mut rgb = vec![0u8; w * h * 3];
-        for y in 0..h {
-            for x in 0..w {
-                for c in 0..3 {
-                    rgb[(y * w + x) * 3 + c] =
-                        to_u8(noise[c * (h / 4) * (w / 4) + (y / 4) * (w / 4) + x / 4].tanh());
-                }
-            }
-        }
         assert_eq!(
             layer,
-            Yuv420::from_rgb(&rgb, w, h, Matrix::Bt709),
+            upsampled_tanh(11, t_ns as f32 / 1e9, w, h),
             "layer at {t_ns} ns"
         );
     }

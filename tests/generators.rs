@@ -607,9 +607,38 @@ fn grid_powers(luma: &[u8], n: usize, cell: usize) -> (f64, f64) {
     (on, around)
 }
 
-fn grid_ratio(luma: &[u8], n: usize, cell: usize) -> f64 {
-    let (on, around) = grid_powers(luma, n, cell);
+/// The grid ratio of n x n luma planes, their powers summed (an averaged periodogram).
+fn grid_ratio<'a>(lumas: impl IntoIterator<Item = &'a [u8]>, n: usize, cell: usize) -> f64 {
+    let (on, around) = lumas
+        .into_iter()
+        .map(|luma| grid_powers(luma, n, cell))
+        .fold((0.0, 0.0), |(on, around), (a, b)| (on + a, around + b));
     on / around
+}
+
+/// The lumas of `layers`, for `grid_ratio`.
+fn lumas(layers: &[Yuv420]) -> impl Iterator<Item = &[u8]> {
+    layers.iter().map(|l| l.y.data.as_slice())
+}
+
+/// Layers of n x n from `manifest` with each of `seeds` (at time 0).
+fn seeded_layers(
+    manifest: &std::path::Path,
+    seeds: std::ops::RangeInclusive<u64>,
+    n: usize,
+) -> Vec<Yuv420> {
+    seeds
+        .map(|seed| {
+            let mut g = generator(
+                manifest,
+                SynthParams {
+                    seed,
+                    ..params(1.0)
+                },
+            );
+            g.layer(0, n, n, Matrix::Bt709, None).expect("layer")
+        })
+        .collect()
 }
 
 #[test]
@@ -628,7 +657,7 @@ fn grid_ratio_finds_a_checkerboard_and_passes_smooth_noise() {
         n,
         n,
     );
-    let clean = grid_ratio(&smooth.data, n, 16);
+    let clean = grid_ratio([&smooth.data[..]], n, 16);
     // ...and the same field with a faint 16-pixel periodic pattern has one.
     let gridded: Vec<u8> = smooth
         .data
@@ -642,7 +671,7 @@ fn grid_ratio_finds_a_checkerboard_and_passes_smooth_noise() {
             })
         })
         .collect();
-    let grid = grid_ratio(&gridded, n, 16);
+    let grid = grid_ratio([&gridded[..]], n, 16);
     assert!(
         clean < 1.15 && grid > 1.5,
         "smooth {clean:.2}, gridded {grid:.2}"
@@ -678,21 +707,9 @@ fn shipped_spatial_generators() -> Vec<(Manifest, std::path::PathBuf)> {
 fn shipped_generators_have_no_edge_band() {
     for (m, manifest) in shipped_spatial_generators() {
         let n = 256;
-        let mut layers = Vec::new();
-        for seed in 1..=16 {
-            let mut g = generator(
-                &manifest,
-                SynthParams {
-                    seed,
-                    ..params(1.0)
-                },
-            );
-            let layer = g.layer(0, n, n, Matrix::Bt709, None).expect("layer");
-            layers.push(layer.y.data);
-        }
+        let layers = seeded_layers(&manifest, 1..=16, n);
         let stats = |pick: &dyn Fn(usize, usize) -> bool| {
-            let v: Vec<f64> = layers
-                .iter()
+            let v: Vec<f64> = lumas(&layers)
                 .flat_map(|l| {
                     l.iter()
                         .enumerate()
@@ -731,21 +748,8 @@ fn shipped_generators_have_no_upsampling_grid() {
     let mut ratios = Vec::new();
     for (m, manifest) in shipped_spatial_generators() {
         let cell = m.generator.as_ref().and_then(|g| g.scale).unwrap_or(1);
-        let (mut on, mut around) = (0.0, 0.0);
-        for seed in 1..=32 {
-            let mut g = generator(
-                &manifest,
-                SynthParams {
-                    seed,
-                    ..params(1.0)
-                },
-            );
-            let layer = g.layer(0, 256, 256, Matrix::Bt709, None).expect("layer");
-            let (a, b) = grid_powers(&layer.y.data, 256, cell);
-            on += a;
-            around += b;
-        }
-        ratios.push((m.name.clone(), on / around));
+        let layers = seeded_layers(&manifest, 1..=32, 256);
+        ratios.push((m.name.clone(), grid_ratio(lumas(&layers), 256, cell)));
     }
     eprintln!("grid ratios: {ratios:?}");
     assert!(
@@ -806,24 +810,15 @@ fn frame_conditioned_generators_have_no_grid() {
     assert!(!shipped.is_empty(), "a frame-conditioned generator ships");
     let n = 256;
     let scenes: Vec<Yuv420> = (1..=16).map(|seed| random_scene(n, seed)).collect();
-    for cell in [4, 8, 16] {
-        let (mut on, mut around) = (0.0, 0.0);
-        for scene in &scenes {
-            let (a, b) = grid_powers(&scene.y.data, n, cell);
-            on += a;
-            around += b;
-        }
-        let input = on / around;
-        for (m, manifest) in &shipped {
-            let mut g = generator(manifest, params(1.0));
-            let (mut on, mut around) = (0.0, 0.0);
-            for scene in &scenes {
-                let layer = g.layer(0, n, n, Matrix::Bt709, Some(scene)).expect("layer");
-                let (a, b) = grid_powers(&layer.y.data, n, cell);
-                on += a;
-                around += b;
-            }
-            let r = on / around;
+    for (m, manifest) in &shipped {
+        let mut g = generator(manifest, params(1.0));
+        let layers: Vec<Yuv420> = scenes
+            .iter()
+            .map(|scene| g.layer(0, n, n, Matrix::Bt709, Some(scene)).expect("layer"))
+            .collect();
+        for cell in [4, 8, 16] {
+            let input = grid_ratio(lumas(&scenes), n, cell);
+            let r = grid_ratio(lumas(&layers), n, cell);
             eprintln!(
                 "{}: grid ratio at {cell} px {r:.2} (scenes {input:.2})",
                 m.name

@@ -530,13 +530,20 @@ classes = ["sky", "person", "road"]
         assert!(e.to_string().contains("unknown variant"), "{e}");
     }
 
+    /// A generator manifest with these input tables and this [generator] table.
+    fn generator_manifest(inputs: &str, generator: &str) -> String {
+        format!(
+            "name = \"g\"\ntask = \"generator\"\nfile = \"g.onnx\"\nlicence = \"MIT\"\nsource = \"test\"\n\
+             {inputs}[output]\nname = \"image\"\nshape = [1, 3, -1, -1]\ndtype = \"f32\"\n[generator]\n{generator}"
+        )
+    }
+
     #[test]
     fn border_is_for_spatial_generators_only() {
         let generator = |table: &str| {
-            format!(
-                "name = \"g\"\ntask = \"generator\"\nfile = \"g.onnx\"\nlicence = \"MIT\"\nsource = \"test\"\n\
-                 [input]\nname = \"z\"\nshape = [1, 8]\ndtype = \"f32\"\n\
-                 [output]\nname = \"image\"\nshape = [1, 3, -1, -1]\ndtype = \"f32\"\n[generator]\n{table}"
+            generator_manifest(
+                "[input]\nname = \"z\"\nshape = [1, 8]\ndtype = \"f32\"\n",
+                table,
             )
         };
         let spatial = parse(&generator(
@@ -554,11 +561,12 @@ classes = ["sky", "person", "road"]
     #[test]
     fn noise_input_is_for_image_generators_with_a_scale() {
         let generator = |generator: &str, noise: &str| {
-            format!(
-                "name = \"g\"\ntask = \"generator\"\nfile = \"g.onnx\"\nlicence = \"MIT\"\nsource = \"test\"\n\
-                 [input]\nname = \"frame\"\nshape = [1, 3, -1, -1]\ndtype = \"f32\"\n\
-                 [noise_input]\nname = \"noise\"\nshape = {noise}\ndtype = \"f32\"\n\
-                 [output]\nname = \"image\"\nshape = [1, 3, -1, -1]\ndtype = \"f32\"\n[generator]\n{generator}"
+            generator_manifest(
+                &format!(
+                    "[input]\nname = \"frame\"\nshape = [1, 3, -1, -1]\ndtype = \"f32\"\n\
+                     [noise_input]\nname = \"noise\"\nshape = {noise}\ndtype = \"f32\"\n"
+                ),
+                generator,
             )
         };
         let m = parse(&generator(

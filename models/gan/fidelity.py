@@ -22,6 +22,7 @@ the distance is the root mean square of the sorted projections' differences. Eve
 random choice is seeded, so the figures are repeatable.
 """
 
+import functools
 import os
 import re
 import sys
@@ -150,21 +151,38 @@ def grid_ratio(samples, cell):
     return on / around
 
 
-def onnx_sample(path, noise_channels, scale, size=256, seed=7):
+def session(path):
+    """One onnxruntime session per model file (and its modification time: a training
+    script may write the file again), for all the samples drawn from it."""
+    return _session(path, os.stat(path).st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=None)
+def _session(path, _mtime):
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    noise = np.random.default_rng(seed).standard_normal(
-        (1, noise_channels, size // scale, size // scale)).astype(np.float32)
-    out = sess.run(None, {sess.get_inputs()[0].name: noise})[0][0]
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def to_rgb8(out):
+    """A generator's [3, H, W] output in [-1, 1] as an HxWx3 uint8 image."""
     return ((np.clip(out, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
+
+
+def onnx_sample(path, noise_channels, scale, size=256, seed=7, border=0):
+    """A size x size layer of a spatial generator from seeded noise; with `border`, that
+    many noise cells beyond each edge are generated and their pixels cropped away, as
+    segsynth does."""
+    sess = session(path)
+    n = size // scale + 2 * border
+    noise = np.random.default_rng(seed).standard_normal((1, noise_channels, n, n)).astype(np.float32)
+    m = border * scale
+    return to_rgb8(sess.run(None, {sess.get_inputs()[0].name: noise})[0][0][:, m:m + size, m:m + size])
 
 
 def transfer_sample(path, frame, scale, seed):
     """An `image` generator with a noise input on `frame` (HxWx3 uint8) and seeded noise."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    sess = session(path)
     h, w, _ = frame.shape
     x = (frame.astype(np.float32) / 127.5 - 1).transpose(2, 0, 1)[None]
     feed = {"frame": x}
@@ -172,8 +190,7 @@ def transfer_sample(path, frame, scale, seed):
         c = sess.get_inputs()[1].shape[1]
         feed["noise"] = np.random.default_rng(seed).standard_normal(
             (1, c, -(-h // scale), -(-w // scale))).astype(np.float32)
-    out = sess.run(None, feed)[0][0]
-    return ((np.clip(out, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
+    return to_rgb8(sess.run(None, feed)[0][0])
 
 
 def transfer(name, here, get):

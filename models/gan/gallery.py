@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from skimage import data
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fidelity import transfer_sample  # noqa: E402
+from fidelity import onnx_sample, transfer_sample  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.dirname(HERE)
@@ -45,16 +45,11 @@ def manifest(name):
 
 def layer(name, frame):
     get = manifest(name)
+    path = os.path.join(HERE, get("file"))
     if get("contract") == "image":
-        return resize(transfer_sample(os.path.join(HERE, get("file")), frame, int(get("scale") or 16), 7),
-                      TILE, TILE)
+        rgb = transfer_sample(path, frame, int(get("scale") or 16), 7)
     else:
-        sess = ort.InferenceSession(os.path.join(HERE, get("file")))
-        c, s, b = int(get("noise_channels")), int(get("scale")), int(get("border") or 0)
-        n = TILE // s + 2 * b  # as segsynth does: `border` cells beyond each edge, cropped
-        noise = np.random.default_rng(7).standard_normal((1, c, n, n)).astype(np.float32)
-        out = sess.run(None, {sess.get_inputs()[0].name: noise})[0][0][:, b * s:b * s + TILE, b * s:b * s + TILE]
-    rgb = ((np.clip(out, -1, 1) + 1) * 127.5).round().astype(np.uint8).transpose(1, 2, 0)
+        rgb = onnx_sample(path, int(get("noise_channels")), int(get("scale")), TILE, 7, int(get("border") or 0))
     return resize(rgb, TILE, TILE)
 
 

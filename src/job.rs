@@ -127,7 +127,6 @@ impl Editor {
             generators,
             &self.options.synth,
             &mask,
-            &grey,
             Some(self.progress.metrics.stage("synth")),
         )?;
         if self.graphs.load(Ordering::Relaxed) {
@@ -241,7 +240,6 @@ impl Stages {
             generators,
             &self.options.synth,
             &self.options.mask,
-            first,
             Some(progress.metrics.stage("synth")),
         )?;
         let pixels = self.options.pixels;
@@ -333,7 +331,7 @@ pub fn open_generators(
         .collect()
 }
 
-/// The content side of a map: a synth stage (primed from `first`) per opened generator
+/// The content side of a map: a synth stage per opened generator
 /// of `generators` (one per entry, from `open_generators`), and the compositor over
 /// their layers and the entries' `images` (decoded where given), with edge unmixing
 /// when `mask` refines edges. `seconds` observes every layer's time.
@@ -343,7 +341,6 @@ pub fn start_content(
     generators: Vec<Option<Model>>,
     synth: &SynthParams,
     mask: &MaskParams,
-    first: &Frame,
     seconds: Option<Histogram>,
 ) -> Result<(Compositor, Vec<SynthStage>), JobError> {
     let mut slots = Vec::new();
@@ -354,8 +351,6 @@ pub fn start_content(
                 let stage = SynthStage::start(
                     Generator::new(model, synth.clone()),
                     synth,
-                    &first.picture,
-                    first.matrix,
                     seconds.clone(),
                 )?;
                 let slot = Arc::clone(&stage.slot);
@@ -365,7 +360,7 @@ pub fn start_content(
             None => None,
         });
     }
-    let mut compositor = Compositor::with_images(entries, &slots, images)?;
+    let mut compositor = Compositor::with_images(entries, &slots, synth.timing(), images)?;
     compositor.unmix = mask.refine.is_some();
     Ok((compositor, stages))
 }

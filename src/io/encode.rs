@@ -57,6 +57,11 @@ pub struct EncoderSettings {
     pub tune: Option<&'static str>,
     /// Longest distance between keyframes, in frames (live outputs: one second).
     pub keyframe_interval: Option<u32>,
+    /// x264 threads (`None`: x264's own choice). Files are encoded on one: with frame or
+    /// slice threads, x264 gave different pictures from the same frames run to run on
+    /// generated texture (measured with x264enc in gst-launch), and a file job promises
+    /// the same video for the same command.
+    pub threads: Option<u32>,
 }
 
 impl Default for EncoderSettings {
@@ -66,6 +71,7 @@ impl Default for EncoderSettings {
             rate: RateControl::Crf(DEFAULT_CRF),
             tune: None,
             keyframe_interval: None,
+            threads: Some(1),
         }
     }
 }
@@ -78,6 +84,7 @@ impl EncoderSettings {
             rate: RateControl::Crf(DEFAULT_CRF),
             tune: Some("zerolatency"),
             keyframe_interval: Some(fps.max(1)),
+            threads: None,
         }
     }
 
@@ -98,6 +105,9 @@ impl EncoderSettings {
         }
         if let Some(k) = self.keyframe_interval {
             props.push(("key-int-max", k.to_string()));
+        }
+        if let Some(n) = self.threads {
+            props.push(("threads", n.to_string()));
         }
         props
     }

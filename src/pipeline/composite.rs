@@ -10,7 +10,7 @@ use crate::imgproc::blend::{blend_color, blend_picture, unmix_picture};
 use crate::imgproc::blur::blur_small;
 use crate::infer::graphs::{BlendGraph, BlendLayer};
 use crate::infer::{InferError, SessionOptions};
-use crate::pipeline::synth::{LayerSlot, SynthLayer};
+use crate::pipeline::synth::{LayerSlot, LayerTrack, Timing};
 
 enum Layer {
     Blur {
@@ -24,17 +24,14 @@ enum Layer {
         fitted: Option<(usize, usize, Matrix, Arc<Yuv420>)>,
     },
     Mask,
-    Gan {
-        slot: Arc<LayerSlot>,
-        last_generation: u64,
-    },
+    Gan(LayerTrack),
 }
 
 pub struct Compositor {
     layers: Vec<Layer>,
     has_mask: bool,
     graph: Option<GraphBlend>,
-    /// How often a frame reused a synthesized layer it had already used.
+    /// Frames whose generated content held still or slowed because a layer was late (live).
     pub layer_reuses: u64,
     /// Estimate the kept colour in each entry's edge band before blending
     /// (`blend::unmix_picture`), so the replaced background does not show as a halo.
@@ -44,18 +41,22 @@ pub struct Compositor {
 
 impl Compositor {
     /// Loads everything a layer needs up front, so a bad image path fails before output exists.
-    /// `gan_slots` gives, per entry, the slot its synth thread fills (entries without GAN get `None`).
+    /// `gan_slots` gives, per entry, the slot its synth thread fills (entries without GAN
+    /// get `None`), timed as `SynthParams::default` says.
     pub fn new(
         entries: &[Entry],
         gan_slots: &[Option<Arc<LayerSlot>>],
     ) -> Result<Compositor, ContentError> {
-        Self::with_images(entries, gan_slots, &[])
+        let timing = crate::pipeline::synth::SynthParams::default().timing();
+        Self::with_images(entries, gan_slots, timing, &[])
     }
 
-    /// Like `new`, taking per entry an image already decoded (by validation) where given.
+    /// Like `new`, with the layers' `timing` and per entry an image already decoded (by
+    /// validation) where given.
     pub fn with_images(
         entries: &[Entry],
         gan_slots: &[Option<Arc<LayerSlot>>],
+        timing: Timing,
         images: &[Option<Arc<Image>>],
     ) -> Result<Compositor, ContentError> {
         let mut layers = Vec::new();
@@ -81,10 +82,7 @@ impl Compositor {
                             why: "no synthesis stage was started for this entry".into(),
                         }
                     })?;
-                    Layer::Gan {
-                        slot,
-                        last_generation: 0,
-                    }
+                    Layer::Gan(LayerTrack::new(slot, timing))
                 }
             });
         }
@@ -168,35 +166,11 @@ impl Compositor {
                     }
                     fitted.as_ref().map(|f| Content::Image(Arc::clone(&f.3)))
                 }
-                Layer::Gan {
-                    slot,
-                    last_generation,
-                } => {
-                    let pts = frame.pts.unwrap_or(frame.index * 33_333_333);
-                    if slot.needs_frame() {
-                        // The synth thread makes its layer from this frame when it is
-                        // free; the copy is the only cost on the video path.
-                        let picture = Arc::new(frame.picture.clone());
-                        let mask = slot.needs_mask().then(|| Arc::new(alpha.luma.clone()));
-                        slot.request_with_frame(pts, w, h, matrix, Some(picture), mask);
-                    } else {
-                        slot.request(pts, w, h, matrix);
-                    }
-                    let latest = slot.latest(w, h);
-                    if latest.is_none()
-                        && let Some(why) = slot.failure() {
-                            return Err(InferError::Run {
-                                model: "the GAN generator".into(),
-                                message: format!("the synthesis stage stopped: {why}"),
-                            });
-                        }
-                    if let Some(l) = &latest {
-                        if l.generation == *last_generation {
-                            self.layer_reuses += 1;
-                        }
-                        *last_generation = l.generation;
-                    }
-                    latest.map(Content::Gan)
+                Layer::Gan(track) => {
+                    let held = track.held;
+                    let content = track.content(frame, &alpha.luma)?;
+                    self.layer_reuses += track.held - held;
+                    content.map(Content::Gan)
                 }
                 _ => None,
             });
@@ -270,14 +244,14 @@ pub type Image = (Vec<u8>, usize, usize);
 /// A picture a layer blends this frame.
 enum Content {
     Image(Arc<Yuv420>),
-    Gan(Arc<SynthLayer>),
+    Gan(Arc<Yuv420>),
 }
 
 impl Content {
     fn picture(&self) -> &Yuv420 {
         match self {
             Content::Image(p) => p,
-            Content::Gan(l) => &l.picture,
+            Content::Gan(p) => p,
         }
     }
 }

@@ -213,12 +213,14 @@ impl SegsynthFilter {
         let synth = SynthParams {
             seed: settings.seed,
             scale: settings.synth_scale,
+            // The streaming thread never waits for a layer past the budget.
+            exact: false,
             ..SynthParams::default()
         };
         let session = settings.session()?;
         let generators =
             open_generators(&entries, &session).map_err(|e| format!("content: {e}"))?;
-        start_content(&entries, &[], generators, &synth, &mask, first, None)
+        start_content(&entries, &[], generators, &synth, &mask, None)
             .map_err(|e| format!("content: {e}"))
     }
 

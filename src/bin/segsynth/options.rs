@@ -102,6 +102,7 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
             seed: p.seed,
             scale: p.synth_scale,
             budget: Duration::from_millis(p.synth_budget_ms),
+            exact: !live,
         },
         session: SessionOptions {
             threads: p.threads,

@@ -1,0 +1,415 @@
+//! Generated content on video time.
+//!
+//! The synth thread makes *keyframe layers* at fixed steps of video time (`interval`:
+//! a twelfth of the noise period); a frame at time `t` between keyframes `k` and `k+1`
+//! shows the two mixed in proportion to where `t` falls. A frame's content is therefore a
+//! function of the seed, its timestamp and, for `image` generators, the frames the
+//! keyframes were made from; never of how fast the machine was.
+//!
+//! - **File jobs** (`exact`) wait for the layers a frame needs, however long they take.
+//! - **Live jobs** never wait past the budget. A content clock advances with the frames'
+//!   time but only as far as the layers made so far reach: when a layer is late the motion
+//!   slows or holds, it never jumps. Until the first layer exists the input shows through,
+//!   then the content fades in.
+//! - `image` generators make layer `j` from the first frame at or after keyframe `j - 2`
+//!   (`LOOKAHEAD`), so the layer is asked for two keyframes before a frame needs it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::frame::{Frame, Matrix, Plane, Yuv420};
+use crate::infer::InferError;
+
+/// Keyframe layers per noise period.
+pub const LAYERS_PER_PERIOD: u32 = 12;
+/// Keyframes asked for ahead of the one a frame starts in.
+pub const LOOKAHEAD: u64 = 2;
+/// How long live content takes to fade in once its first layer exists (slow enough that
+/// no frame differs from the one before by more than a couple of levels).
+pub const FADE_IN_NS: u64 = 2_000_000_000;
+
+/// Nanoseconds between keyframe layers for a noise `period` in seconds.
+pub fn interval_ns(period: f32) -> u64 {
+    ((period as f64 * 1e9) / LAYERS_PER_PERIOD as f64)
+        .round()
+        .max(1.0) as u64
+}
+
+/// Frame size and colour matrix: layers of one shape are never mixed with another's.
+type Shape = (usize, usize, Matrix);
+
+/// Keyframe layer `k` to make.
+#[derive(Clone)]
+pub(super) struct Job {
+    pub k: u64,
+    pub shape: Shape,
+    pub frame: Option<Arc<Yuv420>>,
+    pub mask: Option<Arc<Plane>>,
+    epoch: u64,
+}
+
+#[derive(Default)]
+struct Store {
+    /// Raised when the shape changes: results for the old one are dropped.
+    epoch: u64,
+    shape: Option<Shape>,
+    ready: BTreeMap<u64, Arc<Yuv420>>,
+    queued: BTreeMap<u64, Job>,
+    busy: Option<u64>,
+}
+
+impl Store {
+    fn knows(&self, k: u64) -> bool {
+        self.ready.contains_key(&k) || self.queued.contains_key(&k) || self.busy == Some(k)
+    }
+}
+
+/// The hand-over point between the synth thread and the compositor.
+pub struct LayerSlot {
+    store: Mutex<Store>,
+    /// Signalled on every new job and every finished layer.
+    changed: Condvar,
+    stop: AtomicBool,
+    needs_frame: bool,
+    needs_mask: bool,
+    pub nonfinite: AtomicU64,
+    /// Why the synth thread ended early (an error or a panic), for the compositor.
+    failure: Mutex<Option<String>>,
+}
+
+impl LayerSlot {
+    pub(super) fn new(needs_frame: bool, needs_mask: bool) -> Self {
+        LayerSlot {
+            store: Mutex::default(),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+            needs_frame,
+            needs_mask,
+            nonfinite: AtomicU64::new(0),
+            failure: Mutex::new(None),
+        }
+    }
+
+    /// Asks for keyframe `k` at `shape` unless it is made, queued or being made.
+    /// `inputs` gives the frame and mask an `image` generator makes it from; it is only
+    /// called when the job is new, so the frame is copied once per keyframe.
+    fn post(&self, k: u64, shape: Shape, inputs: impl FnOnce() -> Inputs) {
+        let Ok(mut s) = self.store.lock() else { return };
+        if s.shape != Some(shape) {
+            let epoch = s.epoch + 1;
+            *s = Store {
+                epoch,
+                shape: Some(shape),
+                ..Store::default()
+            };
+        }
+        if s.knows(k) {
+            return;
+        }
+        let (frame, mask) = inputs();
+        let epoch = s.epoch;
+        s.queued.insert(
+            k,
+            Job {
+                k,
+                shape,
+                frame,
+                mask,
+                epoch,
+            },
+        );
+        self.changed.notify_all();
+    }
+
+    /// Drops layers and jobs before keyframe `k`: no frame will ask for them again.
+    fn forget_before(&self, k: u64) {
+        if let Ok(mut s) = self.store.lock() {
+            s.ready = s.ready.split_off(&k);
+            s.queued = s.queued.split_off(&k);
+        }
+    }
+
+    /// The newest keyframe made at or before `k`.
+    fn newest_ready(&self, k: u64) -> Option<u64> {
+        let s = self.store.lock().ok()?;
+        s.ready.range(..=k).next_back().map(|(k, _)| *k)
+    }
+
+    /// Keyframes `ks`, waiting for them until `deadline` (forever with `None`, in steps
+    /// that look at the stop flag). `None` when they are not all there by then.
+    fn wait_for(&self, ks: &[u64], deadline: Option<Instant>) -> Option<Vec<Arc<Yuv420>>> {
+        let mut s = self.store.lock().ok()?;
+        loop {
+            let found: Vec<_> = ks.iter().filter_map(|k| s.ready.get(k).cloned()).collect();
+            if found.len() == ks.len() {
+                return Some(found);
+            }
+            let now = Instant::now();
+            let step = Duration::from_millis(50);
+            let wait = match deadline {
+                Some(d) if now >= d => return None,
+                Some(d) => (d - now).min(step),
+                None => step,
+            };
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            s = self.changed.wait_timeout(s, wait).ok()?.0;
+        }
+    }
+
+    /// The lowest queued keyframe, waiting for one; `None` once stopped.
+    pub(super) fn take_job(&self) -> Option<Job> {
+        let mut s = self.store.lock().ok()?;
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return None;
+            }
+            if let Some((k, job)) = s.queued.pop_first() {
+                s.busy = Some(k);
+                return Some(job);
+            }
+            s = self
+                .changed
+                .wait_timeout(s, Duration::from_millis(50))
+                .ok()?
+                .0;
+        }
+    }
+
+    /// Hands over a finished keyframe (dropped when the shape changed meanwhile).
+    pub(super) fn deliver(&self, job: &Job, picture: Yuv420) {
+        if let Ok(mut s) = self.store.lock() {
+            if s.busy == Some(job.k) {
+                s.busy = None;
+            }
+            if s.epoch == job.epoch {
+                s.ready.insert(job.k, Arc::new(picture));
+            }
+            self.changed.notify_all();
+        }
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.changed.notify_all();
+    }
+
+    /// Marks the synth thread as dead: nobody waits for a layer again.
+    pub(super) fn fail(&self, why: String) {
+        if let Ok(mut f) = self.failure.lock() {
+            f.get_or_insert(why);
+        }
+        self.stop();
+    }
+
+    /// Why the synth thread ended early, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+}
+
+/// The frame and mask an `image` generator makes a keyframe from.
+type Inputs = (Option<Arc<Yuv420>>, Option<Arc<Plane>>);
+
+/// How a track times its content.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// Nanoseconds between keyframe layers.
+    pub interval: u64,
+    /// Wait for every layer a frame needs (file jobs); otherwise wait at most `budget`.
+    pub exact: bool,
+    pub budget: Duration,
+}
+
+/// The compositor's side of one generated entry: which content each frame shows.
+pub struct LayerTrack {
+    slot: Arc<LayerSlot>,
+    timing: Timing,
+    shape: Option<Shape>,
+    /// Live: the content time last shown and the frame time it was shown at.
+    clock: Option<(u64, u64)>,
+    /// Live: the frame time content first showed (the fade-in starts there).
+    shown_from: Option<u64>,
+    /// The mixed picture, reused from frame to frame.
+    mixed: Option<Arc<Yuv420>>,
+    /// Frames whose content held still or slowed because a layer was late.
+    pub held: u64,
+}
+
+impl LayerTrack {
+    pub fn new(slot: Arc<LayerSlot>, timing: Timing) -> LayerTrack {
+        LayerTrack {
+            slot,
+            timing,
+            shape: None,
+            clock: None,
+            shown_from: None,
+            mixed: None,
+            held: 0,
+        }
+    }
+
+    /// The content picture for `frame` (`None`: live, no layer exists yet, the input
+    /// shows). `mask` is the entry's alpha, for generators that take it.
+    pub fn content(
+        &mut self,
+        frame: &Frame,
+        mask: &Plane,
+    ) -> Result<Option<Arc<Yuv420>>, InferError> {
+        let t = frame.pts.unwrap_or(frame.index * 33_333_333);
+        let shape = (frame.picture.width(), frame.picture.height(), frame.matrix);
+        if self.shape != Some(shape) {
+            (self.shape, self.clock, self.shown_from) = (Some(shape), None, None);
+        }
+        let target = match self.clock {
+            Some((shown, at)) if !self.timing.exact => shown + t.saturating_sub(at),
+            _ => t,
+        };
+        let first = target / self.timing.interval;
+        self.post_from(first, shape, frame, mask);
+        if let Some((shown, _)) = self.clock {
+            self.slot.forget_before(shown / self.timing.interval);
+        }
+        let Some(shown) = self.choose(target)? else {
+            return Ok(None);
+        };
+        self.clock = Some((shown, t));
+        let from = *self.shown_from.get_or_insert(t);
+        let fade = if self.timing.exact {
+            256
+        } else {
+            ((t - from).min(FADE_IN_NS) * 256 / FADE_IN_NS) as u32
+        };
+        Ok(self.picture(shown, fade, &frame.picture))
+    }
+
+    /// Posts keyframes `first ..= first + LOOKAHEAD`.
+    fn post_from(&self, first: u64, shape: Shape, frame: &Frame, mask: &Plane) {
+        let slot = &self.slot;
+        for k in first..=first + LOOKAHEAD {
+            slot.post(k, shape, || {
+                let picture = slot.needs_frame.then(|| Arc::new(frame.picture.clone()));
+                let alpha = slot.needs_mask.then(|| Arc::new(mask.clone()));
+                (picture, alpha)
+            });
+        }
+    }
+
+    /// The content time to show for `target`: `target` itself when its layers are there
+    /// (waited for as the timing says), else, live, the furthest time the layers made so
+    /// far cover without going back.
+    fn choose(&mut self, target: u64) -> Result<Option<u64>, InferError> {
+        let deadline = (!self.timing.exact).then(|| Instant::now() + self.timing.budget);
+        if self
+            .slot
+            .wait_for(&self.keyframes(target), deadline)
+            .is_some()
+        {
+            return Ok(Some(target));
+        }
+        if let Some(why) = self.slot.failure() {
+            return Err(InferError::Run {
+                model: "the GAN generator".into(),
+                message: format!("the synthesis stage stopped: {why}"),
+            });
+        }
+        if self.timing.exact {
+            return Ok(None); // stopped while waiting
+        }
+        self.held += 1;
+        let interval = self.timing.interval;
+        // The next keyframe after what was shown, or, before anything was shown, the
+        // newest one made at or before the target.
+        let start = self.clock.map(|(shown, _)| shown);
+        let covered = self
+            .slot
+            .newest_ready(target / interval)
+            .map(|k| k * interval);
+        Ok(match (start, covered) {
+            (Some(s), Some(c)) => Some(c.max(s)),
+            (Some(s), None) => Some(s),
+            (None, c) => c,
+        })
+    }
+
+    /// The keyframes content time `c` is mixed from.
+    fn keyframes(&self, c: u64) -> Vec<u64> {
+        let k = c / self.timing.interval;
+        if c % self.timing.interval == 0 {
+            vec![k]
+        } else {
+            vec![k, k + 1]
+        }
+    }
+
+    /// Content time `c` mixed from its keyframes, faded over `frame` by `fade` of 256.
+    fn picture(&mut self, c: u64, fade: u32, frame: &Yuv420) -> Option<Arc<Yuv420>> {
+        let layers = self
+            .slot
+            .wait_for(&self.keyframes(c), Some(Instant::now()))?;
+        let interval = self.timing.interval;
+        let w = ((c % interval) as u128 * 256 / interval as u128) as u32;
+        if w == 0 && fade >= 256 {
+            return Some(Arc::clone(&layers[0]));
+        }
+        let mut out = self
+            .mixed
+            .take()
+            .filter(|m| m.width() == frame.width() && m.height() == frame.height())
+            .unwrap_or_else(|| Arc::new(frame.clone()));
+        let target = Arc::make_mut(&mut out);
+        let next = layers.get(1).unwrap_or(&layers[0]);
+        mix_pictures(target, &layers[0], next, w, frame, fade);
+        self.mixed = Some(Arc::clone(&out));
+        Some(out)
+    }
+}
+
+/// `out = frame + fade·(a + w·(b - a) - frame)`, with `w` and `fade` in 256ths.
+pub fn mix_pictures(out: &mut Yuv420, a: &Yuv420, b: &Yuv420, w: u32, frame: &Yuv420, fade: u32) {
+    let planes = [
+        (&mut out.y, &a.y, &b.y, &frame.y),
+        (&mut out.u, &a.u, &b.u, &frame.u),
+        (&mut out.v, &a.v, &b.v, &frame.v),
+    ];
+    let (w, fade) = (w.min(256), fade.min(256));
+    for (o, a, b, f) in planes {
+        let rows = o.data.iter_mut().zip(&a.data).zip(&b.data).zip(&f.data);
+        for (((o, &a), &b), &f) in rows {
+            let m = (a as u32 * (256 - w) + b as u32 * w + 128) >> 8;
+            *o = ((f as u32 * (256 - fade) + m * fade + 128) >> 8) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(v: u8) -> Yuv420 {
+        Yuv420::filled(4, 2, (v, v, v))
+    }
+
+    #[test]
+    fn mixing_is_exact_at_the_ends_and_halfway() {
+        let (a, b, f) = (flat(100), flat(200), flat(0));
+        let mut out = flat(7);
+        mix_pictures(&mut out, &a, &b, 0, &f, 256);
+        assert_eq!(out, a);
+        mix_pictures(&mut out, &a, &b, 256, &f, 256);
+        assert_eq!(out, b);
+        mix_pictures(&mut out, &a, &b, 128, &f, 256);
+        assert_eq!(out, flat(150));
+        mix_pictures(&mut out, &a, &b, 128, &f, 128);
+        assert_eq!(out, flat(75));
+    }
+
+    #[test]
+    fn the_interval_is_a_twelfth_of_the_period() {
+        assert_eq!(interval_ns(6.0), 500_000_000);
+        assert_eq!(interval_ns(0.0), 1);
+    }
+}

@@ -958,3 +958,97 @@ fn the_frame_conditioned_generator_follows_the_scene() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(probe(&rec, &[], 16, 9).pts.len() >= 20);
 }
+
+/// A still landscape (no person) as a clip: generated content is all that moves.
+fn still_clip(dir: &std::path::Path, w: u32, h: u32) -> std::path::PathBuf {
+    let photo = dir.join(format!("landscape-{w}x{h}.png"));
+    let rgb = segsynth::io::clip::landscape(w as usize, h as usize);
+    image::RgbImage::from_raw(w, h, rgb)
+        .expect("landscape")
+        .save(&photo)
+        .expect("save landscape");
+    let clip = dir.join(format!("still-{w}x{h}.mp4"));
+    let (ws, hs) = (w.to_string(), h.to_string());
+    let o = segsynth(&[
+        "make-clip",
+        clip.to_str().unwrap(),
+        "--photo",
+        photo.to_str().unwrap(),
+        "--still",
+        "--no-audio",
+        "--width",
+        &ws,
+        "--height",
+        &hs,
+        "--frames",
+        "150",
+        "--fps",
+        "30",
+    ]);
+    assert!(o.status.success(), "make-clip: {}", stderr(&o));
+    clip
+}
+
+/// `process --content background=gan:NAME --seed 7` decoded at 640x360, as luma.
+fn generated(input: &std::path::Path, out: &std::path::Path, name: &str) -> Vec<Vec<u8>> {
+    let content = format!("background=gan:{name}");
+    let o = process(
+        input,
+        out,
+        &["-q", "--overwrite", "--content", &content, "--seed", "7"],
+    );
+    assert!(o.status.success(), "gan:{name}: {}", stderr(&o));
+    segsynth::io::clip::decode_luma(out, 640, 360).expect("decode the output")
+}
+
+/// What a viewer sees, for every shipped generator: on a still photo the content moves
+/// like video (no step above 2 grey levels from frame to frame, at least 1 level of
+/// change over every second), from the first frame on.
+#[test]
+fn shipped_generators_move_like_video_in_the_output() {
+    use segsynth::pipeline::stats::Motion;
+    let dir = tmpdir();
+    let input = still_clip(dir.path(), 640, 360);
+    let mut names: Vec<String> = shipped_generators(segsynth::model::Contract::Spatial)
+        .into_iter()
+        .chain(shipped_generators(segsynth::model::Contract::Image))
+        .map(|(m, _)| m.name)
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "no shipped generators found");
+    for name in names {
+        let frames = generated(&input, &dir.path().join(format!("{name}.mp4")), &name);
+        assert_eq!(frames.len(), 150, "gan:{name}: frames decoded");
+        let m = Motion::of(&frames, 30);
+        eprintln!("gan:{name}: {m}");
+        assert!(m.max_step <= 2.0, "gan:{name} jumps: {m}");
+        assert!(m.min_second >= 1.0, "gan:{name} stands still: {m}");
+    }
+}
+
+/// The same command gives the same decoded video, also while other processes load the CPU.
+#[test]
+fn generated_content_is_the_same_run_after_run_under_load() {
+    let dir = tmpdir();
+    let input = still_clip(dir.path(), 1280, 720);
+    let quiet = generated(&input, &dir.path().join("quiet.mp4"), "foliage");
+    let mut load: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .expect("start a busy loop")
+        })
+        .collect();
+    let loaded = generated(&input, &dir.path().join("loaded.mp4"), "foliage");
+    for child in &mut load {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    assert_eq!(quiet.len(), 150);
+    let differing = quiet.iter().zip(&loaded).filter(|(a, b)| a != b).count();
+    assert_eq!(
+        differing, 0,
+        "{differing} of 150 decoded frames differ between the runs"
+    );
+}

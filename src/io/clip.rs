@@ -26,6 +26,9 @@ pub struct ClipSpec {
     pub audio: bool,
     /// Variable frame rate: frame durations alternate between 1/fps and 3/fps (caps say 0/1).
     pub vfr: bool,
+    /// The photo as it is in every frame (no pan or zoom): where generated content is the
+    /// only thing that moves.
+    pub still: bool,
 }
 
 /// Writes a clip of `photo` (RGB8) panned and zoomed over time.
@@ -126,7 +129,11 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
         } else {
             frame_ns
         };
-        let t = i as f32 / spec.frames.max(1) as f32;
+        let t = if spec.still {
+            0.25 // the pan's still point: the middle of the photo at full zoom
+        } else {
+            i as f32 / spec.frames.max(1) as f32
+        };
         let pixels = pan_frame(&src_img, w, h, t);
         let frame = Frame {
             index: i as u64,
@@ -186,4 +193,87 @@ fn pan_frame(img: &image::RgbImage, w: usize, h: usize, t: f32) -> Vec<u8> {
         image::imageops::FilterType::Triangle,
     )
     .into_raw()
+}
+
+/// Every frame of a video file as luma at `w x h` (GStreamer decodes and scales): what a
+/// viewer sees, for measuring motion on segsynth's output.
+pub fn decode_luma(path: &Path, w: usize, h: usize) -> Result<Vec<Vec<u8>>, IoError> {
+    init()?;
+    let pipeline = gst::Pipeline::new();
+    let perr = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
+    let src = make("filesrc", "luma-src")?;
+    src.set_property("location", path.to_string_lossy().to_string());
+    let decode = make("decodebin", "luma-decode")?;
+    let convert = make("videoconvert", "luma-convert")?;
+    let scale = make("videoscale", "luma-scale")?;
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "GRAY8")
+        .field("width", w as i32)
+        .field("height", h as i32)
+        .build();
+    let sink = gst_app::AppSink::builder().caps(&caps).sync(false).build();
+    let elements = [&src, &decode, &convert, &scale, sink.upcast_ref()];
+    pipeline.add_many(elements).map_err(perr)?;
+    src.link(&decode).map_err(perr)?;
+    gst::Element::link_many([&convert, &scale, sink.upcast_ref()]).map_err(perr)?;
+    let convert_sink = convert
+        .static_pad("sink")
+        .ok_or_else(|| IoError::Pipeline("videoconvert has no sink pad".into()))?;
+    decode.connect_pad_added(move |_, pad| {
+        let _ = pad.link(&convert_sink);
+    });
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| IoError::Pipeline(format!("decoding {}: {e}", path.display())))?;
+    let mut frames = Vec::new();
+    let result = loop {
+        if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            let Some(buffer) = sample.buffer() else {
+                continue;
+            };
+            let map = buffer.map_readable().map_err(perr)?;
+            let stride = map.len() / h.max(1);
+            frames.push(
+                map.chunks(stride.max(w))
+                    .take(h)
+                    .flat_map(|r| &r[..w])
+                    .copied()
+                    .collect(),
+            );
+            continue;
+        }
+        if sink.is_eos() {
+            break Ok(frames);
+        }
+        if let Some(e) = super::first_bus_error(&pipeline) {
+            break Err(e);
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}
+
+/// A photo-like RGB still with no person in it: a sky over a field, with soft hills and a
+/// sun. Made here so tests and the benchmark need no download.
+pub fn landscape(w: usize, h: usize) -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(w * h * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let (u, v) = (x as f32 / w as f32, y as f32 / h as f32);
+            let hill = 0.55 + 0.08 * (u * 7.0).sin() + 0.04 * (u * 17.0 + 1.0).sin();
+            let sun = (-((u - 0.75).powi(2) + (v - 0.2).powi(2)) * 60.0).exp();
+            let px = if v < hill {
+                [
+                    110.0 + 80.0 * v + 140.0 * sun,
+                    150.0 + 60.0 * v + 100.0 * sun,
+                    230.0 - 40.0 * v,
+                ]
+            } else {
+                let shade = 0.8 + 0.2 * (u * 40.0 + v * 25.0).sin();
+                [70.0 * shade, 120.0 * shade + 40.0 * v, 50.0 * shade]
+            };
+            rgb.extend(px.map(|c| c.clamp(0.0, 255.0) as u8));
+        }
+    }
+    rgb
 }

@@ -120,3 +120,79 @@ mod tests {
         assert_eq!(percentile(&[], 50.0), 0.0);
     }
 }
+
+/// How content moves in decoded video: mean absolute luma change (grey levels) between
+/// consecutive frames and across one-second windows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Motion {
+    pub frames: usize,
+    /// The median and the largest frame-to-frame change.
+    pub median_step: f32,
+    pub max_step: f32,
+    /// The frame where the largest change lands.
+    pub max_at: usize,
+    /// The smallest change from a frame to the one a second later ("does it move?").
+    pub min_second: f32,
+}
+
+impl Motion {
+    /// Figures over `frames` (luma planes of one size) at `fps` frames a second.
+    pub fn of(frames: &[Vec<u8>], fps: usize) -> Motion {
+        let change = |a: &[u8], b: &[u8]| {
+            let sum: u64 = a.iter().zip(b).map(|(&x, &y)| x.abs_diff(y) as u64).sum();
+            sum as f32 / a.len().max(1) as f32
+        };
+        let steps: Vec<f32> = frames.windows(2).map(|w| change(&w[0], &w[1])).collect();
+        let (max_at, max_step) =
+            steps.iter().enumerate().fold(
+                (0, 0.0f32),
+                |(i, m), (j, &s)| if s > m { (j + 1, s) } else { (i, m) },
+            );
+        let mut sorted = steps.clone();
+        sorted.sort_by(f32::total_cmp);
+        let fps = fps.max(1);
+        let min_second = (0..frames.len().saturating_sub(fps))
+            .map(|i| change(&frames[i], &frames[i + fps]))
+            .fold(f32::INFINITY, f32::min);
+        Motion {
+            frames: frames.len(),
+            median_step: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
+            max_step,
+            max_at,
+            min_second: if min_second.is_finite() {
+                min_second
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+impl fmt::Display for Motion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step median {:.2}, largest {:.2} (frame {}), least change over 1 s {:.2} grey levels ({} frames)",
+            self.median_step, self.max_step, self.max_at, self.min_second, self.frames
+        )
+    }
+}
+
+#[cfg(test)]
+mod motion_tests {
+    use super::Motion;
+
+    #[test]
+    fn motion_figures_find_the_pop_and_the_freeze() {
+        // A ramp of one level a frame with one 10-level pop at frame 5, at 4 fps.
+        let mut frames: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; 6]).collect();
+        for f in &mut frames[5..] {
+            f.iter_mut().for_each(|v| *v += 10);
+        }
+        let m = Motion::of(&frames, 4);
+        assert_eq!((m.median_step, m.max_step, m.max_at), (1.0, 11.0, 5));
+        assert_eq!(m.min_second, 4.0);
+        let frozen = vec![vec![7u8; 6]; 10];
+        assert_eq!(Motion::of(&frozen, 4).min_second, 0.0);
+    }
+}

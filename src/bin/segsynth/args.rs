@@ -58,6 +58,9 @@ pub struct MakeClipArgs {
     /// Variable frame rate (durations alternate 1/fps and 3/fps).
     #[arg(long)]
     pub vfr: bool,
+    /// The photo unmoved in every frame (no pan or zoom).
+    #[arg(long)]
+    pub still: bool,
     /// Replace the output if it exists.
     #[arg(long)]
     pub overwrite: bool,

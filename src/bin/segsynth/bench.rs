@@ -62,6 +62,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                     fps: 30,
                     audio: true,
                     vfr: false,
+                    still: false,
                 };
                 segsynth::io::clip::make_clip(&clip, (&rgb, w, h), &spec)?;
             }

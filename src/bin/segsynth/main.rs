@@ -77,6 +77,7 @@ fn make_clip(args: args::MakeClipArgs) -> anyhow::Result<()> {
         fps: args.fps,
         audio: !args.no_audio,
         vfr: args.vfr,
+        still: args.still,
     };
     segsynth::io::clip::make_clip(&args.output, (&rgb, w, h), &spec)?;
     Ok(())

@@ -133,7 +133,7 @@ mod tests {
         let (lo, hi) = moves
             .iter()
             .fold((f32::MAX, 0.0f32), |(l, h), &m| (l.min(m), h.max(m)));
-        assert!(lo > 0.1 && hi < 2.0 * lo, "steps from {lo} to {hi}");
+        assert!(lo > 0.05 && hi < 1.5 * lo, "steps from {lo} to {hi}");
     }
 
     #[test]

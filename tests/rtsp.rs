@@ -22,10 +22,15 @@ struct Client {
 
 impl Client {
     fn new(url: &str, user: Option<(&str, &str)>) -> Client {
+        Self::with_caps(url, user, "video/x-raw")
+    }
+
+    /// A client whose sink takes `caps` (converted and scaled to them).
+    fn with_caps(url: &str, user: Option<(&str, &str)>, caps: &str) -> Client {
         gst_init();
-        let pipeline = gst::parse::launch(
-            "rtspsrc name=src protocols=tcp latency=0 ! decodebin ! videoconvert ! appsink name=s sync=false",
-        )
+        let pipeline = gst::parse::launch(&format!(
+            "rtspsrc name=src protocols=tcp latency=0 ! decodebin ! videoconvert ! videoscale ! {caps} ! appsink name=s sync=false",
+        ))
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
@@ -61,6 +66,22 @@ impl Client {
             }
         }
         (n, self.error())
+    }
+
+    /// The next `n` frames' first plane (luma, for GRAY8 caps), within `timeout`.
+    fn planes(&self, n: usize, timeout: Duration) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + timeout;
+        let mut planes = Vec::new();
+        while planes.len() < n && Instant::now() < deadline {
+            if let Some(sample) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+                && let Some(buffer) = sample.buffer()
+            {
+                planes.push(buffer.map_readable().unwrap().to_vec());
+            }
+        }
+        planes
     }
 
     fn error(&self) -> Option<String> {
@@ -661,4 +682,39 @@ fn publishing_reaches_a_record_server_with_and_without_credentials_and_reconnect
     assert!(!log.contains("PubPw-51e"), "{log}");
     interrupt(&child);
     let _: &Running = &child;
+}
+
+/// Generated content served over RTSP moves smoothly through the live encoder's
+/// keyframe interval: no frame differs from the one before by more than 2 grey levels
+/// (whole keyframes made the drifting texture snap back once a second, 4-11 levels).
+#[test]
+fn served_generated_content_has_no_keyframe_pulse() {
+    use segsynth::pipeline::stats::Motion;
+    let p = port();
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let (child, rx) = start(&[
+        "-i",
+        "test:",
+        "--width",
+        "640",
+        "--height",
+        "360",
+        "--stats-every",
+        "0",
+        "-o",
+        &url,
+        "--content",
+        "background=gan:foliage",
+    ]);
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    let client = Client::with_caps(&url, None, "video/x-raw,format=GRAY8,width=320,height=180");
+    // After the content's 2-s fade-in: five keyframe intervals of steady state.
+    let fade = client.planes(75, Duration::from_secs(60));
+    let planes = client.planes(150, Duration::from_secs(60));
+    interrupt(&child);
+    assert_eq!(fade.len() + planes.len(), 225, "frames received ({:?})", client.error());
+    let m = Motion::of(&planes, 30);
+    eprintln!("served foliage: {m}");
+    assert!(m.max_step <= 2.0, "the stream pulses: {m}");
+    assert!(m.min_second >= 0.3, "the served content stands still: {m}");
 }

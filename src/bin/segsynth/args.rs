@@ -168,9 +168,13 @@ pub struct BenchArgs {
     /// Keep the generated clip and outputs in this folder (default target/bench).
     #[arg(long)]
     pub workdir: Option<PathBuf>,
-    /// Skip the GAN scenarios.
+    /// Skip the GAN scenarios (and the generated-content motion table).
     #[arg(long)]
     pub no_gan: bool,
+    /// Only the generated-content table: every shipped generator on a still landscape,
+    /// its motion in the decoded output, and whether a run under load decodes identical.
+    #[arg(long, conflicts_with = "no_gan")]
+    pub motion_only: bool,
     /// Rounds; each runs the transcode and then every scenario, and the ratio is the
     /// median over rounds of the scenario against the transcode of its own round.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]

@@ -1,7 +1,7 @@
 //! `segsynth bench`: the file job against a GStreamer-only transcode of the same clip,
 //! measured in the same run (the machine is shared and noisy, so only ratios mean much).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
@@ -43,6 +43,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench"));
     std::fs::create_dir_all(&dir)?;
+    if args.motion_only {
+        return motion_table(&dir, &args);
+    }
     let clip = match &args.clip {
         Some(c) => c.clone(),
         None => {
@@ -217,7 +220,115 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "peak RSS of the whole benchmark process: {peak_rss} MiB (per scenario: its own runs)"
     );
     print_table(&references, &scenarios, &table);
+    if !args.no_gan {
+        motion_table(&dir, &args)?;
+    }
     Ok(())
+}
+
+/// Every shipped generator on a still landscape (`--seed 7`, 150 frames at 30 fps),
+/// decoded at 640x360: how the content moves, whether a second run while two threads
+/// keep the CPU busy decodes identical, and the layer time inside the job.
+fn motion_table(dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
+    use segsynth::io::clip::{ClipSpec, decode_luma, landscape, make_clip};
+    use segsynth::pipeline::stats::Motion;
+    let (w, h) = (args.width, args.height);
+    let clip = dir.join(format!("still-{w}x{h}.mp4"));
+    if !clip.exists() {
+        let photo = landscape(w as usize, h as usize);
+        let spec = ClipSpec {
+            width: w,
+            height: h,
+            frames: 150,
+            fps: 30,
+            audio: false,
+            vfr: false,
+            still: true,
+        };
+        make_clip(&clip, (&photo, w as usize, h as usize), &spec)?;
+    }
+    println!();
+    println!(
+        "generated content on a still landscape ({w}x{h}, 150 frames at 30 fps, --seed 7), decoded at 640x360 (grey levels):"
+    );
+    println!(
+        "{:<18} {:>12} {:>13} {:>15} {:>22} {:>14}",
+        "generator",
+        "median step",
+        "largest step",
+        "least over 1 s",
+        "identical under load",
+        "layer ms p50/p99"
+    );
+    let gan_dir = segsynth::job::models_dir().join("gan");
+    for name in segsynth::model::list(&gan_dir) {
+        let mut p = args.processing.clone();
+        p.content = vec![format!("background=gan:{name}")];
+        p.seed = 7;
+        let quiet = dir.join("motion-quiet.mp4");
+        let summary = run_job(&clip, &quiet, &p)?;
+        let loaded = dir.join("motion-loaded.mp4");
+        with_busy_cores(2, || run_job(&clip, &loaded, &p))?;
+        let (a, b) = (
+            decode_luma(&quiet, 640, 360)?,
+            decode_luma(&loaded, 640, 360)?,
+        );
+        let m = Motion::of(&a, 30);
+        println!(
+            "{name:<18} {:>12.2} {:>13.2} {:>15.2} {:>22} {:>14}",
+            m.median_step,
+            m.max_step,
+            m.min_second,
+            if a == b { "yes" } else { "NO" },
+            stage(&summary, "synth")
+        );
+    }
+    Ok(())
+}
+
+/// One file job of `clip` to `out` with the options in `p`.
+fn run_job(clip: &Path, out: &Path, p: &crate::args::Processing) -> anyhow::Result<Summary> {
+    let mut stages = Stages::prepare(crate::options::job_options(p, false)?)?;
+    let job = FileJob {
+        input: clip,
+        output: out,
+        overwrite: true,
+        encoder: crate::options::encoder(p)?,
+        interrupt: Arc::new(AtomicBool::new(false)),
+        progress: Arc::new(segsynth::pipeline::Progress::default()),
+    };
+    Ok(job.run(&mut stages)?.0)
+}
+
+/// A stage's p50/p99 ms in `s`, or `-`.
+fn stage(s: &Summary, name: &str) -> String {
+    s.stages
+        .iter()
+        .find(|t| t.name == name && !t.ms.is_empty())
+        .map_or("-".to_string(), |t| {
+            format!("{:.1}/{:.1}", t.percentile(50.0), t.percentile(99.0))
+        })
+}
+
+/// Runs `f` while `n` threads spin.
+fn with_busy_cores<T>(n: usize, f: impl FnOnce() -> T) -> T {
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..n)
+        .map(|_| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let result = f();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for s in spinners {
+        let _ = s.join();
+    }
+    result
 }
 
 /// One job run of one round.
@@ -242,14 +353,6 @@ struct Row {
 }
 
 fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32, Refine)], rows: &[Row]) {
-    let stage = |s: &Summary, name: &str| {
-        s.stages
-            .iter()
-            .find(|t| t.name == name && !t.ms.is_empty())
-            .map_or("-".to_string(), |t| {
-                format!("{:.1}/{:.1}", t.percentile(50.0), t.percentile(99.0))
-            })
-    };
     println!();
     println!(
         "{:<46} {:>7} {:>6} {:>5} {:>8} {:>12} {:>12} {:>12}",

@@ -338,7 +338,7 @@ impl LiveOutput {
                     max_buffers = (settings.fps as u64 * 2).max(2);
                     tail.extend(h264_chain(
                         &prefix,
-                        &EncoderSettings::live(settings.fps),
+                        &EncoderSettings::live_recording(settings.fps),
                         false,
                     )?);
                     let (mux, sink) = muxer(&prefix, container, &temp)?;

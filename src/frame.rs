@@ -108,6 +108,13 @@ pub struct Frame {
     pub picture: Yuv420,
 }
 
+impl Frame {
+    /// The frame's video time in ns: its PTS, or its place at 30 fps when it has none.
+    pub fn time(&self) -> u64 {
+        self.pts.unwrap_or(self.index * 33_333_333)
+    }
+}
+
 pub fn coefficients(matrix: Matrix) -> (f32, f32) {
     match matrix {
         Matrix::Bt601 => (0.299, 0.114),

@@ -520,10 +520,16 @@ fn live_content_fades_in_and_holds_without_jumps() {
     let (stage, mut track) = track(&foliage, &p);
     let mask = segsynth::frame::Plane::new(w, h, 255);
     let started = Instant::now();
-    let (mut shown, mut previous, mut worst) = (0, None::<Yuv420>, 0.0f32);
-    for i in 0..90u64 {
+    let (mut shown, mut previous, mut worst, mut slowest) =
+        (0, None::<Yuv420>, 0.0f32, Duration::ZERO);
+    // Frames at 30 fps of video time, fed in real time, until content showed on 60 of
+    // them (the first layer takes seconds on a loaded machine).
+    let mut i = 0u64;
+    while shown < 60 && started.elapsed() < Duration::from_secs(120) {
         let frame = frame_at(i * 33_333_333, w, h);
+        let call = Instant::now();
         let content = track.content(&frame, &mask).unwrap();
+        slowest = slowest.max(call.elapsed());
         let picture = content.map_or(frame.picture.clone(), |c| (*c).clone());
         if let Some(prev) = &previous {
             worst = worst.max(mean_abs_diff(&prev.y.data, &picture.y.data));
@@ -531,13 +537,13 @@ fn live_content_fades_in_and_holds_without_jumps() {
         shown += usize::from(picture != frame.picture);
         previous = Some(picture);
         std::thread::sleep(Duration::from_millis(33));
+        i += 1;
     }
+    assert_eq!(shown, 60, "content never showed in {:?}", started.elapsed());
     assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "live frames waited: {:?}",
-        started.elapsed()
+        slowest < Duration::from_secs(1),
+        "a live frame waited {slowest:?}"
     );
-    assert!(shown > 10, "content showed on only {shown} of 90 frames");
     assert!(track.held > 0, "the generator kept up, nothing was held");
     assert!(
         worst < 2.0,

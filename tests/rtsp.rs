@@ -712,7 +712,12 @@ fn served_generated_content_has_no_keyframe_pulse() {
     let fade = client.planes(75, Duration::from_secs(60));
     let planes = client.planes(150, Duration::from_secs(60));
     interrupt(&child);
-    assert_eq!(fade.len() + planes.len(), 225, "frames received ({:?})", client.error());
+    assert_eq!(
+        fade.len() + planes.len(),
+        225,
+        "frames received ({:?})",
+        client.error()
+    );
     let m = Motion::of(&planes, 30);
     eprintln!("served foliage: {m}");
     assert!(m.max_step <= 2.0, "the stream pulses: {m}");

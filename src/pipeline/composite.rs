@@ -146,6 +146,27 @@ impl Compositor {
             .collect()
     }
 
+    /// How far ahead of a frame the stage must have observed frames (the longest any
+    /// generated layer asks for).
+    pub fn lookahead(&self) -> Option<u64> {
+        self.layers
+            .iter()
+            .filter_map(|l| match l {
+                Layer::Gan(track) => track.lookahead(),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// A frame entering the composite stage (see `LayerTrack::observe`).
+    pub fn observe(&mut self, frame: &Frame, alphas: &[AlphaPlanes]) {
+        for (layer, alpha) in self.layers.iter_mut().zip(alphas) {
+            if let Layer::Gan(track) = layer {
+                track.observe(frame, &alpha.luma);
+            }
+        }
+    }
+
     pub fn composite(
         &mut self,
         frame: &mut Frame,

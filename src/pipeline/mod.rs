@@ -96,10 +96,16 @@ pub trait Segment: Send {
 pub trait Composite: Send {
     fn composite(&mut self, frame: &mut Frame, alphas: &[AlphaPlanes])
     -> Result<(), PipelineError>;
-    /// How often a synthesized layer was used again (counted in the summary).
+    /// How often generated content held still because a layer was late (counted in the summary).
     fn layer_reuses(&self) -> u64 {
         0
     }
+    /// Video time (ns) the stage must have seen past a frame before compositing it.
+    fn lookahead(&self) -> Option<u64> {
+        None
+    }
+    /// A frame entering the stage, before any earlier frame is composited.
+    fn observe(&mut self, _frame: &Frame, _alphas: &[AlphaPlanes]) {}
 }
 
 impl Segment for segment::Segmenter {
@@ -125,6 +131,12 @@ impl Composite for composite::Compositor {
     }
     fn layer_reuses(&self) -> u64 {
         self.layer_reuses
+    }
+    fn lookahead(&self) -> Option<u64> {
+        composite::Compositor::lookahead(self)
+    }
+    fn observe(&mut self, frame: &Frame, alphas: &[AlphaPlanes]) {
+        composite::Compositor::observe(self, frame, alphas)
     }
 }
 

@@ -138,6 +138,130 @@ struct Segmented {
     switch: Option<Box<dyn Composite>>,
 }
 
+/// The composite stage: composites each frame and pushes it to the sink. A compositor
+/// with a lookahead (file jobs with `image` generators) sees frames as they arrive and
+/// composites one only once a frame that much later arrived, or the stream ended.
+/// Returns its stage times (`None` after a failure) and the layer holds it counted.
+fn composite_stage(
+    comp_stage: &mut dyn Composite,
+    composite_rx: Receiver<Timed<Segmented>>,
+    sink: &mut dyn FrameSink,
+    policy: Backpressure,
+    failure: &Failure,
+    progress: &Progress,
+) -> (Option<Vec<StageTimes>>, u64) {
+    let mut out = Output {
+        work: StageTimes::new("composite"),
+        push: StageTimes::new("push"),
+        added: StageTimes::new("added"),
+        composite_seconds: progress.metrics.stage("composite"),
+        output_seconds: progress.metrics.stage("output"),
+        reuses: comp_stage.layer_reuses(),
+        total_reuses: 0,
+    };
+    // The compositor of the latest live edit, once one arrived.
+    let mut edited: Option<Box<dyn Composite>> = None;
+    let mut pending: std::collections::VecDeque<Timed<Segmented>> = Default::default();
+    loop {
+        let next = recv(&composite_rx, policy, failure, progress);
+        if failure.aborted() {
+            break; // a failure elsewhere: end without draining
+        }
+        let ended = next.is_none();
+        if let Some(mut item) = next {
+            if let Some(c) = item.item.switch.take() {
+                // Frames before the edit are composited with the map they were segmented with.
+                for earlier in pending.drain(..) {
+                    let comp = edited.as_deref_mut().unwrap_or(&mut *comp_stage);
+                    if out.finish(comp, earlier, sink, failure, progress).is_none() {
+                        return (None, out.total_reuses);
+                    }
+                }
+                out.reuses = c.layer_reuses();
+                edited = Some(c);
+            }
+            let comp = edited.as_deref_mut().unwrap_or(&mut *comp_stage);
+            comp.observe(&item.item.frame, &item.item.masks);
+            pending.push_back(item);
+        }
+        let comp = edited.as_deref_mut().unwrap_or(&mut *comp_stage);
+        while let Some(front) = pending.front() {
+            let last = pending.back().map_or(0, |b| b.item.frame.time());
+            let ready = ended
+                || comp
+                    .lookahead()
+                    .is_none_or(|span| last >= front.item.frame.time().saturating_add(span));
+            if !ready {
+                break;
+            }
+            if let Some(item) = pending.pop_front()
+                && out.finish(comp, item, sink, failure, progress).is_none()
+            {
+                return (None, out.total_reuses);
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    drop(composite_rx);
+    (Some(vec![out.work, out.push, out.added]), out.total_reuses)
+}
+
+/// The composite stage's figures, and the last step of every frame.
+struct Output {
+    work: StageTimes,
+    push: StageTimes,
+    added: StageTimes,
+    composite_seconds: prometheus_client::metrics::histogram::Histogram,
+    output_seconds: prometheus_client::metrics::histogram::Histogram,
+    reuses: u64,
+    total_reuses: u64,
+}
+
+impl Output {
+    /// Composites one frame with `comp` and pushes it; `None` after a failure.
+    fn finish(
+        &mut self,
+        comp: &mut dyn Composite,
+        item: Timed<Segmented>,
+        sink: &mut dyn FrameSink,
+        failure: &Failure,
+        progress: &Progress,
+    ) -> Option<()> {
+        let Timed {
+            item: Segmented {
+                mut frame, masks, ..
+            },
+            entered,
+        } = item;
+        let t = Instant::now();
+        failure.guard("composite", || comp.composite(&mut frame, &masks))?;
+        self.work.record(t.elapsed());
+        self.composite_seconds.observe(t.elapsed().as_secs_f64());
+        let now = comp.layer_reuses();
+        progress
+            .metrics
+            .layer_reuses(now.saturating_sub(self.reuses));
+        self.total_reuses += now.saturating_sub(self.reuses);
+        self.reuses = now;
+        let p = Instant::now();
+        progress
+            .pushing_since_ms
+            .store(super::now_ms().max(1), Ordering::Relaxed);
+        let pushed = failure.guard("output", || sink.push(frame));
+        progress.pushing_since_ms.store(0, Ordering::Relaxed);
+        pushed?;
+        self.push.record(p.elapsed());
+        self.output_seconds.observe(p.elapsed().as_secs_f64());
+        self.added.record(entered.elapsed());
+        progress.record_latency(entered.elapsed().as_secs_f32() * 1000.0);
+        progress.frames_out.fetch_add(1, Ordering::Relaxed);
+        progress.metrics.frame_out(entered.elapsed());
+        Some(())
+    }
+}
+
 /// Runs the stages until the source ends, `stop` is set, or a stage fails.
 ///
 /// A stop ends the source; the frames already inside the stages are still finished and
@@ -234,60 +358,10 @@ pub fn run(
         let composite = std::thread::Builder::new()
             .name("composite".into())
             .spawn_scoped(s, move || {
-                let mut work = StageTimes::new("composite");
-                let mut push = StageTimes::new("push");
-                let mut added = StageTimes::new("added");
-                let (composite_seconds, output_seconds) = (
-                    progress.metrics.stage("composite"),
-                    progress.metrics.stage("output"),
-                );
-                let mut reuses = comp_stage.layer_reuses();
-                let mut total_reuses = 0;
-                // The compositor of the latest live edit, once one arrived.
-                let mut edited: Option<Box<dyn Composite>> = None;
-                while let Some(Timed {
-                    item:
-                        Segmented {
-                            mut frame,
-                            masks,
-                            switch,
-                        },
-                    entered,
-                }) = recv(&composite_rx, policy, failure, progress)
-                {
-                    if let Some(c) = switch {
-                        reuses = c.layer_reuses();
-                        edited = Some(c);
-                    }
-                    let comp: &mut dyn Composite = match edited.as_deref_mut() {
-                        Some(c) => c,
-                        None => &mut *comp_stage,
-                    };
-                    let t = Instant::now();
-                    failure.guard("composite", || comp.composite(&mut frame, &masks))?;
-                    work.record(t.elapsed());
-                    composite_seconds.observe(t.elapsed().as_secs_f64());
-                    let now = comp.layer_reuses();
-                    progress.metrics.layer_reuses(now.saturating_sub(reuses));
-                    total_reuses += now.saturating_sub(reuses);
-                    reuses = now;
-                    let p = Instant::now();
-                    progress
-                        .pushing_since_ms
-                        .store(super::now_ms().max(1), Ordering::Relaxed);
-                    let pushed = failure.guard("output", || sink.push(frame));
-                    progress.pushing_since_ms.store(0, Ordering::Relaxed);
-                    pushed?;
-                    push.record(p.elapsed());
-                    output_seconds.observe(p.elapsed().as_secs_f64());
-                    added.record(entered.elapsed());
-                    progress.record_latency(entered.elapsed().as_secs_f32() * 1000.0);
-                    progress.frames_out.fetch_add(1, Ordering::Relaxed);
-                    progress.metrics.frame_out(entered.elapsed());
-                }
-                drop(composite_rx);
-                reuse_total.store(total_reuses, Ordering::Relaxed);
-                Some(vec![work, push, added])
+                let (times, reuses) =
+                    composite_stage(comp_stage, composite_rx, sink, policy, failure, progress);
+                reuse_total.store(reuses, Ordering::Relaxed);
+                times
             });
         let composite = match composite {
             Ok(h) => Some(h),

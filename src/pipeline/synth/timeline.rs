@@ -11,8 +11,11 @@
 //!   time but only as far as the layers made so far reach: when a layer is late the motion
 //!   slows or holds, it never jumps. Until the first layer exists the input shows through,
 //!   then the content fades in.
-//! - `image` generators make layer `j` from the first frame at or after keyframe `j - 2`
-//!   (`LOOKAHEAD`), so the layer is asked for two keyframes before a frame needs it.
+//! - `image` generators, in file jobs, make layer `j` from the first frame at or after
+//!   keyframe `j`: the composite stage holds frames back by one keyframe interval
+//!   (`lookahead`) and shows each frame to the track (`observe`) as it arrives. Live, they
+//!   make it from the newest frame when it is asked for, `LOOKAHEAD` keyframes ahead of
+//!   the content shown.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -235,6 +238,8 @@ pub struct LayerTrack {
     shown_from: Option<u64>,
     /// The mixed picture, reused from frame to frame.
     mixed: Option<Arc<Yuv420>>,
+    /// File jobs with an `image` generator: the newest keyframe asked for from an observed frame.
+    observed_upto: Option<u64>,
     /// Frames whose content held still or slowed because a layer was late.
     pub held: u64,
 }
@@ -248,8 +253,32 @@ impl LayerTrack {
             clock: None,
             shown_from: None,
             mixed: None,
+            observed_upto: None,
             held: 0,
         }
+    }
+
+    /// Whether keyframes come from frames observed ahead (file jobs, `image` generators).
+    fn observes(&self) -> bool {
+        self.timing.exact && self.slot.needs_frame
+    }
+
+    /// How far ahead of a frame the composite stage must have observed frames.
+    pub fn lookahead(&self) -> Option<u64> {
+        self.observes().then_some(self.timing.interval)
+    }
+
+    /// A frame entering the composite stage: the keyframes up to its time that no earlier
+    /// frame reached are made from it.
+    pub fn observe(&mut self, frame: &Frame, mask: &Plane) {
+        if !self.observes() {
+            return;
+        }
+        let shape = (frame.picture.width(), frame.picture.height(), frame.matrix);
+        let k = frame.time() / self.timing.interval;
+        let from = self.observed_upto.map_or(k, |u| (u + 1).min(k));
+        self.post_range(from..=k, shape, frame, mask);
+        self.observed_upto = Some(self.observed_upto.map_or(k, |u| u.max(k)));
     }
 
     /// The content picture for `frame` (`None`: live, no layer exists yet, the input
@@ -259,7 +288,7 @@ impl LayerTrack {
         frame: &Frame,
         mask: &Plane,
     ) -> Result<Option<Arc<Yuv420>>, InferError> {
-        let t = frame.pts.unwrap_or(frame.index * 33_333_333);
+        let t = frame.time();
         let shape = (frame.picture.width(), frame.picture.height(), frame.matrix);
         if self.shape != Some(shape) {
             (self.shape, self.clock, self.shown_from) = (Some(shape), None, None);
@@ -269,7 +298,10 @@ impl LayerTrack {
             _ => t,
         };
         let first = target / self.timing.interval;
-        self.post_from(first, shape, frame, mask);
+        // Observed tracks asked for their keyframes ahead; at the end of the stream the
+        // last keyframe no frame reached comes from the frame that needs it.
+        let ahead = if self.observes() { 1 } else { LOOKAHEAD };
+        self.post_range(first..=first + ahead, shape, frame, mask);
         if let Some((shown, _)) = self.clock {
             self.slot.forget_before(shown / self.timing.interval);
         }
@@ -286,10 +318,16 @@ impl LayerTrack {
         Ok(self.picture(shown, fade, &frame.picture))
     }
 
-    /// Posts keyframes `first ..= first + LOOKAHEAD`.
-    fn post_from(&self, first: u64, shape: Shape, frame: &Frame, mask: &Plane) {
+    /// Asks for keyframes `keys` (made from `frame` and `mask` where they need them).
+    fn post_range(
+        &self,
+        keys: std::ops::RangeInclusive<u64>,
+        shape: Shape,
+        frame: &Frame,
+        mask: &Plane,
+    ) {
         let slot = &self.slot;
-        for k in first..=first + LOOKAHEAD {
+        for k in keys {
             slot.post(k, shape, || {
                 let picture = slot.needs_frame.then(|| Arc::new(frame.picture.clone()));
                 let alpha = slot.needs_mask.then(|| Arc::new(mask.clone()));

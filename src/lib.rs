@@ -11,6 +11,14 @@ pub mod model;
 pub mod pipeline;
 pub mod quality;
 
+/// A line for the person running segsynth (an input lost, an output reconnecting, an edit
+/// applied). The library only logs; the binary prints these as `segsynth: ...` lines
+/// whatever `--log` says.
+#[macro_export]
+macro_rules! notice {
+    ($($arg:tt)*) => { tracing::info!(target: "segsynth::notice", $($arg)*) };
+}
+
 #[cfg(feature = "gst")]
 pub mod io;
 

@@ -7,7 +7,7 @@
 //! | `segsynth_dropped_frames_total` | counter | `reason` = `stage_queue` (live backpressure) |
 //! | `segsynth_added_latency_seconds` | histogram | appsink to appsrc |
 //! | `segsynth_stage_seconds` | histogram | `stage` = `segment` / `composite` / `output` / `synth` |
-//! | `segsynth_synth_layer_reuses_total` | counter | frames that reused a GAN layer |
+//! | `segsynth_synth_layer_reuses_total` | counter | live frames whose GAN content held still or slowed because a layer was late |
 //! | `segsynth_rtsp_clients` | gauge | RTSP sessions being served |
 //! | `segsynth_input_reconnects_total` | counter | live input reconnects |
 //! | `segsynth_provider_info` | gauge (1) | `provider`, `model`, `pixels` |
@@ -92,7 +92,7 @@ impl Default for Metrics {
         let layer_reuses = Counter::default();
         registry.register(
             "synth_layer_reuses",
-            "Frames that reused a GAN layer an earlier frame already used",
+            "Live frames whose GAN content held still or slowed because a layer was late",
             layer_reuses.clone(),
         );
         let rtsp_clients = Gauge::default();

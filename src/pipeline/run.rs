@@ -315,7 +315,7 @@ pub fn run(
                                     e.applied.fetch_add(1, Ordering::Relaxed);
                                 }
                                 tracing::info!(edit = %edit.label, pts = ?frame.pts, "live edit applied");
-                                eprintln!("segsynth: applied {}", edit.label);
+                                crate::notice!("applied {}", edit.label);
                                 Some(edit.compositor)
                             }
                             None => None,

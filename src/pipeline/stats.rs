@@ -90,7 +90,7 @@ impl fmt::Display for Summary {
         if self.layer_reuses > 0 || self.nonfinite_values > 0 {
             writeln!(
                 f,
-                "synth layer reused {} times, {} non-finite values clamped",
+                "generated content held on {} frames (a layer was late), {} non-finite values clamped",
                 self.layer_reuses, self.nonfinite_values
             )?;
         }

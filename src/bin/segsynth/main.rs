@@ -5,6 +5,7 @@
 
 mod args;
 mod bench;
+mod logging;
 mod metrics;
 mod options;
 mod process;
@@ -32,13 +33,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_new(format!("segsynth={0},{0}", cli.log))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    logging::install(&cli.log);
     let result = match cli.command {
         Command::Process(args) => process::process(args),
         Command::Run(args) => {

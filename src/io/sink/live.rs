@@ -113,7 +113,7 @@ impl Branch {
             .and_then(|chain| assemble(&r.prefix, &r.caps, chain, 2, &self.label));
         match built {
             Ok((pipeline, appsrc)) => {
-                eprintln!("segsynth: output {}: reconnecting", self.label);
+                crate::notice!("output {}: reconnecting", self.label);
                 self.pipeline = pipeline;
                 self.appsrc = appsrc;
                 self.retime = Retime::default();
@@ -190,8 +190,8 @@ impl Branch {
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(r) = &mut self.reconnect {
             tracing::warn!(output = %self.label, %reason, "output failed; reconnecting in {:?}", r.backoff);
-            eprintln!(
-                "segsynth: output {} failed: {reason}; reconnecting in {} s",
+            crate::notice!(
+                "output {} failed: {reason}; reconnecting in {} s",
                 self.label,
                 r.backoff.as_secs()
             );
@@ -202,8 +202,8 @@ impl Branch {
             return;
         }
         tracing::error!(output = %self.label, %reason, "output failed; closing it, the other outputs continue");
-        eprintln!(
-            "segsynth: output {} failed: {reason}; closed it, the other outputs continue",
+        crate::notice!(
+            "output {} failed: {reason}; closed it, the other outputs continue",
             self.label
         );
         if let Some((temp, _)) = &self.rename {
@@ -353,7 +353,7 @@ impl LiveOutput {
                         &format!("{prefix}-display"),
                     )?;
                     window::set_up(&sink, &settings.title, &stop);
-                    eprintln!("segsynth: window ({factory}): {}", settings.title);
+                    crate::notice!("window ({factory}): {}", settings.title);
                     tail.push(sink);
                 }
                 OutputSpec::V4l2(dev) => {

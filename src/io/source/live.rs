@@ -167,8 +167,8 @@ impl LiveInput {
     fn reconnect(&mut self, why: &str) {
         self.settings.reconnects.inc();
         tracing::warn!(input = %self.spec, "input lost ({why}); reconnecting in {:?}", self.backoff);
-        eprintln!(
-            "segsynth: input lost ({why}); reconnecting in {} s",
+        crate::notice!(
+            "input lost ({why}); reconnecting in {} s",
             self.backoff.as_secs()
         );
         let _ = self.pipeline.set_state(gst::State::Null);
@@ -209,8 +209,8 @@ impl FrameSource for LiveInput {
                 let frame = self.keep.keep(frame);
                 self.index += 1;
                 if self.stalled_reported {
-                    eprintln!(
-                        "segsynth: input delivering again after {:.1} s",
+                    crate::notice!(
+                        "input delivering again after {:.1} s",
                         self.last_frame.elapsed().as_secs_f32()
                     );
                 }
@@ -226,8 +226,8 @@ impl FrameSource for LiveInput {
             let stalled = self.last_frame.elapsed() > self.settings.stall_after;
             if stalled && !self.stalled_reported {
                 self.stalled_reported = true;
-                eprintln!(
-                    "segsynth: watchdog: the input has delivered no frame for {:.1} s",
+                crate::notice!(
+                    "watchdog: the input has delivered no frame for {:.1} s",
                     self.last_frame.elapsed().as_secs_f32()
                 );
             }

@@ -9,7 +9,6 @@ pub mod infer;
 pub mod job;
 pub mod model;
 pub mod pipeline;
-pub mod quality;
 
 /// A line for the person running segsynth (an input lost, an output reconnecting, an edit
 /// applied). The library only logs; the binary prints these as `segsynth: ...` lines
@@ -21,8 +20,3 @@ macro_rules! notice {
 
 #[cfg(feature = "gst")]
 pub mod io;
-
-/// Property-based fuzzing of every parser of user text (presets, manifests, content
-/// specs, URIs): never a panic, always an error that names something.
-#[cfg(test)]
-mod fuzz;

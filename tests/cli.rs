@@ -13,6 +13,7 @@ mod graphs;
 mod layout;
 mod live;
 mod multiclass;
+mod parsers;
 mod plugin;
 mod quality;
 mod rtsp;

@@ -1,5 +1,5 @@
 //! The mask a viewer sees, measured on a scene with a known person mask
-//! (`segsynth::quality`): the halo around the person, the interior, flicker on a
+//! (`src/bin/core_bench/quality.rs`): the halo around the person, the interior, flicker on a
 //! still scene and edge lag on a moving one, with the real selfie model.
 
 use segsynth::content::{ContentKind, Entry};
@@ -7,7 +7,10 @@ use segsynth::imgproc::mask::MaskParams;
 use segsynth::infer::{Device, Model, SessionOptions};
 use segsynth::job::models_dir;
 use segsynth::model::{Manifest, resolve};
-use segsynth::quality::{CONTENT, Figures, measure, photo_scene};
+// The measurement tool lives with the core bench, which prints the same figures.
+#[path = "../src/bin/core_bench/quality.rs"]
+mod tool;
+use tool::{CONTENT, Figures, measure, photo_scene};
 
 fn open() -> Result<Model, segsynth::infer::InferError> {
     let manifest = Manifest::load(&resolve("selfie", &models_dir()).expect("selfie manifest"))

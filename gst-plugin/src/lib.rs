@@ -14,14 +14,16 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     filter::register(plugin)
 }
 
+// Name, version, licence and release date come from Cargo (the date and commit from
+// `build.rs`, gst-plugin-version-helper), as in gst-plugins-rs.
 gst::plugin_define!(
     segsynth,
-    "segsynth: segment frames, synthesize content, composite it over chosen classes",
+    env!("CARGO_PKG_DESCRIPTION"),
     plugin_init,
-    "0.1.0",
-    "MIT/X11",
-    "gst-plugin-segsynth",
-    "segsynth",
-    "https://github.com/segsynth/segsynth",
-    "2026-11-28"
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    env!("CARGO_PKG_LICENSE"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
 );

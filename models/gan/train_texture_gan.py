@@ -86,24 +86,23 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fidelity import crop, fidelity, grid_ratio, load_image, onnx_sample  # noqa: E402
 
-WHITE = 8  # independent white-noise fields at full resolution
-LEVELS = 5  # a-trous smoothing levels of each field
 SCALE = 16  # the noise input arrives in 16x16 cells (depth-to-space)
-NOISE_CHANNELS = WHITE * SCALE * SCALE  # 2048
 CROP = 80  # real training crops
 NOISE_SIZE = 8  # fake training images are 128x128
 B3 = (1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16)  # the cubic B-spline taps
 
 
-def border_scales(reach=2 * sum(2 ** j for j in range(LEVELS))):
+def border_scales(levels, reach=None):
     """Per level (0 = the noise itself), 1/sqrt of the variance that the zero-padded
     a-trous cascade (in 1-D) leaves at distance t = 0..reach from a border of a long
-    line of unit white noise: [LEVELS + 1, reach + 1]. Exact for planes at
+    line of unit white noise: [levels + 1, reach + 1]. Exact for planes at
     least 2 * reach + 1 wide (one border within reach at a time); on smaller ones the two
     borders' factors multiply."""
+    if reach is None:
+        reach = max(1, 2 * sum(2 ** j for j in range(levels)))
     n = 4 * reach + 8
     rows, x = [np.ones(reach + 1)], np.eye(n)
-    for j in range(LEVELS):
+    for j in range(levels):
         d = 2 ** j
         k = np.zeros(4 * d + 1)
         k[::d] = B3
@@ -114,49 +113,56 @@ def border_scales(reach=2 * sum(2 ** j for j in range(LEVELS))):
 
 
 class Pyramid(nn.Module):
-    """Stationary multi-scale noise from full-resolution white noise [B, WHITE, H, W]:
-    the noise itself and LEVELS smoothings of it by the a-trous cascade (the cubic
-    B-spline [1,4,6,4,1]/16 in 2-D, its taps 1, 2, 4, 8, 16 pixels apart; standard
+    """Stationary multi-scale noise from full-resolution white noise [B, white, H, W]:
+    the noise itself and `levels` smoothings of it by the a-trous cascade (the cubic
+    B-spline [1,4,6,4,1]/16 in 2-D, its taps 1, 2, 4, 8, ... pixels apart; standard
     deviations about 1, 2.2, 4.6, 9.2 and 18.5 pixels), each scaled to unit variance.
 
     Every step is a convolution of the whole plane, so no output pixel has a place on a
-    coarser lattice: the statistics are the same at every pixel (no grid). The zero
-    padding of each step lowers the variance within 62 pixels of a border; a row and a
-    column factor looked up by the distance to the nearest border (`border_scales`)
-    restore it."""
+    coarser lattice: the statistics are the same at every pixel (no grid). Each 5x5
+    step runs as a 5x1 and a 1x5 depthwise convolution (the same sums: the kernel is
+    separable and the padding is zeros). The zero padding lowers the variance near a
+    border (within 2 * (2^levels - 1) pixels); one factor per level, the product of a
+    row and a column factor looked up by the distance to the nearest border
+    (`border_scales`), restores it: an [H, W] plane per level, broadcast over that
+    level's `white` fields (a single Mul per level in the ONNX graph)."""
 
-    def __init__(self):
+    def __init__(self, white, levels):
         super().__init__()
+        self.white, self.levels = white, levels
         k = torch.tensor(B3)
-        self.register_buffer("kernel", torch.outer(k, k).view(1, 1, 5, 5).repeat(WHITE, 1, 1, 1))
-        table = border_scales()
+        self.register_buffer("kv", k.view(1, 1, 5, 1).repeat(white, 1, 1, 1))
+        self.register_buffer("kh", k.view(1, 1, 1, 5).repeat(white, 1, 1, 1))
+        table = border_scales(levels)
         self.reach = table.shape[1] - 1
-        self.register_buffer("table", table.repeat_interleave(WHITE, 0))  # [WHITE*(LEVELS+1), reach+1]
+        self.register_buffer("table", table)  # [levels+1, reach+1]
 
     def _factors(self, ones):
-        """[C, side] factors along one axis, from a vector of ones as long as it."""
+        """[levels+1, side] factors along one axis, from a vector of ones as long as it."""
         i = torch.cumsum(ones, 0) - 1
         near = torch.minimum(i, i[-1] - i).clamp(max=self.reach).long()
         far = torch.maximum(i, i[-1] - i).clamp(max=self.reach).long()
         return self.table[:, near] * self.table[:, far] / self.table[:, self.reach:]
 
     def forward(self, n):
+        fx = self._factors(torch.ones_like(n[0, 0, 0, :]))  # [L+1, W]
+        fy = self._factors(torch.ones_like(n[0, 0, :, 0]))  # [L+1, H]
         out, x = [n], n
-        for j in range(LEVELS):
+        for j in range(self.levels):
             d = 2 ** j
-            x = F.conv2d(x, self.kernel, padding=2 * d, dilation=d, groups=WHITE)
-            out.append(x)
-        fx = self._factors(torch.ones_like(n[0, 0, 0, :])).unsqueeze(0).unsqueeze(2)  # [1,C,1,W]
-        fy = self._factors(torch.ones_like(n[0, 0, :, 0])).unsqueeze(0).unsqueeze(3)  # [1,C,H,1]
-        return torch.cat(out, 1) * fx * fy
+            x = F.conv2d(x, self.kv, padding=(2 * d, 0), dilation=(d, 1), groups=self.white)
+            x = F.conv2d(x, self.kh, padding=(0, 2 * d), dilation=(1, d), groups=self.white)
+            out.append(x * (fy[j + 1].unsqueeze(1) * fx[j + 1].unsqueeze(0)))  # [H, W] plane
+        return torch.cat(out, 1)
 
 
 class Generator(nn.Module):
-    """A shift-invariant texture generator: the noise input [B, 2048, h, w] becomes
-    WHITE full-resolution white-noise fields by depth-to-space (16x16 cells of
-    independent samples: still white noise), the Pyramid adds their smoothings, and
-    a small convolutional network at full resolution maps the 48 fields to RGB (1x1
-    conv to 32, two 3x3 convs to 16, 1x1 to 3; BatchNorm, LeakyReLU, tanh).
+    """A shift-invariant texture generator: the noise input [B, white*256, h, w] becomes
+    `white` full-resolution white-noise fields by depth-to-space (16x16 cells of
+    independent samples: still white noise), the Pyramid adds `levels` smoothings of
+    each, and a small convolutional network at full resolution maps the
+    white * (levels + 1) fields to RGB: a 1x1 conv to `width`, `convs` 3x3 convs
+    (the first to `narrow`, zero padding), a 1x1 conv to 3; BatchNorm, LeakyReLU, tanh.
 
     Why not upsampling: a generator that upsamples a lattice of noise gives every
     output pixel a position relative to that lattice, and its statistics repeat with
@@ -166,22 +172,19 @@ class Generator(nn.Module):
     input is stationary, so the output is stationary too: the expected power spectrum
     has no peaks at the cell frequencies (grid ratio about 1)."""
 
-    def __init__(self, width=32, narrow=16):
+    def __init__(self, white=4, levels=5, width=16, narrow=16, convs=1):
         super().__init__()
-        self.pyramid = Pyramid()
-        fields = WHITE * (1 + LEVELS)
-        self.net = nn.Sequential(
-            nn.Conv2d(fields, width, 1),
-            nn.BatchNorm2d(width),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, narrow, 3, 1, 1, padding_mode="replicate"),
-            nn.BatchNorm2d(narrow),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(narrow, narrow, 3, 1, 1, padding_mode="replicate"),
-            nn.BatchNorm2d(narrow),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(narrow, 3, 1),
-        )
+        self.white = white
+        self.noise_channels = white * SCALE * SCALE
+        self.pyramid = Pyramid(white, levels)
+        fields = white * (1 + levels)
+        layers = [nn.Conv2d(fields, width, 1), nn.BatchNorm2d(width), nn.LeakyReLU(0.2, inplace=True)]
+        c = width
+        for _ in range(convs):
+            layers += [nn.Conv2d(c, narrow, 3, 1, 1), nn.BatchNorm2d(narrow), nn.LeakyReLU(0.2, inplace=True)]
+            c = narrow
+        layers.append(nn.Conv2d(c, 3, 1))
+        self.net = nn.Sequential(*layers)
 
     def forward(self, noise):
         return torch.tanh(self.net(self.pyramid(F.pixel_shuffle(noise, SCALE))))
@@ -247,13 +250,13 @@ def recalibrate_bn(g, gen, batches=64, noise_size=8):
             m.momentum = None  # cumulative moving average
     g.train()
     for _ in range(batches):
-        g(torch.randn(16, NOISE_CHANNELS, noise_size, noise_size, generator=gen).to(dev))
+        g(torch.randn(16, g.noise_channels, noise_size, noise_size, generator=gen).to(dev))
     g.eval()
 
 
 def export_onnx(g, path):
     g.eval()
-    dummy = torch.randn(1, NOISE_CHANNELS, NOISE_SIZE, NOISE_SIZE)
+    dummy = torch.randn(1, g.noise_channels, NOISE_SIZE, NOISE_SIZE)
     kwargs = dict(
         input_names=["noise"],
         output_names=["image"],
@@ -281,7 +284,7 @@ def check_onnx(path, g, threads=2):
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    noise = np.random.default_rng(0).standard_normal((1, NOISE_CHANNELS, 23, 40)).astype(np.float32)  # noqa
+    noise = np.random.default_rng(0).standard_normal((1, g.noise_channels, 23, 40)).astype(np.float32)  # noqa
     out = sess.run(["image"], {"noise": noise})[0]
     times = []
     for _ in range(10):
@@ -296,7 +299,7 @@ def check_onnx(path, g, threads=2):
     diff = float(np.abs(out - ref).max())
     assert diff < 1e-3, f"onnxruntime and torch disagree: max abs diff {diff}"
     print(
-        f"onnxruntime: noise 1x{NOISE_CHANNELS}x23x40 -> image {out.shape}, range [{out.min():.3f}, {out.max():.3f}], "
+        f"onnxruntime: noise 1x{g.noise_channels}x23x40 -> image {out.shape}, range [{out.min():.3f}, {out.max():.3f}], "
         f"max |ort - torch| {diff:.1e}, median {1000 * np.median(times):.1f} ms on {threads} threads"
     )
 
@@ -348,7 +351,7 @@ def main():
     t0 = time.time()
     for step in range(1, args.steps + 1):
         real = random_crops(real_img, args.batch, gen)
-        z = torch.randn(args.batch, NOISE_CHANNELS, NOISE_SIZE, NOISE_SIZE, generator=gen).to(dev)
+        z = torch.randn(args.batch, g.noise_channels, NOISE_SIZE, NOISE_SIZE, generator=gen).to(dev)
         fake = g(z)
 
         opt_d.zero_grad(set_to_none=True)
@@ -383,7 +386,7 @@ def main():
         g.load_state_dict(state)
         recalibrate_bn(g, torch.Generator().manual_seed(args.seed))
         with torch.no_grad():
-            z = torch.randn(1, NOISE_CHANNELS, 16, 16, generator=torch.Generator().manual_seed(7)).to(dev)
+            z = torch.randn(1, g.noise_channels, 16, 16, generator=torch.Generator().manual_seed(7)).to(dev)
             arr = ((g(z)[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
         got, floor = fidelity(arr, img)
         print(f"checkpoint step {step}: patch SWD {got:.4f} (floor {floor:.4f}, ratio {got / floor:.2f})")
@@ -397,7 +400,7 @@ def main():
         with torch.no_grad():
             # As segsynth runs it (the manifests' `border = 1`): one noise cell beyond each
             # edge, cropped, since the outermost pixels see the convolutions' padding.
-            z = torch.randn(1, NOISE_CHANNELS, 256 // SCALE + 2, 448 // SCALE + 2, generator=gen)
+            z = torch.randn(1, g.noise_channels, 256 // SCALE + 2, 448 // SCALE + 2, generator=gen)
             to_png(g(z)[:, :, SCALE:SCALE + 256, SCALE:SCALE + 448], args.sample)
         print(f"sample written to {args.sample}")
 
@@ -406,7 +409,7 @@ def main():
     print(f"ONNX written to {args.out} ({os.path.getsize(args.out)} bytes)")
     check_onnx(args.out, g, args.threads)
     try:
-        grid = grid_ratio([onnx_sample(args.out, NOISE_CHANNELS, SCALE, seed=k).astype(np.float64) for k in range(32)],
+        grid = grid_ratio([onnx_sample(args.out, g.noise_channels, SCALE, seed=k).astype(np.float64) for k in range(32)],
                           SCALE)
         print(f"grid ratio {grid:.3f} (32 layers of 256x256; the tests' bound is 1.15)")
     except ImportError:

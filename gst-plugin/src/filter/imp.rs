@@ -35,6 +35,15 @@ use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::{Segmenter, selections};
 use segsynth::pipeline::synth::{DEFAULT_SCALE, DEFAULT_SEED, SynthParams, SynthStage};
 
+/// The element's debug category (`GST_DEBUG=segsynth:5`).
+static CAT: std::sync::LazyLock<gst::DebugCategory> = std::sync::LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "segsynth",
+        gst::DebugColorFlags::empty(),
+        Some("segment, synthesize, composite"),
+    )
+});
+
 #[derive(Clone, Debug, PartialEq)]
 struct Settings {
     model: String,
@@ -194,11 +203,10 @@ fn synth_scale(settings: &Settings) -> Result<(), String> {
 }
 
 impl SegsynthFilter {
-    /// The map (entries, compositor, synth threads) for `settings`, over `first`.
+    /// The map (entries, compositor, synth threads) for `settings`.
     fn build_map(
         settings: &Settings,
         segmenter: &mut Segmenter,
-        first: &Frame,
         fresh: bool,
     ) -> Result<(Compositor, Vec<SynthStage>), String> {
         let entries = build_map(&settings.classes(), &settings.contents())
@@ -250,7 +258,7 @@ impl SegsynthFilter {
             .map_err(|e| format!("classes/content: {e}"))?;
         let mut segmenter = Segmenter::new(model, &entries, &settings.mask()?)
             .map_err(|e| format!("classes: {e}"))?;
-        let (mut compositor, synths) = Self::build_map(settings, &mut segmenter, first, true)?;
+        let (mut compositor, synths) = Self::build_map(settings, &mut segmenter, true)?;
         if pixels.use_graphs(provider) {
             let fallback = pixels == Pixels::Auto;
             segmenter
@@ -515,14 +523,13 @@ impl BaseTransformImpl for SegsynthFilter {
             Some(b) if b.settings == settings => {}
             Some(b) if b.settings.model_key() == settings.model_key() => {
                 // A new map or mask setting: the model stays.
-                let (compositor, synths) =
-                    Self::build_map(&settings, &mut b.segmenter, &frame, false)
-                        .map_err(|e| self.fail(e))?;
+                let (compositor, synths) = Self::build_map(&settings, &mut b.segmenter, false)
+                    .map_err(|e| self.fail(e))?;
                 b.compositor = compositor;
                 b.synths = synths;
                 b.settings = settings.clone();
                 gst::info!(
-                    gst::CAT_DEFAULT,
+                    CAT,
                     imp = self,
                     "map changed while playing: content {}",
                     settings.content

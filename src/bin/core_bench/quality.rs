@@ -8,12 +8,12 @@
 //! every pixel outside the truth is known backdrop. The frames are the cut-out moved
 //! across the frame, or held still with seeded sensor noise.
 
-use crate::content::{Entry, cover};
-use crate::frame::{AlphaPlanes, Frame, Matrix, Yuv420, rgb_to_yuv};
-use crate::imgproc::mask::MaskParams;
-use crate::infer::{InferError, Model};
-use crate::pipeline::composite::Compositor;
-use crate::pipeline::segment::Segmenter;
+use segsynth::content::{Entry, cover};
+use segsynth::frame::{AlphaPlanes, Frame, Matrix, Yuv420, rgb_to_yuv};
+use segsynth::imgproc::mask::MaskParams;
+use segsynth::infer::{InferError, Model};
+use segsynth::pipeline::composite::Compositor;
+use segsynth::pipeline::segment::Segmenter;
 
 /// The backdrop behind the cut-out person: a light, slightly blue wall.
 pub const BACKDROP: [u8; 3] = [205, 215, 230];
@@ -118,8 +118,8 @@ pub fn photo_scene(
     open: &dyn Fn() -> Result<Model, InferError>,
     width: usize,
     height: usize,
-) -> Result<Scene, crate::job::JobError> {
-    let (rgb, pw, ph) = crate::content::load_image(photo)?;
+) -> Result<Scene, segsynth::job::JobError> {
+    let (rgb, pw, ph) = segsynth::content::load_image(photo)?;
     let side = pw.min(ph);
     let square = cover(&rgb, pw, ph, side, side);
     let raw = MaskParams {
@@ -132,7 +132,7 @@ pub fn photo_scene(
     };
     let person = [Entry {
         classes: vec!["person".into()],
-        content: crate::content::ContentKind::Mask,
+        content: segsynth::content::ContentKind::Mask,
     }];
     let mut seg = Segmenter::new(open()?, &person, &raw)?;
     let frame = Frame {
@@ -218,7 +218,7 @@ pub fn still(
     entries: &[Entry],
     params: &MaskParams,
     open: &dyn Fn() -> Result<Model, InferError>,
-) -> Result<(Shot, Frame), crate::job::JobError> {
+) -> Result<(Shot, Frame), segsynth::job::JobError> {
     let x0 = (scene.width - scene.side) / 2;
     let mut seg = Segmenter::new(open()?, entries, params)?;
     let mut comp = Compositor::new(entries, &[])?;
@@ -240,7 +240,7 @@ pub fn measure(
     entries: &[Entry],
     params: &MaskParams,
     open: &dyn Fn() -> Result<Model, InferError>,
-) -> Result<Figures, crate::job::JobError> {
+) -> Result<Figures, segsynth::job::JobError> {
     let (w, h) = (scene.width, scene.height);
     let x0 = (w - scene.side) / 2;
     // Halo and interior: one still frame after a few to settle the temporal filter.

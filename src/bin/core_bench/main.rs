@@ -12,8 +12,10 @@
 //! `--pixels graph` runs the per-pixel steps as ONNX graphs (on the chosen device);
 //! `native` runs them in Rust on the CPU. `--refine` picks the mask upsampling (the
 //! guided filter and edge unmixing, or plain). Then the mask quality figures
-//! (`segsynth::quality`: halo, interior, flicker, lag) on the astronaut scene, plain
+//! (`quality.rs` beside this file: halo, interior, flicker, lag) on the astronaut scene, plain
 //! against refined.
+
+mod quality;
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -29,7 +31,6 @@ use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::Segmenter;
 use segsynth::pipeline::stats::{percentile, process_memory_mib};
 use segsynth::pipeline::synth::{Generator, SynthParams};
-use segsynth::quality;
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Pixels {
@@ -369,7 +370,7 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The mask quality figures, plain against refined (see `segsynth::quality`).
+/// The mask quality figures, plain against refined (see `quality.rs`).
 fn quality(
     manifest: &Manifest,
     session: &SessionOptions,

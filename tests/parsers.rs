@@ -6,9 +6,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 
-use crate::content::{ContentKind, build_map};
-use crate::endpoint::{Preset, parse_input, parse_output, redact_url};
-use crate::model::Manifest;
+use segsynth::content::{ContentKind, build_map};
+use segsynth::endpoint::{Preset, parse_input, parse_output, redact_url};
+use segsynth::model::Manifest;
 
 const PRESETS: [&str; 3] = [
     include_str!("../pipelines/file.toml"),

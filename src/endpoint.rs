@@ -314,8 +314,8 @@ pub struct Preset {
     /// Mask settings (`--feather`, `--temporal`, `--edge LO,HI`, `--refine guided|off`).
     pub feather: Option<f32>,
     pub temporal: Option<f32>,
-    pub edge: Option<Vec<f32>>,
-    pub refine: Option<String>,
+    pub edge: Option<crate::options::EdgeBand>,
+    pub refine: Option<crate::options::Refine>,
     pub rtsp: Option<RtspSettings>,
 }
 

@@ -8,6 +8,7 @@ pub mod imgproc;
 pub mod infer;
 pub mod job;
 pub mod model;
+pub mod options;
 pub mod pipeline;
 
 /// A line for the person running segsynth (an input lost, an output reconnecting, an edit

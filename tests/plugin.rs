@@ -185,3 +185,34 @@ fn content_changes_while_playing() {
     // The change lands within the frames already queued (appsink holds a few).
     assert!(corners[25..].iter().all(green), "{corners:?}");
 }
+
+/// One option, three doors: the command line, a preset and the element's property reject
+/// the same bad value with the same sentence (one `FromStr` in `segsynth::options`).
+#[test]
+fn a_bad_device_reads_the_same_from_the_cli_a_preset_and_the_element() {
+    let expected = "device \"gpu\" is not valid; expected one of auto, cpu, cuda, tensorrt";
+    let dir = tmpdir();
+    let cli = segsynth(&["process", "in.mp4", "-o", "out.mp4", "--device", "gpu"]);
+    assert_eq!(cli.status.code(), Some(2));
+    assert!(stderr(&cli).contains(expected), "CLI: {}", stderr(&cli));
+    let preset = dir.path().join("p.toml");
+    std::fs::write(
+        &preset,
+        "input = \"test:\"\noutputs = [\"x.mp4\"]\ndevice = \"gpu\"\n",
+    )
+    .unwrap();
+    let run = segsynth(&["run", preset.to_str().unwrap()]);
+    assert_ne!(run.status.code(), Some(0));
+    assert!(stderr(&run).contains(expected), "preset: {}", stderr(&run));
+    assert!(stderr(&run).contains("line 3"), "preset: {}", stderr(&run));
+    let element = launch_words(
+        "videotestsrc num-buffers=2 ! video/x-raw,format=I420 ! segsynth device=gpu ! fakesink",
+    );
+    assert_ne!(element.status.code(), Some(0));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&element.stdout),
+        stderr(&element)
+    );
+    assert!(said.contains(expected), "element: {said}");
+}

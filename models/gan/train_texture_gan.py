@@ -132,7 +132,8 @@ class Pyramid(nn.Module):
     1x5 pass (depthwise, dilation d) and a 5x1 pass: depthwise with dilation d/S when
     S divides d, else a small polyphase convolution across the S phases (fixed weights:
     the same B-spline taps). The input's 16x16 cells are mapped to pixels by one
-    fixed permutation (any one gives i.i.d. white noise at every pixel), and the
+    fixed permutation (depth-to-space, then the plane's S bands of rows taken as the S
+    row phases; any permutation gives i.i.d. white noise at every pixel), and the
     fields are put back in plain order once, after the last level."""
 
     def __init__(self, white, levels, interleave=4):
@@ -173,9 +174,9 @@ class Pyramid(nn.Module):
         S, W = self.S, self.white
         C = W * S
         b, _, h, w = noise.shape
-        # input channel f*256 + r*(256/S) + a*16 + p -> field f, pixel (16*Y + S*a + r, 16*X + p)
-        x = noise.reshape(b, W, S, SCALE // S, SCALE, h, w).permute(0, 1, 2, 5, 3, 6, 4)
-        x = x.reshape(b, C, h * (SCALE // S), w * SCALE)  # [B, (field, row phase), rows / S, cols]
+        # depth-to-space (16x16 cells), then rows r*4h..(r+1)*4h-1 of that plane are taken
+        # as the image rows of phase r: a fixed permutation of i.i.d. noise (one cheap op)
+        x = F.pixel_shuffle(noise, SCALE).reshape(b, C, h * (SCALE // S), w * SCALE)  # [B, (field, row phase), rows / S, cols]
         fx = self._factors(torch.ones_like(x[0, 0, 0, :]))  # [L+1, cols]
         fy = self._factors(torch.ones_like(x[0, 0, :, 0]).repeat(S))  # [L+1, rows]
         fy = fy.reshape(self.levels + 1, -1, S).transpose(1, 2)  # [L+1, S, rows / S]
@@ -354,6 +355,11 @@ def main():
     ap.add_argument("--checkpoints", type=int, default=6, help="checkpoints (evenly spaced over the second half... the last) to choose from")
     ap.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
     ap.add_argument("--max-seconds", type=float, help="stop training after this long (the last step is a checkpoint)")
+    ap.add_argument("--white", type=int, default=4, help="white-noise fields (noise input channels = 256 * this)")
+    ap.add_argument("--levels", type=int, default=5, help="a-trous smoothing levels of each field")
+    ap.add_argument("--width", type=int, default=16, help="channels of the first (1x1) conv")
+    ap.add_argument("--narrow", type=int, default=16, help="channels of the 3x3 convs")
+    ap.add_argument("--convs", type=int, default=1, help="3x3 convs")
     ap.add_argument("--out", required=True, help="output ONNX path")
     ap.add_argument("--sample", help="output sample PNG path (256x448)")
     args = ap.parse_args()
@@ -371,7 +377,7 @@ def main():
     dev = torch.device(args.device)
     real_img = (torch.from_numpy(np.ascontiguousarray(img).copy()).permute(2, 0, 1).float() / 127.5 - 1.0).to(dev)
 
-    g, d = Generator(), Discriminator()
+    g, d = Generator(args.white, args.levels, args.width, args.narrow, args.convs), Discriminator()
     g.apply(init_weights)
     d.apply(init_weights)
     g.to(dev)

@@ -42,30 +42,7 @@ pub enum InferError {
     Run { model: String, message: String },
 }
 
-/// Execution device. `Auto` tries TensorRT, then CUDA, then CPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Device {
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-    Tensorrt,
-}
-
-/// Where the per-pixel steps (resize/normalise, mask, upsample, blend) run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Pixels {
-    /// ONNX graphs when the model runs on a GPU provider, Rust kernels on the CPU
-    /// (where the graphs measured 2-5x slower).
-    #[default]
-    Auto,
-    /// Rust kernels (`imgproc`), on the CPU.
-    Native,
-    /// ONNX graphs on the model's device (`infer::graphs`, bound with IoBinding).
-    Graph,
-}
+pub use crate::options::{Device, Pixels};
 
 impl Pixels {
     /// Whether the graphs run, given the provider the model got.

@@ -25,12 +25,12 @@ use gstreamer_video::subclass::prelude::*;
 
 use segsynth::content::build_map;
 use segsynth::frame::Frame;
-use segsynth::imgproc::mask::{DEFAULT_EDGE, DEFAULT_FEATHER, DEFAULT_TEMPORAL, MaskParams};
-use segsynth::imgproc::refine::DEFAULT_GUIDED;
-use segsynth::infer::{Device, Model, Pixels, SessionOptions};
+use segsynth::imgproc::mask::{DEFAULT_FEATHER, DEFAULT_TEMPORAL, MaskParams};
+use segsynth::infer::{Model, SessionOptions};
 use segsynth::io::frames::{frame_from_buffer, write_frame};
 use segsynth::job::{models_dir, open_generators, start_content};
 use segsynth::model::{Manifest, resolve};
+use segsynth::options::{Device, EdgeBand, Pixels, Refine};
 use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::{Segmenter, selections};
 use segsynth::pipeline::synth::{DEFAULT_SCALE, DEFAULT_SEED, SynthParams, SynthStage};
@@ -66,13 +66,13 @@ impl Default for Settings {
             model: segsynth::job::DEFAULT_MODEL.into(),
             classes: "background".into(),
             content: "blur".into(),
-            device: "cpu".into(),
-            pixels: "auto".into(),
+            device: Device::Cpu.to_string(),
+            pixels: Pixels::default().to_string(),
             threads: 1,
-            edge: format!("{},{}", DEFAULT_EDGE[0], DEFAULT_EDGE[1]),
+            edge: EdgeBand::DEFAULT.to_string(),
             feather: DEFAULT_FEATHER,
             temporal: DEFAULT_TEMPORAL,
-            refine: "guided".into(),
+            refine: Refine::default().to_string(),
             synth_scale: DEFAULT_SCALE,
             seed: DEFAULT_SEED,
         }
@@ -85,18 +85,9 @@ impl Settings {
         (&self.model, &self.device, &self.pixels, self.threads)
     }
 
+    // Properties parse with the same types as the command line and presets.
     fn session(&self) -> Result<SessionOptions, String> {
-        let device = match self.device.as_str() {
-            "auto" => Device::Auto,
-            "cpu" => Device::Cpu,
-            "cuda" => Device::Cuda,
-            "tensorrt" => Device::Tensorrt,
-            d => {
-                return Err(format!(
-                    "device={d:?}: expected auto, cpu, cuda or tensorrt"
-                ));
-            }
-        };
+        let device: Device = self.device.parse().map_err(|e| format!("{e}"))?;
         Ok(SessionOptions {
             threads: self.threads.max(1) as usize,
             device,
@@ -104,38 +95,18 @@ impl Settings {
     }
 
     fn pixels(&self) -> Result<Pixels, String> {
-        match self.pixels.as_str() {
-            "auto" => Ok(Pixels::Auto),
-            "native" => Ok(Pixels::Native),
-            "graph" => Ok(Pixels::Graph),
-            p => Err(format!("pixels={p:?}: expected auto, native or graph")),
-        }
+        self.pixels.parse().map_err(|e| format!("{e}"))
     }
 
     fn mask(&self) -> Result<MaskParams, String> {
-        let edge: Vec<f32> = self
-            .edge
-            .split(',')
-            .map(|v| v.trim().parse::<f32>())
-            .collect::<Result<_, _>>()
-            .map_err(|_| format!("edge={:?}: expected LO,HI (e.g. 0.2,0.8)", self.edge))?;
-        let [lo, hi] = edge[..] else {
-            return Err(format!("edge={:?}: expected two numbers LO,HI", self.edge));
-        };
-        if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
-            return Err(format!("edge={:?}: expected 0 <= LO <= HI <= 1", self.edge));
-        }
-        let refine = match self.refine.as_str() {
-            "guided" => Some(DEFAULT_GUIDED),
-            "off" => None,
-            r => return Err(format!("refine={r:?}: expected guided or off")),
-        };
+        let edge: EdgeBand = self.edge.parse().map_err(|e| format!("{e}"))?;
+        let refine: Refine = self.refine.parse().map_err(|e| format!("{e}"))?;
         Ok(MaskParams {
             temporal: self.temporal,
-            lo,
-            hi,
+            lo: edge.lo,
+            hi: edge.hi,
             feather: self.feather,
-            refine,
+            refine: refine.guided(),
             ..MaskParams::default()
         })
     }

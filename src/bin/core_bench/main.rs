@@ -27,16 +27,11 @@ use segsynth::imgproc::refine::DEFAULT_GUIDED;
 use segsynth::infer::{Device, Model, SessionOptions};
 use segsynth::job::{load_generator, models_dir};
 use segsynth::model::{Manifest, resolve};
+use segsynth::options::{Pixels, Refine};
 use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::Segmenter;
 use segsynth::pipeline::stats::{percentile, process_memory_mib};
 use segsynth::pipeline::synth::{Generator, SynthParams};
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Pixels {
-    Native,
-    Graph,
-}
 
 struct Opts {
     device: Device,
@@ -76,19 +71,7 @@ fn parse() -> Result<Opts, String> {
             .cloned()
             .ok_or_else(|| format!("{} needs a value", args[i]))?;
         match args[i].as_str() {
-            "--device" => {
-                o.device = match v.as_str() {
-                    "cpu" => Device::Cpu,
-                    "cuda" => Device::Cuda,
-                    "tensorrt" => Device::Tensorrt,
-                    "auto" => Device::Auto,
-                    _ => {
-                        return Err(format!(
-                            "--device {v}: expected cpu, cuda, tensorrt or auto"
-                        ));
-                    }
-                }
-            }
+            "--device" => o.device = v.parse().map_err(|e| format!("--{e}"))?,
             "--frames" => {
                 o.frames = v
                     .parse()
@@ -115,17 +98,19 @@ fn parse() -> Result<Opts, String> {
                 })?
             }
             "--pixels" => {
-                o.pixels = list(&v, |s| match s {
-                    "native" => Ok(Pixels::Native),
-                    "graph" => Ok(Pixels::Graph),
-                    _ => Err(format!("--pixels {s}: expected native or graph")),
+                o.pixels = list(&v, |s| match s.parse() {
+                    Ok(Pixels::Auto) => {
+                        Err("--pixels auto: the bench times native or graph".into())
+                    }
+                    Ok(p) => Ok(p),
+                    Err(e) => Err(format!("--{e}")),
                 })?
             }
             "--refine" => {
-                o.refine = list(&v, |s| match s {
-                    "guided" => Ok(true),
-                    "off" => Ok(false),
-                    _ => Err(format!("--refine {s}: expected guided or off")),
+                o.refine = list(&v, |s| {
+                    s.parse::<Refine>()
+                        .map(|r| r == Refine::Guided)
+                        .map_err(|e| format!("--{e}"))
                 })?
             }
             "--quality" => {
@@ -341,11 +326,8 @@ fn run() -> anyhow::Result<()> {
                     "{:<10} {:>7} {:>6} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
                     format!("{w}x{h}"),
                     streams,
-                    match pixels {
-                        Pixels::Native => "native",
-                        Pixels::Graph => "graph",
-                    },
-                    if refine { "guided" } else { "off" },
+                    pixels,
+                    if refine { Refine::Guided } else { Refine::Off },
                     p(&t[0]),
                     p(&t[1]),
                     synth,

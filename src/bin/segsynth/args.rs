@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use segsynth::imgproc::mask::{DEFAULT_EDGE, DEFAULT_FEATHER, DEFAULT_TEMPORAL};
-use segsynth::infer::{Device, Pixels};
+use segsynth::imgproc::mask::{DEFAULT_FEATHER, DEFAULT_TEMPORAL};
 use segsynth::io::encode::{DEFAULT_CRF, DEFAULT_PRESET};
+use segsynth::options::{Device, EdgeBand, Pixels, Refine};
 use segsynth::pipeline::synth::{DEFAULT_BUDGET_MS, DEFAULT_PERIOD, DEFAULT_SCALE, DEFAULT_SEED};
 
 #[derive(Parser, Debug)]
@@ -66,15 +66,6 @@ pub struct MakeClipArgs {
     pub overwrite: bool,
 }
 
-/// Mask upsampling: edge-aware or plain.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Refine {
-    /// Guided filter on the frame's luma (edges follow the image).
-    Guided,
-    /// Plain bilinear upsampling of the feathered mask.
-    Off,
-}
-
 #[derive(Args, Debug, Clone)]
 pub struct Processing {
     /// Classes whose pixels get the content (names from the model manifest).
@@ -86,12 +77,12 @@ pub struct Processing {
     /// Segmentation model: a name in models/ or a path to a .toml manifest / .onnx file.
     #[arg(long, default_value = segsynth::job::DEFAULT_MODEL)]
     pub model: String,
-    /// Execution device for the ONNX stages.
-    #[arg(long, value_enum, default_value_t = Device::Auto)]
+    /// Execution device for the ONNX stages: auto, cpu, cuda or tensorrt.
+    #[arg(long, default_value_t = Device::Auto)]
     pub device: Device,
     /// Where per-pixel steps run: ONNX graphs beside the model (graph), Rust kernels (native),
     /// or graphs only when the model is on a GPU (auto).
-    #[arg(long, value_enum, default_value_t = Pixels::Auto)]
+    #[arg(long, default_value_t = Pixels::Auto)]
     pub pixels: Pixels,
     /// ONNX Runtime intra-op threads for segmentation (1 leaves the other core to the codec).
     #[arg(long, default_value_t = 1)]
@@ -106,11 +97,11 @@ pub struct Processing {
     #[arg(long, default_value_t = DEFAULT_TEMPORAL)]
     pub temporal: f32,
     /// Soft edge band: alpha below LO is 0, above HI is 1, smooth in between ("0,1" keeps the model's raw probabilities).
-    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = DEFAULT_EDGE)]
-    pub edge: Vec<f32>,
+    #[arg(long, default_value_t = EdgeBand::DEFAULT)]
+    pub edge: EdgeBand,
     /// How the mask reaches frame size: `guided` lays its edges on the frame's own edges
     /// (a guided filter on the luma), `off` is a plain bilinear upsample.
-    #[arg(long, value_enum, default_value_t = Refine::Guided)]
+    #[arg(long, default_value_t = Refine::Guided)]
     pub refine: Refine,
     /// Synthesis resolution as a fraction of the frame (1 = full resolution).
     #[arg(long, default_value_t = DEFAULT_SCALE)]

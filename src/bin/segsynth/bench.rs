@@ -11,7 +11,8 @@ use segsynth::io::file_job::FileJob;
 use segsynth::job::Stages;
 use segsynth::pipeline::stats::{Summary, process_memory_mib};
 
-use crate::args::{BenchArgs, Refine};
+use crate::args::BenchArgs;
+use segsynth::options::Refine;
 
 struct Usage {
     cpu: Duration,

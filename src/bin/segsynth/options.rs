@@ -11,14 +11,13 @@ use std::path::Path;
 
 use segsynth::endpoint::{Credentials, Preset, Secret};
 use segsynth::imgproc::mask::{DEFAULT_MOTION_THRESHOLD, MaskParams};
-use segsynth::imgproc::refine::DEFAULT_GUIDED;
 use segsynth::infer::SessionOptions;
 use segsynth::io::encode::{EncoderSettings, MAX_QUANTIZER, RateControl};
 use segsynth::job::JobOptions;
 use segsynth::pipeline::Backpressure;
 use segsynth::pipeline::synth::SynthParams;
 
-use crate::args::{Processing, Refine};
+use crate::args::Processing;
 
 /// A value the user gave that is out of range: exit code 2, like clap's own errors.
 #[derive(Debug)]
@@ -50,12 +49,7 @@ pub fn check_range(option: &str, value: f64, lo: f64, hi: f64, unit: &str) -> an
 pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
     let entries = build_map(&p.classes, &p.content)?;
     check_range("--temporal", p.temporal as f64, 0.0, 0.95, " (0 = off)")?;
-    let (lo, hi) = (p.edge[0], p.edge[1]);
-    if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
-        return Err(usage(format!(
-            "--edge {lo},{hi} is invalid; expected LO,HI with 0 <= LO <= HI <= 1"
-        )));
-    }
+    let (lo, hi) = (p.edge.lo, p.edge.hi);
     check_range("--feather", p.feather as f64, 0.0, 200.0, " pixels")?;
     if !(p.synth_scale > 0.0 && p.synth_scale <= 1.0) {
         return Err(usage(format!(
@@ -95,7 +89,7 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
             lo,
             hi,
             feather: p.feather,
-            refine: (p.refine == Refine::Guided).then_some(DEFAULT_GUIDED),
+            refine: p.refine.guided(),
         },
         synth: SynthParams {
             period: p.synth_period,
@@ -177,8 +171,7 @@ pub fn overlay_preset(p: &mut Processing, preset: &Preset, matches: Option<&ArgM
     overlay_mask(p, preset, |id| !given(id));
 }
 
-/// The preset's mask keys onto `p` where `take(option id)` says so. A `refine` value
-/// other than guided/off is left for `check_preset_mask` to report.
+/// The preset's mask keys onto `p` where `take(option id)` says so.
 pub fn overlay_mask(p: &mut Processing, preset: &Preset, take: impl Fn(&str) -> bool) {
     if take("feather")
         && let Some(f) = preset.feather
@@ -191,40 +184,15 @@ pub fn overlay_mask(p: &mut Processing, preset: &Preset, take: impl Fn(&str) -> 
         p.temporal = t;
     }
     if take("edge")
-        && let Some(e) = &preset.edge
+        && let Some(e) = preset.edge
     {
-        p.edge = e.clone();
+        p.edge = e;
     }
     if take("refine")
-        && let Some(r) = preset.refine.as_deref()
+        && let Some(r) = preset.refine
     {
-        match r {
-            "guided" => p.refine = Refine::Guided,
-            "off" => p.refine = Refine::Off,
-            _ => {}
-        }
+        p.refine = r;
     }
-}
-
-/// Values of preset keys that only the preset can get wrong (the rest go through the
-/// same range checks as the options).
-pub fn check_preset_mask(preset: &Preset) -> anyhow::Result<()> {
-    if let Some(r) = preset.refine.as_deref()
-        && !matches!(r, "guided" | "off")
-    {
-        return Err(usage(format!(
-            "preset key `refine` = {r:?}; expected \"guided\" or \"off\""
-        )));
-    }
-    if let Some(e) = &preset.edge
-        && e.len() != 2
-    {
-        return Err(usage(format!(
-            "preset key `edge` has {} values; expected [LO, HI]",
-            e.len()
-        )));
-    }
-    Ok(())
 }
 
 /// A password from, in order: the flag, the file (first line), the environment variable.

@@ -22,7 +22,6 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         Some(p) => Preset::load(p)?,
         None => Preset::default(),
     };
-    crate::options::check_preset_mask(&preset)?;
     crate::options::overlay_preset(&mut args.processing, &preset, matches);
     let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| {
         anyhow::anyhow!(

@@ -163,7 +163,6 @@ impl State {
     /// The new map and mask settings, checked like the command line, built and handed
     /// to the stages.
     fn apply(&mut self, new: &Preset) -> anyhow::Result<()> {
-        crate::options::check_preset_mask(new)?;
         let mut p = self.processing.clone();
         if let Some(c) = &new.classes {
             p.classes = c.clone();

@@ -258,6 +258,28 @@ def init_weights(m):
         nn.init.zeros_(m.bias)
 
 
+def patch_swd_loss(fake, real, gen, k=5, scales=(1, 2, 4), n=4096, directions=64):
+    """Sliced Wasserstein distance between the kxk patch distributions of fake and real
+    images (Heitz et al. 2021, "A sliced Wasserstein loss for neural texture synthesis",
+    here on pixels), at full resolution and on 2x2 and 4x4 box-averaged copies: n
+    random patches per side, `directions` random unit projections, mean squared
+    difference of the sorted projections, summed over the scales."""
+    total = 0.0
+    for s in scales:
+        f = F.avg_pool2d(fake, s) if s > 1 else fake
+        r = F.avg_pool2d(real, s) if s > 1 else real
+        pf = F.unfold(f, k).transpose(1, 2).reshape(-1, 3 * k * k)
+        pr = F.unfold(r, k).transpose(1, 2).reshape(-1, 3 * k * k)
+        pf = pf[torch.randint(0, pf.shape[0], (n,), generator=gen).to(pf.device)]
+        pr = pr[torch.randint(0, pr.shape[0], (n,), generator=gen).to(pr.device)]
+        dirs = torch.randn(3 * k * k, directions, generator=gen).to(pf.device)
+        dirs = dirs / dirs.norm(dim=0, keepdim=True)
+        a, _ = torch.sort(pf @ dirs, 0)
+        b, _ = torch.sort(pr @ dirs, 0)
+        total = total + ((a - b) ** 2).mean()
+    return total
+
+
 def random_crops(img, n, gen):
     """n random CROPxCROP crops (with random horizontal flips) of img [3,H,W]."""
     _, h, w = img.shape
@@ -360,6 +382,8 @@ def main():
     ap.add_argument("--width", type=int, default=16, help="channels of the first (1x1) conv")
     ap.add_argument("--narrow", type=int, default=16, help="channels of the 3x3 convs")
     ap.add_argument("--convs", type=int, default=1, help="3x3 convs")
+    ap.add_argument("--swd", type=float, default=0.0,
+                    help="weight of a multi-scale patch sliced-Wasserstein loss added to the generator's (0: GAN loss alone)")
     ap.add_argument("--out", required=True, help="output ONNX path")
     ap.add_argument("--sample", help="output sample PNG path (256x448)")
     args = ap.parse_args()
@@ -408,6 +432,8 @@ def main():
         opt_g.zero_grad(set_to_none=True)
         lg_ = d(fake)
         loss_g = bce(lg_, torch.ones_like(lg_))
+        if args.swd > 0:
+            loss_g = loss_g + args.swd * patch_swd_loss(fake, real, gen)
         loss_g.backward()
         opt_g.step()
 

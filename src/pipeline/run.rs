@@ -138,6 +138,106 @@ struct Segmented {
     switch: Option<Box<dyn Composite>>,
 }
 
+/// A stage thread's handle, or `None` with the spawn failure recorded.
+fn spawned<T>(stage: &'static str, spawn: std::io::Result<T>, failure: &Failure) -> Option<T> {
+    spawn
+        .map_err(|e| {
+            let message = e.to_string();
+            failure.record(stage, PipelineError::Spawn { stage, message });
+        })
+        .ok()
+}
+
+/// The source, on the caller's thread (GStreamer sources need not be Send): frames into
+/// the segment stage until the source ends, a stop, or a failure. Returns its times.
+fn source_loop(
+    source: &mut dyn FrameSource,
+    to_segment: Sender<Timed<Frame>>,
+    stop: &AtomicBool,
+    failure: &Failure,
+    progress: &Progress,
+) -> StageTimes {
+    let mut read = StageTimes::new("decode");
+    failure.guard("input", || {
+        while !stop.load(Ordering::Relaxed) && !failure.aborted() {
+            let t = Instant::now();
+            let Some(frame) = source.next_frame()? else {
+                break;
+            };
+            read.record(t.elapsed());
+            // A frame counts as read once a stage took it; one in hand at a stop is let go.
+            let stopping = || failure.aborted() || stop.load(Ordering::Relaxed);
+            let item = Timed {
+                item: frame,
+                entered: Instant::now(),
+            };
+            if !send(&to_segment, item, stopping) {
+                break;
+            }
+            progress.frames_in.fetch_add(1, Ordering::Relaxed);
+            progress.metrics.frame_in();
+        }
+        Ok(())
+    });
+    read
+}
+
+/// The segment stage: masks for each frame, sent on with the frame (and, at a live edit,
+/// the new map's compositor). Returns its stage times.
+fn segment_stage(
+    segmenter: &mut dyn Segment,
+    segment_rx: Receiver<Timed<Frame>>,
+    to_composite: Sender<Timed<Segmented>>,
+    edits: Option<&Edits>,
+    policy: Backpressure,
+    failure: &Failure,
+    progress: &Progress,
+) -> Result<Vec<StageTimes>, PipelineError> {
+    let mut work = StageTimes::new("segment");
+    let mut queue = StageTimes::new("queue");
+    let seconds = progress.metrics.stage("segment");
+    while let Some(Timed {
+        item: frame,
+        entered,
+    }) = recv(&segment_rx, policy, failure, progress)
+    {
+        let t = Instant::now();
+        queue.record(t - entered);
+        let switch = apply_edit(segmenter, edits, &frame)?;
+        let masks = segmenter.masks(&frame)?;
+        work.record(t.elapsed());
+        seconds.observe(t.elapsed().as_secs_f64());
+        let item = Segmented {
+            frame,
+            masks,
+            switch,
+        };
+        if !send(&to_composite, Timed { item, entered }, || failure.aborted()) {
+            break;
+        }
+    }
+    Ok(vec![queue, work])
+}
+
+/// A live edit waiting to be applied: new entries from this frame on; the frame carries
+/// the matching compositor to the composite stage.
+fn apply_edit(
+    segmenter: &mut dyn Segment,
+    edits: Option<&Edits>,
+    frame: &Frame,
+) -> Result<Option<Box<dyn Composite>>, PipelineError> {
+    let Some(edit) = edits.and_then(Edits::take) else {
+        return Ok(None);
+    };
+    segmenter.reconfigure(&edit.entries, &edit.mask)?;
+    if let Some(e) = edits {
+        e.applied.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::info!(edit = %edit.label, pts = ?frame.pts, "live edit applied");
+    crate::notice!("applied {}", edit.label);
+    Ok(Some(edit.compositor))
+}
+
 /// The composite stage: composites each frame and pushes it to the sink. A compositor
 /// with a lookahead (file jobs with `image` generators) sees frames as they arrive and
 /// composites one only once a frame that much later arrived, or the stream ended.
@@ -296,64 +396,18 @@ pub fn run(
             .spawn_scoped(s, move || {
                 // Owns `segment_rx` and `to_composite`; both drop when this returns.
                 failure.guard("segment", || {
-                    let mut work = StageTimes::new("segment");
-                    let mut queue = StageTimes::new("queue");
-                    let seconds = progress.metrics.stage("segment");
-                    while let Some(Timed {
-                        item: frame,
-                        entered,
-                    }) = recv(&segment_rx, policy, failure, progress)
-                    {
-                        let t = Instant::now();
-                        queue.record(t - entered);
-                        // A live edit: new entries from this frame on; the frame carries
-                        // the matching compositor to the composite stage.
-                        let switch = match edits.and_then(Edits::take) {
-                            Some(edit) => {
-                                segmenter.reconfigure(&edit.entries, &edit.mask)?;
-                                if let Some(e) = edits {
-                                    e.applied.fetch_add(1, Ordering::Relaxed);
-                                }
-                                tracing::info!(edit = %edit.label, pts = ?frame.pts, "live edit applied");
-                                crate::notice!("applied {}", edit.label);
-                                Some(edit.compositor)
-                            }
-                            None => None,
-                        };
-                        let masks = segmenter.masks(&frame)?;
-                        work.record(t.elapsed());
-                        seconds.observe(t.elapsed().as_secs_f64());
-                        if !send(
-                            &to_composite,
-                            Timed {
-                                item: Segmented {
-                                    frame,
-                                    masks,
-                                    switch,
-                                },
-                                entered,
-                            },
-                            || failure.aborted(),
-                        ) {
-                            break;
-                        }
-                    }
-                    Ok(vec![queue, work])
+                    segment_stage(
+                        segmenter,
+                        segment_rx,
+                        to_composite,
+                        edits,
+                        policy,
+                        failure,
+                        progress,
+                    )
                 })
             });
-        let segment = match segment {
-            Ok(h) => Some(h),
-            Err(e) => {
-                failure.record(
-                    "segment",
-                    PipelineError::Spawn {
-                        stage: "segment",
-                        message: e.to_string(),
-                    },
-                );
-                None
-            }
-        };
+        let segment = spawned("segment", segment, failure);
 
         let composite = std::thread::Builder::new()
             .name("composite".into())
@@ -363,48 +417,9 @@ pub fn run(
                 reuse_total.store(reuses, Ordering::Relaxed);
                 times
             });
-        let composite = match composite {
-            Ok(h) => Some(h),
-            Err(e) => {
-                failure.record(
-                    "composite",
-                    PipelineError::Spawn {
-                        stage: "composite",
-                        message: e.to_string(),
-                    },
-                );
-                None
-            }
-        };
+        let composite = spawned("composite", composite, failure);
 
-        // The source runs here, on the caller's thread (GStreamer sources need not be Send).
-        let mut read = StageTimes::new("decode");
-        failure.guard("input", || {
-            while !stop.load(Ordering::Relaxed) && !failure.aborted() {
-                let t = Instant::now();
-                let Some(frame) = source.next_frame()? else {
-                    break;
-                };
-                read.record(t.elapsed());
-                // A frame counts as read once a stage took it; one in hand at a stop is let go.
-                let stopping = || failure.aborted() || stop.load(Ordering::Relaxed);
-                if !send(
-                    &to_segment,
-                    Timed {
-                        item: frame,
-                        entered: Instant::now(),
-                    },
-                    stopping,
-                ) {
-                    break;
-                }
-                progress.frames_in.fetch_add(1, Ordering::Relaxed);
-                progress.metrics.frame_in();
-            }
-            Ok(())
-        });
-        drop(to_segment);
-        times.push(read);
+        times.push(source_loop(source, to_segment, stop, failure, progress));
         // A panic inside `guard` was caught there, so joining cannot fail; a join error
         // would still be reported rather than unwrapped.
         for (stage, handle) in [("segment", segment), ("composite", composite)] {

@@ -117,7 +117,8 @@ impl Generator {
         self.layer_at(pts, size, matrix, Some(frame), mask, scale)
     }
 
-    /// Synthesis at `scale` of the frame size.
+    /// Synthesis at `scale` of the frame size: the model run for time `pts`, its output
+    /// checked, converted, fitted to the synthesis size and scaled to the frame.
     fn layer_at(
         &mut self,
         pts: u64,
@@ -128,17 +129,17 @@ impl Generator {
         scale: f32,
     ) -> Result<Yuv420, InferError> {
         let t = pts as f32 / 1e9;
-        let m = &self.model.manifest;
-        let g = m.generator.clone().ok_or_else(|| InferError::Run {
-            model: m.name.clone(),
-            message: "not a generator".into(),
-        })?;
+        let g = self
+            .model
+            .manifest
+            .generator
+            .clone()
+            .ok_or_else(|| self.error("not a generator"))?;
         let sw = ((width as f32 * scale).round() as usize).max(1);
         let sh = ((height as f32 * scale).round() as usize).max(1);
         // Noise cells generated beyond each edge, and the pixels they make, cropped away
         // (spatial generators only; the manifest rejects `border` on the others).
         let (cell, border) = (g.scale.unwrap_or(1).max(1), g.border.unwrap_or(0));
-        let margin = border * cell;
         let output = match g.contract {
             Contract::Spatial => {
                 let c = g.noise_channels.unwrap_or(1);
@@ -146,100 +147,21 @@ impl Generator {
                     sh.div_ceil(cell) + 2 * border,
                     sw.div_ceil(cell) + 2 * border,
                 );
-                let noise = self
-                    .walk
-                    .at(self.params.seed, c * nh * nw, self.params.period, t);
-                let shape = [1, c as i64, nh as i64, nw as i64];
-                let name = m.input.name.clone();
-                self.model.run(&[(&name, &shape, &noise)])?
+                self.run_noise(&[1, c as i64, nh as i64, nw as i64], t)?
             }
             Contract::Latent => {
                 let z = g.latent_dim.unwrap_or(1);
-                let noise = self.walk.at(self.params.seed, z, self.params.period, t);
-                let name = m.input.name.clone();
-                self.model.run(&[(&name, &[1, z as i64], &noise)])?
+                self.run_noise(&[1, z as i64], t)?
             }
             Contract::Image => {
-                let frame = frame.ok_or_else(|| InferError::Run {
-                    model: m.name.clone(),
-                    message: "image generator needs the frame".into(),
-                })?;
-                let (ih, iw) = m.input_hw();
-                let (iw, ih) = if iw > 0 && ih > 0 {
-                    (iw as usize, ih as usize)
-                } else {
-                    (sw, sh)
-                };
-                let geometry: TensorGeometry = geometry_for(&m.input, iw, ih);
-                let mut tensor = Vec::new();
-                frame_to_tensor(frame, matrix, &geometry, &mut tensor);
-                let shape = [1, 3, ih as i64, iw as i64];
-                // The entry's alpha at the model's input size, in [0,1]; all ones when
-                // there is none (the primer, a direct caller).
-                let mask = m.mask_input.as_ref().map(|spec| {
-                    let values: Vec<f32> = match mask {
-                        Some(p) => resize_plane(p, iw, ih)
-                            .data
-                            .iter()
-                            .map(|&a| a as f32 / 255.0)
-                            .collect(),
-                        None => vec![1.0f32; iw * ih],
-                    };
-                    (spec.name.clone(), [1, 1, ih as i64, iw as i64], values)
-                });
-                // Noise for the texture, in cells of `scale` pixels covering the input,
-                // walking in time like a spatial generator's.
-                let noise = m.noise_input.as_ref().map(|spec| {
-                    let c = spec.shape.get(1).copied().unwrap_or(1).max(1) as usize;
-                    let (nh, nw) = (ih.div_ceil(cell), iw.div_ceil(cell));
-                    let values = self
-                        .walk
-                        .at(self.params.seed, c * nh * nw, self.params.period, t);
-                    (
-                        spec.name.clone(),
-                        [1, c as i64, nh as i64, nw as i64],
-                        values,
-                    )
-                });
-                let name = m.input.name.clone();
-                let mut inputs: Vec<(&str, &[i64], &[f32])> = vec![(&name, &shape, &tensor)];
-                for (name, shape, values) in mask.iter().chain(&noise) {
-                    inputs.push((name.as_str(), shape, values));
-                }
-                self.model.run(&inputs)?
+                let frame = frame.ok_or_else(|| self.error("image generator needs the frame"))?;
+                self.run_image(frame, matrix, mask, (sw, sh), cell, t)?
             }
         };
-        let Output::F32 { shape, data } = output else {
-            return Err(InferError::Run {
-                model: self.model.manifest.name.clone(),
-                message: "generator output must be f32".into(),
-            });
-        };
-        let (oh, ow) = (
-            shape.get(2).copied().unwrap_or(0) as usize,
-            shape.get(3).copied().unwrap_or(0) as usize,
-        );
-        if shape.len() != 4 || shape[1] != 3 || oh == 0 || ow == 0 {
-            return Err(InferError::Run {
-                model: self.model.manifest.name.clone(),
-                message: format!("generator output shape {shape:?}, expected [1,3,H,W]"),
-            });
-        }
-        let side = crate::pipeline::MAX_FRAME_SIDE;
-        if ow > side || oh > side || data.len() != 3 * ow * oh {
-            return Err(InferError::Run {
-                model: self.model.manifest.name.clone(),
-                message: format!(
-                    "generator output shape {shape:?} with {} values; expected [1,3,H,W] with H and W at most {side}",
-                    data.len()
-                ),
-            });
-        }
-        let [lo, hi] = self.model.manifest.output.range.unwrap_or([-1.0, 1.0]);
-        let (rgb, bad) = to_rgb8(&data, ow, oh, lo, hi);
-        self.nonfinite += bad;
+        let (rgb, ow, oh) = self.output_rgb(output)?;
         // Spatial output covers the target exactly by cropping; others are scaled to cover.
         // Either way the result is sw x sh.
+        let margin = border * cell;
         let small =
             if g.contract == Contract::Spatial && ow >= sw + 2 * margin && oh >= sh + 2 * margin {
                 crop(&rgb, ow, margin, margin, sw, sh)
@@ -253,6 +175,103 @@ impl Generator {
             u: resize_plane(&low.u, uw, uh),
             v: resize_plane(&low.v, uw, uh),
         })
+    }
+
+    fn error(&self, message: impl Into<String>) -> InferError {
+        InferError::Run {
+            model: self.model.manifest.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// Runs a noise-only generator (spatial or latent) on walked noise of `shape`.
+    fn run_noise(&mut self, shape: &[i64], t: f32) -> Result<Output, InferError> {
+        let count = shape.iter().product::<i64>().max(0) as usize;
+        let noise = self.walk.at(self.params.seed, count, self.params.period, t);
+        let name = self.model.manifest.input.name.clone();
+        self.model.run(&[(&name, shape, &noise)])
+    }
+
+    /// Runs an `image` generator on `frame` at its input size (or the synthesis size
+    /// `sw x sh`), with the entry's mask and walked noise where the manifest asks.
+    fn run_image(
+        &mut self,
+        frame: &Yuv420,
+        matrix: Matrix,
+        mask: Option<&Plane>,
+        (sw, sh): (usize, usize),
+        cell: usize,
+        t: f32,
+    ) -> Result<Output, InferError> {
+        let m = &self.model.manifest;
+        let (ih, iw) = m.input_hw();
+        let (iw, ih) = if iw > 0 && ih > 0 {
+            (iw as usize, ih as usize)
+        } else {
+            (sw, sh)
+        };
+        let geometry: TensorGeometry = geometry_for(&m.input, iw, ih);
+        let mut tensor = Vec::new();
+        frame_to_tensor(frame, matrix, &geometry, &mut tensor);
+        let shape = [1, 3, ih as i64, iw as i64];
+        // The entry's alpha at the model's input size, in [0,1]; all ones when there is
+        // none (a direct caller).
+        let mask = m.mask_input.as_ref().map(|spec| {
+            let values: Vec<f32> = match mask {
+                Some(p) => resize_plane(p, iw, ih)
+                    .data
+                    .iter()
+                    .map(|&a| a as f32 / 255.0)
+                    .collect(),
+                None => vec![1.0f32; iw * ih],
+            };
+            (spec.name.clone(), [1, 1, ih as i64, iw as i64], values)
+        });
+        // Noise for the texture, in cells of `scale` pixels covering the input, walking in
+        // time like a spatial generator's.
+        let noise_spec = m.noise_input.clone();
+        let noise = noise_spec.map(|spec| {
+            let c = spec.shape.get(1).copied().unwrap_or(1).max(1) as usize;
+            let (nh, nw) = (ih.div_ceil(cell), iw.div_ceil(cell));
+            let values = self
+                .walk
+                .at(self.params.seed, c * nh * nw, self.params.period, t);
+            (spec.name, [1, c as i64, nh as i64, nw as i64], values)
+        });
+        let name = self.model.manifest.input.name.clone();
+        let mut inputs: Vec<(&str, &[i64], &[f32])> = vec![(&name, &shape, &tensor)];
+        for (name, shape, values) in mask.iter().chain(&noise) {
+            inputs.push((name.as_str(), shape, values));
+        }
+        self.model.run(&inputs)
+    }
+
+    /// The generator's output checked against [1,3,H,W] (H, W at most the frame limit)
+    /// and converted to packed RGB8; non-finite values are counted.
+    fn output_rgb(&mut self, output: Output) -> Result<(Vec<u8>, usize, usize), InferError> {
+        let Output::F32 { shape, data } = output else {
+            return Err(self.error("generator output must be f32"));
+        };
+        let (oh, ow) = (
+            shape.get(2).copied().unwrap_or(0) as usize,
+            shape.get(3).copied().unwrap_or(0) as usize,
+        );
+        if shape.len() != 4 || shape[1] != 3 || oh == 0 || ow == 0 {
+            return Err(self.error(format!(
+                "generator output shape {shape:?}, expected [1,3,H,W]"
+            )));
+        }
+        let side = crate::pipeline::MAX_FRAME_SIDE;
+        if ow > side || oh > side || data.len() != 3 * ow * oh {
+            return Err(self.error(format!(
+                "generator output shape {shape:?} with {} values; expected [1,3,H,W] with H and W at most {side}",
+                data.len()
+            )));
+        }
+        let [lo, hi] = self.model.manifest.output.range.unwrap_or([-1.0, 1.0]);
+        let (rgb, bad) = to_rgb8(&data, ow, oh, lo, hi);
+        self.nonfinite += bad;
+        Ok((rgb, ow, oh))
     }
 }
 

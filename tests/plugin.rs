@@ -129,7 +129,7 @@ fn caps_changes_mid_stream_and_bad_properties() {
         ("content=nonsense:1", "invalid content \"nonsense:1\""),
         ("classes=sky", "sky"),
         ("model=nope", "model=\"nope\""),
-        ("edge=0.9,0.1", "edge="),
+        ("edge=0.9,0.1", "edge \"0.9,0.1\" is not valid"),
     ] {
         let o = launch_words(&format!(
             "videotestsrc num-buffers=3 ! segsynth {property} ! fakesink"

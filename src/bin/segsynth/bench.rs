@@ -47,129 +47,29 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.motion_only {
         return motion_table(&dir, &args);
     }
-    let clip = match &args.clip {
-        Some(c) => c.clone(),
-        None => {
-            let clip = dir.join(format!(
-                "person-{}x{}-{}.mp4",
-                args.width, args.height, args.frames
-            ));
-            if !clip.exists() {
-                eprintln!("making the benchmark clip {} ...", clip.display());
-                let photo =
-                    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/astronaut.jpg");
-                let (rgb, w, h) = segsynth::content::load_image(&photo)?;
-                let spec = segsynth::io::clip::ClipSpec {
-                    width: args.width,
-                    height: args.height,
-                    frames: args.frames,
-                    fps: 30,
-                    audio: true,
-                    vfr: false,
-                    still: false,
-                };
-                segsynth::io::clip::make_clip(&clip, (&rgb, w, h), &spec)?;
-            }
-            clip
-        }
-    };
+    let clip = bench_clip(&args, &dir)?;
     let settings = crate::options::encoder(&args.processing)?;
-    let frames = args.frames as f64;
-
-    let reference = |round: u32| -> anyhow::Result<f64> {
+    let scenarios = scenarios(&args);
+    // Per scenario, one result per round.
+    let mut results: Vec<Vec<Round>> = scenarios.iter().map(|_| Vec::new()).collect();
+    let mut references = Vec::new();
+    for round in 0..args.rounds {
         let out = dir.join(format!("reference-{round}.mp4"));
         let _ = std::fs::remove_file(&out);
         let t = Instant::now();
         reference_transcode(&clip, &out, &settings)?;
-        Ok(frames / t.elapsed().as_secs_f64())
-    };
-
-    let refine = args.processing.refine;
-    let mut scenarios: Vec<(String, Vec<String>, f32, Refine)> = Vec::new();
-    if args.processing.content.is_empty() {
-        scenarios.push((
-            "segment + blur background".into(),
-            vec!["blur".into()],
-            args.processing.synth_scale,
-            refine,
-        ));
-        if refine == Refine::Guided {
-            scenarios.push((
-                "segment + blur, plain mask edges (--refine off)".into(),
-                vec!["blur".into()],
-                args.processing.synth_scale,
-                Refine::Off,
-            ));
-        }
-        if !args.no_gan {
-            scenarios.push((
-                "segment + GAN background (foliage)".into(),
-                vec!["gan:foliage".into()],
-                args.processing.synth_scale,
-                refine,
-            ));
-            scenarios.push((
-                "segment + GAN background, full-res synthesis".into(),
-                vec!["gan:foliage".into()],
-                1.0,
-                refine,
-            ));
-        }
-    } else {
-        scenarios.push((
-            args.processing.content.join(" "),
-            args.processing.content.clone(),
-            args.processing.synth_scale,
-            refine,
-        ));
-    }
-    // Per scenario, one result per round.
-    let mut results: Vec<Vec<Round>> = (0..scenarios.len()).map(|_| Vec::new()).collect();
-    let mut references = Vec::new();
-    for round in 0..args.rounds {
-        let reference_fps = reference(round)?;
+        let reference_fps = args.frames as f64 / t.elapsed().as_secs_f64();
         references.push(reference_fps);
-        for ((_, content, scale, refine), runs) in scenarios.iter().zip(&mut results) {
-            let mut p = args.processing.clone();
-            p.content = content.clone();
-            p.synth_scale = *scale;
-            p.refine = *refine;
-            let options = crate::options::job_options(&p, false)?;
-            let mut stages = Stages::prepare(options)?;
-            let out = dir.join("segsynth.mp4");
-            let job = FileJob {
-                input: &clip,
-                output: &out,
-                overwrite: true,
-                encoder: settings.clone(),
-                interrupt: Arc::new(AtomicBool::new(false)),
-                progress: Arc::new(segsynth::pipeline::Progress::default()),
-            };
-            reset_peak_rss();
-            let rss_before = process_memory_mib("VmRSS:");
-            let before = usage();
-            let t = Instant::now();
-            let (summary, _) = job.run(&mut stages)?;
-            let wall = t.elapsed();
-            let after = usage();
-            let cpu = (after.cpu - before.cpu).as_secs_f64() / wall.as_secs_f64() / cores() * 100.0;
-            let fps = summary.frames_out as f64 / wall.as_secs_f64();
-            let added = (process_memory_mib("VmHWM:") - rss_before).max(0.0) as u64;
-            runs.push(Round {
-                fps,
-                ratio: fps / reference_fps,
-                summary,
-                cpu,
-                rss_added: added,
-            });
+        for (scenario, runs) in scenarios.iter().zip(&mut results) {
+            let p = scenario.processing(&args.processing);
+            runs.push(measure(
+                &clip,
+                &dir.join("segsynth.mp4"),
+                &p,
+                reference_fps,
+            )?);
         }
     }
-    let list = |v: &[f64]| {
-        v.iter()
-            .map(|x| format!("{x:.1}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
     println!(
         "clip: {} ({} frames), {} rounds",
         clip.display(),
@@ -180,51 +80,175 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "GStreamer-only transcode (decode -> {} -> mp4mux, audio passed through, the job's encoder chain): median {:.1} fps (rounds: {})",
         settings.x264_launch(),
         median(&references),
-        list(&references)
+        list(&references, 1)
     );
-    let peak_rss = usage().max_rss_kb / 1024;
-    let mut table = Vec::new();
-    for ((name, _, _, _), runs) in scenarios.iter().zip(results) {
-        let fps: Vec<f64> = runs.iter().map(|r| r.fps).collect();
-        let ratios: Vec<f64> = runs.iter().map(|r| r.ratio).collect();
-        let cpu: Vec<f64> = runs.iter().map(|r| r.cpu).collect();
-        let rss = runs.iter().map(|r| r.rss_added).max().unwrap_or(0);
-        println!();
-        println!(
-            "{name}: median {:.1} fps, ratio to transcode {:.2} (rounds: {}), CPU {:.0}% of {} cores, peak RSS +{rss} MiB during the job",
-            median(&fps),
-            median(&ratios),
-            ratios
-                .iter()
-                .map(|x| format!("{x:.2}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            median(&cpu),
-            cores(),
-        );
-        // The per-stage table of the median round.
-        let mut order: Vec<usize> = (0..runs.len()).collect();
-        order.sort_by(|&a, &b| runs[a].ratio.total_cmp(&runs[b].ratio));
-        if let Some(&mid) = order.get(order.len() / 2) {
-            print!("{}", runs[mid].summary);
-            table.push(Row {
-                fps: median(&fps),
-                ratio: median(&ratios),
-                cpu: median(&cpu),
-                rss,
-                summary: runs[mid].summary.clone(),
-            });
-        }
-    }
+    let table: Vec<Row> = scenarios
+        .iter()
+        .zip(results)
+        .filter_map(|(s, runs)| report(&s.name, &runs))
+        .collect();
     println!();
     println!(
-        "peak RSS of the whole benchmark process: {peak_rss} MiB (per scenario: its own runs)"
+        "peak RSS of the whole benchmark process: {} MiB (per scenario: its own runs)",
+        usage().max_rss_kb / 1024
     );
     print_table(&references, &scenarios, &table);
     if !args.no_gan {
         motion_table(&dir, &args)?;
     }
     Ok(())
+}
+
+/// The generated benchmark clip (made once), or the user's.
+fn bench_clip(args: &BenchArgs, dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(c) = &args.clip {
+        return Ok(c.clone());
+    }
+    let clip = dir.join(format!(
+        "person-{}x{}-{}.mp4",
+        args.width, args.height, args.frames
+    ));
+    if !clip.exists() {
+        eprintln!("making the benchmark clip {} ...", clip.display());
+        let photo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/astronaut.jpg");
+        let (rgb, w, h) = segsynth::content::load_image(&photo)?;
+        let spec = segsynth::io::clip::ClipSpec {
+            width: args.width,
+            height: args.height,
+            frames: args.frames,
+            fps: 30,
+            audio: true,
+            vfr: false,
+            still: false,
+        };
+        segsynth::io::clip::make_clip(&clip, (&rgb, w, h), &spec)?;
+    }
+    Ok(clip)
+}
+
+/// One job the benchmark times against the transcode.
+struct Scenario {
+    name: String,
+    content: Vec<String>,
+    scale: f32,
+    refine: Refine,
+}
+
+impl Scenario {
+    fn processing(&self, base: &crate::args::Processing) -> crate::args::Processing {
+        let mut p = base.clone();
+        p.content = self.content.clone();
+        p.synth_scale = self.scale;
+        p.refine = self.refine;
+        p
+    }
+}
+
+/// The user's content, or the default set: blur (refined and plain edges) and GAN foliage
+/// (at the synth scale and at full resolution).
+fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
+    let p = &args.processing;
+    let scenario = |name: &str, content: &str, scale: f32, refine: Refine| Scenario {
+        name: name.into(),
+        content: vec![content.into()],
+        scale,
+        refine,
+    };
+    if !p.content.is_empty() {
+        return vec![Scenario {
+            name: p.content.join(" "),
+            content: p.content.clone(),
+            scale: p.synth_scale,
+            refine: p.refine,
+        }];
+    }
+    let mut v = vec![scenario(
+        "segment + blur background",
+        "blur",
+        p.synth_scale,
+        p.refine,
+    )];
+    if p.refine == Refine::Guided {
+        let name = "segment + blur, plain mask edges (--refine off)";
+        v.push(scenario(name, "blur", p.synth_scale, Refine::Off));
+    }
+    if !args.no_gan {
+        let name = "segment + GAN background (foliage)";
+        v.push(scenario(name, "gan:foliage", p.synth_scale, p.refine));
+        let name = "segment + GAN background, full-res synthesis";
+        v.push(scenario(name, "gan:foliage", 1.0, p.refine));
+    }
+    v
+}
+
+/// One timed file job: fps, its ratio to this round's transcode, CPU and memory.
+fn measure(
+    clip: &Path,
+    out: &Path,
+    p: &crate::args::Processing,
+    reference_fps: f64,
+) -> anyhow::Result<Round> {
+    let mut stages = Stages::prepare(crate::options::job_options(p, false)?)?;
+    let job = FileJob {
+        input: clip,
+        output: out,
+        overwrite: true,
+        encoder: crate::options::encoder(p)?,
+        interrupt: Arc::new(AtomicBool::new(false)),
+        progress: Arc::new(segsynth::pipeline::Progress::default()),
+    };
+    reset_peak_rss();
+    let rss_before = process_memory_mib("VmRSS:");
+    let before = usage();
+    let t = Instant::now();
+    let (summary, _) = job.run(&mut stages)?;
+    let wall = t.elapsed();
+    let cpu = (usage().cpu - before.cpu).as_secs_f64() / wall.as_secs_f64() / cores() * 100.0;
+    let fps = summary.frames_out as f64 / wall.as_secs_f64();
+    Ok(Round {
+        fps,
+        ratio: fps / reference_fps,
+        summary,
+        cpu,
+        rss_added: (process_memory_mib("VmHWM:") - rss_before).max(0.0) as u64,
+    })
+}
+
+/// Prints a scenario's medians over its rounds and the per-stage figures of its median
+/// round; returns its line of the closing table.
+fn report(name: &str, runs: &[Round]) -> Option<Row> {
+    let fps: Vec<f64> = runs.iter().map(|r| r.fps).collect();
+    let ratios: Vec<f64> = runs.iter().map(|r| r.ratio).collect();
+    let cpu: Vec<f64> = runs.iter().map(|r| r.cpu).collect();
+    let rss = runs.iter().map(|r| r.rss_added).max().unwrap_or(0);
+    println!();
+    println!(
+        "{name}: median {:.1} fps, ratio to transcode {:.2} (rounds: {}), CPU {:.0}% of {} cores, peak RSS +{rss} MiB during the job",
+        median(&fps),
+        median(&ratios),
+        list(&ratios, 2),
+        median(&cpu),
+        cores(),
+    );
+    let mut order: Vec<usize> = (0..runs.len()).collect();
+    order.sort_by(|&a, &b| runs[a].ratio.total_cmp(&runs[b].ratio));
+    let mid = &runs[*order.get(order.len() / 2)?];
+    print!("{}", mid.summary);
+    Some(Row {
+        fps: median(&fps),
+        ratio: median(&ratios),
+        cpu: median(&cpu),
+        rss,
+        summary: mid.summary.clone(),
+    })
+}
+
+/// `a, b, c` with `digits` decimals.
+fn list(v: &[f64], digits: usize) -> String {
+    v.iter()
+        .map(|x| format!("{x:.digits$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Every shipped generator on a still landscape (`--seed 7`, 150 frames at 30 fps),
@@ -267,9 +291,9 @@ fn motion_table(dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         p.content = vec![format!("background=gan:{name}")];
         p.seed = 7;
         let quiet = dir.join("motion-quiet.mp4");
-        let summary = run_job(&clip, &quiet, &p)?;
+        let summary = measure(&clip, &quiet, &p, 1.0)?.summary;
         let loaded = dir.join("motion-loaded.mp4");
-        with_busy_cores(2, || run_job(&clip, &loaded, &p))?;
+        with_busy_cores(2, || measure(&clip, &loaded, &p, 1.0))?;
         let (a, b) = (
             decode_luma(&quiet, 640, 360)?,
             decode_luma(&loaded, 640, 360)?,
@@ -285,20 +309,6 @@ fn motion_table(dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// One file job of `clip` to `out` with the options in `p`.
-fn run_job(clip: &Path, out: &Path, p: &crate::args::Processing) -> anyhow::Result<Summary> {
-    let mut stages = Stages::prepare(crate::options::job_options(p, false)?)?;
-    let job = FileJob {
-        input: clip,
-        output: out,
-        overwrite: true,
-        encoder: crate::options::encoder(p)?,
-        interrupt: Arc::new(AtomicBool::new(false)),
-        progress: Arc::new(segsynth::pipeline::Progress::default()),
-    };
-    Ok(job.run(&mut stages)?.0)
 }
 
 /// A stage's p50/p99 ms in `s`, or `-`.
@@ -353,7 +363,7 @@ struct Row {
     summary: Summary,
 }
 
-fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32, Refine)], rows: &[Row]) {
+fn print_table(references: &[f64], scenarios: &[Scenario], rows: &[Row]) {
     println!();
     println!(
         "{:<46} {:>7} {:>6} {:>5} {:>8} {:>12} {:>12} {:>12}",
@@ -365,7 +375,7 @@ fn print_table(references: &[f64], scenarios: &[(String, Vec<String>, f32, Refin
         median(references),
         1.0
     );
-    for ((name, _, _, _), r) in scenarios.iter().zip(rows) {
+    for (Scenario { name, .. }, r) in scenarios.iter().zip(rows) {
         println!(
             "{:<46} {:>7.1} {:>6.2} {:>5.0} {:>8} {:>12} {:>12} {:>12}",
             name,

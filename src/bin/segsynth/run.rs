@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use clap::ArgMatches;
 
-use segsynth::endpoint::{Credentials, OutputSpec, is_loopback};
+use segsynth::endpoint::{Credentials, InputSpec, OutputSpec, is_loopback};
 use segsynth::endpoint::{Preset, parse_input, parse_output};
 use segsynth::io::rtsp_server::{self, ServeSettings};
 use segsynth::io::sink::live::{LiveOutput, check_output};
@@ -23,104 +23,18 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         None => Preset::default(),
     };
     crate::options::overlay_preset(&mut args.processing, &preset, matches);
-    let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| {
-        anyhow::anyhow!(
-            "no input: give -i test:, -i v4l2:/dev/video0, -i rtsp://... or -i FILE (or a preset)"
-        )
-    })?;
-    let outputs = if args.outputs.is_empty() {
-        preset.outputs.clone().unwrap_or_default()
-    } else {
-        args.outputs.clone()
-    };
-    if outputs.is_empty() {
-        anyhow::bail!(
-            "no output: give -o display:, -o rtsp://127.0.0.1:8554/live, -o v4l2:/dev/videoN, -o rtsp-publish://HOST:PORT/PATH or -o FILE"
-        );
-    }
-    let title = format!("segsynth: {}", segsynth::endpoint::redact_url(&input));
+    let (input_text, input, outputs) = endpoints(&args, &preset)?;
     let metrics_address = match args.metrics.as_ref().or(preset.metrics.as_ref()) {
         Some(a) => Some(crate::metrics::address(a, args.metrics_allow_remote)?),
         None => None,
     };
     let progress = Arc::new(Progress::default());
-    let input = parse_input(&input).map_err(crate::options::usage)?;
-    let outputs = outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(crate::options::usage)?;
-    let files: Vec<&std::path::PathBuf> = outputs
-        .iter()
-        .filter_map(|o| match o {
-            OutputSpec::File(p) => Some(p),
-            _ => None,
-        })
-        .collect();
-    if let Some(dup) = files
-        .iter()
-        .enumerate()
-        .find(|(i, p)| files[..*i].contains(p))
-    {
-        return Err(crate::options::usage(format!(
-            "output {} is given twice; expected each recording once",
-            dup.1.display()
-        )));
-    }
-    let rtsp = preset.rtsp.clone().unwrap_or_default();
-    let (input_credentials, mut serve) = security(&args, &rtsp, &outputs)?;
-    serve.clients = progress.metrics.rtsp_clients.clone();
-    let settings = LiveSettings {
-        width: args.width.or(preset.width).unwrap_or(1280),
-        height: args.height.or(preset.height).unwrap_or(720),
-        fps: args.fps.or(preset.fps).unwrap_or(30),
-        realtime: args.realtime || preset.realtime.unwrap_or(false),
-        input_credentials,
-        serve,
-        rtsp_transport: args
-            .rtsp_transport
-            .clone()
-            .or(rtsp.transport)
-            .unwrap_or_else(|| "tcp".into()),
-        overwrite: args.overwrite,
-        stall_after: Duration::from_secs(3),
-        display_sink: args.display_sink.clone(),
-        title,
-        reconnects: progress.metrics.input_reconnects.clone(),
-    };
-    if !matches!(settings.rtsp_transport.as_str(), "tcp" | "udp") {
-        anyhow::bail!(
-            "--rtsp-transport {}: expected tcp or udp",
-            settings.rtsp_transport
-        );
-    }
-    let side = segsynth::pipeline::MAX_FRAME_SIDE as u32;
-    if !(16..=side).contains(&settings.width)
-        || !(16..=side).contains(&settings.height)
-        || settings.width % 2 == 1
-        || settings.height % 2 == 1
-        || !(1..=240).contains(&settings.fps)
-    {
-        return Err(crate::options::usage(format!(
-            "live size {}x{} at {} fps (--width/--height/--fps or the preset's width/height/fps): expected even width/height from 16 to {side} and 1-240 fps",
-            settings.width, settings.height, settings.fps
-        )));
-    }
-    if let Some(d) = args.duration {
-        crate::options::check_range("--duration", d, 0.001, 1e7, " seconds")?;
-    }
-    crate::options::check_range(
-        "--stats-every",
-        args.stats_every,
-        0.0,
-        86_400.0,
-        " seconds (0 = off)",
-    )?;
+    let settings = live_settings(&args, &preset, &outputs, &progress, &input_text)?;
     check_input(&input)?;
     for o in &outputs {
         check_output(o, &settings)?;
     }
-    let stages = Stages::prepare(crate::options::job_options(&args.processing, true)?)?;
+    let mut stages = Stages::prepare(crate::options::job_options(&args.processing, true)?)?;
     let stop = crate::signals::interrupt_flag()?;
     let _metrics = match &metrics_address {
         Some(a) => {
@@ -142,32 +56,12 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         eprintln!("segsynth: serving {url}");
     }
     let mut source = LiveInput::start(input, settings.clone(), Arc::clone(&stop))?;
-    let first = source.next_frame()?;
-    let Some(first) = first else {
+    let Some(first) = source.next_frame()? else {
         output.finish()?;
         anyhow::bail!("the input delivered no frame");
     };
-    let stats = (args.stats_every > 0.0).then(|| {
-        let (p, s, every) = (Arc::clone(&progress), Arc::clone(&stop), args.stats_every);
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            let mut next = Duration::from_secs_f64(every);
-            while !s.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(100));
-                if started.elapsed() >= next {
-                    next += Duration::from_secs_f64(every);
-                    let (p50, p99) = p.latency();
-                    let out = p.frames_out.load(Ordering::Relaxed);
-                    eprintln!(
-                        "segsynth: live {out} frames, {:.1} fps, added latency p50 {p50:.1} ms p99 {p99:.1} ms, dropped {}",
-                        out as f64 / started.elapsed().as_secs_f64(),
-                        p.dropped.load(Ordering::Relaxed)
-                    );
-                }
-            }
-        })
-    });
-    let mut stages = stages;
+    let stats = (args.stats_every > 0.0)
+        .then(|| stats_thread(Arc::clone(&progress), Arc::clone(&stop), args.stats_every));
     // Live edits of the preset (a run from a preset only).
     let _watch = match &args.config {
         Some(path) => Some(crate::watch::PresetWatch::start(
@@ -201,6 +95,138 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     // A failed output was reported when it failed; the exit code says so too.
     finished?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The input (as given, and parsed) and the outputs, from the command line or the
+/// preset; each recording at most once.
+fn endpoints(
+    args: &RunArgs,
+    preset: &Preset,
+) -> anyhow::Result<(String, InputSpec, Vec<OutputSpec>)> {
+    let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no input: give -i test:, -i v4l2:/dev/video0, -i rtsp://... or -i FILE (or a preset)"
+        )
+    })?;
+    let outputs = if args.outputs.is_empty() {
+        preset.outputs.clone().unwrap_or_default()
+    } else {
+        args.outputs.clone()
+    };
+    if outputs.is_empty() {
+        anyhow::bail!(
+            "no output: give -o display:, -o rtsp://127.0.0.1:8554/live, -o v4l2:/dev/videoN, -o rtsp-publish://HOST:PORT/PATH or -o FILE"
+        );
+    }
+    let parsed = parse_input(&input).map_err(crate::options::usage)?;
+    let outputs = outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(crate::options::usage)?;
+    let files: Vec<&std::path::PathBuf> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            OutputSpec::File(p) => Some(p),
+            _ => None,
+        })
+        .collect();
+    if let Some((_, dup)) = files
+        .iter()
+        .enumerate()
+        .find(|(i, p)| files[..*i].contains(p))
+    {
+        return Err(crate::options::usage(format!(
+            "output {} is given twice; expected each recording once",
+            dup.display()
+        )));
+    }
+    Ok((input, parsed, outputs))
+}
+
+/// The live job's settings from the command line, the preset and the defaults, checked.
+fn live_settings(
+    args: &RunArgs,
+    preset: &Preset,
+    outputs: &[OutputSpec],
+    progress: &Progress,
+    input: &str,
+) -> anyhow::Result<LiveSettings> {
+    let rtsp = preset.rtsp.clone().unwrap_or_default();
+    let (input_credentials, mut serve) = security(args, &rtsp, outputs)?;
+    serve.clients = progress.metrics.rtsp_clients.clone();
+    let settings = LiveSettings {
+        width: args.width.or(preset.width).unwrap_or(1280),
+        height: args.height.or(preset.height).unwrap_or(720),
+        fps: args.fps.or(preset.fps).unwrap_or(30),
+        realtime: args.realtime || preset.realtime.unwrap_or(false),
+        input_credentials,
+        serve,
+        rtsp_transport: args
+            .rtsp_transport
+            .clone()
+            .or(rtsp.transport)
+            .unwrap_or_else(|| "tcp".into()),
+        overwrite: args.overwrite,
+        stall_after: Duration::from_secs(3),
+        display_sink: args.display_sink.clone(),
+        title: format!("segsynth: {}", segsynth::endpoint::redact_url(input)),
+        reconnects: progress.metrics.input_reconnects.clone(),
+    };
+    if !matches!(settings.rtsp_transport.as_str(), "tcp" | "udp") {
+        anyhow::bail!(
+            "--rtsp-transport {}: expected tcp or udp",
+            settings.rtsp_transport
+        );
+    }
+    let side = segsynth::pipeline::MAX_FRAME_SIDE as u32;
+    if !(16..=side).contains(&settings.width)
+        || !(16..=side).contains(&settings.height)
+        || settings.width % 2 == 1
+        || settings.height % 2 == 1
+        || !(1..=240).contains(&settings.fps)
+    {
+        return Err(crate::options::usage(format!(
+            "live size {}x{} at {} fps (--width/--height/--fps or the preset's width/height/fps): expected even width/height from 16 to {side} and 1-240 fps",
+            settings.width, settings.height, settings.fps
+        )));
+    }
+    if let Some(d) = args.duration {
+        crate::options::check_range("--duration", d, 0.001, 1e7, " seconds")?;
+    }
+    crate::options::check_range(
+        "--stats-every",
+        args.stats_every,
+        0.0,
+        86_400.0,
+        " seconds (0 = off)",
+    )?;
+    Ok(settings)
+}
+
+/// Prints live statistics every `every` seconds until `stop`.
+fn stats_thread(
+    p: Arc<Progress>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    every: f64,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let mut next = Duration::from_secs_f64(every);
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(100));
+            if started.elapsed() >= next {
+                next += Duration::from_secs_f64(every);
+                let (p50, p99) = p.latency();
+                let out = p.frames_out.load(Ordering::Relaxed);
+                eprintln!(
+                    "segsynth: live {out} frames, {:.1} fps, added latency p50 {p50:.1} ms p99 {p99:.1} ms, dropped {}",
+                    out as f64 / started.elapsed().as_secs_f64(),
+                    p.dropped.load(Ordering::Relaxed)
+                );
+            }
+        }
+    })
 }
 
 /// Credentials and limits, with the rules that keep a served stream safe: half a

@@ -63,29 +63,7 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
     link_video_to_mux(&last, &mux)?;
     let frame_ns = 1_000_000_000u64 / spec.fps as u64;
     if spec.audio {
-        let src = make("audiotestsrc", "clip-audio")?;
-        src.set_property_from_str("wave", "sine");
-        let samples_per_buffer = 1024i32;
-        let total_samples = spec.frames as u64 * 44_100 / spec.fps as u64;
-        src.set_property("samplesperbuffer", samples_per_buffer);
-        src.set_property(
-            "num-buffers",
-            (total_samples / samples_per_buffer as u64) as i32,
-        );
-        let convert = make("audioconvert", "clip-aconvert")?;
-        let enc = make("avenc_aac", "clip-aac")?;
-        let parse = make("aacparse", "clip-aacparse")?;
-        let chain = [&src, &convert, &enc, &parse];
-        pipeline.add_many(chain).map_err(perr)?;
-        gst::Element::link_many(chain).map_err(perr)?;
-        let pad = mux
-            .request_pad_simple("audio_%u")
-            .ok_or_else(|| IoError::Pipeline("mux refused audio".into()))?;
-        parse
-            .static_pad("src")
-            .ok_or_else(|| IoError::Pipeline("aacparse has no src".into()))?
-            .link(&pad)
-            .map_err(|e| IoError::Pipeline(format!("{e:?}")))?;
+        add_tone(&pipeline, &mux, spec)?;
     }
     pipeline
         .set_state(gst::State::Playing)
@@ -93,32 +71,7 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
     // A stream error (e.g. a size the encoder refuses) stops the pipeline, so a push
     // blocked on the full appsrc queue returns instead of waiting forever.
     let pushing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let watcher = {
-        let pushing = std::sync::Arc::clone(&pushing);
-        let pipeline = pipeline.clone();
-        std::thread::spawn(move || -> Option<String> {
-            let bus = pipeline.bus()?;
-            while pushing.load(std::sync::atomic::Ordering::Relaxed) {
-                let msg = bus.timed_pop_filtered(
-                    gst::ClockTime::from_mseconds(50),
-                    &[gst::MessageType::Error],
-                );
-                if let Some(msg) = msg
-                    && let gst::MessageView::Error(e) = msg.view()
-                {
-                    let path = msg
-                        .src()
-                        .map(|s| s.path_string().to_string())
-                        .unwrap_or_default();
-                    let _ = pipeline.set_state(gst::State::Null);
-                    let debug = e.debug().map(|d| d.to_string()).unwrap_or_default();
-                    let why = debug.lines().last().unwrap_or_default().trim().to_string();
-                    return Some(format!("{} at {path}: {why}", e.error()));
-                }
-            }
-            None
-        })
-    };
+    let watcher = watch_errors(&pipeline, std::sync::Arc::clone(&pushing));
     let (rgb, pw, ph) = photo;
     let src_img = image::RgbImage::from_raw(pw as u32, ph as u32, rgb.to_vec())
         .ok_or_else(|| IoError::Pipeline("bad photo buffer".into()))?;
@@ -167,6 +120,65 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
         let _ = std::fs::remove_file(out);
     }
     result
+}
+
+/// A sine tone as long as the clip, AAC, into the muxer.
+fn add_tone(pipeline: &gst::Pipeline, mux: &gst::Element, spec: &ClipSpec) -> Result<(), IoError> {
+    let perr = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
+    let src = make("audiotestsrc", "clip-audio")?;
+    src.set_property_from_str("wave", "sine");
+    let samples_per_buffer = 1024i32;
+    let total_samples = spec.frames as u64 * 44_100 / spec.fps as u64;
+    src.set_property("samplesperbuffer", samples_per_buffer);
+    src.set_property(
+        "num-buffers",
+        (total_samples / samples_per_buffer as u64) as i32,
+    );
+    let convert = make("audioconvert", "clip-aconvert")?;
+    let enc = make("avenc_aac", "clip-aac")?;
+    let parse = make("aacparse", "clip-aacparse")?;
+    let chain = [&src, &convert, &enc, &parse];
+    pipeline.add_many(chain).map_err(perr)?;
+    gst::Element::link_many(chain).map_err(perr)?;
+    let pad = mux
+        .request_pad_simple("audio_%u")
+        .ok_or_else(|| IoError::Pipeline("mux refused audio".into()))?;
+    parse
+        .static_pad("src")
+        .ok_or_else(|| IoError::Pipeline("aacparse has no src".into()))?
+        .link(&pad)
+        .map_err(|e| IoError::Pipeline(format!("{e:?}")))?;
+    Ok(())
+}
+
+/// A thread that watches the bus for an error while `pushing`, and stops the pipeline on one.
+fn watch_errors(
+    pipeline: &gst::Pipeline,
+    pushing: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Option<String>> {
+    let pipeline = pipeline.clone();
+    std::thread::spawn(move || -> Option<String> {
+        let bus = pipeline.bus()?;
+        while pushing.load(std::sync::atomic::Ordering::Relaxed) {
+            let msg = bus.timed_pop_filtered(
+                gst::ClockTime::from_mseconds(50),
+                &[gst::MessageType::Error],
+            );
+            if let Some(msg) = msg
+                && let gst::MessageView::Error(e) = msg.view()
+            {
+                let path = msg
+                    .src()
+                    .map(|s| s.path_string().to_string())
+                    .unwrap_or_default();
+                let _ = pipeline.set_state(gst::State::Null);
+                let debug = e.debug().map(|d| d.to_string()).unwrap_or_default();
+                let why = debug.lines().last().unwrap_or_default().trim().to_string();
+                return Some(format!("{} at {path}: {why}", e.error()));
+            }
+        }
+        None
+    })
 }
 
 /// A crop window with the frame's aspect, drifting and zooming slowly over the photo.

@@ -105,21 +105,7 @@ impl FileJob<'_> {
         stages: &mut Stages,
     ) -> Result<(Summary, Ending), IoError> {
         let pipeline = gst::Pipeline::with_name("segsynth-file");
-        let mux = add_muxer(&pipeline, "out", container, temp)?;
-        let appsrc = gst_app::AppSrc::builder()
-            .name("out-appsrc")
-            .format(gst::Format::Time)
-            .block(true)
-            .max_bytes(8 * 1024 * 1024)
-            .build();
-        pipeline
-            .add(&appsrc)
-            .map_err(|e| IoError::Pipeline(e.to_string()))?;
-        let (first_enc, last_enc) = add_h264_chain(&pipeline, "out-video", &self.encoder, false)?;
-        appsrc
-            .link(&first_enc)
-            .map_err(|e| IoError::Pipeline(e.to_string()))?;
-        link_video_to_mux(&last_enc, &mux)?;
+        let (appsrc, mux) = self.add_output(&pipeline, temp, container)?;
         let mut input = add_file_input(&pipeline, self.input, &mux)?;
         let state = Arc::clone(&input.state);
 
@@ -158,28 +144,7 @@ impl FileJob<'_> {
                 .info()
                 .cloned()
                 .ok_or_else(|| IoError::Pipeline("no caps on the first frame".into()))?;
-            let odd = info.width() % 2 == 1 || info.height() % 2 == 1;
-            if odd {
-                tracing::warn!(
-                    width = info.width(),
-                    height = info.height(),
-                    "odd frame size: H.264 4:2:0 cannot code it, encoding High 4:4:4 to keep the exact size"
-                );
-                set_caps(
-                    &pipeline,
-                    "out-video-format",
-                    gst::Caps::builder("video/x-raw")
-                        .field("format", "Y444")
-                        .build(),
-                );
-                set_caps(
-                    &pipeline,
-                    "out-video-profile",
-                    gst::Caps::builder("video/x-h264")
-                        .field("profile", "high-4:4:4")
-                        .build(),
-                );
-            }
+            encode_odd_sizes(&pipeline, &info);
             appsrc.set_caps(Some(&output_caps(&info)));
             let mut sink = AppSrcSink {
                 appsrc: appsrc.clone(),
@@ -216,38 +181,67 @@ impl FileJob<'_> {
             };
             wait_for_eos(&report, Duration::from_secs(limit))
                 .map_err(|e| self.output_failure(&report).unwrap_or(e))?;
-            let r = report
-                .lock()
-                .map_err(|_| IoError::Pipeline("the bus watcher panicked".into()))?;
-            let ending = if self.interrupt.load(Ordering::Relaxed) {
-                Ending::Interrupted
-            } else if let Some(e) = &r.input_error {
-                Ending::InputIncomplete(e.clone())
-            } else if state.stalled.load(Ordering::Relaxed) {
-                Ending::InputIncomplete(stalled_message())
-            } else if summary.frames_in
-                < expected
-                    .unwrap_or(0)
-                    .saturating_sub(expected.unwrap_or(0) / 20 + 2)
-            {
-                Ending::InputIncomplete(format!(
-                    "the input announced about {} frames but only {} decoded{}",
-                    expected.unwrap_or(0),
-                    summary.frames_in,
-                    r.input_warnings
-                        .first()
-                        .map(|w| format!(" ({w})"))
-                        .unwrap_or_default()
-                ))
-            } else {
-                Ending::Complete
-            };
+            let ending = self.ending(&report, &state, summary.frames_in, expected)?;
             Ok((summary, ending))
         })();
         watching.store(false, Ordering::Relaxed);
         let _ = pipeline.set_state(gst::State::Null);
         let _ = watcher.join();
         outcome
+    }
+
+    /// appsrc ! encoder chain ! muxer ! filesink(temp), in `pipeline`.
+    fn add_output(
+        &self,
+        pipeline: &gst::Pipeline,
+        temp: &Path,
+        container: Container,
+    ) -> Result<(gst_app::AppSrc, gst::Element), IoError> {
+        let perr = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
+        let mux = add_muxer(pipeline, "out", container, temp)?;
+        let appsrc = gst_app::AppSrc::builder()
+            .name("out-appsrc")
+            .format(gst::Format::Time)
+            .block(true)
+            .max_bytes(8 * 1024 * 1024)
+            .build();
+        pipeline.add(&appsrc).map_err(perr)?;
+        let (first_enc, last_enc) = add_h264_chain(pipeline, "out-video", &self.encoder, false)?;
+        appsrc.link(&first_enc).map_err(perr)?;
+        link_video_to_mux(&last_enc, &mux)?;
+        Ok((appsrc, mux))
+    }
+
+    /// How the job ended: interrupted, the input incomplete (an error, a stall, or far
+    /// fewer frames than announced), or complete.
+    fn ending(
+        &self,
+        report: &Mutex<BusReport>,
+        state: &InputState,
+        frames_in: u64,
+        expected: Option<u64>,
+    ) -> Result<Ending, IoError> {
+        let r = report
+            .lock()
+            .map_err(|_| IoError::Pipeline("the bus watcher panicked".into()))?;
+        let expected = expected.unwrap_or(0);
+        Ok(if self.interrupt.load(Ordering::Relaxed) {
+            Ending::Interrupted
+        } else if let Some(e) = &r.input_error {
+            Ending::InputIncomplete(e.clone())
+        } else if state.stalled.load(Ordering::Relaxed) {
+            Ending::InputIncomplete(stalled_message())
+        } else if frames_in < expected.saturating_sub(expected / 20 + 2) {
+            Ending::InputIncomplete(format!(
+                "the input announced about {expected} frames but only {frames_in} decoded{}",
+                r.input_warnings
+                    .first()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default()
+            ))
+        } else {
+            Ending::Complete
+        })
     }
 
     /// The output side's failure, said the way a user reads it, if there was one.
@@ -501,4 +495,25 @@ fn spawn_stop_watchdog(
         }
     });
     done
+}
+
+/// Odd sizes cannot be coded as H.264 4:2:0 (crop units are 2 pixels): the encoder takes
+/// Y444 and High 4:4:4 instead, so the exact size is kept.
+fn encode_odd_sizes(pipeline: &gst::Pipeline, info: &gst_video::VideoInfo) {
+    if info.width() % 2 == 0 && info.height() % 2 == 0 {
+        return;
+    }
+    tracing::warn!(
+        width = info.width(),
+        height = info.height(),
+        "odd frame size: H.264 4:2:0 cannot code it, encoding High 4:4:4 to keep the exact size"
+    );
+    let format = gst::Caps::builder("video/x-raw")
+        .field("format", "Y444")
+        .build();
+    set_caps(pipeline, "out-video-format", format);
+    let profile = gst::Caps::builder("video/x-h264")
+        .field("profile", "high-4:4:4")
+        .build();
+    set_caps(pipeline, "out-video-profile", profile);
 }

@@ -92,6 +92,36 @@ pub fn serve(
     // One pipeline (one encode) shared by every client.
     factory.set_shared(true);
 
+    secure(&server, &factory, tls, s)?;
+
+    let pool = server
+        .session_pool()
+        .ok_or_else(|| IoError::Pipeline("RTSP server has no session pool".into()))?;
+    pool.set_max_sessions(s.max_clients);
+    reap_and_count(&pool, s.clients.clone());
+    log_clients(&server, &pool, s);
+
+    let mounts = server
+        .mount_points()
+        .ok_or_else(|| IoError::Pipeline("RTSP server has no mount points".into()))?;
+    mounts.add_factory(path, factory);
+    server.attach(None).map_err(|e| {
+        IoError::Pipeline(format!(
+            "cannot serve RTSP on {address}:{port} (is the port in use?): {e}"
+        ))
+    })?;
+    // The server lives as long as the process's main loop.
+    std::mem::forget(server);
+    Ok(())
+}
+
+/// Basic credentials and/or TLS for the served stream, when asked for.
+fn secure(
+    server: &rtsp::RTSPServer,
+    factory: &rtsp::RTSPMediaFactory,
+    tls: bool,
+    s: &ServeSettings,
+) -> Result<(), IoError> {
     let mut auth = None;
     let role = match &s.credentials {
         Some(c) => {
@@ -135,11 +165,12 @@ pub fn serve(
                 .build(),
         );
     }
+    Ok(())
+}
 
-    let pool = server
-        .session_pool()
-        .ok_or_else(|| IoError::Pipeline("RTSP server has no session pool".into()))?;
-    pool.set_max_sessions(s.max_clients);
+/// Sessions whose clients went silent are reaped (the watch fires when a session may
+/// have expired); the `rtsp_clients` gauge is sampled every second.
+fn reap_and_count(pool: &rtsp::RTSPSessionPool, gauge: prometheus_client::metrics::gauge::Gauge) {
     // Reap sessions whose clients went silent: the watch fires when a session may
     // have expired, and cleanup removes the expired ones.
     pool.create_watch(
@@ -154,11 +185,16 @@ pub fn serve(
         },
     )
     .attach(None);
-    let (gauge, counted) = (s.clients.clone(), pool.clone());
+    let counted = pool.clone();
     glib::timeout_add_seconds(1, move || {
         gauge.set(counted.n_sessions() as i64);
         glib::ControlFlow::Continue
     });
+}
+
+/// Clients' sessions get the timeout; refusals (the client limit, no or wrong
+/// credentials) are logged with the peer's address.
+fn log_clients(server: &rtsp::RTSPServer, pool: &rtsp::RTSPSessionPool, s: &ServeSettings) {
     let (timeout, max) = (s.session_timeout, s.max_clients);
     let expected = s.credentials.as_ref().map(|c| {
         format!(
@@ -196,19 +232,6 @@ pub fn serve(
         });
         client.connect_closed(move |_| tracing::debug!(peer = %peer, "RTSP client closed"));
     });
-
-    let mounts = server
-        .mount_points()
-        .ok_or_else(|| IoError::Pipeline("RTSP server has no mount points".into()))?;
-    mounts.add_factory(path, factory);
-    server.attach(None).map_err(|e| {
-        IoError::Pipeline(format!(
-            "cannot serve RTSP on {address}:{port} (is the port in use?): {e}"
-        ))
-    })?;
-    // The server lives as long as the process's main loop.
-    std::mem::forget(server);
-    Ok(())
 }
 
 /// The client's IP address (the bindings do not expose the connection).

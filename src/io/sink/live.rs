@@ -10,7 +10,7 @@
 //!   appsrc(leaky) ! x264enc ! rtspclientsink           (rtsp-publish://)
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -249,6 +249,130 @@ impl Drop for LiveOutput {
     }
 }
 
+/// The elements after an output's appsrc, and what the branch needs to know of them.
+struct Tail {
+    elements: Vec<gst::Element>,
+    /// A recording: its temporary file and the name it gets at the end.
+    rename: Option<(PathBuf, PathBuf)>,
+    reconnect: Option<Reconnect>,
+    /// Latest frame wins, but a recording keeps up to 2 s while its encoder catches up.
+    max_buffers: u64,
+}
+
+impl Tail {
+    fn of(elements: Vec<gst::Element>) -> Tail {
+        Tail {
+            elements,
+            rename: None,
+            reconnect: None,
+            max_buffers: 2,
+        }
+    }
+}
+
+/// The tail of a recording, window, virtual camera or publishing output.
+fn tail_for(
+    o: &OutputSpec,
+    prefix: &str,
+    settings: &LiveSettings,
+    caps: &gst::Caps,
+    stop: &Arc<AtomicBool>,
+) -> Result<Tail, IoError> {
+    Ok(match o {
+        OutputSpec::File(path) => {
+            let container = Container::for_path(path)?;
+            let temp = temp_path(path);
+            let mut elements = h264_chain(
+                prefix,
+                &EncoderSettings::live_recording(settings.fps),
+                false,
+            )?;
+            let (mux, sink) = muxer(prefix, container, &temp)?;
+            elements.extend([mux, sink]);
+            Tail {
+                rename: Some((temp, path.clone())),
+                max_buffers: (settings.fps as u64 * 2).max(2),
+                ..Tail::of(elements)
+            }
+        }
+        OutputSpec::Display => {
+            let convert = make("videoconvert", &format!("{prefix}-convert"))?;
+            let name = format!("{prefix}-display");
+            let (sink, factory) = window::choose_sink(settings.display_sink.as_deref(), &name)?;
+            window::set_up(&sink, &settings.title, stop);
+            crate::notice!("window ({factory}): {}", settings.title);
+            Tail::of(vec![convert, sink])
+        }
+        OutputSpec::V4l2(dev) => Tail::of(v4l2_tail(prefix, dev)?),
+        OutputSpec::RtspPublish(url) => Tail {
+            reconnect: Some(Reconnect {
+                prefix: prefix.to_string(),
+                caps: caps.clone(),
+                url: url.clone(),
+                fps: settings.fps,
+                backoff: Duration::from_secs(1),
+                retry_at: None,
+                failures: Vec::new(),
+            }),
+            ..Tail::of(publish_chain(prefix, url, settings.fps)?)
+        },
+        OutputSpec::RtspServe { .. } => {
+            return Err(IoError::Pipeline(
+                "a served stream has no tail of its own".into(),
+            ));
+        }
+    })
+}
+
+/// videoconvert ! YUY2 ! v4l2sink(device): what v4l2loopback readers take.
+fn v4l2_tail(prefix: &str, dev: &Path) -> Result<Vec<gst::Element>, IoError> {
+    let convert = make("videoconvert", &format!("{prefix}-convert"))?;
+    let yuy2 = make("capsfilter", &format!("{prefix}-yuy2"))?;
+    let format = gst::Caps::builder("video/x-raw")
+        .field("format", "YUY2")
+        .build();
+    yuy2.set_property("caps", format);
+    let sink = make("v4l2sink", &format!("{prefix}-v4l2"))?;
+    sink.set_property("device", dev.to_string_lossy().to_string());
+    sink.set_property("sync", false);
+    Ok(vec![convert, yuy2, sink])
+}
+
+/// intervideosink(channel): hands frames to the RTSP server's media.
+fn inter_sink(prefix: &str, channel: &str) -> Result<gst::Element, IoError> {
+    let sink = make("intervideosink", &format!("{prefix}-inter"))?;
+    sink.set_property("channel", channel);
+    sink.set_property("sync", false);
+    Ok(sink)
+}
+
+/// The GLib main loop the RTSP server runs on, on its own thread.
+fn rtsp_main_loop() -> Result<glib::MainLoop, IoError> {
+    let l = glib::MainLoop::new(None, false);
+    let run = l.clone();
+    std::thread::Builder::new()
+        .name("rtsp-server".into())
+        .spawn(move || run.run())
+        .map_err(perr)?;
+    Ok(l)
+}
+
+/// The close button must stop the job even while no frame comes (a stalled camera):
+/// watch the window's bus directly, and still pass the message on.
+fn stop_on_window_close(pipeline: &gst::Pipeline, stop: &Arc<AtomicBool>) {
+    if let Some(bus) = pipeline.bus() {
+        let stop = Arc::clone(stop);
+        bus.set_sync_handler(move |_, msg| {
+            if let gst::MessageView::Error(e) = msg.view()
+                && window::closed_by_user(&e.error())
+            {
+                stop.store(true, Ordering::Relaxed);
+            }
+            gst::BusSyncReply::Pass
+        });
+    }
+}
+
 /// Describes an output for messages (never with a password: see `OutputSpec`'s Display).
 fn output_label(o: &OutputSpec) -> String {
     o.to_string()
@@ -326,63 +450,7 @@ impl LiveOutput {
         for (i, o) in outputs.iter().enumerate() {
             let prefix = format!("out{i}");
             let label = output_label(o);
-            let mut tail: Vec<gst::Element> = Vec::new();
-            let mut rename = None;
-            let mut reconnect = None;
-            // Latest frame wins, but a recording keeps up to 2 s while its encoder catches up.
-            let mut max_buffers = 2;
-            match o {
-                OutputSpec::File(path) => {
-                    let container = Container::for_path(path)?;
-                    let temp = temp_path(path);
-                    max_buffers = (settings.fps as u64 * 2).max(2);
-                    tail.extend(h264_chain(
-                        &prefix,
-                        &EncoderSettings::live_recording(settings.fps),
-                        false,
-                    )?);
-                    let (mux, sink) = muxer(&prefix, container, &temp)?;
-                    tail.push(mux);
-                    tail.push(sink);
-                    rename = Some((temp, path.clone()));
-                }
-                OutputSpec::Display => {
-                    tail.push(make("videoconvert", &format!("{prefix}-convert"))?);
-                    let (sink, factory) = window::choose_sink(
-                        settings.display_sink.as_deref(),
-                        &format!("{prefix}-display"),
-                    )?;
-                    window::set_up(&sink, &settings.title, &stop);
-                    crate::notice!("window ({factory}): {}", settings.title);
-                    tail.push(sink);
-                }
-                OutputSpec::V4l2(dev) => {
-                    tail.push(make("videoconvert", &format!("{prefix}-convert"))?);
-                    let yuy2 = make("capsfilter", &format!("{prefix}-yuy2"))?;
-                    yuy2.set_property(
-                        "caps",
-                        gst::Caps::builder("video/x-raw")
-                            .field("format", "YUY2")
-                            .build(),
-                    );
-                    tail.push(yuy2);
-                    let sink = make("v4l2sink", &format!("{prefix}-v4l2"))?;
-                    sink.set_property("device", dev.to_string_lossy().to_string());
-                    sink.set_property("sync", false);
-                    tail.push(sink);
-                }
-                OutputSpec::RtspPublish(url) => {
-                    tail = publish_chain(&prefix, url, settings.fps)?;
-                    reconnect = Some(Reconnect {
-                        prefix: prefix.clone(),
-                        caps: caps.clone(),
-                        url: url.clone(),
-                        fps: settings.fps,
-                        backoff: Duration::from_secs(1),
-                        retry_at: None,
-                        failures: Vec::new(),
-                    });
-                }
+            let tail = match o {
                 OutputSpec::RtspServe {
                     address,
                     port,
@@ -390,57 +458,31 @@ impl LiveOutput {
                     tls,
                 } => {
                     let channel = format!("segsynth-{}-{i}", std::process::id());
-                    let sink = make("intervideosink", &format!("{prefix}-inter"))?;
-                    sink.set_property("channel", &channel);
-                    sink.set_property("sync", false);
-                    tail.push(sink);
                     if main_loop.is_none() {
-                        let l = glib::MainLoop::new(None, false);
-                        let run = l.clone();
-                        std::thread::Builder::new()
-                            .name("rtsp-server".into())
-                            .spawn(move || run.run())
-                            .map_err(perr)?;
-                        main_loop = Some(l);
+                        main_loop = Some(rtsp_main_loop()?);
                     }
-                    rtsp_server::serve(
-                        address,
-                        *port,
-                        path,
-                        &channel,
-                        settings.fps,
-                        *tls,
-                        &settings.serve,
-                    )?;
+                    let serve = &settings.serve;
+                    rtsp_server::serve(address, *port, path, &channel, settings.fps, *tls, serve)?;
                     served.push(o.to_string());
+                    Tail::of(vec![inter_sink(&prefix, &channel)?])
                 }
-            }
-            let (pipeline, appsrc) = assemble(&prefix, &caps, tail, max_buffers, &label)?;
+                _ => tail_for(o, &prefix, settings, &caps, &stop)?,
+            };
+            let (pipeline, appsrc) =
+                assemble(&prefix, &caps, tail.elements, tail.max_buffers, &label)?;
             if matches!(o, OutputSpec::Display) {
-                // The close button must stop the job even while no frame comes (a stalled
-                // camera): watch the window's bus directly, and still pass the message on.
-                if let Some(bus) = pipeline.bus() {
-                    let stop = Arc::clone(&stop);
-                    bus.set_sync_handler(move |_, msg| {
-                        if let gst::MessageView::Error(e) = msg.view()
-                            && window::closed_by_user(&e.error())
-                        {
-                            stop.store(true, Ordering::Relaxed);
-                        }
-                        gst::BusSyncReply::Pass
-                    });
-                }
+                stop_on_window_close(&pipeline, &stop);
             }
             branches.push(Branch {
                 retime: Retime::default(),
                 label,
                 pipeline,
                 appsrc,
-                rename,
+                rename: tail.rename,
                 failed: None,
                 window: matches!(o, OutputSpec::Display),
                 closed: false,
-                reconnect,
+                reconnect: tail.reconnect,
             });
         }
         Ok(LiveOutput {

@@ -160,6 +160,7 @@ impl Stages {
         // Opening validates the manifest against the real session, then classes against the manifest.
         let model = Model::open(manifest.clone(), &options.session)?;
         selections(&model.manifest, &options.entries)?;
+        check_content(&options.entries)?;
         let generators = open_generators(&options.entries, &gan_session(&options))?
             .into_iter()
             .map(|g| g.map(|m| (m.manifest.clone(), Some(m))))
@@ -220,20 +221,7 @@ impl Stages {
         let mut segmenter = Segmenter::new(model, &self.options.entries, &self.options.mask)?;
         let provider = segmenter.provider();
         tracing::info!(provider, "segmentation runs on");
-        // The sessions opened while validating, or new ones on a later run.
-        let gan = gan_session(&self.options);
-        let generators = self
-            .generators
-            .iter_mut()
-            .map(|g| {
-                g.as_mut()
-                    .map(|(manifest, session)| match session.take() {
-                        Some(m) => Ok(m),
-                        None => Model::open(manifest.clone(), &gan),
-                    })
-                    .transpose()
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let generators = self.generator_sessions()?;
         let (mut compositor, synths) = start_content(
             &self.options.entries,
             &self.images,
@@ -242,22 +230,7 @@ impl Stages {
             &self.options.mask,
             Some(progress.metrics.stage("synth")),
         )?;
-        let pixels = self.options.pixels;
-        let mut graphs = pixels.use_graphs(provider);
-        if graphs {
-            let fallback = pixels == Pixels::Auto;
-            let session = self.options.session.clone();
-            let segment = segmenter.use_graphs(session.clone(), first, fallback)?;
-            let blend = compositor.use_graphs(session, first, fallback)?;
-            graphs = segment && blend;
-            if segment != blend {
-                tracing::warn!(
-                    segment,
-                    blend,
-                    "only part of the per-pixel steps run as graphs"
-                );
-            }
-        }
+        let graphs = self.use_graphs(provider, &mut segmenter, &mut compositor, first)?;
         let pixel_path = if graphs {
             "ONNX graphs"
         } else {
@@ -282,27 +255,9 @@ impl Stages {
             stop,
             progress,
         );
-        let mut synth_times = StageTimes::new("synth");
-        let mut nonfinite = 0;
-        let mut synth_error = None;
-        let edit_synths = self
-            .edit_synths
-            .lock()
-            .map(|mut v| std::mem::take(&mut *v))
-            .unwrap_or_default();
-        for s in synths.into_iter().chain(edit_synths) {
-            match s.finish() {
-                Ok((bad, times)) => {
-                    nonfinite += bad;
-                    synth_times.ms.extend(times);
-                }
-                Err(e) => synth_error = Some(e),
-            }
-        }
+        let finished = self.finish_synths(synths);
         let mut summary = result?;
-        if let Some(e) = synth_error {
-            return Err(JobError::Synth(e));
-        }
+        let (nonfinite, synth_times) = finished?;
         summary.nonfinite_values = nonfinite;
         summary.provider = format!("{provider} (per-pixel steps: {pixel_path})");
         summary.model = model_label;
@@ -310,6 +265,73 @@ impl Stages {
             summary.stages.push(synth_times);
         }
         Ok(summary)
+    }
+
+    /// The generator sessions opened while validating, or new ones on a later run.
+    fn generator_sessions(&mut self) -> Result<Vec<Option<Model>>, JobError> {
+        let gan = gan_session(&self.options);
+        let sessions = self.generators.iter_mut().map(|g| {
+            g.as_mut()
+                .map(|(manifest, session)| match session.take() {
+                    Some(m) => Ok(m),
+                    None => Model::open(manifest.clone(), &gan),
+                })
+                .transpose()
+        });
+        Ok(sessions.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Whether the per-pixel steps run as ONNX graphs (`--pixels`, the provider the model
+    /// got, and whether both sides could build them for `first`).
+    fn use_graphs(
+        &self,
+        provider: &str,
+        segmenter: &mut Segmenter,
+        compositor: &mut Compositor,
+        first: &Frame,
+    ) -> Result<bool, JobError> {
+        let pixels = self.options.pixels;
+        if !pixels.use_graphs(provider) {
+            return Ok(false);
+        }
+        let fallback = pixels == Pixels::Auto;
+        let session = self.options.session.clone();
+        let segment = segmenter.use_graphs(session.clone(), first, fallback)?;
+        let blend = compositor.use_graphs(session, first, fallback)?;
+        if segment != blend {
+            tracing::warn!(
+                segment,
+                blend,
+                "only part of the per-pixel steps run as graphs"
+            );
+        }
+        Ok(segment && blend)
+    }
+
+    /// Stops the run's synth threads (and those live edits started): non-finite values
+    /// clamped and every layer's time, or the first synth failure.
+    fn finish_synths(&self, synths: Vec<SynthStage>) -> Result<(u64, StageTimes), JobError> {
+        let mut times = StageTimes::new("synth");
+        let mut nonfinite = 0;
+        let mut error = None;
+        let edit_synths = self
+            .edit_synths
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        for s in synths.into_iter().chain(edit_synths) {
+            match s.finish() {
+                Ok((bad, ms)) => {
+                    nonfinite += bad;
+                    times.ms.extend(ms);
+                }
+                Err(e) => error = Some(e),
+            }
+        }
+        match error {
+            Some(e) => Err(JobError::Synth(e)),
+            None => Ok((nonfinite, times)),
+        }
     }
 }
 
@@ -370,6 +392,26 @@ fn gan_session(options: &JobOptions) -> SessionOptions {
         threads: options.gan_threads,
         device: options.session.device,
     }
+}
+
+/// What can be checked of a map's content without running it: every `gan:` names a
+/// generator manifest (by name in `models/gan/` or by path) and every `image:` decodes
+/// within the limits. The command line (`Stages::prepare`) and the element's `start()`
+/// both call it.
+pub fn check_content(entries: &[Entry]) -> Result<(), JobError> {
+    let dir = models_dir();
+    for e in entries {
+        match &e.content {
+            ContentKind::Gan { model } => {
+                load_generator(model, &dir)?;
+            }
+            ContentKind::Image { path } => {
+                crate::content::load_image(path)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Resolves `gan:<name|path>`: names are looked up in `models/gan/`.

@@ -130,6 +130,8 @@ fn caps_changes_mid_stream_and_bad_properties() {
         ("classes=sky", "sky"),
         ("model=nope", "model=\"nope\""),
         ("edge=0.9,0.1", "edge \"0.9,0.1\" is not valid"),
+        ("content=gan:nope", "nope"),
+        ("content=image:/nonexistent.png", "/nonexistent.png"),
     ] {
         let o = launch_words(&format!(
             "videotestsrc num-buffers=3 ! segsynth {property} ! fakesink"

@@ -723,3 +723,47 @@ fn served_generated_content_has_no_keyframe_pulse() {
     assert!(m.max_step <= 2.0, "the stream pulses: {m}");
     assert!(m.min_second >= 0.3, "the served content stands still: {m}");
 }
+
+/// `segsynth_rtsp_clients` follows real clients: 0 before any, 2 while two play, back
+/// to 0 once both left (the gauge is sampled every second).
+#[test]
+fn the_rtsp_clients_gauge_follows_clients_coming_and_going() {
+    let (p, m) = (port(), port());
+    let url = format!("rtsp://127.0.0.1:{p}/live");
+    let metrics = format!("127.0.0.1:{m}");
+    let (child, rx) = start(&args(&["-o", &url, "--metrics", &metrics]));
+    wait_for(&rx, "serving", Duration::from_secs(30));
+    let gauge = || -> Option<i64> {
+        let mut s = TcpStream::connect(&metrics).ok()?;
+        write!(s, "GET /metrics HTTP/1.0\r\nHost: {metrics}\r\n\r\n").ok()?;
+        let mut text = String::new();
+        s.read_to_string(&mut text).ok()?;
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("segsynth_rtsp_clients "))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let settle = |want: i64| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while gauge() != Some(want) {
+            assert!(
+                Instant::now() < deadline,
+                "the gauge reads {:?}, expected {want}",
+                gauge()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    settle(0);
+    let clients = [Client::new(&url, None), Client::new(&url, None)];
+    for c in &clients {
+        assert!(
+            c.frames(5, Duration::from_secs(30)).0 >= 5,
+            "a client got no frames"
+        );
+    }
+    settle(2);
+    drop(clients);
+    settle(0);
+    interrupt(&child);
+}

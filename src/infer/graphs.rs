@@ -432,22 +432,20 @@ impl MaskGraph {
                 "label-map outputs are handled by the native path".into()
             ));
         }
-        let (c, mh, mw) = match scores.layout {
-            Layout::Nchw => (s[1], s[2], s[3]),
-            Layout::Nhwc => (s[3], s[1], s[2]),
+        let (mh, mw) = match scores.layout {
+            Layout::Nchw => (s[2], s[3]),
+            Layout::Nhwc => (s[1], s[2]),
         };
         let entries = selections.len() as i64;
         // The temporal state lives where the temporal filter runs: the model's grid,
         // or the guide grid when refining.
+        let (gw, gh) = grid_size(width, height);
         let state_shape = match params.refine {
             None => [1, entries, mh, mw],
-            Some(_) => {
-                let (gw, gh) = grid_size(width, height);
-                [1, entries, gh as i64, gw as i64]
-            }
+            Some(_) => [1, entries, gh as i64, gw as i64],
         };
         let build = || -> Res<(Builder, Vec<Outlet>, Vec<Outlet>)> {
-            let (w, h, cw, ch) = dims(width, height);
+            let (w, h, _, _) = dims(width, height);
             let mut b = Builder::new()?;
             // Like the native `sanitize`: NaN -> 0, then clamp, so one bad score can
             // neither poison the carried temporal state nor reach the u8 cast.
@@ -463,44 +461,7 @@ impl MaskGraph {
                     vec![attr("perm", vec![0i64, 3, 1, 2])?],
                 )?,
             };
-            // Selection as a 1x1 convolution: one output channel per entry.
-            let mut weights = Vec::new();
-            let mut bias = Vec::new();
-            let (probs, in_c) = match scores.semantics {
-                Semantics::Sigmoid => {
-                    for sel in selections {
-                        let neg = sel.first().copied().unwrap_or(false);
-                        let pos = sel.get(1).copied().unwrap_or(false);
-                        // alpha = pos*p + neg*(1-p)
-                        weights.push(pos as i32 as f32 - neg as i32 as f32);
-                        bias.push(neg as i32 as f32);
-                    }
-                    (b.clip(&nchw, 0.0, 1.0)?, 1)
-                }
-                Semantics::Probabilities | Semantics::Logits => {
-                    for sel in selections {
-                        for k in 0..c as usize {
-                            weights.push(if sel.get(k).copied().unwrap_or(false) {
-                                1.0
-                            } else {
-                                0.0
-                            });
-                        }
-                        bias.push(0.0);
-                    }
-                    let p = if scores.semantics == Semantics::Logits {
-                        b.op("Softmax", &[&nchw], vec![attr("axis", 1i64)?])?
-                    } else {
-                        nchw
-                    };
-                    (p, c)
-                }
-                Semantics::Labels => unreachable!("rejected above"),
-            };
-            let wt = b.f32s(&[entries, in_c, 1, 1], &weights)?;
-            let bs = b.f32s(&[entries], &bias)?;
-            let raw = b.op("Conv", &[&probs, &wt, &bs], vec![])?;
-            let alpha = b.clip(&raw, 0.0, 1.0)?;
+            let alpha = select_classes(&mut b, &nchw, scores, selections)?;
             let feather = feather_radius(params.feather, mw as usize, mh as usize, width);
             // Native order (`MaskFilter::frame_alpha`): temporal filter, curve, feather
             // at model resolution; refined: feather, guided filter, then temporal
@@ -520,32 +481,7 @@ impl MaskGraph {
             };
             let f = TensorElementType::Float32;
             let mut outputs = vec![tensor("state", f, &state_shape)];
-            let axis = b.i64s(&[1])?;
-            // Scaled to 0..=255 with the rounding offset folded in at the small size,
-            // so the full-size planes need only the resize and a truncating cast.
-            let alpha255 = b.affine(&alpha, 255.0, 0.5)?;
-            let mut planes = Vec::new();
-            for (ow, oh) in [(w, h), (cw, ch)] {
-                planes.push(b.resize(&alpha255, [1, entries, oh, ow])?);
-            }
-            for ((plane, (ow, oh)), up) in [("luma", (w, h)), ("chroma", (cw, ch))]
-                .into_iter()
-                .zip(planes)
-            {
-                if entries == 1 {
-                    let name = alpha_name(0, plane);
-                    b.op_named("Cast", &[&up], vec![attr("to", UINT8)?], &name)?;
-                    outputs.push(tensor(&name, TensorElementType::Uint8, &[1, 1, oh, ow]));
-                    continue;
-                }
-                let q = b.cast(&up, UINT8)?;
-                for i in 0..entries {
-                    let (s0, s1) = (b.i64s(&[i])?, b.i64s(&[i + 1])?);
-                    let name = alpha_name(i as usize, plane);
-                    b.op_named("Slice", &[&q, &s0, &s1, &axis], vec![], &name)?;
-                    outputs.push(tensor(&name, TensorElementType::Uint8, &[1, 1, oh, ow]));
-                }
-            }
+            outputs.extend(alpha_outputs(&mut b, &alpha, entries, (width, height))?);
             let mut inputs = vec![
                 tensor("scores", f, s),
                 tensor("previous", f, &state_shape),
@@ -665,6 +601,137 @@ pub enum BlendLayer {
 }
 
 /// Frame + alpha stack + layers -> composited frame, the graph twin of `Compositor`.
+/// A blend layer's content as float planes (luma; both chroma planes concatenated):
+/// the frame blurred, a constant colour, or a picture input (added to `inputs`).
+fn layer_content(
+    b: &mut Builder,
+    layer: &BlendLayer,
+    i: usize,
+    (y0, uv0): (&str, &str),
+    (width, height): (usize, usize),
+    inputs: &mut Vec<Outlet>,
+) -> Res<(String, String)> {
+    let (w, h, cw, ch) = dims(width, height);
+    Ok(match layer {
+        BlendLayer::Blur(radius) => (
+            blur(b, y0, *radius, [1, 1, h, w])?,
+            blur(b, uv0, (*radius / 2).max(1), [1, 2, ch, cw])?,
+        ),
+        BlendLayer::Value(vy, vu, vv) => (
+            b.f32s(&[1, 1, 1, 1], &[*vy as f32])?,
+            b.f32s(&[1, 2, 1, 1], &[*vu as f32, *vv as f32])?,
+        ),
+        BlendLayer::Picture => {
+            let u8t = TensorElementType::Uint8;
+            let names = [
+                format!("picture{i}_y"),
+                format!("picture{i}_u"),
+                format!("picture{i}_v"),
+            ];
+            inputs.push(tensor(&names[0], u8t, &[1, 1, h, w]));
+            inputs.push(tensor(&names[1], u8t, &[1, 1, ch, cw]));
+            inputs.push(tensor(&names[2], u8t, &[1, 1, ch, cw]));
+            let py = b.cast(&names[0], FLOAT)?;
+            let puv = b.op("Concat", &[&names[1], &names[2]], vec![attr("axis", 1i64)?])?;
+            (py, b.cast(&puv, FLOAT)?)
+        }
+    })
+}
+
+/// The chosen classes' probability per entry, as a 1x1 convolution over the scores
+/// (sigmoid: `pos*p + neg*(1-p)`; probabilities or softmaxed logits: the sum of the
+/// chosen channels), clipped to [0,1].
+fn select_classes(
+    b: &mut Builder,
+    nchw: &str,
+    scores: &ScoreLayout,
+    selections: &[Vec<bool>],
+) -> Res<String> {
+    let entries = selections.len() as i64;
+    let s = &scores.shape;
+    let c = match scores.layout {
+        Layout::Nchw => s[1],
+        Layout::Nhwc => s[3],
+    };
+    // Selection as a 1x1 convolution: one output channel per entry.
+    let mut weights = Vec::new();
+    let mut bias = Vec::new();
+    let (probs, in_c) = match scores.semantics {
+        Semantics::Sigmoid => {
+            for sel in selections {
+                let neg = sel.first().copied().unwrap_or(false);
+                let pos = sel.get(1).copied().unwrap_or(false);
+                // alpha = pos*p + neg*(1-p)
+                weights.push(pos as i32 as f32 - neg as i32 as f32);
+                bias.push(neg as i32 as f32);
+            }
+            (b.clip(nchw, 0.0, 1.0)?, 1)
+        }
+        Semantics::Probabilities | Semantics::Logits => {
+            for sel in selections {
+                for k in 0..c as usize {
+                    weights.push(if sel.get(k).copied().unwrap_or(false) {
+                        1.0
+                    } else {
+                        0.0
+                    });
+                }
+                bias.push(0.0);
+            }
+            let p = if scores.semantics == Semantics::Logits {
+                b.op("Softmax", &[nchw], vec![attr("axis", 1i64)?])?
+            } else {
+                nchw.to_string()
+            };
+            (p, c)
+        }
+        Semantics::Labels => unreachable!("rejected above"),
+    };
+    let wt = b.f32s(&[entries, in_c, 1, 1], &weights)?;
+    let bs = b.f32s(&[entries], &bias)?;
+    let raw = b.op("Conv", &[&probs, &wt, &bs], vec![])?;
+    b.clip(&raw, 0.0, 1.0)
+}
+
+/// The alpha (in [0,1], on its small grid) as u8 planes per entry at luma and chroma
+/// size: the mask graph's `alpha_<e>_<plane>` outputs.
+fn alpha_outputs(
+    b: &mut Builder,
+    alpha: &str,
+    entries: i64,
+    (width, height): (usize, usize),
+) -> Res<Vec<Outlet>> {
+    let (w, h, cw, ch) = dims(width, height);
+    let mut outputs = Vec::new();
+    let axis = b.i64s(&[1])?;
+    // Scaled to 0..=255 with the rounding offset folded in at the small size,
+    // so the full-size planes need only the resize and a truncating cast.
+    let alpha255 = b.affine(alpha, 255.0, 0.5)?;
+    let mut planes = Vec::new();
+    for (ow, oh) in [(w, h), (cw, ch)] {
+        planes.push(b.resize(&alpha255, [1, entries, oh, ow])?);
+    }
+    for ((plane, (ow, oh)), up) in [("luma", (w, h)), ("chroma", (cw, ch))]
+        .into_iter()
+        .zip(planes)
+    {
+        if entries == 1 {
+            let name = alpha_name(0, plane);
+            b.op_named("Cast", &[&up], vec![attr("to", UINT8)?], &name)?;
+            outputs.push(tensor(&name, TensorElementType::Uint8, &[1, 1, oh, ow]));
+            continue;
+        }
+        let q = b.cast(&up, UINT8)?;
+        for i in 0..entries {
+            let (s0, s1) = (b.i64s(&[i])?, b.i64s(&[i + 1])?);
+            let name = alpha_name(i as usize, plane);
+            b.op_named("Slice", &[&q, &s0, &s1, &axis], vec![], &name)?;
+            outputs.push(tensor(&name, TensorElementType::Uint8, &[1, 1, oh, ow]));
+        }
+    }
+    Ok(outputs)
+}
+
 pub struct BlendGraph {
     session: Session,
     pub provider: &'static str,
@@ -715,30 +782,8 @@ impl BlendGraph {
                 let al = b.affine(&al, 1.0 / 255.0, 0.0)?;
                 let ac = b.cast(&cn, FLOAT)?;
                 let ac = b.affine(&ac, 1.0 / 255.0, 0.0)?;
-                let (cy, cuv) = match layer {
-                    BlendLayer::Blur(radius) => (
-                        blur(&mut b, &y0, *radius, [1, 1, h, w])?,
-                        blur(&mut b, &uv0, (*radius / 2).max(1), [1, 2, ch, cw])?,
-                    ),
-                    BlendLayer::Value(vy, vu, vv) => (
-                        b.f32s(&[1, 1, 1, 1], &[*vy as f32])?,
-                        b.f32s(&[1, 2, 1, 1], &[*vu as f32, *vv as f32])?,
-                    ),
-                    BlendLayer::Picture => {
-                        let names = [
-                            format!("picture{i}_y"),
-                            format!("picture{i}_u"),
-                            format!("picture{i}_v"),
-                        ];
-                        inputs.push(tensor(&names[0], u8t, &[1, 1, h, w]));
-                        inputs.push(tensor(&names[1], u8t, &[1, 1, ch, cw]));
-                        inputs.push(tensor(&names[2], u8t, &[1, 1, ch, cw]));
-                        let py = b.cast(&names[0], FLOAT)?;
-                        let puv =
-                            b.op("Concat", &[&names[1], &names[2]], vec![attr("axis", 1i64)?])?;
-                        (py, b.cast(&puv, FLOAT)?)
-                    }
-                };
+                let (cy, cuv) =
+                    layer_content(&mut b, layer, i, (&y0, &uv0), (width, height), &mut inputs)?;
                 if unmix && !black_first {
                     y = unmix_plane(&mut b, &y, &ln, &al, (width, height))?;
                     uv = unmix_plane(&mut b, &uv, &cn, &ac, chroma_size(width, height))?;

@@ -43,6 +43,13 @@ pub struct ProviderInfo {
 
 type HistogramFamily = Family<Stage, Histogram, fn() -> Histogram>;
 
+/// Every label value the labelled metrics can take. Each series exists, at 0, from the
+/// first scrape (Prometheus' guidance: `rate()` and alerts see a series before its first
+/// event).
+pub const DIRECTIONS: [&str; 2] = ["in", "out"];
+pub const DROP_REASONS: [&str; 1] = ["stage_queue"];
+pub const STAGES: [&str; 4] = ["segment", "composite", "output", "synth"];
+
 /// 0.5 ms to about 4 s, doubling.
 fn seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
@@ -113,6 +120,15 @@ impl Default for Metrics {
             "The segmentation model, its ONNX Runtime execution provider and where the per-pixel steps run (value 1)",
             provider.clone(),
         );
+        for direction in DIRECTIONS {
+            let _ = frames.get_or_create(&Direction { direction });
+        }
+        for reason in DROP_REASONS {
+            let _ = dropped.get_or_create(&Reason { reason });
+        }
+        for stage in STAGES {
+            let _ = stages.get_or_create(&Stage { stage });
+        }
         Metrics {
             registry,
             frames,
@@ -176,6 +192,23 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_labelled_series_exists_at_zero_from_the_start() {
+        let text = Metrics::default().encode();
+        let mut lines = vec![
+            "segsynth_frames_total{direction=\"in\"} 0".to_string(),
+            "segsynth_frames_total{direction=\"out\"} 0".to_string(),
+            "segsynth_dropped_frames_total{reason=\"stage_queue\"} 0".to_string(),
+            "segsynth_synth_layer_reuses_total 0".to_string(),
+            "segsynth_input_reconnects_total 0".to_string(),
+            "segsynth_rtsp_clients 0".to_string(),
+        ];
+        lines.extend(STAGES.map(|s| format!("segsynth_stage_seconds_count{{stage=\"{s}\"}} 0")));
+        for line in lines {
+            assert!(text.contains(&line), "missing {line:?} in\n{text}");
+        }
+    }
 
     #[test]
     fn encodes_the_documented_names() {

@@ -28,7 +28,7 @@ use segsynth::frame::Frame;
 use segsynth::imgproc::mask::{DEFAULT_FEATHER, DEFAULT_TEMPORAL, MaskParams};
 use segsynth::infer::{Model, SessionOptions};
 use segsynth::io::frames::{frame_from_buffer, write_frame};
-use segsynth::job::{models_dir, open_generators, start_content};
+use segsynth::job::{check_content, models_dir, open_generators, start_content};
 use segsynth::model::{Manifest, resolve};
 use segsynth::options::{Device, EdgeBand, Pixels, Refine};
 use segsynth::pipeline::composite::Compositor;
@@ -204,7 +204,8 @@ impl SegsynthFilter {
     }
 
     /// What can be checked without a frame: every property parses, the model's manifest
-    /// loads and names the chosen classes. `start` runs it, so a bad value fails the state
+    /// loads and names the chosen classes, and the content resolves as on the command line
+    /// (`gan:` generators by name or path, `image:` pictures decoded). `start` runs it, so a bad value fails the state
     /// change itself (gst-launch reports it at once) instead of the first buffer.
     fn check(settings: &Settings) -> Result<(), String> {
         settings.session()?;
@@ -214,6 +215,7 @@ impl SegsynthFilter {
         let entries = build_map(&settings.classes(), &settings.contents())
             .map_err(|e| format!("classes/content: {e}"))?;
         selections(&manifest, &entries).map_err(|e| format!("classes: {e}"))?;
+        check_content(&entries).map_err(|e| format!("content: {e}"))?;
         synth_scale(settings)?;
         Ok(())
     }

@@ -274,48 +274,9 @@ fn run() -> anyhow::Result<()> {
                 .iter()
                 .flat_map(|&p| o.refine.iter().map(move |&r| (p, r)))
             {
-                release_free_memory();
-                let before = process_memory_mib("VmRSS:");
-                let mut set: Vec<Stream> = (0..streams)
-                    .map(|_| Stream::new(&manifest, pixels, refine, &frames[0], &session))
-                    .collect::<anyhow::Result<_>>()?;
-                let provider = set[0].provider;
-                let results: Mutex<Vec<anyhow::Result<Samples>>> = Mutex::new(Vec::new());
-                // Every stream first runs WARMUP untimed frames (a CUDA session tunes its
-                // kernels on its first runs, for seconds with many sessions); the clock
-                // starts when all of them are through.
-                let warm = std::sync::Barrier::new(streams + 1);
-                let started = std::thread::scope(|scope| {
-                    for (s, stream) in set.iter_mut().enumerate() {
-                        let (frames, results, warm) = (&frames, &results, &warm);
-                        scope.spawn(move || {
-                            let mut run = |n: usize, t: &mut Samples| {
-                                (0..n).try_for_each(|i| {
-                                    let mut frame = frames[(i + s) % frames.len()].clone();
-                                    stream.step(&mut frame, t)
-                                })
-                            };
-                            let warmed = run(WARMUP, &mut Default::default());
-                            warm.wait();
-                            let mut t: Samples = Default::default();
-                            let r = warmed.and_then(|_| run(o.frames, &mut t)).map(|_| t);
-                            if let Ok(mut all) = results.lock() {
-                                all.push(r);
-                            }
-                        });
-                    }
-                    warm.wait();
-                    Instant::now()
-                });
-                let wall = started.elapsed().as_secs_f64();
-                let added = process_memory_mib("VmRSS:") - before;
-                drop(set);
-                let mut t: Samples = Default::default();
-                for r in results.into_inner().unwrap_or_default() {
-                    for (all, one) in t.iter_mut().zip(r?) {
-                        all.extend(one);
-                    }
-                }
+                let (t, wall, added, provider) = time_streams(
+                    &manifest, &frames, streams, pixels, refine, &session, o.frames,
+                )?;
                 let synth = match &o.gan {
                     Some(g) => synth_ms(g, &dir, (w, h), &session, o.frames.min(10))?,
                     None => 0.0,
@@ -350,6 +311,64 @@ fn run() -> anyhow::Result<()> {
         quality(&manifest, &session, o.crops.as_deref())?;
     }
     Ok(())
+}
+
+/// `streams` streams, each on its own thread, through the production segmenter and
+/// compositor: per-stage samples, wall seconds after the warm-up, memory added, provider.
+fn time_streams(
+    manifest: &Manifest,
+    frames: &[Frame],
+    streams: usize,
+    pixels: Pixels,
+    refine: bool,
+    session: &SessionOptions,
+    frames_per_stream: usize,
+) -> anyhow::Result<(Samples, f64, f64, &'static str)> {
+    release_free_memory();
+    let before = process_memory_mib("VmRSS:");
+    let mut set: Vec<Stream> = (0..streams)
+        .map(|_| Stream::new(&manifest, pixels, refine, &frames[0], &session))
+        .collect::<anyhow::Result<_>>()?;
+    let provider = set[0].provider;
+    let results: Mutex<Vec<anyhow::Result<Samples>>> = Mutex::new(Vec::new());
+    // Every stream first runs WARMUP untimed frames (a CUDA session tunes its
+    // kernels on its first runs, for seconds with many sessions); the clock
+    // starts when all of them are through.
+    let warm = std::sync::Barrier::new(streams + 1);
+    let started = std::thread::scope(|scope| {
+        for (s, stream) in set.iter_mut().enumerate() {
+            let (frames, results, warm) = (&frames, &results, &warm);
+            scope.spawn(move || {
+                let mut run = |n: usize, t: &mut Samples| {
+                    (0..n).try_for_each(|i| {
+                        let mut frame = frames[(i + s) % frames.len()].clone();
+                        stream.step(&mut frame, t)
+                    })
+                };
+                let warmed = run(WARMUP, &mut Default::default());
+                warm.wait();
+                let mut t: Samples = Default::default();
+                let r = warmed
+                    .and_then(|_| run(frames_per_stream, &mut t))
+                    .map(|_| t);
+                if let Ok(mut all) = results.lock() {
+                    all.push(r);
+                }
+            });
+        }
+        warm.wait();
+        Instant::now()
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let added = process_memory_mib("VmRSS:") - before;
+    drop(set);
+    let mut t: Samples = Default::default();
+    for r in results.into_inner().unwrap_or_default() {
+        for (all, one) in t.iter_mut().zip(r?) {
+            all.extend(one);
+        }
+    }
+    Ok((t, wall, added, provider))
 }
 
 /// The mask quality figures, plain against refined (see `quality.rs`).

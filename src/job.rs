@@ -157,11 +157,13 @@ impl Stages {
                 expected: "a segmentation model",
             });
         }
-        // Opening validates the manifest against the real session, then classes against the manifest.
+        // Opening validates the manifest against the real session (a model that does not
+        // load is the first thing to say), then classes against the manifest.
+        let gan = gan_session(&options);
         let model = Model::open(manifest.clone(), &options.session)?;
         selections(&model.manifest, &options.entries)?;
         check_content(&options.entries)?;
-        let generators = open_generators(&options.entries, &gan_session(&options))?
+        let generators = open_generators(&options.entries, &gan)?
             .into_iter()
             .map(|g| g.map(|m| (m.manifest.clone(), Some(m))))
             .collect();

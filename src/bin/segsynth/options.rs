@@ -47,7 +47,6 @@ pub fn check_range(option: &str, value: f64, lo: f64, hi: f64, unit: &str) -> an
 }
 
 pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
-    let entries = build_map(&p.classes, &p.content)?;
     check_range("--temporal", p.temporal as f64, 0.0, 0.95, " (0 = off)")?;
     let (lo, hi) = (p.edge.lo, p.edge.hi);
     check_range("--feather", p.feather as f64, 0.0, 200.0, " pixels")?;
@@ -82,7 +81,7 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
     )?;
     Ok(JobOptions {
         model: p.model.clone(),
-        entries,
+        entries: build_map(&p.classes, &p.content)?,
         mask: MaskParams {
             temporal: p.temporal,
             motion_threshold: DEFAULT_MOTION_THRESHOLD,

@@ -13,19 +13,21 @@ use crate::signals::interrupt_flag;
 use crate::{EXIT_INCOMPLETE, EXIT_INTERRUPTED, progress};
 
 pub fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
+    // What the user typed becomes validated options first; from here they only go down
+    // the layers: the files, the stages, the job.
+    let encoder = encoder(&args.processing)?;
+    let options = job_options(&args.processing, false)?;
     segsynth::io::sink::file::check_output(&args.output, args.overwrite)?;
     segsynth::io::source::file::check_input(&args.input)?;
-    let options = job_options(&args.processing, false)?;
-    let stages = Stages::prepare(options)?;
+    let mut stages = Stages::prepare(options)?;
     let job = FileJob {
         input: &args.input,
         output: &args.output,
         overwrite: args.overwrite,
-        encoder: encoder(&args.processing)?,
+        encoder,
         interrupt: interrupt_flag()?,
         progress: Arc::new(Progress::default()),
     };
-    let mut stages = stages;
     let display = (!args.quiet).then(|| progress::spawn(Arc::clone(&job.progress)));
     let result = job.run(&mut stages);
     if let Some(d) = display {

@@ -188,10 +188,12 @@ fn content_changes_while_playing() {
     assert!(corners[25..].iter().all(green), "{corners:?}");
 }
 
-/// One option, three doors: the command line, a preset and the element's property reject
-/// the same bad value with the same sentence (one `FromStr` in `segsynth::options`).
+/// One option, three doors: the command line and a preset reject a bad device with the
+/// same sentence (one `FromStr` in `segsynth::options`), and the element's GLib enum
+/// properties take exactly the names that parser takes (their nicks), refusing others.
 #[test]
 fn a_bad_device_reads_the_same_from_the_cli_a_preset_and_the_element() {
+    use segsynth::options::{Device, Pixels, Refine};
     let expected = "device \"gpu\" is not valid; expected one of auto, cpu, cuda, tensorrt";
     let dir = tmpdir();
     let cli = segsynth(&["process", "in.mp4", "-o", "out.mp4", "--device", "gpu"]);
@@ -207,6 +209,19 @@ fn a_bad_device_reads_the_same_from_the_cli_a_preset_and_the_element() {
     assert_ne!(run.status.code(), Some(0));
     assert!(stderr(&run).contains(expected), "preset: {}", stderr(&run));
     assert!(stderr(&run).contains("line 3"), "preset: {}", stderr(&run));
+    let inspect = gst_tool("gst-inspect-1.0", &["segsynth"]);
+    let text = String::from_utf8_lossy(&inspect.stdout).to_string();
+    for (property, names) in [
+        ("device", Device::NAMES),
+        ("pixels", Pixels::NAMES),
+        ("refine", Refine::NAMES),
+    ] {
+        let nicks = enum_nicks(&text, property);
+        assert_eq!(
+            nicks, names,
+            "{property}'s GLib nicks against the library's names"
+        );
+    }
     let element = launch_words(
         "videotestsrc num-buffers=2 ! video/x-raw,format=I420 ! segsynth device=gpu ! fakesink",
     );
@@ -216,5 +231,28 @@ fn a_bad_device_reads_the_same_from_the_cli_a_preset_and_the_element() {
         String::from_utf8_lossy(&element.stdout),
         stderr(&element)
     );
-    assert!(said.contains(expected), "element: {said}");
+    assert!(
+        said.contains("could not set property \"device\"") && said.contains("gpu"),
+        "element: {said}"
+    );
+}
+
+/// The nicks of an enum property as `gst-inspect-1.0` lists them (`(0): auto - ...`).
+fn enum_nicks(inspect: &str, property: &str) -> Vec<String> {
+    let mut lines = inspect
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with(&format!("{property} ")));
+    let _ = lines.next();
+    lines
+        .skip_while(|l| !l.contains("Enum \""))
+        .skip(1)
+        .take_while(|l| l.trim_start().starts_with('('))
+        .filter_map(|l| {
+            l.split("):")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(str::to_string)
+        })
+        .collect()
 }

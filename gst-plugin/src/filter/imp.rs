@@ -49,13 +49,13 @@ struct Settings {
     model: String,
     classes: String,
     content: String,
-    device: String,
-    pixels: String,
+    device: super::Device,
+    pixels: super::Pixels,
     threads: u32,
     edge: String,
     feather: f32,
     temporal: f32,
-    refine: String,
+    refine: super::Refine,
     synth_scale: f32,
     seed: u64,
 }
@@ -66,13 +66,13 @@ impl Default for Settings {
             model: segsynth::job::DEFAULT_MODEL.into(),
             classes: "background".into(),
             content: "blur".into(),
-            device: Device::Cpu.to_string(),
-            pixels: Pixels::default().to_string(),
+            device: Device::Cpu.into(),
+            pixels: Pixels::default().into(),
             threads: 1,
             edge: EdgeBand::DEFAULT.to_string(),
             feather: DEFAULT_FEATHER,
             temporal: DEFAULT_TEMPORAL,
-            refine: Refine::default().to_string(),
+            refine: Refine::default().into(),
             synth_scale: DEFAULT_SCALE,
             seed: DEFAULT_SEED,
         }
@@ -81,13 +81,13 @@ impl Default for Settings {
 
 impl Settings {
     /// What needs a new model when it changes.
-    fn model_key(&self) -> (&str, &str, &str, u32) {
-        (&self.model, &self.device, &self.pixels, self.threads)
+    fn model_key(&self) -> (&str, super::Device, super::Pixels, u32) {
+        (&self.model, self.device, self.pixels, self.threads)
     }
 
     // Properties parse with the same types as the command line and presets.
     fn session(&self) -> Result<SessionOptions, String> {
-        let device: Device = self.device.parse().map_err(|e| format!("{e}"))?;
+        let device = Device::from(self.device);
         Ok(SessionOptions {
             threads: self.threads.max(1) as usize,
             device,
@@ -95,12 +95,12 @@ impl Settings {
     }
 
     fn pixels(&self) -> Result<Pixels, String> {
-        self.pixels.parse().map_err(|e| format!("{e}"))
+        Ok(self.pixels.into())
     }
 
     fn mask(&self) -> Result<MaskParams, String> {
         let edge: EdgeBand = self.edge.parse().map_err(|e| format!("{e}"))?;
-        let refine: Refine = self.refine.parse().map_err(|e| format!("{e}"))?;
+        let refine = Refine::from(self.refine);
         Ok(MaskParams {
             temporal: self.temporal,
             lo: edge.lo,
@@ -304,8 +304,14 @@ impl ObjectImpl for SegsynthFilter {
                 string("model", "Segmentation model: a name in models/ or a path to a .toml manifest", &d.model),
                 string("classes", "Classes whose pixels get the content, comma-separated (e.g. background)", &d.classes),
                 string("content", "Content as in --content, several separated by ';' (e.g. background=gan:foliage;person=blur:8)", &d.content),
-                string("device", "auto, cpu, cuda or tensorrt", &d.device),
-                string("pixels", "Where per-pixel steps run: auto, native or graph", &d.pixels),
+                glib::ParamSpecEnum::builder_with_default("device", d.device)
+                    .blurb("Where ONNX Runtime runs")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("pixels", d.pixels)
+                    .blurb("Where per-pixel steps run")
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt::builder("threads")
                     .blurb("ONNX Runtime intra-op threads")
                     .minimum(1)
@@ -328,7 +334,10 @@ impl ObjectImpl for SegsynthFilter {
                     .default_value(d.temporal)
                     .mutable_playing()
                     .build(),
-                string("refine", "Mask edges: guided (follow the frame's edges) or off", &d.refine),
+                glib::ParamSpecEnum::builder_with_default("refine", d.refine)
+                    .blurb("Mask edges: guided (follow the frame's edges) or off")
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecFloat::builder("synth-scale")
                     .blurb("Synthesis resolution as a fraction of the frame")
                     .minimum(0.01)
@@ -360,10 +369,10 @@ impl ObjectImpl for SegsynthFilter {
             "model" => s.model = text(),
             "classes" => s.classes = text(),
             "content" => s.content = text(),
-            "device" => s.device = text(),
-            "pixels" => s.pixels = text(),
+            "device" => s.device = value.get().unwrap_or(s.device),
+            "pixels" => s.pixels = value.get().unwrap_or(s.pixels),
             "edge" => s.edge = text(),
-            "refine" => s.refine = text(),
+            "refine" => s.refine = value.get().unwrap_or(s.refine),
             "threads" => s.threads = value.get().unwrap_or(s.threads),
             "feather" => s.feather = value.get().unwrap_or(s.feather),
             "temporal" => s.temporal = value.get().unwrap_or(s.temporal),

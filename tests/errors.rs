@@ -203,7 +203,7 @@ fn models_lists_segmentation_models_and_generators() {
         "{out}"
     );
     assert!(
-        out.contains("gan:foliage") && out.contains("gan:petals"),
+        out.contains("gan:foliage") && out.contains("gan:stars"),
         "{out}"
     );
 }

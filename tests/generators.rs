@@ -323,7 +323,7 @@ fn record_test_source(rec: &std::path::Path, content: &str, seconds: &str) -> st
 /// from every other generator's there) and the person stays.
 #[test]
 fn every_shipped_generator_runs_from_process_and_run() {
-    let names = ["foliage", "petals", "stone", "stars", "foliage_transfer"];
+    let names = ["foliage", "stone", "stars", "foliage_transfer"];
     let input = person_clip(320, 180, 20);
     let dir = tmpdir();
     let region = (0.85, 0.05, 0.98, 0.45);
@@ -750,8 +750,8 @@ fn shipped_spatial_generators() -> Vec<(Manifest, std::path::PathBuf)> {
 /// A layer's edges look like its middle. The outermost pixels of a convolutional
 /// generator see its padding, not texture; the manifests' `border` has one noise cell
 /// generated beyond each edge and cropped away. Without it foliage's 4-pixel edge bands
-/// sat 0.63 standard deviations (of the interior's luma) off the interior's mean, petals'
-/// 0.46; with it 0.12 and 0.02 (16 layers of 256x256).
+/// sat 0.63 standard deviations (of the interior's luma) off the interior's mean (the
+/// generators of 2026-11); with it 0.12 (16 layers of 256x256).
 #[test]
 fn shipped_generators_have_no_edge_band() {
     for (m, manifest) in shipped_spatial_generators() {

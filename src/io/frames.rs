@@ -25,6 +25,13 @@ pub fn frame_from_buffer(
 ) -> Result<Frame, IoError> {
     let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, info)
         .map_err(|e| IoError::Frame(format!("cannot map decoded frame: {e}")))?;
+    read_frame(&vf, index)
+}
+
+/// A mapped I420 video frame (a decoder's, or an element's in place) as a packed frame,
+/// with its buffer's PTS and duration and its caps' colour matrix.
+pub fn read_frame<T>(vf: &gst_video::VideoFrameRef<T>, index: u64) -> Result<Frame, IoError> {
+    let info = vf.info();
     let (w, h) = (info.width() as usize, info.height() as usize);
     let mut planes = Vec::with_capacity(3);
     for i in 0..3u32 {
@@ -57,6 +64,7 @@ pub fn frame_from_buffer(
     let y = planes
         .pop()
         .ok_or_else(|| IoError::Frame("missing Y plane".into()))?;
+    let buffer = vf.buffer();
     Ok(Frame {
         index,
         pts: buffer.pts().map(|t| t.nseconds()),
@@ -100,6 +108,14 @@ pub fn write_frame(
 ) -> Result<(), IoError> {
     let mut vf = gst_video::VideoFrameRef::from_buffer_ref_writable(buf, info)
         .map_err(|e| IoError::Frame(format!("cannot map output buffer: {e}")))?;
+    write_planes(&mut vf, frame)
+}
+
+/// Writes a packed frame's planes into a mapped, writable video frame of the same size.
+pub fn write_planes(
+    vf: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    frame: &Frame,
+) -> Result<(), IoError> {
     for (i, plane) in frame.picture.planes().into_iter().enumerate() {
         let stride = vf.plane_stride()[i] as usize;
         let dst = vf

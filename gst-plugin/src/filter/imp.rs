@@ -27,7 +27,7 @@ use segsynth::content::build_map;
 use segsynth::frame::Frame;
 use segsynth::imgproc::mask::{DEFAULT_FEATHER, DEFAULT_TEMPORAL, MaskParams};
 use segsynth::infer::{Model, SessionOptions};
-use segsynth::io::frames::{frame_from_buffer, write_frame};
+use segsynth::io::frames::{read_frame, write_planes};
 use segsynth::job::{check_content, models_dir, open_generators, start_content};
 use segsynth::model::{Manifest, resolve};
 use segsynth::options::{Device, EdgeBand, Pixels, Refine};
@@ -201,6 +201,34 @@ impl SegsynthFilter {
             open_generators(&entries, &session).map_err(|e| format!("content: {e}"))?;
         start_content(&entries, &[], generators, &synth, &mask, None)
             .map_err(|e| format!("content: {e}"))
+    }
+
+    /// The stages for `settings`: kept, given a new map (the model stays), or built anew
+    /// for `frame` (a new model, device or thread count, or the first frame).
+    fn follow(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        frame: &Frame,
+    ) -> Result<(), gst::FlowError> {
+        match state.built.as_mut() {
+            Some(b) if b.settings == *settings => {}
+            Some(b) if b.settings.model_key() == settings.model_key() => {
+                let (compositor, synths) =
+                    Self::build_map(settings, &mut b.segmenter, false).map_err(|e| self.fail(e))?;
+                b.compositor = compositor;
+                b.synths = synths;
+                b.settings = settings.clone();
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "map changed while playing: content {}",
+                    settings.content
+                );
+            }
+            _ => state.built = Some(Self::build(settings, frame).map_err(|e| self.fail(e))?),
+        }
+        Ok(())
     }
 
     /// What can be checked without a frame: every property parses, the model's manifest
@@ -487,8 +515,14 @@ impl BaseTransformImpl for SegsynthFilter {
         }
         BaseTransformImplExt::parent_query(self, direction, query)
     }
+}
 
-    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+impl VideoFilterImpl for SegsynthFilter {
+    /// One frame, in place: its masks, then the content composited over them.
+    fn transform_frame_ip(
+        &self,
+        vf: &mut gst_video::VideoFrameRef<&mut gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self
             .settings
             .lock()
@@ -496,29 +530,11 @@ impl BaseTransformImpl for SegsynthFilter {
             .map_err(|_| gst::FlowError::Error)?;
         let mut guard = self.state.lock().map_err(|_| gst::FlowError::Error)?;
         let state = guard.as_mut().ok_or(gst::FlowError::Flushing)?;
-        let info = state.info.clone().ok_or(gst::FlowError::NotNegotiated)?;
         let started = Instant::now();
-        let mut frame = frame_from_buffer(buf, &info, state.frames)
+        let mut frame = read_frame(vf, state.frames)
             .map_err(|e| self.fail(format!("cannot read the frame: {e}")))?;
         state.frames += 1;
-        match state.built.as_mut() {
-            Some(b) if b.settings == settings => {}
-            Some(b) if b.settings.model_key() == settings.model_key() => {
-                // A new map or mask setting: the model stays.
-                let (compositor, synths) = Self::build_map(&settings, &mut b.segmenter, false)
-                    .map_err(|e| self.fail(e))?;
-                b.compositor = compositor;
-                b.synths = synths;
-                b.settings = settings.clone();
-                gst::info!(
-                    CAT,
-                    imp = self,
-                    "map changed while playing: content {}",
-                    settings.content
-                );
-            }
-            _ => state.built = Some(Self::build(&settings, &frame).map_err(|e| self.fail(e))?),
-        }
+        self.follow(state, &settings, &frame)?;
         let Some(b) = state.built.as_mut() else {
             return Err(gst::FlowError::Error);
         };
@@ -529,15 +545,12 @@ impl BaseTransformImpl for SegsynthFilter {
         b.compositor
             .composite(&mut frame, &masks)
             .map_err(|e| self.fail(format!("compositing: {e}")))?;
-        write_frame(buf, &frame, &info)
-            .map_err(|e| self.fail(format!("cannot write the frame: {e}")))?;
+        write_planes(vf, &frame).map_err(|e| self.fail(format!("cannot write the frame: {e}")))?;
         let took = started.elapsed();
         self.timed(state, took);
         Ok(gst::FlowSuccess::Ok)
     }
-}
 
-impl VideoFilterImpl for SegsynthFilter {
     fn set_info(
         &self,
         _incaps: &gst::Caps,

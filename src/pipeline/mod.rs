@@ -328,7 +328,7 @@ impl Default for StageConfig {
 }
 
 /// A new class -> content map, made off the video path (images loaded, generators
-/// opened and primed) and switched to between two frames: the segment stage takes the
+/// opened) and switched to between two frames: the segment stage takes the
 /// entries and mask settings, and the frame it segments first carries the compositor
 /// to the composite stage, so masks and content change on the same frame.
 pub struct Edit {

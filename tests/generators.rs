@@ -801,9 +801,10 @@ fn shipped_generators_have_no_upsampling_grid() {
         ratios.push((m.name.clone(), grid_ratio(lumas(&layers), 256, cell)));
     }
     eprintln!("grid ratios: {ratios:?}");
+    // foliage, stars and stone (petals was dropped for its fidelity).
     assert!(
-        ratios.len() >= 4,
-        "at least four spatial generators ship: {ratios:?}"
+        ratios.len() >= 3,
+        "at least three spatial generators ship: {ratios:?}"
     );
     // The transposed-convolution generators measured 10 to 34 here, the resize-convolution
     // ones that followed 1.06 to 1.43; the shift-invariant ones have no grid by design.

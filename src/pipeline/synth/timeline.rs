@@ -276,7 +276,11 @@ impl LayerTrack {
         }
         let shape = (frame.picture.width(), frame.picture.height(), frame.matrix);
         let k = frame.time() / self.timing.interval;
-        let from = self.observed_upto.map_or(k, |u| (u + 1).min(k));
+        let next = self.observed_upto.map_or(k, |u| (u + 1).min(k));
+        // A jump in time needs the keyframe after the frames before it and the ones around
+        // this frame, not every keyframe in between (a jump of hours would ask for millions).
+        self.post_range(next..=next, shape, frame, mask);
+        let from = next.max(k.saturating_sub(LOOKAHEAD));
         self.post_range(from..=k, shape, frame, mask);
         self.observed_upto = Some(self.observed_upto.map_or(k, |u| u.max(k)));
     }

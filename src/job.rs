@@ -162,7 +162,6 @@ impl Stages {
         let gan = gan_session(&options);
         let model = Model::open(manifest.clone(), &options.session)?;
         selections(&model.manifest, &options.entries)?;
-        check_content(&options.entries)?;
         let generators = open_generators(&options.entries, &gan)?
             .into_iter()
             .map(|g| g.map(|m| (m.manifest.clone(), Some(m))))
@@ -398,8 +397,8 @@ fn gan_session(options: &JobOptions) -> SessionOptions {
 
 /// What can be checked of a map's content without running it: every `gan:` names a
 /// generator manifest (by name in `models/gan/` or by path) and every `image:` decodes
-/// within the limits. The command line (`Stages::prepare`) and the element's `start()`
-/// both call it.
+/// within the limits, through the same `load_generator` and `load_image` that
+/// `Stages::prepare` opens them with. The element's `start()` calls it, before any frame.
 pub fn check_content(entries: &[Entry]) -> Result<(), JobError> {
     let dir = models_dir();
     for e in entries {

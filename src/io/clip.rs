@@ -12,6 +12,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
+use gstreamer_video::prelude::*;
 
 use super::encode::{Container, EncoderSettings, add_h264_chain, add_muxer, link_video_to_mux};
 use super::frames::buffer_from_frame;
@@ -238,20 +239,11 @@ pub fn decode_luma(path: &Path, w: usize, h: usize) -> Result<Vec<Vec<u8>>, IoEr
         .set_state(gst::State::Playing)
         .map_err(|e| IoError::Pipeline(format!("decoding {}: {e}", path.display())))?;
     let mut frames = Vec::new();
+    let mut last = std::time::Instant::now();
     let result = loop {
         if let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
-            let Some(buffer) = sample.buffer() else {
-                continue;
-            };
-            let map = buffer.map_readable().map_err(perr)?;
-            let stride = map.len() / h.max(1);
-            frames.push(
-                map.chunks(stride.max(w))
-                    .take(h)
-                    .flat_map(|r| &r[..w])
-                    .copied()
-                    .collect(),
-            );
+            frames.push(luma_of(&sample)?);
+            last = std::time::Instant::now();
             continue;
         }
         if sink.is_eos() {
@@ -260,9 +252,35 @@ pub fn decode_luma(path: &Path, w: usize, h: usize) -> Result<Vec<Vec<u8>>, IoEr
         if let Some(e) = super::first_bus_error(&pipeline) {
             break Err(e);
         }
+        // As for file inputs: a decoder that goes silent without an error ends it.
+        if last.elapsed() > super::source::file::STALL_AFTER {
+            break Err(IoError::Pipeline(format!(
+                "decoding {} delivered no frame for {:?}",
+                path.display(),
+                super::source::file::STALL_AFTER
+            )));
+        }
     };
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+/// A GRAY8 sample's plane, row by row (the buffer's own stride).
+fn luma_of(sample: &gst::Sample) -> Result<Vec<u8>, IoError> {
+    let bad = |what: String| IoError::Frame(format!("decoded luma: {what}"));
+    let caps = sample.caps().ok_or_else(|| bad("no caps".into()))?;
+    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| bad(e.to_string()))?;
+    let buffer = sample.buffer().ok_or_else(|| bad("no buffer".into()))?;
+    let vf = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
+        .map_err(|e| bad(e.to_string()))?;
+    let (w, stride) = (info.width() as usize, vf.plane_stride()[0] as usize);
+    let data = vf.plane_data(0).map_err(|e| bad(e.to_string()))?;
+    Ok(data
+        .chunks(stride)
+        .take(info.height() as usize)
+        .flat_map(|r| &r[..w.min(r.len())])
+        .copied()
+        .collect())
 }
 
 /// A photo-like RGB still with no person in it: a sky over a field, with soft hills and a

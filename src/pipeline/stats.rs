@@ -135,14 +135,19 @@ pub struct Motion {
     pub min_second: f32,
 }
 
+/// Mean absolute difference of two planes of one size, in grey levels.
+pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f32 {
+    let sum: u64 = a.iter().zip(b).map(|(&x, &y)| x.abs_diff(y) as u64).sum();
+    sum as f32 / a.len().max(1) as f32
+}
+
 impl Motion {
     /// Figures over `frames` (luma planes of one size) at `fps` frames a second.
     pub fn of(frames: &[Vec<u8>], fps: usize) -> Motion {
-        let change = |a: &[u8], b: &[u8]| {
-            let sum: u64 = a.iter().zip(b).map(|(&x, &y)| x.abs_diff(y) as u64).sum();
-            sum as f32 / a.len().max(1) as f32
-        };
-        let steps: Vec<f32> = frames.windows(2).map(|w| change(&w[0], &w[1])).collect();
+        let steps: Vec<f32> = frames
+            .windows(2)
+            .map(|w| mean_abs_diff(&w[0], &w[1]))
+            .collect();
         let (max_at, max_step) =
             steps.iter().enumerate().fold(
                 (0, 0.0f32),
@@ -152,7 +157,7 @@ impl Motion {
         sorted.sort_by(f32::total_cmp);
         let fps = fps.max(1);
         let min_second = (0..frames.len().saturating_sub(fps))
-            .map(|i| change(&frames[i], &frames[i + fps]))
+            .map(|i| mean_abs_diff(&frames[i], &frames[i + fps]))
             .fold(f32::INFINITY, f32::min);
         Motion {
             frames: frames.len(),

@@ -277,13 +277,7 @@ pub fn region_mean(
     ]
 }
 
-pub fn mean_abs_diff(a: &[u8], b: &[u8]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (*x as f32 - *y as f32).abs())
-        .sum::<f32>()
-        / a.len() as f32
-}
+pub use segsynth::pipeline::stats::mean_abs_diff;
 
 pub fn tmpdir() -> tempfile::TempDir {
     tempfile::Builder::new()

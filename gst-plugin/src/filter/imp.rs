@@ -86,16 +86,15 @@ impl Settings {
     }
 
     // Properties parse with the same types as the command line and presets.
-    fn session(&self) -> Result<SessionOptions, String> {
-        let device = Device::from(self.device);
-        Ok(SessionOptions {
+    fn session(&self) -> SessionOptions {
+        SessionOptions {
             threads: self.threads.max(1) as usize,
-            device,
-        })
+            device: self.device.into(),
+        }
     }
 
-    fn pixels(&self) -> Result<Pixels, String> {
-        Ok(self.pixels.into())
+    fn pixels(&self) -> Pixels {
+        self.pixels.into()
     }
 
     fn mask(&self) -> Result<MaskParams, String> {
@@ -196,7 +195,7 @@ impl SegsynthFilter {
             exact: false,
             ..SynthParams::default()
         };
-        let session = settings.session()?;
+        let session = settings.session();
         let generators =
             open_generators(&entries, &session).map_err(|e| format!("content: {e}"))?;
         start_content(&entries, &[], generators, &synth, &mask, None)
@@ -236,8 +235,6 @@ impl SegsynthFilter {
     /// (`gan:` generators by name or path, `image:` pictures decoded). `start` runs it, so a bad value fails the state
     /// change itself (gst-launch reports it at once) instead of the first buffer.
     fn check(settings: &Settings) -> Result<(), String> {
-        settings.session()?;
-        settings.pixels()?;
         settings.mask()?;
         let manifest = manifest(settings)?;
         let entries = build_map(&settings.classes(), &settings.contents())
@@ -250,8 +247,8 @@ impl SegsynthFilter {
 
     /// Everything for `settings`: the model, its segmenter, the map.
     fn build(settings: &Settings, first: &Frame) -> Result<Built, String> {
-        let session = settings.session()?;
-        let pixels = settings.pixels()?;
+        let session = settings.session();
+        let pixels = settings.pixels();
         let manifest = manifest(settings)?;
         let model = Model::open(manifest, &session).map_err(|e| format!("model: {e}"))?;
         let provider = model.provider;

@@ -280,7 +280,7 @@ impl LayerTrack {
         // A jump in time needs the keyframe after the frames before it and the ones around
         // this frame, not every keyframe in between (a jump of hours would ask for millions).
         self.post_range(next..=next, shape, frame, mask);
-        let from = next.max(k.saturating_sub(LOOKAHEAD));
+        let from = (next + 1).max(k.saturating_sub(LOOKAHEAD));
         self.post_range(from..=k, shape, frame, mask);
         self.observed_upto = Some(self.observed_upto.map_or(k, |u| u.max(k)));
     }
@@ -309,7 +309,7 @@ impl LayerTrack {
         if let Some((shown, _)) = self.clock {
             self.slot.forget_before(shown / self.timing.interval);
         }
-        let Some(shown) = self.choose(target)? else {
+        let Some((shown, layers)) = self.choose(target)? else {
             return Ok(None);
         };
         self.clock = Some((shown, t));
@@ -319,7 +319,7 @@ impl LayerTrack {
         } else {
             ((t - from).min(FADE_IN_NS) * 256 / FADE_IN_NS) as u32
         };
-        Ok(self.picture(shown, fade, &frame.picture))
+        Ok(Some(self.picture(shown, &layers, fade, &frame.picture)))
     }
 
     /// Asks for keyframes `keys` (made from `frame` and `mask` where they need them).
@@ -340,17 +340,13 @@ impl LayerTrack {
         }
     }
 
-    /// The content time to show for `target`: `target` itself when its layers are there
-    /// (waited for as the timing says), else, live, the furthest time the layers made so
-    /// far cover without going back.
-    fn choose(&mut self, target: u64) -> Result<Option<u64>, InferError> {
+    /// The content time to show for `target` and the keyframes it is mixed from: `target`
+    /// itself when its layers are there (waited for as the timing says), else, live, the
+    /// furthest time the layers made so far cover without going back.
+    fn choose(&mut self, target: u64) -> Result<Option<(u64, Vec<Arc<Yuv420>>)>, InferError> {
         let deadline = (!self.timing.exact).then(|| Instant::now() + self.timing.budget);
-        if self
-            .slot
-            .wait_for(&self.keyframes(target), deadline)
-            .is_some()
-        {
-            return Ok(Some(target));
+        if let Some(layers) = self.slot.wait_for(&self.keyframes(target), deadline) {
+            return Ok(Some((target, layers)));
         }
         if let Some(why) = self.slot.failure() {
             return Err(InferError::Run {
@@ -370,11 +366,19 @@ impl LayerTrack {
             .slot
             .newest_ready(target / interval)
             .map(|k| k * interval);
-        Ok(match (start, covered) {
+        let shown = match (start, covered) {
             (Some(s), Some(c)) => Some(c.max(s)),
             (Some(s), None) => Some(s),
             (None, c) => c,
-        })
+        };
+        // What was shown, or a made keyframe: its layers are there (none is forgotten
+        // before the keyframe last shown).
+        Ok(shown.and_then(|c| {
+            let layers = self
+                .slot
+                .wait_for(&self.keyframes(c), Some(Instant::now()))?;
+            Some((c, layers))
+        }))
     }
 
     /// The keyframes content time `c` is mixed from.
@@ -387,15 +391,18 @@ impl LayerTrack {
         }
     }
 
-    /// Content time `c` mixed from its keyframes, faded over `frame` by `fade` of 256.
-    fn picture(&mut self, c: u64, fade: u32, frame: &Yuv420) -> Option<Arc<Yuv420>> {
-        let layers = self
-            .slot
-            .wait_for(&self.keyframes(c), Some(Instant::now()))?;
+    /// Content time `c` mixed from its keyframes `layers`, faded over `frame` by `fade` of 256.
+    fn picture(
+        &mut self,
+        c: u64,
+        layers: &[Arc<Yuv420>],
+        fade: u32,
+        frame: &Yuv420,
+    ) -> Arc<Yuv420> {
         let interval = self.timing.interval;
         let w = ((c % interval) as u128 * 256 / interval as u128) as u32;
         if w == 0 && fade >= 256 {
-            return Some(Arc::clone(&layers[0]));
+            return Arc::clone(&layers[0]);
         }
         let mut out = self
             .mixed
@@ -406,7 +413,7 @@ impl LayerTrack {
         let next = layers.get(1).unwrap_or(&layers[0]);
         mix_pictures(target, &layers[0], next, w, frame, fade);
         self.mixed = Some(Arc::clone(&out));
-        Some(out)
+        out
     }
 }
 

@@ -243,6 +243,16 @@ class InterleavedPyramid(nn.Module):
         far = torch.maximum(i, i[-1] - i).clamp(max=self.reach).long()
         return self.table[:, near] * self.table[:, far] / self.table[:, self.reach:]
 
+    def smooth(self, x, j):
+        """Level j of the cascade (the 5x5 B-spline, taps 2^j pixels apart, zero padding)
+        on row-interleaved fields [B, white*S, rows / S, cols]."""
+        S, d = self.S, 2 ** j
+        x = F.conv2d(x, self.kh, padding=(0, 2 * d), dilation=(1, d), groups=self.white * S)
+        if d % S == 0:
+            return F.conv2d(x, self.kv, padding=(2 * d // S, 0), dilation=(d // S, 1), groups=self.white * S)
+        poly = getattr(self, f"poly{j}")
+        return F.conv2d(x, poly, padding=(poly.shape[2] // 2, 0), groups=self.white)
+
     def forward(self, noise):
         S, W = self.S, self.white
         C = W * S
@@ -255,13 +265,7 @@ class InterleavedPyramid(nn.Module):
         fy = fy.reshape(self.levels + 1, -1, S).transpose(1, 2)  # [L+1, S, rows / S]
         out = [x.reshape(b, W, S, x.shape[2], x.shape[3])]
         for j in range(self.levels):
-            d = 2 ** j
-            x = F.conv2d(x, self.kh, padding=(0, 2 * d), dilation=(1, d), groups=C)
-            if d % S == 0:
-                x = F.conv2d(x, self.kv, padding=(2 * d // S, 0), dilation=(d // S, 1), groups=C)
-            else:
-                poly = getattr(self, f"poly{j}")
-                x = F.conv2d(x, poly, padding=(poly.shape[2] // 2, 0), groups=W)
+            x = self.smooth(x, j)
             scale = fy[j + 1].unsqueeze(2) * fx[j + 1].view(1, 1, -1)  # [S, rows / S, cols]
             out.append(x.reshape(b, W, S, x.shape[2], x.shape[3]) * scale)
         y = torch.cat(out, 1)  # [B, fields, S, rows / S, cols]

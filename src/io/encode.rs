@@ -57,11 +57,6 @@ pub struct EncoderSettings {
     pub tune: Option<&'static str>,
     /// Longest distance between keyframes, in frames (live outputs: one second).
     pub keyframe_interval: Option<u32>,
-    /// x264 threads (`None`: x264's own choice). Files are encoded on one: with frame or
-    /// slice threads, x264 gave different pictures from the same frames run to run on
-    /// generated texture (measured with x264enc in gst-launch), and a file job promises
-    /// the same video for the same command.
-    pub threads: Option<u32>,
     /// Periodic intra refresh instead of keyframes (x264 `intra-refresh`): a column of
     /// intra blocks sweeps the picture once per keyframe interval. Streams only: with
     /// whole keyframes, generated texture that drifts in P-frames snapped back at every
@@ -76,7 +71,6 @@ impl Default for EncoderSettings {
             rate: RateControl::Crf(DEFAULT_CRF),
             tune: None,
             keyframe_interval: None,
-            threads: Some(1),
             intra_refresh: false,
         }
     }
@@ -100,7 +94,6 @@ impl EncoderSettings {
             rate: RateControl::Crf(DEFAULT_CRF),
             tune: Some("zerolatency"),
             keyframe_interval: Some(fps.max(1)),
-            threads: None,
             intra_refresh: false,
         }
     }
@@ -116,15 +109,18 @@ impl EncoderSettings {
             ("speed-preset", self.preset.clone()),
             ("pass", pass.to_string()),
             ("quantizer", q.min(MAX_QUANTIZER).to_string()),
+            // x264enc caps `pass=qual`/`quant` with a VBV at its `bitrate` (2048 kbit/s by
+            // default); ffmpeg's `-crf` and `-qp` have no cap. That VBV also made threaded
+            // x264 give different pictures from the same frames run to run (its row-level
+            // rate control depends on thread timing; measured with gst-launch: different
+            // streams every run, identical with `vbv-buf-capacity=0`).
+            ("vbv-buf-capacity", "0".into()),
         ];
         if let Some(t) = self.tune {
             props.push(("tune", t.to_string()));
         }
         if let Some(k) = self.keyframe_interval {
             props.push(("key-int-max", k.to_string()));
-        }
-        if let Some(n) = self.threads {
-            props.push(("threads", n.to_string()));
         }
         if self.intra_refresh {
             props.push(("intra-refresh", "true".into()));

@@ -53,13 +53,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     // Per scenario, one result per round.
     let mut results: Vec<Vec<Round>> = scenarios.iter().map(|_| Vec::new()).collect();
     let mut references = Vec::new();
-    // The same transcode with x264 on its own threads, as a plain ffmpeg or gst-launch
-    // transcode runs (segsynth's files use one x264 thread, for the same video run after run).
-    let threaded = segsynth::io::encode::EncoderSettings {
-        threads: None,
-        ..settings.clone()
-    };
-    let mut threaded_refs = Vec::new();
     for round in 0..args.rounds {
         let transcode = |settings: &segsynth::io::encode::EncoderSettings| -> anyhow::Result<f64> {
             let out = dir.join(format!("reference-{round}.mp4"));
@@ -70,7 +63,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         let reference_fps = transcode(&settings)?;
         references.push(reference_fps);
-        threaded_refs.push(transcode(&threaded)?);
         for (scenario, runs) in scenarios.iter().zip(&mut results) {
             let p = scenario.processing(&args.processing);
             runs.push(measure(
@@ -93,12 +85,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         median(&references),
         list(&references, 1)
     );
-    println!(
-        "the same with x264's own threads ({}): median {:.1} fps (rounds: {})",
-        threaded.x264_launch(),
-        median(&threaded_refs),
-        list(&threaded_refs, 1)
-    );
     let table: Vec<Row> = scenarios
         .iter()
         .zip(results)
@@ -109,7 +95,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "peak RSS of the whole benchmark process: {} MiB (per scenario: its own runs)",
         usage().max_rss_kb / 1024
     );
-    print_table((&references, &threaded_refs), &scenarios, &table);
+    print_table(&references, &scenarios, &table);
     if !args.no_gan {
         motion_table(&dir, &args)?;
     }
@@ -380,15 +366,13 @@ struct Row {
     summary: Summary,
 }
 
-fn print_table((references, threaded): (&[f64], &[f64]), scenarios: &[Scenario], rows: &[Row]) {
-    let plain = median(threaded).max(1e-9);
+fn print_table(references: &[f64], scenarios: &[Scenario], rows: &[Row]) {
     println!();
     println!(
-        "{:<46} {:>7} {:>6} {:>9} {:>5} {:>8} {:>12} {:>12} {:>12}",
+        "{:<46} {:>7} {:>6} {:>5} {:>8} {:>12} {:>12} {:>12}",
         "job",
         "fps",
         "ratio",
-        "vs thrd",
         "CPU%",
         "+RSS MiB",
         "segment ms",
@@ -396,23 +380,17 @@ fn print_table((references, threaded): (&[f64], &[f64]), scenarios: &[Scenario],
         "synth ms"
     );
     println!(
-        "{:<46} {:>7.1} {:>6.2} {:>9.2}",
-        "GStreamer-only transcode (one x264 thread)",
+        "{:<46} {:>7.1} {:>6.2}",
+        "GStreamer-only transcode",
         median(references),
-        1.0,
-        median(references) / plain
-    );
-    println!(
-        "{:<46} {:>7.1} {:>6} {:>9.2}",
-        "GStreamer-only transcode (x264's threads)", plain, "", 1.0
+        1.0
     );
     for (Scenario { name, .. }, r) in scenarios.iter().zip(rows) {
         println!(
-            "{:<46} {:>7.1} {:>6.2} {:>9.2} {:>5.0} {:>8} {:>12} {:>12} {:>12}",
+            "{:<46} {:>7.1} {:>6.2} {:>5.0} {:>8} {:>12} {:>12} {:>12}",
             name,
             r.fps,
             r.ratio,
-            r.fps / plain,
             r.cpu,
             r.rss,
             stage(&r.summary, "segment"),
@@ -421,7 +399,7 @@ fn print_table((references, threaded): (&[f64], &[f64]), scenarios: &[Scenario],
         );
     }
     println!(
-        "(ratio: to the transcode with the job's own encoder settings in the same round; vs thrd: to\n the median transcode with x264's own threads; medians over rounds; +RSS: peak resident memory\n the job added over the process before it; stage columns: p50/p99 of the median round)"
+        "(ratio: to the transcode with the job's own encoder settings in the same round; medians over\n rounds; +RSS: peak resident memory the job added over the process before it; stage columns:\n p50/p99 of the median round)"
     );
 }
 

@@ -311,11 +311,13 @@ pub struct Preset {
     pub threads: Option<usize>,
     /// Prometheus metrics address (`--metrics`).
     pub metrics: Option<String>,
-    /// Mask settings (`--feather`, `--temporal`, `--edge LO,HI`, `--refine guided|off`).
+    /// Mask settings (`--feather`, `--temporal`, `--edge LO,HI`, `--refine guided|off`,
+    /// `--model-every auto|N`).
     pub feather: Option<f32>,
     pub temporal: Option<f32>,
     pub edge: Option<crate::options::EdgeBand>,
     pub refine: Option<crate::options::Refine>,
+    pub model_every: Option<crate::options::ModelEvery>,
     pub rtsp: Option<RtspSettings>,
 }
 

@@ -262,6 +262,7 @@ impl Stages {
         summary.nonfinite_values = nonfinite;
         summary.provider = format!("{provider} (per-pixel steps: {pixel_path})");
         summary.model = model_label;
+        summary.model_runs = segmenter.model_runs();
         if !synth_times.ms.is_empty() {
             summary.stages.push(synth_times);
         }

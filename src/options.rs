@@ -103,6 +103,68 @@ impl Refine {
     }
 }
 
+/// How often the segmentation model runs (`--model-every`): `auto` runs it when the
+/// picture has changed since it last ran, and at least every `AUTO_MAX`th frame; `N` on
+/// every Nth frame (1: every frame). Frames in between reuse the last scores, laid on
+/// their own edges by the mask refine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ModelEvery {
+    #[default]
+    Auto,
+    Frames(u32),
+}
+
+impl ModelEvery {
+    /// The longest run of frames `auto` lets share one model run.
+    pub const AUTO_MAX: u32 = 3;
+    /// The largest `N` taken.
+    pub const MAX: u32 = 30;
+}
+
+impl FromStr for ModelEvery {
+    type Err = OptionError;
+    fn from_str(s: &str) -> Result<Self, OptionError> {
+        let t = s.trim().to_ascii_lowercase();
+        if t == "auto" {
+            return Ok(ModelEvery::Auto);
+        }
+        match t.parse::<u32>() {
+            Ok(n) if (1..=Self::MAX).contains(&n) => Ok(ModelEvery::Frames(n)),
+            _ => Err(OptionError {
+                option: "model-every",
+                given: s.to_string(),
+                expected: format!("auto, or a number of frames from 1 to {}", Self::MAX),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for ModelEvery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelEvery::Auto => f.write_str("auto"),
+            ModelEvery::Frames(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// In presets: `model_every = "auto"` or `model_every = 2`.
+impl<'de> serde::Deserialize<'de> for ModelEvery {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Given {
+            Number(i64),
+            Text(String),
+        }
+        match Given::deserialize(d)? {
+            Given::Text(s) => s.parse(),
+            Given::Number(n) => n.to_string().parse(),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
 /// The soft edge band `LO,HI`: alpha below LO is 0, above HI is 1, smooth in between.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct EdgeBand {
@@ -195,6 +257,20 @@ mod tests {
         );
         assert_eq!("off".parse::<Refine>().unwrap().guided(), None);
         assert_eq!(Pixels::default(), Pixels::Auto);
+    }
+
+    #[test]
+    fn model_every_takes_auto_or_a_frame_count() {
+        assert_eq!("auto".parse::<ModelEvery>(), Ok(ModelEvery::Auto));
+        assert_eq!(" 2 ".parse::<ModelEvery>(), Ok(ModelEvery::Frames(2)));
+        assert_eq!(ModelEvery::Frames(3).to_string(), "3");
+        for bad in ["0", "31", "-1", "often", ""] {
+            let e = bad.parse::<ModelEvery>().unwrap_err().to_string();
+            assert!(
+                e.contains("auto, or a number of frames from 1 to 30"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -153,6 +153,14 @@ fn option_errors() {
         &["--content", "gan:nosuchgan"],
         &["nosuchgan", "foliage"],
     );
+    run_bad(
+        &clip(),
+        &["--model-every", "0"],
+        &[
+            "model-every \"0\" is not valid",
+            "auto, or a number of frames from 1 to 30",
+        ],
+    );
 }
 
 #[test]

@@ -130,6 +130,7 @@ fn caps_changes_mid_stream_and_bad_properties() {
         ("classes=sky", "sky"),
         ("model=nope", "model=\"nope\""),
         ("edge=0.9,0.1", "edge \"0.9,0.1\" is not valid"),
+        ("model-every=0", "model-every \"0\" is not valid"),
         ("content=gan:nope", "nope"),
         ("content=image:/nonexistent.png", "/nonexistent.png"),
     ] {

@@ -10,7 +10,8 @@ use segsynth::model::{Manifest, resolve};
 // The measurement tool lives with the core bench, which prints the same figures.
 #[path = "../src/bin/core_bench/quality.rs"]
 mod tool;
-use tool::{CONTENT, Figures, measure, photo_scene};
+use segsynth::options::ModelEvery;
+use tool::{Agreement, CONTENT, Figures, agreement, measure, photo_scene, rate_figures};
 
 fn open() -> Result<Model, segsynth::infer::InferError> {
     let manifest = Manifest::load(&resolve("selfie", &models_dir()).expect("selfie manifest"))
@@ -67,5 +68,63 @@ fn refined_edges_halve_the_halo_without_flicker_or_lag() {
         now.lag_frames.abs() < 0.5,
         "edge lag {:.2} frames",
         now.lag_frames
+    );
+}
+
+/// `--model-every auto` (the default) against the model on every frame, on a camera
+/// panning and zooming over a photo and on a person walking across the frame: the person
+/// masks agree (intersection over union), and on the pan the model skips frames.
+#[test]
+fn the_adaptive_model_rate_keeps_the_masks_of_every_frame() {
+    let photo = crate::support::data("astronaut.jpg");
+    let (rgb, pw, ph) = segsynth::content::load_image(&photo).expect("astronaut photo");
+    let entries = [Entry {
+        classes: vec!["person".into()],
+        content: ContentKind::Mask,
+    }];
+    let params = MaskParams::default();
+    assert_eq!(params.model_every, ModelEvery::Auto, "auto is the default");
+    let scene = photo_scene(&photo, &open, 640, 360).expect("scene");
+    let figures = rate_figures((&rgb, pw, ph), &scene, &entries, &params, &open).expect("figures");
+    for &(name, a) in &figures {
+        let Agreement {
+            mean_iou,
+            worst_iou,
+            runs,
+            frames,
+        } = a;
+        eprintln!(
+            "{name}: IoU mean {mean_iou:.4}, worst {worst_iou:.4}; model on {runs} of {frames} frames"
+        );
+        assert_eq!(frames, 90);
+        assert!(
+            mean_iou >= 0.98 && worst_iou >= 0.95,
+            "{name}: the masks must agree with the model on every frame (mean >= 0.98, worst >= 0.95): {mean_iou:.4}, {worst_iou:.4}"
+        );
+    }
+    let of = |name: &str| figures.iter().find(|f| f.0 == name).expect(name).1;
+    let (still, slow) = (of("still person"), of("slow pan/zoom"));
+    assert_eq!(
+        still.runs, 30,
+        "a still picture: the model on every third frame"
+    );
+    assert!(
+        slow.runs < slow.frames * 3 / 4,
+        "on the slow pan the model skips frames: {} of {}",
+        slow.runs,
+        slow.frames
+    );
+    // A fixed rate runs the model on every Nth frame, and its masks differ from every
+    // frame's when the picture moves (the check above is not vacuous).
+    let third = MaskParams {
+        model_every: ModelEvery::Frames(3),
+        ..MaskParams::default()
+    };
+    let fixed = agreement(scene.walk(30, 12), &entries, &third, &open).expect("fixed rate");
+    assert_eq!((fixed.runs, fixed.frames), (10, 30));
+    assert!(
+        fixed.worst_iou < 0.95,
+        "a fast walk every third frame: worst IoU {:.4}",
+        fixed.worst_iou
     );
 }

@@ -130,6 +130,8 @@ pub struct MaskParams {
     pub feather: f32,
     /// Edge-aware upsampling guided by the frame's luma (`None`: plain bilinear).
     pub refine: Option<Guided>,
+    /// How often the model runs (`--model-every`); frames between reuse its scores.
+    pub model_every: crate::options::ModelEvery,
 }
 
 pub const DEFAULT_TEMPORAL: f32 = 0.6;
@@ -146,6 +148,7 @@ impl Default for MaskParams {
             hi: DEFAULT_EDGE[1],
             feather: DEFAULT_FEATHER,
             refine: Some(DEFAULT_GUIDED),
+            model_every: crate::options::ModelEvery::Auto,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! failure (an error or a panic) is kept with the name of its stage; the rest are
 //! consequences and are discarded.
 
+pub mod cadence;
 pub mod composite;
 pub mod metrics;
 mod run;

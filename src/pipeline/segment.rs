@@ -9,6 +9,7 @@ use crate::imgproc::preprocess::{Layout, TensorGeometry, frame_to_tensor};
 use crate::infer::chain::SegmentChain;
 use crate::infer::{InferError, Model, Output, SessionOptions};
 use crate::model::Manifest;
+use crate::pipeline::cadence::Cadence;
 
 /// Where the per-pixel steps around the model run.
 enum Backend {
@@ -34,6 +35,10 @@ pub struct Segmenter {
     filters: Vec<MaskFilter>,
     input: Vec<f32>,
     alpha: Vec<f32>,
+    cadence: Cadence,
+    /// Per entry, the class alpha of the last model run, and its size (w, h).
+    held: Vec<Vec<f32>>,
+    held_size: (usize, usize),
 }
 
 impl Segmenter {
@@ -60,7 +65,15 @@ impl Segmenter {
             filters,
             input: Vec::new(),
             alpha: Vec::new(),
+            cadence: Cadence::new(params.model_every),
+            held: Vec::new(),
+            held_size: (0, 0),
         })
+    }
+
+    /// (model runs, frames) so far.
+    pub fn model_runs(&self) -> (u64, u64) {
+        (self.cadence.runs, self.cadence.frames)
     }
 
     pub fn provider(&self) -> &'static str {
@@ -89,6 +102,7 @@ impl Segmenter {
             .iter()
             .map(|_| MaskFilter::new(params.clone()))
             .collect();
+        self.cadence.reset(params.model_every);
         if let Backend::Graphs { chain, .. } = &mut self.backend {
             chain.invalidate();
         }
@@ -171,67 +185,90 @@ impl Segmenter {
             let options = options.clone();
             self.build_chain(frame, options)?;
         }
-        let model = match &mut self.backend {
-            Backend::Graphs { chain, .. } => return chain.alphas(&frame.picture),
-            Backend::Native(model) => model,
-            Backend::Moving => return Err(lost_model()),
-        };
+        if let Backend::Graphs { chain, .. } = &mut self.backend {
+            self.cadence.frames += 1;
+            self.cadence.runs += 1;
+            return chain.alphas(&frame.picture);
+        }
         frame_to_tensor(
             &frame.picture,
             frame.matrix,
             &self.geometry,
             &mut self.input,
         );
-        let input_name = model.manifest.input.name.clone();
-        let output = model.run(&[(&input_name, &self.shape, &self.input)])?;
-        let m = &model.manifest;
-        let layout = m.output.layout.unwrap_or(Layout::Nchw);
-        let semantics = m
-            .output
-            .semantics
-            .unwrap_or(crate::imgproc::mask::Semantics::Sigmoid);
-        let (scores, shape) = match &output {
-            Output::F32 { shape, data } => (Scores::F32(data), shape),
-            Output::I64 { shape, data } => (Scores::Labels(data), shape),
-        };
-        let (mh, mw, channels) = output_dims(shape, layout);
-        // The manifest was checked against the session, but dynamic dimensions are only
-        // known now: hold the real output to the class list before indexing into it.
-        let classes = m.classes().len();
-        let wanted = match (&scores, semantics) {
-            (Scores::Labels(_), _) | (_, Semantics::Labels) => 1,
-            (_, Semantics::Sigmoid) => 1,
-            _ => classes,
-        };
-        let len = match &scores {
-            Scores::F32(d) => d.len(),
-            Scores::Labels(d) => d.len(),
-        };
-        if channels != wanted || len != mh * mw * channels {
-            return Err(InferError::Run {
-                model: m.name.clone(),
-                message: format!(
-                    "output {} has shape {shape:?} ({channels} channels, {len} values); the manifest expects {wanted} channel(s) for its {classes} classes ({})",
-                    m.output.name,
-                    m.classes().join(", ")
-                ),
-            });
+        if self.cadence.due(&self.input, &self.geometry) {
+            self.run_model()?;
         }
-        let map = ScoreMap {
-            scores,
-            width: mw,
-            height: mh,
-            channels,
-            layout,
-            semantics,
-        };
-        let mut out = Vec::with_capacity(self.selections.len());
-        for (selected, filter) in self.selections.iter().zip(&mut self.filters) {
-            class_alpha(&map, selected, &mut self.alpha);
+        let (mw, mh) = self.held_size;
+        let mut out = Vec::with_capacity(self.held.len());
+        for (held, filter) in self.held.iter().zip(&mut self.filters) {
+            self.alpha.clear();
+            self.alpha.extend_from_slice(held);
             out.push(filter.frame_alpha(&mut self.alpha, mw, mh, &frame.picture.y));
         }
         Ok(out)
     }
+
+    /// Runs the model on `self.input` and holds each entry's class alpha.
+    fn run_model(&mut self) -> Result<(), InferError> {
+        let model = match &mut self.backend {
+            Backend::Native(model) => model,
+            _ => return Err(lost_model()),
+        };
+        let input_name = model.manifest.input.name.clone();
+        let output = model.run(&[(&input_name, &self.shape, &self.input)])?;
+        let map = score_map(&model.manifest, &output)?;
+        self.held.resize_with(self.selections.len(), Vec::new);
+        for (selected, held) in self.selections.iter().zip(&mut self.held) {
+            class_alpha(&map, selected, held);
+        }
+        self.held_size = (map.width, map.height);
+        Ok(())
+    }
+}
+
+/// The model's output as a score map, held to the manifest's classes.
+fn score_map<'a>(m: &Manifest, output: &'a Output) -> Result<ScoreMap<'a>, InferError> {
+    let layout = m.output.layout.unwrap_or(Layout::Nchw);
+    let semantics = m
+        .output
+        .semantics
+        .unwrap_or(crate::imgproc::mask::Semantics::Sigmoid);
+    let (scores, shape) = match output {
+        Output::F32 { shape, data } => (Scores::F32(data), shape),
+        Output::I64 { shape, data } => (Scores::Labels(data), shape),
+    };
+    let (mh, mw, channels) = output_dims(shape, layout);
+    // The manifest was checked against the session, but dynamic dimensions are only
+    // known now: hold the real output to the class list before indexing into it.
+    let classes = m.classes().len();
+    let wanted = match (&scores, semantics) {
+        (Scores::Labels(_), _) | (_, Semantics::Labels) => 1,
+        (_, Semantics::Sigmoid) => 1,
+        _ => classes,
+    };
+    let len = match &scores {
+        Scores::F32(d) => d.len(),
+        Scores::Labels(d) => d.len(),
+    };
+    if channels != wanted || len != mh * mw * channels {
+        return Err(InferError::Run {
+            model: m.name.clone(),
+            message: format!(
+                "output {} has shape {shape:?} ({channels} channels, {len} values); the manifest expects {wanted} channel(s) for its {classes} classes ({})",
+                m.output.name,
+                m.classes().join(", ")
+            ),
+        });
+    }
+    Ok(ScoreMap {
+        scores,
+        width: mw,
+        height: mh,
+        channels,
+        layout,
+        semantics,
+    })
 }
 
 fn lost_model() -> InferError {

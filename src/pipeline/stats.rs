@@ -60,6 +60,8 @@ pub struct Summary {
     pub model: String,
     /// Execution provider that ran segmentation.
     pub provider: String,
+    /// (frames the segmentation model ran on, frames segmented): `--model-every`.
+    pub model_runs: (u64, u64),
     /// Things the user should know about the stream (e.g. frames rescaled after a size change).
     pub notes: Vec<String>,
 }
@@ -83,6 +85,14 @@ impl fmt::Display for Summary {
         )?;
         if !self.provider.is_empty() {
             writeln!(f, "segmentation: {} on {}", self.model, self.provider)?;
+        }
+        let (runs, frames) = self.model_runs;
+        if frames > 0 {
+            writeln!(
+                f,
+                "model rate: {runs} of {frames} frames ({:.0} %)",
+                100.0 * runs as f64 / frames as f64
+            )?;
         }
         for n in &self.notes {
             writeln!(f, "{n}")?;

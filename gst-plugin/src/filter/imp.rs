@@ -30,7 +30,7 @@ use segsynth::infer::{Model, SessionOptions};
 use segsynth::io::frames::{read_frame, write_planes};
 use segsynth::job::{check_content, models_dir, open_generators, start_content};
 use segsynth::model::{Manifest, resolve};
-use segsynth::options::{Device, EdgeBand, Pixels, Refine};
+use segsynth::options::{Device, EdgeBand, ModelEvery, Pixels, Refine};
 use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::{Segmenter, selections};
 use segsynth::pipeline::synth::{DEFAULT_SCALE, DEFAULT_SEED, SynthParams, SynthStage};
@@ -56,6 +56,7 @@ struct Settings {
     feather: f32,
     temporal: f32,
     refine: super::Refine,
+    model_every: String,
     synth_scale: f32,
     seed: u64,
 }
@@ -73,6 +74,7 @@ impl Default for Settings {
             feather: DEFAULT_FEATHER,
             temporal: DEFAULT_TEMPORAL,
             refine: Refine::default().into(),
+            model_every: ModelEvery::default().to_string(),
             synth_scale: DEFAULT_SCALE,
             seed: DEFAULT_SEED,
         }
@@ -100,12 +102,14 @@ impl Settings {
     fn mask(&self) -> Result<MaskParams, String> {
         let edge: EdgeBand = self.edge.parse().map_err(|e| format!("{e}"))?;
         let refine = Refine::from(self.refine);
+        let model_every: ModelEvery = self.model_every.parse().map_err(|e| format!("{e}"))?;
         Ok(MaskParams {
             temporal: self.temporal,
             lo: edge.lo,
             hi: edge.hi,
             feather: self.feather,
             refine: refine.guided(),
+            model_every,
             ..MaskParams::default()
         })
     }
@@ -363,6 +367,7 @@ impl ObjectImpl for SegsynthFilter {
                     .blurb("Mask edges: guided (follow the frame's edges) or off")
                     .mutable_playing()
                     .build(),
+                string("model-every", "How often the model runs: auto (when the picture changed, at least every 3rd frame) or N (every Nth frame)", &d.model_every),
                 glib::ParamSpecFloat::builder("synth-scale")
                     .blurb("Synthesis resolution as a fraction of the frame")
                     .minimum(0.01)
@@ -398,6 +403,7 @@ impl ObjectImpl for SegsynthFilter {
             "pixels" => s.pixels = value.get().unwrap_or(s.pixels),
             "edge" => s.edge = text(),
             "refine" => s.refine = value.get().unwrap_or(s.refine),
+            "model-every" => s.model_every = text(),
             "threads" => s.threads = value.get().unwrap_or(s.threads),
             "feather" => s.feather = value.get().unwrap_or(s.feather),
             "temporal" => s.temporal = value.get().unwrap_or(s.temporal),
@@ -417,6 +423,7 @@ impl ObjectImpl for SegsynthFilter {
             "pixels" => s.pixels.to_value(),
             "edge" => s.edge.to_value(),
             "refine" => s.refine.to_value(),
+            "model-every" => s.model_every.to_value(),
             "threads" => s.threads.to_value(),
             "feather" => s.feather.to_value(),
             "temporal" => s.temporal.to_value(),

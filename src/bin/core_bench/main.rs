@@ -207,6 +207,8 @@ impl Stream {
         }];
         let params = MaskParams {
             refine: refine.then_some(DEFAULT_GUIDED),
+            // The stage timings are per model run: the model on every frame.
+            model_every: segsynth::options::ModelEvery::Frames(1),
             ..MaskParams::default()
         };
         let mut segmenter = Segmenter::new(model, &entries, &params)?;
@@ -411,6 +413,7 @@ fn quality(
             f.halo, f.interior, f.flicker, f.lag_frames
         );
     }
+    model_rate_table(&photo, &scene, &open)?;
     if let Some(path) = crops {
         let mut outs = Vec::new();
         for refine in [None, Some(DEFAULT_GUIDED)] {
@@ -481,4 +484,35 @@ fn write_crops(path: &std::path::Path, pics: &[Yuv420]) -> anyhow::Result<()> {
 
 fn ms(a: Instant, b: Instant) -> f32 {
     (b - a).as_secs_f32() * 1000.0
+}
+
+/// `--model-every auto` against the model on every frame (see `quality::rate_figures`).
+fn model_rate_table(
+    photo: &std::path::Path,
+    scene: &quality::Scene,
+    open: &dyn Fn() -> Result<Model, segsynth::infer::InferError>,
+) -> anyhow::Result<()> {
+    let (rgb, pw, ph) = segsynth::content::load_image(photo)?;
+    let person = [Entry {
+        classes: vec!["person".into()],
+        content: ContentKind::Mask,
+    }];
+    let figures =
+        quality::rate_figures((&rgb, pw, ph), scene, &person, &MaskParams::default(), open)?;
+    println!(
+        "\n--model-every auto against the model on every frame (person mask IoU, 90 frames each):"
+    );
+    println!(
+        "{:<16} {:>12} {:>9} {:>9}",
+        "clip", "model runs", "IoU mean", "worst"
+    );
+    for (name, a) in figures {
+        println!(
+            "{name:<16} {:>12} {:>9.4} {:>9.4}",
+            format!("{}/{}", a.runs, a.frames),
+            a.mean_iou,
+            a.worst_iou
+        );
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ use segsynth::content::{Entry, cover};
 use segsynth::frame::{AlphaPlanes, Frame, Matrix, Yuv420, rgb_to_yuv};
 use segsynth::imgproc::mask::MaskParams;
 use segsynth::infer::{InferError, Model};
+use segsynth::options::ModelEvery;
 use segsynth::pipeline::composite::Compositor;
 use segsynth::pipeline::segment::Segmenter;
 
@@ -304,4 +305,144 @@ pub fn measure(
         flicker,
         lag_frames,
     })
+}
+
+/// How the masks of `params` (its `model_every`) agree with the model run on every frame.
+#[derive(Clone, Copy, Debug)]
+pub struct Agreement {
+    /// Intersection over union of the person (the entry's alpha at or above one half).
+    pub mean_iou: f64,
+    pub worst_iou: f64,
+    /// Frames the model ran on, of `frames`.
+    pub runs: u64,
+    pub frames: u64,
+}
+
+/// `params` against the same settings with the model on every frame, over `frames`;
+/// `entries` must select the person (entry 0).
+pub fn agreement(
+    frames: impl Iterator<Item = Frame>,
+    entries: &[Entry],
+    params: &MaskParams,
+    open: &dyn Fn() -> Result<Model, InferError>,
+) -> Result<Agreement, segsynth::job::JobError> {
+    let every = MaskParams {
+        model_every: ModelEvery::Frames(1),
+        ..params.clone()
+    };
+    let mut sparse = Segmenter::new(open()?, entries, params)?;
+    let mut full = Segmenter::new(open()?, entries, &every)?;
+    let mut ious = Vec::new();
+    for frame in frames {
+        let a = sparse.masks(&frame)?.swap_remove(0);
+        let b = full.masks(&frame)?.swap_remove(0);
+        ious.push(iou(&a.luma.data, &b.luma.data));
+    }
+    let (runs, frames) = sparse.model_runs();
+    Ok(Agreement {
+        mean_iou: ious.iter().sum::<f64>() / ious.len().max(1) as f64,
+        worst_iou: ious.iter().copied().fold(1.0, f64::min),
+        runs,
+        frames,
+    })
+}
+
+/// Intersection over union of the pixels at or above one half (1 when both are empty).
+fn iou(a: &[u8], b: &[u8]) -> f64 {
+    let (mut both, mut either) = (0u64, 0u64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x >= 128, y >= 128);
+        both += (x && y) as u64;
+        either += (x || y) as u64;
+    }
+    if either == 0 {
+        1.0
+    } else {
+        both as f64 / either as f64
+    }
+}
+
+impl Scene {
+    /// `n` frames of the person walking across the frame at `speed` pixels a frame
+    /// (back and forth), with a little sensor noise.
+    pub fn walk(&self, n: u64, speed: usize) -> impl Iterator<Item = Frame> + '_ {
+        let span = (self.width - self.side).max(1);
+        (0..n).map(move |i| {
+            let d = (i as usize * speed) % (2 * span);
+            let x0 = if d < span { d } else { 2 * span - d };
+            self.shot(i, x0, 3, i + 1).frame
+        })
+    }
+}
+
+/// The first `n` of `period` frames (`w x h`) of a camera panning and zooming over a
+/// photo (RGB, `pw x ph`): over the period the view narrows to 70 % while it drifts
+/// sideways and back.
+pub fn pan_zoom(
+    rgb: &[u8],
+    (pw, ph): (usize, usize),
+    (w, h): (usize, usize),
+    (n, period): (u64, u64),
+) -> impl Iterator<Item = Frame> + '_ {
+    (0..n).map(move |i| {
+        let t = i as f64 / period.max(1) as f64;
+        let cw = (pw as f64 * (1.0 - 0.3 * t)).min(ph as f64 * w as f64 / h as f64);
+        let ch = cw * h as f64 / w as f64;
+        let cx = (pw as f64 - cw) * (0.5 + 0.5 * (t * std::f64::consts::TAU).sin());
+        let cy = (ph as f64 - ch) * 0.5;
+        let (x0, y0, cw, ch) = (cx as usize, cy as usize, cw as usize, ch as usize);
+        let mut crop = Vec::with_capacity(cw * ch * 3);
+        for y in y0..y0 + ch {
+            crop.extend_from_slice(&rgb[(y * pw + x0) * 3..(y * pw + x0 + cw) * 3]);
+        }
+        let pixels = cover(&crop, cw, ch, w, h);
+        Frame {
+            index: i,
+            pts: Some(i * 33_333_333),
+            duration: Some(33_333_333),
+            matrix: Matrix::Bt709,
+            picture: Yuv420::from_rgb(&pixels, w, h, Matrix::Bt709),
+        }
+    })
+}
+
+/// The clips the model rate is judged on (each 90 frames, 640x360-like, from `scene`
+/// and its photo): a camera sweeping across the photo in 3 s and in 10 s, the person
+/// walking across the frame at 4 px a frame, and the person still with sensor noise.
+pub fn rate_figures(
+    (rgb, pw, ph): (&[u8], usize, usize),
+    scene: &Scene,
+    entries: &[Entry],
+    params: &MaskParams,
+    open: &dyn Fn() -> Result<Model, InferError>,
+) -> Result<Vec<(&'static str, Agreement)>, segsynth::job::JobError> {
+    let size = (scene.width, scene.height);
+    Ok(vec![
+        (
+            "fast pan/zoom",
+            agreement(
+                pan_zoom(rgb, (pw, ph), size, (90, 90)),
+                entries,
+                params,
+                open,
+            )?,
+        ),
+        (
+            "slow pan/zoom",
+            agreement(
+                pan_zoom(rgb, (pw, ph), size, (90, 300)),
+                entries,
+                params,
+                open,
+            )?,
+        ),
+        (
+            "walking person",
+            agreement(scene.walk(90, 4), entries, params, open)?,
+        ),
+        (
+            "still person",
+            agreement(scene.walk(90, 0), entries, params, open)?,
+        ),
+    ])
 }

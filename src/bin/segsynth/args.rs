@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand};
 
 use segsynth::imgproc::mask::{DEFAULT_FEATHER, DEFAULT_TEMPORAL};
 use segsynth::io::encode::{DEFAULT_CRF, DEFAULT_PRESET};
-use segsynth::options::{Device, EdgeBand, Pixels, Refine};
+use segsynth::options::{Device, EdgeBand, ModelEvery, Pixels, Refine};
 use segsynth::pipeline::synth::{DEFAULT_BUDGET_MS, DEFAULT_PERIOD, DEFAULT_SCALE, DEFAULT_SEED};
 
 #[derive(Parser, Debug)]
@@ -103,6 +103,11 @@ pub struct Processing {
     /// (a guided filter on the luma), `off` is a plain bilinear upsample.
     #[arg(long, default_value_t = Refine::Guided)]
     pub refine: Refine,
+    /// How often the segmentation model runs: `auto` when the picture has changed since it
+    /// last ran (at least every 3rd frame), `N` on every Nth frame (1: every frame). The
+    /// frames between reuse its scores, laid on their own edges by the refine.
+    #[arg(long, default_value_t = ModelEvery::Auto)]
+    pub model_every: ModelEvery,
     /// Synthesis resolution as a fraction of the frame (1 = full resolution).
     #[arg(long, default_value_t = DEFAULT_SCALE)]
     pub synth_scale: f32,

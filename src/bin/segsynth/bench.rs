@@ -12,7 +12,7 @@ use segsynth::job::Stages;
 use segsynth::pipeline::stats::{Summary, process_memory_mib};
 
 use crate::args::BenchArgs;
-use segsynth::options::Refine;
+use segsynth::options::{ModelEvery, Refine};
 
 struct Usage {
     cpu: Duration,
@@ -135,6 +135,7 @@ struct Scenario {
     content: Vec<String>,
     scale: f32,
     refine: Refine,
+    model_every: ModelEvery,
 }
 
 impl Scenario {
@@ -143,12 +144,13 @@ impl Scenario {
         p.content = self.content.clone();
         p.synth_scale = self.scale;
         p.refine = self.refine;
+        p.model_every = self.model_every;
         p
     }
 }
 
-/// The user's content, or the default set: blur (refined and plain edges) and GAN foliage
-/// (at the synth scale and at full resolution).
+/// The user's content, or the default set: blur (refined and plain edges, and with the
+/// model on every frame) and GAN foliage (at the synth scale and at full resolution).
 fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
     let p = &args.processing;
     let scenario = |name: &str, content: &str, scale: f32, refine: Refine| Scenario {
@@ -156,6 +158,7 @@ fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
         content: vec![content.into()],
         scale,
         refine,
+        model_every: p.model_every,
     };
     if !p.content.is_empty() {
         return vec![Scenario {
@@ -163,6 +166,7 @@ fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
             content: p.content.clone(),
             scale: p.synth_scale,
             refine: p.refine,
+            model_every: p.model_every,
         }];
     }
     let mut v = vec![scenario(
@@ -171,6 +175,17 @@ fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
         p.synth_scale,
         p.refine,
     )];
+    if p.model_every != ModelEvery::Frames(1) {
+        v.push(Scenario {
+            model_every: ModelEvery::Frames(1),
+            ..scenario(
+                "segment + blur, model on every frame (--model-every 1)",
+                "blur",
+                p.synth_scale,
+                p.refine,
+            )
+        });
+    }
     if p.refine == Refine::Guided {
         let name = "segment + blur, plain mask edges (--refine off)";
         v.push(scenario(name, "blur", p.synth_scale, Refine::Off));
@@ -240,6 +255,7 @@ fn report(name: &str, runs: &[Round]) -> Option<Row> {
     Some(Row {
         fps: median(&fps),
         ratio: median(&ratios),
+        best: ratios.iter().copied().fold(0.0, f64::max),
         cpu: median(&cpu),
         rss,
         summary: mid.summary.clone(),
@@ -361,6 +377,7 @@ struct Round {
 struct Row {
     fps: f64,
     ratio: f64,
+    best: f64,
     cpu: f64,
     rss: u64,
     summary: Summary,
@@ -369,10 +386,12 @@ struct Row {
 fn print_table(references: &[f64], scenarios: &[Scenario], rows: &[Row]) {
     println!();
     println!(
-        "{:<46} {:>7} {:>6} {:>5} {:>8} {:>12} {:>12} {:>12}",
+        "{:<54} {:>7} {:>6} {:>6} {:>6} {:>5} {:>8} {:>12} {:>12} {:>12}",
         "job",
         "fps",
         "ratio",
+        "best",
+        "model",
         "CPU%",
         "+RSS MiB",
         "segment ms",
@@ -380,17 +399,19 @@ fn print_table(references: &[f64], scenarios: &[Scenario], rows: &[Row]) {
         "synth ms"
     );
     println!(
-        "{:<46} {:>7.1} {:>6.2}",
+        "{:<54} {:>7.1} {:>6.2}",
         "GStreamer-only transcode",
         median(references),
         1.0
     );
     for (Scenario { name, .. }, r) in scenarios.iter().zip(rows) {
         println!(
-            "{:<46} {:>7.1} {:>6.2} {:>5.0} {:>8} {:>12} {:>12} {:>12}",
+            "{:<54} {:>7.1} {:>6.2} {:>6.2} {:>6} {:>5.0} {:>8} {:>12} {:>12} {:>12}",
             name,
             r.fps,
             r.ratio,
+            r.best,
+            model_rate(&r.summary),
             r.cpu,
             r.rss,
             stage(&r.summary, "segment"),
@@ -399,8 +420,17 @@ fn print_table(references: &[f64], scenarios: &[Scenario], rows: &[Row]) {
         );
     }
     println!(
-        "(ratio: to the transcode with the job's own encoder settings in the same round; medians over\n rounds; +RSS: peak resident memory the job added over the process before it; stage columns:\n p50/p99 of the median round)"
+        "(ratio: to the transcode with the job's own encoder settings in the same round, median over\n rounds; best: the best round's; model: the share of frames the segmentation model ran on\n (--model-every); +RSS: peak resident memory the job added over the process before it; stage\n columns: p50/p99 of the median round)"
     );
+}
+
+/// The share of frames the segmentation model ran on, in %.
+fn model_rate(s: &Summary) -> String {
+    let (runs, frames) = s.model_runs;
+    if frames == 0 {
+        return "-".into();
+    }
+    format!("{:.0}%", 100.0 * runs as f64 / frames as f64)
 }
 
 /// Resets the kernel's resident-set high-water mark (Linux: `clear_refs` 5).

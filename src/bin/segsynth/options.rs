@@ -89,6 +89,7 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
             hi,
             feather: p.feather,
             refine: p.refine.guided(),
+            model_every: p.model_every,
         },
         synth: SynthParams {
             period: p.synth_period,
@@ -191,6 +192,11 @@ pub fn overlay_mask(p: &mut Processing, preset: &Preset, take: impl Fn(&str) -> 
         && let Some(r) = preset.refine
     {
         p.refine = r;
+    }
+    if take("model_every")
+        && let Some(m) = preset.model_every
+    {
+        p.model_every = m;
     }
 }
 

@@ -147,7 +147,8 @@ impl State {
             || old.feather != new.feather
             || old.temporal != new.temporal
             || old.edge != new.edge
-            || old.refine != new.refine;
+            || old.refine != new.refine
+            || old.model_every != new.model_every;
         if live {
             match self.apply(&new) {
                 Ok(()) => {}

@@ -540,9 +540,20 @@ fn live_content_fades_in_and_holds_without_jumps() {
         i += 1;
     }
     assert_eq!(shown, 60, "content never showed in {:?}", started.elapsed());
+    // The promise: a frame waits for its layers at most the budget (5 ms). A thread on a
+    // busy machine may wake later than asked (with two other jobs on both cores: 2 of 80
+    // frames 3 ms late, once one 11 ms late): nine frames in ten within 2 ms of the
+    // budget, none past 50 ms. The whole call also mixes two 1280x720 layers.
     assert!(
-        slowest < Duration::from_secs(1),
-        "a live frame waited {slowest:?}"
+        track.overslept * 10 <= i && track.longest_wait < p.budget + Duration::from_millis(50),
+        "live frames waited up to {:?} for their layers, {} of {i} over 2 ms past the budget {:?}",
+        track.longest_wait,
+        track.overslept,
+        p.budget
+    );
+    assert!(
+        slowest < Duration::from_millis(250),
+        "a live frame took {slowest:?}"
     );
     assert!(track.held > 0, "the generator kept up, nothing was held");
     assert!(
@@ -725,6 +736,50 @@ fn grid_ratio_finds_a_checkerboard_and_passes_smooth_noise() {
         clean < 1.15 && grid > 1.5,
         "smooth {clean:.2}, gridded {grid:.2}"
     );
+    // models/gan/fidelity.py computes the same measure for the training scripts: held
+    // to this one on the same planes (grey RGB, so its luma weights give the plane back),
+    // one at a time and averaged together.
+    for (planes, rust) in [
+        (vec![&smooth.data[..]], clean),
+        (vec![&gridded[..]], grid),
+        (
+            vec![&smooth.data[..], &gridded[..]],
+            grid_ratio([&smooth.data[..], &gridded[..]], n, 16),
+        ),
+    ] {
+        let python = python_grid_ratio(&planes, n, 16);
+        assert!(
+            (python - rust).abs() <= 1e-6 * rust,
+            "fidelity.py grid_ratio {python} against the test's {rust}"
+        );
+    }
+}
+
+/// `grid_ratio` of models/gan/fidelity.py on n x n luma planes, in the set-up's venv.
+fn python_grid_ratio(planes: &[&[u8]], n: usize, cell: usize) -> f64 {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tmpdir();
+    let raw = dir.path().join("planes.u8");
+    std::fs::write(&raw, planes.concat()).unwrap();
+    let script = format!(
+        "import sys, numpy as np; sys.path.insert(0, 'models/gan'); from fidelity import grid_ratio; \
+         y = np.fromfile(sys.argv[1], np.uint8).reshape(-1, {n}, {n}).astype(np.float64); \
+         print(float(grid_ratio([np.stack([p, p, p], -1) for p in y], {cell})))"
+    );
+    let python = root.join(".venv/bin/python");
+    let o = std::process::Command::new(&python)
+        .current_dir(root)
+        .args(["-c", &script])
+        .arg(&raw)
+        .output()
+        .unwrap_or_else(|e| panic!("{} (made by ./segsynth.sh setup): {e}", python.display()));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out.trim().parse().expect("a number")
 }
 
 /// The shipped generators' manifests (models/gan) with this contract, by name.

@@ -420,7 +420,11 @@ fn bound_chain_matches_the_native_segmenter_on_the_selfie_model() {
             content: ContentKind::Mask,
         },
     ];
-    let params = MaskParams::default();
+    // The chain runs the model on every frame; so does the native path here.
+    let params = MaskParams {
+        model_every: segsynth::options::ModelEvery::Frames(1),
+        ..MaskParams::default()
+    };
     let mut native = Segmenter::new(
         Model::open(manifest.clone(), &cpu()).expect("open model"),
         &entries,

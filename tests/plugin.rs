@@ -119,11 +119,17 @@ fn caps_changes_mid_stream_and_bad_properties() {
         out.display()
     ));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert_eq!(
-        probe(&out, &[], 16, 9).pts.len(),
-        40,
-        "both sizes went through"
-    );
+    // Both sizes went through, and compositing went on after the change: the ball
+    // pattern has no person, so the picture is the content, before and after.
+    let p = probe(&out, &[10, 30, 39], 32, 18);
+    assert_eq!(p.pts.len(), 40, "both sizes went through");
+    for i in [10, 30, 39] {
+        let m = region_mean(p.thumb(i), p.thumb_size, (0.0, 0.0, 1.0, 1.0));
+        assert!(
+            m[1] > 180.0 && m[0] < 90.0 && m[2] < 90.0,
+            "frame {i} composited green: {m:?}"
+        );
+    }
     // A bad value is an element error on the bus naming the property, exit non-zero.
     for (property, needle) in [
         ("content=nonsense:1", "invalid content \"nonsense:1\""),

@@ -411,9 +411,26 @@ fn rtsps_serves_over_tls_and_a_bad_certificate_is_a_clear_error() {
         Client::new(&format!("rtsp://127.0.0.1:{p}/live"), None).frames(1, Duration::from_secs(3));
     assert_eq!(n, 0, "no plain RTSP on the RTSPS port");
     interrupt(&child);
-    // A key that does not belong to the certificate: refused before serving.
+    // A real private key that does not belong to the certificate: refused before serving.
     let other = dir.path().join("other.pem");
-    std::fs::write(&other, std::fs::read_to_string(&cert).unwrap()).unwrap();
+    let o = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&other)
+        .output()
+        .expect("openssl makes the second key");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read_to_string(&other)
+            .unwrap()
+            .contains("PRIVATE KEY")
+    );
     let o = segsynth(
         &[
             &["run"][..],

@@ -131,8 +131,9 @@ def grid_ratio(samples, cell):
     DC) over the mean power of their eight neighbours, on the luma (mean removed, its
     periodic component) with the power spectra of all `samples` averaged (one layer's
     bins are too noisy): the checkerboard of a cell-x upsampling generator.
-    tests/generators.rs holds the shipped generators to < 1.15 with the same measure
-    (32 layers of 256x256)."""
+    tests/generators.rs holds the shipped generators to < 1.15 with its own copy of this
+    measure (32 layers of 256x256), and holds this function to that copy on the same
+    planes (`grid_ratio_finds_a_checkerboard_and_passes_smooth_noise`)."""
     p = 0
     for rgb in samples:
         y = rgb[..., 0] * 0.2126 + rgb[..., 1] * 0.7152 + rgb[..., 2] * 0.0722

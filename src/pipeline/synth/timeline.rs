@@ -242,6 +242,11 @@ pub struct LayerTrack {
     observed_upto: Option<u64>,
     /// Frames whose content held still or slowed because a layer was late.
     pub held: u64,
+    /// Live: the longest one frame waited for its layers (at most the budget, plus the
+    /// time the thread took to wake), and the frames that waited over 2 ms past the budget
+    /// (woken late by a busy machine).
+    pub longest_wait: Duration,
+    pub overslept: u64,
 }
 
 impl LayerTrack {
@@ -255,6 +260,8 @@ impl LayerTrack {
             mixed: None,
             observed_upto: None,
             held: 0,
+            longest_wait: Duration::ZERO,
+            overslept: 0,
         }
     }
 
@@ -344,8 +351,15 @@ impl LayerTrack {
     /// itself when its layers are there (waited for as the timing says), else, live, the
     /// furthest time the layers made so far cover without going back.
     fn choose(&mut self, target: u64) -> Result<Option<(u64, Vec<Arc<Yuv420>>)>, InferError> {
-        let deadline = (!self.timing.exact).then(|| Instant::now() + self.timing.budget);
-        if let Some(layers) = self.slot.wait_for(&self.keyframes(target), deadline) {
+        let started = Instant::now();
+        let deadline = (!self.timing.exact).then(|| started + self.timing.budget);
+        let ready = self.slot.wait_for(&self.keyframes(target), deadline);
+        if deadline.is_some() {
+            let waited = started.elapsed();
+            self.longest_wait = self.longest_wait.max(waited);
+            self.overslept += u64::from(waited > self.timing.budget + Duration::from_millis(2));
+        }
+        if let Some(layers) = ready {
             return Ok(Some((target, layers)));
         }
         if let Some(why) = self.slot.failure() {

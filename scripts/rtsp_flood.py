@@ -5,11 +5,18 @@ floods 100 connects and allows 10 % RSS growth).
 
 Usage: python3 scripts/rtsp_flood.py SEGSYNTH [--connects N] [--port P]
 
-Starts `SEGSYNTH run -i test: --width 320 --height 180 -o rtsp://127.0.0.1:P/live`, opens one
-connection, sends DESCRIBE and closes it, N times (each answer must be 200), and reads the
-server's VmRSS from /proc before the flood, after each tenth of it, and at the end. Prints the
-growth from the first tenth to the end (the first connects warm GStreamer's caches) and from
-before the flood; exits 1 if an answer was not 200 or the server died.
+Starts `SEGSYNTH run -i test: --width 320 --height 180 -o rtsp://127.0.0.1:P/live` and one
+viewer (`gst-launch-1.0 rtspsrc`, as the test has), opens one connection, sends DESCRIBE and
+closes it, N times (each answer must be 200), and reads the server's VmRSS from /proc before
+the flood, after each tenth of it, and at the end. Prints the growth from the first tenth to the
+end (the first connects warm GStreamer's caches) and from before the flood; exits 1 if an
+answer was not 200 or the server died.
+
+`--no-viewer` floods with no one watching. Then gst-rtsp-server prepares the shared media for
+each client and unprepares it as the client leaves, and a DESCRIBE during the unprepare gets
+503 (measured: 1392 of 2000). Keeping the media prepared for the server's life removed the
+503s, but then every client joined a media already playing, and 1 client in about 180 got RTP
+and never a frame (scripts/rtsp_start_stress.py), so that change was not kept.
 """
 
 import argparse
@@ -59,13 +66,18 @@ def main():
     ap.add_argument("segsynth")
     ap.add_argument("--connects", type=int, default=10000)
     ap.add_argument("--port", type=int, default=18554)
+    ap.add_argument("--no-viewer", action="store_true", help="flood with no one watching")
     args = ap.parse_args()
     url = f"rtsp://127.0.0.1:{args.port}/live"
     proc = subprocess.Popen([args.segsynth, "run", "-i", "test:", "--width", "320", "--height", "180",
                              "--stats-every", "0", "-o", url], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    viewer = None
     try:
         wait_port(args.port, proc)
+        if not args.no_viewer:
+            viewer = subprocess.Popen(["gst-launch-1.0", "-q", "rtspsrc", f"location={url}", "protocols=tcp",
+                                       "!", "fakesink"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(2)
         before = rss_kib(proc.pid)
         samples, bad, started = [], 0, time.time()
@@ -83,6 +95,8 @@ def main():
         after = rss_kib(proc.pid)
         alive = proc.poll() is None
     finally:
+        if viewer:
+            viewer.kill()
         proc.send_signal(signal.SIGINT)
         try:
             proc.wait(10)

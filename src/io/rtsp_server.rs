@@ -139,34 +139,14 @@ pub fn serve(
     let mounts = server
         .mount_points()
         .ok_or_else(|| IoError::Pipeline("RTSP server has no mount points".into()))?;
-    mounts.add_factory(path, factory.clone());
+    mounts.add_factory(path, factory);
     server.attach(None).map_err(|e| {
         IoError::Pipeline(format!(
             "cannot serve RTSP on {address}:{port} (is the port in use?): {e}"
         ))
     })?;
-    keep_prepared(&factory, port, path)?;
     // The server lives as long as the process's main loop.
     std::mem::forget(server);
-    Ok(())
-}
-
-/// Prepares the shared media once, for the server's life. Otherwise it is prepared for
-/// the first client and unprepared when the last one leaves, and a client that asks while
-/// it unprepares gets 503: connect, DESCRIBE and close, 2000 times in a row with no one
-/// watching, got 503 from the second connect on (1392 of 2000).
-fn keep_prepared(factory: &rtsp::RTSPMediaFactory, port: u16, path: &str) -> Result<(), IoError> {
-    // The factory finds shared media by port and path, so the host does not matter.
-    let (_, url) = gst_rtsp::RTSPUrl::parse(&format!("rtsp://127.0.0.1:{port}{path}"));
-    let url = url.ok_or_else(|| IoError::Pipeline(format!("bad RTSP path {path:?}")))?;
-    let media = factory
-        .construct(&url)
-        .map_err(|e| IoError::Pipeline(format!("cannot make the served media: {e}")))?;
-    media
-        .prepare(None)
-        .map_err(|e| IoError::Pipeline(format!("cannot start the served media: {e}")))?;
-    // Held (prepared) as long as the process runs, like the server.
-    std::mem::forget(media);
     Ok(())
 }
 

@@ -34,6 +34,19 @@ pub struct TensorGeometry {
 }
 
 impl TensorGeometry {
+    /// RGB in [0, 1], corner sampling: the plain geometry unit tests use.
+    #[cfg(test)]
+    pub fn unit(width: usize, height: usize, layout: Layout) -> TensorGeometry {
+        TensorGeometry {
+            width,
+            height,
+            layout,
+            sampling: Sampling::Corner,
+            scale: [1.0; 3],
+            offset: [0.0; 3],
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.width * self.height * 3
     }
@@ -228,14 +241,7 @@ mod tests {
     use crate::frame::rgb_to_yuv;
 
     fn geometry(layout: Layout) -> TensorGeometry {
-        TensorGeometry {
-            width: 4,
-            height: 2,
-            layout,
-            sampling: Sampling::Corner,
-            scale: [1.0; 3],
-            offset: [0.0; 3],
-        }
+        TensorGeometry::unit(4, 2, layout)
     }
 
     #[test]

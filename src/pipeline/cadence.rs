@@ -120,17 +120,9 @@ fn largest_change(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::imgproc::preprocess::Sampling;
 
     fn geometry(layout: Layout) -> TensorGeometry {
-        TensorGeometry {
-            width: 32,
-            height: 20,
-            layout,
-            sampling: Sampling::Corner,
-            scale: [1.0; 3],
-            offset: [0.0; 3],
-        }
+        TensorGeometry::unit(32, 20, layout)
     }
 
     /// A grey input with one 4x4 patch `bump` grey levels brighter (NHWC).

@@ -263,6 +263,7 @@ impl Stages {
         summary.provider = format!("{provider} (per-pixel steps: {pixel_path})");
         summary.model = model_label;
         summary.model_runs = segmenter.model_runs();
+        self.segmentation_model = segmenter.into_model();
         if !synth_times.ms.is_empty() {
             summary.stages.push(synth_times);
         }

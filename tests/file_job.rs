@@ -358,3 +358,76 @@ fn crf_is_a_constant_rate_factor_and_qp_a_constant_quantizer() {
         "ffmpeg's default CRF: {default}"
     );
 }
+
+/// Several inputs in one call: each is written to `DIR/<stem>.mp4` with the same frames
+/// as its own run, and an input that is not a video fails alone, named, exit non-zero.
+#[test]
+fn several_inputs_in_one_call_each_as_its_own_run_and_a_bad_one_fails_alone() {
+    let dir = tmpdir();
+    let clips: Vec<std::path::PathBuf> = [(320, 180, 20), (480, 270, 15), (256, 144, 25)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(w, h, n))| {
+            let c = dir.path().join(format!("clip{i}.mp4"));
+            std::fs::copy(person_clip(w, h, n), &c).unwrap();
+            c
+        })
+        .collect();
+    let bad = dir.path().join("notes.mp4");
+    std::fs::write(&bad, "not a video").unwrap();
+    let out = dir.path().join("out");
+    let mut args = vec!["process", clips[0].to_str().unwrap(), bad.to_str().unwrap()];
+    args.extend(clips[1..].iter().map(|c| c.to_str().unwrap()));
+    args.extend([
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+        "--content",
+        "gan:foliage",
+    ]);
+    let o = segsynth(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let text = stderr(&o);
+    assert!(
+        text.contains("notes.mp4") && text.contains("4 inputs: 3 written, 1 failed"),
+        "{text}"
+    );
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(
+        !out.join("notes.mp4").exists(),
+        "nothing written for the bad input"
+    );
+    for (clip, &(w, h)) in clips.iter().zip(&[(320, 180), (480, 270), (256, 144)]) {
+        let name = clip.file_name().unwrap();
+        let single = dir
+            .path()
+            .join(format!("single-{}", name.to_string_lossy()));
+        let s = process(clip, &single, &["-q", "--content", "gan:foliage"]);
+        assert!(s.status.success(), "{}", stderr(&s));
+        let together = segsynth::io::clip::decode_luma(&out.join(name), w, h).expect("decode");
+        let alone = segsynth::io::clip::decode_luma(&single, w, h).expect("decode");
+        assert_eq!(together.len(), alone.len(), "{name:?}: frame count");
+        for (i, (a, b)) in together.iter().zip(&alone).enumerate() {
+            let d = segsynth::pipeline::stats::mean_abs_diff(a, b);
+            assert!(
+                d <= 0.5,
+                "{name:?} frame {i}: {d:.2} grey levels from its own run"
+            );
+        }
+    }
+    // An existing output is not overwritten without --overwrite: that file fails alone.
+    let again = segsynth(&[
+        "process",
+        clips[0].to_str().unwrap(),
+        clips[1].to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr(&again).contains("2 inputs: 0 written, 2 failed"),
+        "{}",
+        stderr(&again)
+    );
+}

@@ -71,6 +71,16 @@ impl Segmenter {
         })
     }
 
+    /// The model back, for the next run of the same stages (one session for every file
+    /// of a `process` call).
+    pub fn into_model(self) -> Option<Model> {
+        match self.backend {
+            Backend::Native(model) => Some(model),
+            Backend::Graphs { chain, .. } => Some(chain.into_model()),
+            Backend::Moving => None,
+        }
+    }
+
     /// (model runs, frames) so far.
     pub fn model_runs(&self) -> (u64, u64) {
         (self.cadence.runs, self.cadence.frames)

@@ -134,9 +134,11 @@ pub struct Processing {
 
 #[derive(Args, Debug)]
 pub struct ProcessArgs {
-    /// Input video file (anything GStreamer decodes).
-    pub input: PathBuf,
-    /// Output file: .mp4 (default container) or .mkv.
+    /// Input video files (anything GStreamer decodes).
+    #[arg(required = true, num_args = 1..)]
+    pub inputs: Vec<PathBuf>,
+    /// Output file: .mp4 (default container) or .mkv. With several inputs (or a path
+    /// ending in `/`), a folder that gets `<input stem>.mp4` for each input.
     #[arg(short, long)]
     pub output: PathBuf,
     /// Replace the output file if it exists.

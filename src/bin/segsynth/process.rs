@@ -1,14 +1,18 @@
-//! `segsynth process`: the file job, with a progress display.
+//! `segsynth process`: the file job, with a progress display; several inputs run one
+//! after another through the same stages (one model session), each into its own file.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
+use segsynth::io::encode::EncoderSettings;
 use segsynth::io::file_job::{Ending, FileJob};
 use segsynth::job::Stages;
 use segsynth::pipeline::Progress;
 
 use crate::args::ProcessArgs;
-use crate::options::{encoder, job_options};
+use crate::options::{encoder, job_options, usage};
 use crate::signals::interrupt_flag;
 use crate::{EXIT_INCOMPLETE, EXIT_INTERRUPTED, progress};
 
@@ -17,44 +21,152 @@ pub fn process(args: ProcessArgs) -> anyhow::Result<ExitCode> {
     // the layers: the files, the stages, the job.
     let encoder = encoder(&args.processing)?;
     let options = job_options(&args.processing, false)?;
-    segsynth::io::sink::file::check_output(&args.output, args.overwrite)?;
-    segsynth::io::source::file::check_input(&args.input)?;
-    let mut stages = Stages::prepare(options)?;
-    let job = FileJob {
-        input: &args.input,
-        output: &args.output,
-        overwrite: args.overwrite,
-        encoder,
-        interrupt: interrupt_flag()?,
-        progress: Arc::new(Progress::default()),
-    };
-    let display = (!args.quiet).then(|| progress::spawn(Arc::clone(&job.progress)));
-    let result = job.run(&mut stages);
-    if let Some(d) = display {
-        d.finish();
+    let pairs = outputs(&args.inputs, &args.output)?;
+    if let [(input, output)] = &pairs[..] {
+        // One file: a bad input or output is the call's error, before any model loads.
+        segsynth::io::sink::file::check_output(output, args.overwrite)?;
+        segsynth::io::source::file::check_input(input)?;
     }
-    let (summary, ending) = result?;
-    eprint!("{summary}");
-    Ok(match ending {
-        Ending::Complete => {
-            eprintln!("wrote {}", args.output.display());
-            ExitCode::SUCCESS
+    let mut stages = Stages::prepare(options)?;
+    let run = Run {
+        encoder: &encoder,
+        overwrite: args.overwrite,
+        quiet: args.quiet,
+        interrupt: interrupt_flag()?,
+    };
+    match &pairs[..] {
+        [(input, output)] => run.one(&mut stages, input, output),
+        _ => Ok(run.many(&mut stages, &pairs)),
+    }
+}
+
+/// Each input with its output: the output itself for one input (unless it names a
+/// folder), else `<folder>/<input stem>.mp4`, the folder made if missing.
+fn outputs(inputs: &[PathBuf], output: &Path) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let folder =
+        inputs.len() > 1 || output.as_os_str().to_string_lossy().ends_with('/') || output.is_dir();
+    if !folder {
+        return Ok(vec![(inputs[0].clone(), output.to_owned())]);
+    }
+    if output.exists() && !output.is_dir() {
+        return Err(usage(format!(
+            "-o {}: with {} inputs the output is a folder, and this is a file; expected a folder (made if missing)",
+            output.display(),
+            inputs.len()
+        )));
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut pairs = Vec::new();
+    for input in inputs {
+        let stem = input
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        if let Some(first) = seen.insert(stem.clone(), input.clone()) {
+            return Err(usage(format!(
+                "{} and {} would both be written to {}/{stem}.mp4; expected inputs with different file names",
+                first.display(),
+                input.display(),
+                output.display()
+            )));
         }
-        Ending::Interrupted => {
-            eprintln!(
-                "interrupted: wrote {} with the {} frames processed so far",
-                args.output.display(),
-                summary.frames_out
-            );
-            ExitCode::from(EXIT_INTERRUPTED)
+        pairs.push((input.clone(), output.join(format!("{stem}.mp4"))));
+    }
+    std::fs::create_dir_all(output)
+        .map_err(|e| anyhow::anyhow!("cannot make the output folder {}: {e}", output.display()))?;
+    Ok(pairs)
+}
+
+/// What every file of a call shares.
+struct Run<'a> {
+    encoder: &'a EncoderSettings,
+    overwrite: bool,
+    quiet: bool,
+    interrupt: Arc<AtomicBool>,
+}
+
+impl Run<'_> {
+    /// One file through the stages; the summary and how it ended are printed.
+    fn one(&self, stages: &mut Stages, input: &Path, output: &Path) -> anyhow::Result<ExitCode> {
+        let job = FileJob {
+            input,
+            output,
+            overwrite: self.overwrite,
+            encoder: self.encoder.clone(),
+            interrupt: Arc::clone(&self.interrupt),
+            progress: Arc::new(Progress::default()),
+        };
+        let display = (!self.quiet).then(|| progress::spawn(Arc::clone(&job.progress)));
+        let result = job.run(stages);
+        if let Some(d) = display {
+            d.finish();
         }
-        Ending::InputIncomplete(why) => {
-            eprintln!(
-                "warning: the input ended early ({why}); wrote {} with the {} frames that decoded",
-                args.output.display(),
-                summary.frames_out
-            );
-            ExitCode::from(EXIT_INCOMPLETE)
+        let (summary, ending) = result?;
+        eprint!("{summary}");
+        Ok(match ending {
+            Ending::Complete => {
+                eprintln!("wrote {}", output.display());
+                ExitCode::SUCCESS
+            }
+            Ending::Interrupted => {
+                eprintln!(
+                    "interrupted: wrote {} with the {} frames processed so far",
+                    output.display(),
+                    summary.frames_out
+                );
+                ExitCode::from(EXIT_INTERRUPTED)
+            }
+            Ending::InputIncomplete(why) => {
+                eprintln!(
+                    "warning: the input ended early ({why}); wrote {} with the {} frames that decoded",
+                    output.display(),
+                    summary.frames_out
+                );
+                ExitCode::from(EXIT_INCOMPLETE)
+            }
+        })
+    }
+
+    /// Every file in turn; one that fails is reported and the others go on. A signal
+    /// ends the file being written (finalised) and skips the rest.
+    fn many(&self, stages: &mut Stages, pairs: &[(PathBuf, PathBuf)]) -> ExitCode {
+        let started = std::time::Instant::now();
+        let (mut written, mut failed, mut worst) = (0, Vec::new(), ExitCode::SUCCESS);
+        for (input, output) in pairs {
+            eprintln!("== {} -> {}", input.display(), output.display());
+            let outcome = segsynth::io::sink::file::check_output(output, self.overwrite)
+                .and_then(|_| segsynth::io::source::file::check_input(input))
+                .map_err(anyhow::Error::from)
+                .and_then(|_| self.one(stages, input, output));
+            match outcome {
+                Ok(code) if code == ExitCode::from(EXIT_INTERRUPTED) => return code,
+                Ok(code) => {
+                    written += 1;
+                    if code != ExitCode::SUCCESS {
+                        worst = code;
+                    }
+                }
+                Err(e) => {
+                    eprintln!("segsynth: error: {}: {e:#}", input.display());
+                    failed.push(input.display().to_string());
+                }
+            }
         }
-    })
+        eprintln!(
+            "{} inputs: {written} written, {} failed{} in {:.2} s",
+            pairs.len(),
+            failed.len(),
+            if failed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", failed.join(", "))
+            },
+            started.elapsed().as_secs_f64()
+        );
+        if failed.is_empty() {
+            worst
+        } else {
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -135,6 +135,7 @@ pub fn serve(
     pool.set_max_sessions(s.max_clients);
     reap_and_count(&pool, s.clients.clone());
     log_clients(&server, &pool, s);
+    server.connect_client_connected(|_, client| rtp_info_without_seq(client));
 
     let mounts = server
         .mount_points()
@@ -269,6 +270,77 @@ fn log_clients(server: &rtsp::RTSPServer, pool: &rtsp::RTSPSessionPool, s: &Serv
     });
 }
 
+/// PLAY replies carry RTP-Info without `seq=` (url and rtptime stay).
+///
+/// gst-rtsp-server (1.22) adds a client's transport to the shared stream before it takes
+/// the RTP-Info snapshot and queues the PLAY reply. When the media is already playing for
+/// another client, RTP for the new client can go out over TCP (interleaved) ahead of the
+/// reply, and the snapshot's seq (the first packet of the appsink's last buffer list) can
+/// be older than the first packet that client got. rtspsrc hands that seq to
+/// rtpjitterbuffer as seqnum-base only after the newer packets are queued, so the
+/// jitterbuffer waits forever for a packet that never comes: RTP is received, nothing is
+/// output, no error. Without seq the jitterbuffer starts at the first packet it gets.
+fn rtp_info_without_seq(client: &rtsp::RTSPClient) {
+    client.connect("send-message", false, |values| {
+        let msg = values.get(2)?.get::<glib::Pointer>().ok()?;
+        if msg.is_null() {
+            return None;
+        }
+        let msg = msg as *mut gst_rtsp::ffi::GstRTSPMessage;
+        let field = gst_rtsp::ffi::GST_RTSP_HDR_RTP_INFO;
+        // SAFETY: "send-message" passes the GstRTSPMessage the client sends right after
+        // the handlers return; it is valid and only used on this thread meanwhile. Header
+        // values are owned by the message and copied before the headers are removed.
+        unsafe {
+            let mut infos = Vec::new();
+            loop {
+                let mut value: *mut std::ffi::c_char = std::ptr::null_mut();
+                let res = gst_rtsp::ffi::gst_rtsp_message_get_header(
+                    msg,
+                    field,
+                    &mut value,
+                    infos.len() as i32,
+                );
+                if res != gst_rtsp::ffi::GST_RTSP_OK || value.is_null() {
+                    break;
+                }
+                infos.push(
+                    std::ffi::CStr::from_ptr(value)
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+            let stripped: Vec<String> = infos.iter().map(|i| strip_rtp_info_seq(i)).collect();
+            if stripped == infos {
+                return None;
+            }
+            gst_rtsp::ffi::gst_rtsp_message_remove_header(msg, field, -1);
+            for info in stripped {
+                if let Ok(info) = std::ffi::CString::new(info) {
+                    gst_rtsp::ffi::gst_rtsp_message_add_header(msg, field, info.as_ptr());
+                }
+            }
+        }
+        None
+    });
+}
+
+/// `url=...;seq=1;rtptime=2,url=...` without its `seq=` parameters (split the way
+/// rtspsrc splits it: streams on ',', parameters on ';').
+fn strip_rtp_info_seq(rtp_info: &str) -> String {
+    rtp_info
+        .split(',')
+        .map(|stream| {
+            stream
+                .split(';')
+                .filter(|p| !p.trim_start().starts_with("seq="))
+                .collect::<Vec<_>>()
+                .join(";")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The client's IP address (the bindings do not expose the connection).
 fn peer_ip(client: &rtsp::RTSPClient) -> String {
     use glib::translate::ToGlibPtr;
@@ -308,5 +380,23 @@ fn authorization(msg: &gst_rtsp::rtsp_message::RTSPMessage) -> Option<String> {
                 .to_string_lossy()
                 .into_owned(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_rtp_info_seq;
+
+    #[test]
+    fn rtp_info_loses_only_its_seq() {
+        assert_eq!(
+            strip_rtp_info_seq("url=rtsp://h:1/live/stream=0;seq=16347;rtptime=673661284"),
+            "url=rtsp://h:1/live/stream=0;rtptime=673661284"
+        );
+        assert_eq!(
+            strip_rtp_info_seq("url=a;seq=1;rtptime=2,url=b;rtptime=3; seq=4"),
+            "url=a;rtptime=2,url=b;rtptime=3"
+        );
+        assert_eq!(strip_rtp_info_seq("url=a;rtptime=2"), "url=a;rtptime=2");
     }
 }

@@ -146,7 +146,8 @@ case "${1:-demo}" in
   bench) setup; shift; target/release/segsynth bench "$@" ;;
   fuzz-media)
     # Long version of the mutation test: real clips (MP4/H.264+AAC, WebM/VP8+Vorbis,
-    # AVI/MJPEG) with bytes flipped, deleted, duplicated and cut at seeded positions.
+    # AVI/MJPEG) with bytes flipped, deleted, duplicated and cut at seeded positions, and
+    # spliced (the head of one clip, the tail of another).
     setup
     dir=target/fuzz-media && mkdir -p "$dir"
     [ -f "$dir/person.mp4" ] || target/release/segsynth make-clip "$dir/person.mp4" --photo tests/data/astronaut.jpg --width 320 --height 180 --frames 30

@@ -321,7 +321,7 @@ fn image_content_beyond_the_limit_is_refused_and_a_thin_one_works() {
     assert!(r.status.success(), "{}", stderr(&r));
 }
 
-/// A short run of the media mutation harness (`scripts/mutate-inputs.sh` runs the long one):
+/// A short run of the media mutation harness (`tests/fuzz/mutate_inputs.py` runs the long one):
 /// byte flips, deletions and duplications at seeded positions, and truncations, of a real
 /// clip. Every run ends in time with exit 0, 1 or 3, no panic, nothing left on failure.
 #[test]

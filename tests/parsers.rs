@@ -4,11 +4,15 @@
 
 use std::path::Path;
 
+use std::fmt::{Debug, Display};
+use std::str::FromStr;
+
 use proptest::prelude::*;
 
 use segsynth::content::{ContentKind, build_map};
 use segsynth::endpoint::{Preset, parse_input, parse_output, redact_url};
 use segsynth::model::Manifest;
+use segsynth::options::{Device, EdgeBand, ModelEvery, OptionError, Pixels, Refine};
 
 const PRESETS: [&str; 3] = [
     include_str!("../pipelines/file.toml"),
@@ -57,6 +61,66 @@ fn uri() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Values the typed options (`--edge`, `--model-every`, `--device`, `--pixels`, `--refine`)
+/// take, to mutate.
+const OPTION_VALUES: [&str; 17] = [
+    "0.2,0.8", "0.1, 0.9", "0,1", "1,1", "0.5,0.5", "auto", "3", "1", "30", " 2 ", "cpu", "CUDA",
+    "tensorrt", "native", "graph", "guided", "off",
+];
+
+/// A number, in the forms Rust's float and integer parsers take, near the ranges taken.
+const NUMBER: &str = "[ ]?[+-]?[0-9]{0,2}(\\.[0-9]{0,9})?([eE][+-]?[0-9]{1,2})?[ ]?";
+
+fn option_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        any::<String>(),
+        mutated(&OPTION_VALUES),
+        (0..OPTION_VALUES.len(), 0u8..4).prop_map(|(i, how)| {
+            let v = OPTION_VALUES[i];
+            match how {
+                0 => v.to_uppercase(),
+                1 => format!("\t{v}\n"),
+                2 => format!("{v}{v}"),
+                _ => format!("{v},{v}"),
+            }
+        }),
+        proptest::string::string_regex(&format!("{NUMBER}(,{NUMBER}){{0,2}}")).unwrap(),
+        "(inf|-inf|NaN|nan|infinity|-0|\\+0|0x1|1_0|\\.|)(,(inf|NaN|-0|0|1|0\\.5|1\\.0000001|))?",
+    ]
+}
+
+/// Text parsed as option `T` does not panic; a value taken prints as text that parses back
+/// to it; a refusal names the option and quotes the text as given.
+fn round_trips<T>(s: &str, option: &str) -> Result<(), TestCaseError>
+where
+    T: FromStr<Err = OptionError> + Display + PartialEq + Debug,
+{
+    match s.parse::<T>() {
+        Ok(v) => prop_assert_eq!(v.to_string().parse::<T>(), Ok(v), "{:?}", s),
+        Err(e) => {
+            prop_assert_eq!(e.option, option);
+            prop_assert_eq!(e.given.as_str(), s);
+            prop_assert!(e.to_string().starts_with(option), "{}", e);
+        }
+    }
+    Ok(())
+}
+
+/// `s` as a TOML basic string, which TOML reads back as `s`.
+fn toml_string(s: &str) -> String {
+    let mut q = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => q.push_str("\\\""),
+            '\\' => q.push_str("\\\\"),
+            c if c.is_control() => q.push_str(&format!("\\u{:04X}", c as u32)),
+            c => q.push(c),
+        }
+    }
+    q.push('"');
+    q
+}
+
 proptest! {
     #[test]
     fn presets_never_panic(text in prop_oneof![mutated(&PRESETS), any::<String>()]) {
@@ -95,6 +159,33 @@ proptest! {
                     && pass.len() >= 3 {
                         prop_assert!(!shown.contains(&format!(":{pass}@")), "{shown}");
                     }
+        }
+    }
+
+    #[test]
+    fn typed_options_never_panic_and_print_what_they_parse(s in option_text()) {
+        round_trips::<EdgeBand>(&s, "edge")?;
+        round_trips::<ModelEvery>(&s, "model-every")?;
+        round_trips::<Device>(&s, "device")?;
+        round_trips::<Pixels>(&s, "pixels")?;
+        round_trips::<Refine>(&s, "refine")?;
+        // A preset takes the same text as the command line, and refuses the same.
+        let path = Path::new("fuzz.toml");
+        let quoted = toml_string(&s);
+        let preset = |key: &str| Preset::parse(&format!("{key} = {quoted}\n"), path).ok();
+        prop_assert_eq!(preset("edge").map(|p| p.edge), s.parse::<EdgeBand>().ok().map(Some));
+        prop_assert_eq!(
+            preset("model_every").map(|p| p.model_every),
+            s.parse::<ModelEvery>().ok().map(Some)
+        );
+        prop_assert_eq!(preset("device").map(|p| p.device), s.parse::<Device>().ok().map(Some));
+        prop_assert_eq!(preset("pixels").map(|p| p.pixels), s.parse::<Pixels>().ok().map(Some));
+        prop_assert_eq!(preset("refine").map(|p| p.refine), s.parse::<Refine>().ok().map(Some));
+        // The other forms presets take: `edge = [LO, HI]`, `model_every = N`.
+        for doc in [format!("edge = [{s}]\n"), format!("model_every = {s}\n")] {
+            if let Err(e) = Preset::parse(&doc, path) {
+                prop_assert!(e.to_string().contains("fuzz.toml"));
+            }
         }
     }
 }

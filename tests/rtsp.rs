@@ -310,6 +310,22 @@ fn request(s: &mut TcpStream, text: &str) -> String {
     head + &String::from_utf8_lossy(&body)
 }
 
+/// DESCRIBE `url` (which must answer 200), then SETUP its video stream with `transport`:
+/// the SETUP reply.
+fn describe_and_setup(s: &mut TcpStream, url: &str, transport: &str) -> String {
+    let d = request(s, &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"));
+    assert!(d.starts_with("RTSP/1.0 200"), "{d}");
+    let control = d
+        .lines()
+        .find(|l| l.starts_with("a=control:") && l.contains("stream"))
+        .map(|l| l.trim_start_matches("a=control:").trim().to_string())
+        .unwrap();
+    request(
+        s,
+        &format!("SETUP {url}/{control} RTSP/1.0\r\nCSeq: 2\r\nTransport: {transport}\r\n\r\n"),
+    )
+}
+
 /// The RTSP reply on `s` after `text`, skipping interleaved RTP/RTCP frames (`$`, channel,
 /// 16-bit length) that may come before it on a media already playing.
 fn reply_skipping_interleaved(s: &mut TcpStream, text: &str) -> String {
@@ -351,21 +367,7 @@ fn play_replies_carry_rtp_info_without_seq() {
     assert!(watcher.frames(5, Duration::from_secs(20)).0 >= 5);
     let mut s = TcpStream::connect(("127.0.0.1", p)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let d = request(
-        &mut s,
-        &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
-    );
-    let control = d
-        .lines()
-        .find(|l| l.starts_with("a=control:") && l.contains("stream"))
-        .map(|l| l.trim_start_matches("a=control:").trim().to_string())
-        .unwrap();
-    let setup = request(
-        &mut s,
-        &format!(
-            "SETUP {url}/{control} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n\r\n"
-        ),
-    );
+    let setup = describe_and_setup(&mut s, &url, "RTP/AVP/TCP;unicast;interleaved=0-1");
     assert!(setup.starts_with("RTSP/1.0 200"), "{setup}");
     let session = setup
         .lines()
@@ -402,22 +404,7 @@ fn a_client_that_goes_away_frees_its_place_and_sessions_carry_the_timeout() {
     wait_for(&rx, "serving", Duration::from_secs(30));
     // A client that sets up a session and then dies (no TEARDOWN).
     let mut gone = TcpStream::connect(("127.0.0.1", p)).unwrap();
-    let d = request(
-        &mut gone,
-        &format!("DESCRIBE {url} RTSP/1.0\r\nCSeq: 1\r\n\r\n"),
-    );
-    assert!(d.starts_with("RTSP/1.0 200"), "{d}");
-    let control = d
-        .lines()
-        .find(|l| l.starts_with("a=control:") && l.contains("stream"))
-        .map(|l| l.trim_start_matches("a=control:").trim().to_string())
-        .unwrap();
-    let s = request(
-        &mut gone,
-        &format!(
-            "SETUP {url}/{control} RTSP/1.0\r\nCSeq: 2\r\nTransport: RTP/AVP;unicast;client_port=47000-47001\r\n\r\n"
-        ),
-    );
+    let s = describe_and_setup(&mut gone, &url, "RTP/AVP;unicast;client_port=47000-47001");
     assert!(s.starts_with("RTSP/1.0 200"), "{s}");
     assert!(
         s.contains("timeout=7"),

@@ -300,6 +300,12 @@ impl Stages {
         let fallback = pixels == Pixels::Auto;
         let session = self.options.session.clone();
         let segment = segmenter.use_graphs(session.clone(), first, fallback)?;
+        if segment && self.options.mask.model_every != crate::options::ModelEvery::Frames(1) {
+            tracing::warn!(
+                model_every = %self.options.mask.model_every,
+                "the ONNX graph path runs the model on every frame; --model-every applies to the native path"
+            );
+        }
         let blend = compositor.use_graphs(session, first, fallback)?;
         if segment != blend {
             tracing::warn!(

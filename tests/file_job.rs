@@ -430,4 +430,29 @@ fn several_inputs_in_one_call_each_as_its_own_run_and_a_bad_one_fails_alone() {
         "{}",
         stderr(&again)
     );
+    // Usage errors before anything runs: a file name for several outputs, an input that
+    // would be written over itself, two inputs with the same name.
+    let other = dir.path().join("sub");
+    std::fs::create_dir(&other).unwrap();
+    let twin = other.join("clip0.mp4");
+    std::fs::copy(&clips[0], &twin).unwrap();
+    let folder = format!("{}/", dir.path().display());
+    let file = dir.path().join("all.mp4").display().to_string();
+    let fresh = dir.path().join("fresh").display().to_string();
+    for (inputs, target, needle) in [
+        (vec![&clips[0], &clips[1]], &file, "names a file"),
+        (vec![&clips[0]], &folder, "over itself"),
+        (vec![&clips[0], &twin], &fresh, "would both be written"),
+    ] {
+        let mut a: Vec<&str> = vec!["process"];
+        a.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+        a.extend(["-o", target.as_str(), "--overwrite"]);
+        let o = segsynth(&a);
+        assert_eq!(o.status.code(), Some(2), "{needle}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{needle}: {}", stderr(&o));
+    }
+    assert!(
+        !dir.path().join("all.mp4").exists(),
+        "no folder made for a file name"
+    );
 }

@@ -57,6 +57,13 @@ pub struct EncoderSettings {
     pub tune: Option<&'static str>,
     /// Longest distance between keyframes, in frames (live outputs: one second).
     pub keyframe_interval: Option<u32>,
+    /// No VBV (`vbv-buf-capacity=0`): files. x264enc caps `pass=qual`/`quant` with a VBV at
+    /// its `bitrate` (2048 kbit/s by default); ffmpeg's `-crf` and `-qp` have no cap, and that
+    /// VBV made threaded x264 give different pictures from the same frames run to run (its
+    /// row-level rate control follows thread timing; gst-launch, a 720p noise clip encoded
+    /// twice: different streams every time, identical with `vbv-buf-capacity=0`). Live
+    /// streams keep x264enc's cap, which bounds their bandwidth.
+    pub uncapped: bool,
     /// Periodic intra refresh instead of keyframes (x264 `intra-refresh`): a column of
     /// intra blocks sweeps the picture once per keyframe interval. Streams only: with
     /// whole keyframes, generated texture that drifts in P-frames snapped back at every
@@ -71,6 +78,7 @@ impl Default for EncoderSettings {
             rate: RateControl::Crf(DEFAULT_CRF),
             tune: None,
             keyframe_interval: None,
+            uncapped: true,
             intra_refresh: false,
         }
     }
@@ -94,6 +102,7 @@ impl EncoderSettings {
             rate: RateControl::Crf(DEFAULT_CRF),
             tune: Some("zerolatency"),
             keyframe_interval: Some(fps.max(1)),
+            uncapped: false,
             intra_refresh: false,
         }
     }
@@ -109,13 +118,10 @@ impl EncoderSettings {
             ("speed-preset", self.preset.clone()),
             ("pass", pass.to_string()),
             ("quantizer", q.min(MAX_QUANTIZER).to_string()),
-            // x264enc caps `pass=qual`/`quant` with a VBV at its `bitrate` (2048 kbit/s by
-            // default); ffmpeg's `-crf` and `-qp` have no cap. That VBV also made threaded
-            // x264 give different pictures from the same frames run to run (its row-level
-            // rate control depends on thread timing; measured with gst-launch: different
-            // streams every run, identical with `vbv-buf-capacity=0`).
-            ("vbv-buf-capacity", "0".into()),
         ];
+        if self.uncapped {
+            props.push(("vbv-buf-capacity", "0".into()));
+        }
         if let Some(t) = self.tune {
             props.push(("tune", t.to_string()));
         }

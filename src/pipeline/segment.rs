@@ -206,8 +206,12 @@ impl Segmenter {
             &self.geometry,
             &mut self.input,
         );
-        if self.cadence.due(&self.input, &self.geometry) {
-            self.run_model()?;
+        if self.cadence.due(&self.input, &self.geometry)
+            && let Err(e) = self.run_model()
+        {
+            // Nothing valid is held: the next frame runs the model again.
+            self.cadence.reset(self.params.model_every);
+            return Err(e);
         }
         let (mw, mh) = self.held_size;
         let mut out = Vec::with_capacity(self.held.len());

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use segsynth::io::encode::EncoderSettings;
 use segsynth::io::file_job::{Ending, FileJob};
@@ -48,9 +48,10 @@ fn outputs(inputs: &[PathBuf], output: &Path) -> anyhow::Result<Vec<(PathBuf, Pa
     if !folder {
         return Ok(vec![(inputs[0].clone(), output.to_owned())]);
     }
-    if output.exists() && !output.is_dir() {
+    let looks_like_a_file = segsynth::io::encode::Container::for_path(output).is_ok();
+    if (output.exists() && !output.is_dir()) || (!output.exists() && looks_like_a_file) {
         return Err(usage(format!(
-            "-o {}: with {} inputs the output is a folder, and this is a file; expected a folder (made if missing)",
+            "-o {}: with {} inputs the output is a folder, and this names a file; expected a folder (made if missing)",
             output.display(),
             inputs.len()
         )));
@@ -70,11 +71,27 @@ fn outputs(inputs: &[PathBuf], output: &Path) -> anyhow::Result<Vec<(PathBuf, Pa
                 output.display()
             )));
         }
-        pairs.push((input.clone(), output.join(format!("{stem}.mp4"))));
+        let out = output.join(format!("{stem}.mp4"));
+        if same_file(input, &out) {
+            return Err(usage(format!(
+                "{} would be written over itself; expected an output folder other than the input's",
+                input.display()
+            )));
+        }
+        pairs.push((input.clone(), out));
     }
     std::fs::create_dir_all(output)
         .map_err(|e| anyhow::anyhow!("cannot make the output folder {}: {e}", output.display()))?;
     Ok(pairs)
+}
+
+/// Whether two paths name the same file (`b` need not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let full = |p: &Path| {
+        let dir = segsynth::io::encode::parent_dir(p).canonicalize().ok()?;
+        Some(dir.join(p.file_name()?))
+    };
+    matches!((full(a), full(b)), (Some(x), Some(y)) if x == y)
 }
 
 /// What every file of a call shares.
@@ -133,6 +150,10 @@ impl Run<'_> {
         let started = std::time::Instant::now();
         let (mut written, mut failed, mut worst) = (0, Vec::new(), ExitCode::SUCCESS);
         for (input, output) in pairs {
+            if self.interrupt.load(Ordering::Relaxed) {
+                eprintln!("interrupted: {} of {} files written", written, pairs.len());
+                return ExitCode::from(EXIT_INTERRUPTED);
+            }
             eprintln!("== {} -> {}", input.display(), output.display());
             let outcome = segsynth::io::sink::file::check_output(output, self.overwrite)
                 .and_then(|_| segsynth::io::source::file::check_input(input))
@@ -145,6 +166,10 @@ impl Run<'_> {
                     if code != ExitCode::SUCCESS {
                         worst = code;
                     }
+                }
+                Err(_) if self.interrupt.load(Ordering::Relaxed) => {
+                    eprintln!("interrupted: {} of {} files written", written, pairs.len());
+                    return ExitCode::from(EXIT_INTERRUPTED);
                 }
                 Err(e) => {
                     eprintln!("segsynth: error: {}: {e:#}", input.display());

@@ -353,18 +353,24 @@ fn reply_skipping_interleaved(s: &mut TcpStream, text: &str) -> String {
     reply
 }
 
-/// A client that joins a stream another client already plays gets a PLAY reply whose
-/// RTP-Info has no `seq`: over TCP its first RTP can arrive before the reply, and the
-/// seq gst-rtsp-server reports can be older than that packet, which left rtspsrc's
-/// jitterbuffer waiting forever (1 client in several hundred got RTP and no frame).
-#[test]
-fn play_replies_carry_rtp_info_without_seq() {
+/// A server on a free port with one viewer playing: (port, url, server, viewer).
+fn serving_with_a_viewer() -> (u16, String, Running, Client) {
     let p = port();
     let url = format!("rtsp://127.0.0.1:{p}/live");
     let (child, rx) = start(&args(&["-o", &url]));
     wait_for(&rx, "serving", Duration::from_secs(30));
     let watcher = Client::new(&url, None);
     assert!(watcher.frames(5, Duration::from_secs(20)).0 >= 5);
+    (p, url, child, watcher)
+}
+
+/// A client that joins a stream another client already plays gets a PLAY reply whose
+/// RTP-Info has no `seq`: over TCP its first RTP can arrive before the reply, and the
+/// seq gst-rtsp-server reports can be older than that packet, which left rtspsrc's
+/// jitterbuffer waiting forever (1 client in several hundred got RTP and no frame).
+#[test]
+fn play_replies_carry_rtp_info_without_seq() {
+    let (p, url, child, watcher) = serving_with_a_viewer();
     let mut s = TcpStream::connect(("127.0.0.1", p)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let setup = describe_and_setup(&mut s, &url, "RTP/AVP/TCP;unicast;interleaved=0-1");
@@ -587,12 +593,7 @@ fn clients_join_while_others_play_and_while_others_tear_down() {
 
 #[test]
 fn a_client_flood_leaves_the_server_serving_with_flat_memory() {
-    let p = port();
-    let url = format!("rtsp://127.0.0.1:{p}/live");
-    let (child, rx) = start(&args(&["-o", &url]));
-    wait_for(&rx, "serving", Duration::from_secs(30));
-    let watcher = Client::new(&url, None);
-    assert!(watcher.frames(5, Duration::from_secs(20)).0 >= 5);
+    let (p, url, child, watcher) = serving_with_a_viewer();
     std::thread::sleep(Duration::from_secs(1));
     let before = rss_kb(child.id());
     let started = Instant::now();

@@ -69,14 +69,14 @@ pub fn load_tls(
         ))
     };
     let certificate = gio::TlsCertificate::from_files(cert, key).map_err(|e| refuse(&e))?;
-    handshake_with_itself(cert, key).map_err(|e| refuse(&e))?;
+    handshake_with_itself(&certificate).map_err(|e| refuse(&e))?;
     Ok(certificate)
 }
 
-/// A TLS handshake of the certificate and key with themselves over a local socket pair.
+/// A TLS handshake of `certificate` (and its key) with itself over a local socket pair.
 /// GIO loads a key that does not belong to the certificate without a word; served, every
 /// client's handshake would then fail on the server's signature.
-fn handshake_with_itself(cert: &std::path::Path, key: &std::path::Path) -> Result<(), String> {
+fn handshake_with_itself(certificate: &gio::TlsCertificate) -> Result<(), String> {
     use std::os::unix::net::UnixStream;
     let (a, b) = UnixStream::pair().map_err(|e| e.to_string())?;
     let stream = |s: UnixStream| -> Result<gio::SocketConnection, String> {
@@ -84,25 +84,23 @@ fn handshake_with_itself(cert: &std::path::Path, key: &std::path::Path) -> Resul
         socket.set_timeout(5);
         Ok(socket.connection_factory_create_connection())
     };
-    let (cert_path, key_path) = (cert.to_owned(), key.to_owned());
-    let server = std::thread::spawn(move || -> Result<(), String> {
-        let certificate =
-            gio::TlsCertificate::from_files(cert_path, key_path).map_err(|e| e.to_string())?;
-        let tls = gio::TlsServerConnection::new(&stream(a)?, Some(&certificate))
+    // The client on its own thread (GIO objects stay on the thread that made them).
+    let client = std::thread::spawn(move || -> Result<(), String> {
+        let tls = gio::TlsClientConnection::new(&stream(b)?, None::<&gio::SocketConnectable>)
             .map_err(|e| e.to_string())?;
+        // Only the pair is checked here: its own certificate is accepted whoever signed it.
+        tls.connect_accept_certificate(|_, _, _| true);
         tls.handshake(gio::Cancellable::NONE)
             .map_err(|e| e.to_string())
     });
-    let client = gio::TlsClientConnection::new(&stream(b)?, None::<&gio::SocketConnectable>)
-        .map_err(|e| e.to_string())?;
-    // Only the pair is checked here: its own certificate is accepted whoever signed it.
-    client.connect_accept_certificate(|_, _, _| true);
-    let spoke = client.handshake(gio::Cancellable::NONE);
-    drop(client);
-    let answered = server
+    let server =
+        gio::TlsServerConnection::new(&stream(a)?, Some(certificate)).map_err(|e| e.to_string())?;
+    let answered = server.handshake(gio::Cancellable::NONE);
+    drop(server);
+    let spoke = client
         .join()
         .unwrap_or_else(|_| Err("the TLS check's thread failed".into()));
-    spoke.map_err(|e| e.to_string()).and(answered)
+    spoke.and(answered.map_err(|e| e.to_string()))
 }
 
 /// Serves `channel` at rtsp(s)://address:port/path. The server lives as long as the

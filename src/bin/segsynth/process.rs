@@ -144,15 +144,22 @@ impl Run<'_> {
         })
     }
 
+    /// After a signal: says how many files were written, and the exit code.
+    fn stopped(&self, written: usize, total: usize) -> Option<ExitCode> {
+        self.interrupt.load(Ordering::Relaxed).then(|| {
+            eprintln!("interrupted: {written} of {total} files written");
+            ExitCode::from(EXIT_INTERRUPTED)
+        })
+    }
+
     /// Every file in turn; one that fails is reported and the others go on. A signal
     /// ends the file being written (finalised) and skips the rest.
     fn many(&self, stages: &mut Stages, pairs: &[(PathBuf, PathBuf)]) -> ExitCode {
         let started = std::time::Instant::now();
         let (mut written, mut failed, mut worst) = (0, Vec::new(), ExitCode::SUCCESS);
         for (input, output) in pairs {
-            if self.interrupt.load(Ordering::Relaxed) {
-                eprintln!("interrupted: {} of {} files written", written, pairs.len());
-                return ExitCode::from(EXIT_INTERRUPTED);
+            if let Some(code) = self.stopped(written, pairs.len()) {
+                return code;
             }
             eprintln!("== {} -> {}", input.display(), output.display());
             let outcome = segsynth::io::sink::file::check_output(output, self.overwrite)
@@ -167,11 +174,10 @@ impl Run<'_> {
                         worst = code;
                     }
                 }
-                Err(_) if self.interrupt.load(Ordering::Relaxed) => {
-                    eprintln!("interrupted: {} of {} files written", written, pairs.len());
-                    return ExitCode::from(EXIT_INTERRUPTED);
-                }
                 Err(e) => {
+                    if let Some(code) = self.stopped(written, pairs.len()) {
+                        return code;
+                    }
                     eprintln!("segsynth: error: {}: {e:#}", input.display());
                     failed.push(input.display().to_string());
                 }

@@ -17,13 +17,15 @@ ORT_VERSION=1.31.1
 MEDIAPIPE_NPM="@mediapipe/selfie_segmentation@0.1.1675465747"
 APT_PACKAGES=(
   pkg-config libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+  libgstreamer-plugins-bad1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-plugins-base-apps
-  gstreamer1.0-rtsp gstreamer1.0-x gstreamer1.0-gl
+  gstreamer1.0-rtsp gstreamer1.0-x gstreamer1.0-gl gstreamer1.0-nice
 )
-# Only the test command needs these: a real X server for the window tests.
-TEST_APT_PACKAGES=(xvfb)
-PY_PACKAGES=(onnxruntime==$ORT_VERSION onnx==1.23.2 tflite==2.18.0 ai-edge-litert==2.3.0 numpy==2.4.6 scikit-image==0.26.0 prometheus-client==0.23.1)
+# Only the test command needs these: a real X server for the window tests, a real
+# browser for the web page test (driven by playwright from PyPI).
+TEST_APT_PACKAGES=(xvfb chromium)
+PY_PACKAGES=(onnxruntime==$ORT_VERSION onnx==1.23.2 tflite==2.18.0 ai-edge-litert==2.3.0 numpy==2.4.6 scikit-image==0.26.0 prometheus-client==0.23.1 playwright==1.65.3)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'segsynth.sh: error: %s\n' "$*" >&2; exit 1; }

@@ -8,6 +8,7 @@ pub mod frames;
 pub mod rtsp_server;
 pub mod sink;
 pub mod source;
+pub mod webrtc;
 
 use std::path::PathBuf;
 use std::sync::Once;

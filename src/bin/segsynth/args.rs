@@ -29,6 +29,8 @@ pub enum Command {
     Process(ProcessArgs),
     /// Live: camera / test / RTSP / file input to any mix of window, virtual camera, RTSP and recording.
     Run(RunArgs),
+    /// Live webcam overlay in a browser: serves a page (WebRTC camera in, processed video back).
+    Web(WebArgs),
     /// Benchmark the file job against a GStreamer-only transcode of the same clip.
     Bench(BenchArgs),
     /// List the available segmentation models and generators.
@@ -259,6 +261,42 @@ pub struct RunArgs {
     /// Allow --metrics on an address other than loopback (the metrics have no password).
     #[arg(long)]
     pub metrics_allow_remote: bool,
+    #[command(flatten)]
+    pub processing: Processing,
+}
+
+#[derive(Args, Debug)]
+pub struct WebArgs {
+    /// Address to serve the page and its API on (HOST:PORT; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// PEM certificate: serve HTTPS (browsers give the camera only to HTTPS pages or localhost).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Bearer token that sessions must present (WHIP-style `Authorization: Bearer`). Visible
+    /// to `ps`: prefer --token-file or the SEGSYNTH_WEB_TOKEN environment variable.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// File holding the token (first line).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Serve beyond loopback without a token (explicit opt-in).
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// Most sessions at once; the next is refused (503).
+    #[arg(long, default_value_t = 4)]
+    pub max_sessions: u32,
+    /// Processing width (the camera is scaled to it, borders keep its aspect).
+    #[arg(long, default_value_t = 640)]
+    pub width: u32,
+    #[arg(long, default_value_t = 480)]
+    pub height: u32,
+    /// Maximum frame rate.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
     #[command(flatten)]
     pub processing: Processing,
 }

@@ -13,6 +13,7 @@ mod progress;
 mod run;
 mod signals;
 mod watch;
+mod web;
 
 use std::process::ExitCode;
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
             let explicit = matches.subcommand_matches("run").cloned();
             run::run(args, explicit.as_ref())
         }
+        Command::Web(args) => web::run(args),
         Command::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Command::Models => list_models().map(|()| ExitCode::SUCCESS),
         Command::MakeClip(args) => make_clip(args).map(|()| ExitCode::SUCCESS),

@@ -1,0 +1,170 @@
+//! One page session: a WebRTC peer (camera in, processed video out on the same
+//! connection) and its own stages on a thread, until the tab closes (DELETE on
+//! `pagehide`, the connection failing, or no video for `PeerInput::SILENCE`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use segsynth::io::webrtc::{AnswerError, Direction, OfferError, Peer};
+use segsynth::job::{Editor, Stages};
+use segsynth::pipeline::{FrameSource, Prepended, Progress};
+
+use super::server::State;
+
+pub enum StartError {
+    /// The peer's offer is unusable (400).
+    Offer(OfferError),
+    /// Every session slot is taken (503); the number running.
+    Limit(usize),
+    /// Our side failed (500).
+    Server(anyhow::Error),
+}
+
+pub struct Session {
+    stop: Arc<AtomicBool>,
+    progress: Arc<Progress>,
+    editor: Editor,
+    size: (usize, usize),
+    /// (when, frames out) at the last stats request, and the rate then.
+    last: Mutex<(Instant, u64, f64)>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Session {
+    /// Prepares the stages, answers the offer and starts the session's thread. Returns
+    /// the session's id and the SDP answer.
+    pub fn start(state: &Arc<State>, offer: &str) -> Result<(String, String), StartError> {
+        let settings = &state.settings;
+        // One start at a time, so the limit holds; lookups of running sessions go on.
+        let _starting = state.starting.lock();
+        let open = state.sessions.lock().map_or(usize::MAX, |s| s.len());
+        if open >= settings.max_sessions {
+            return Err(StartError::Limit(open));
+        }
+        let options = crate::options::job_options(&settings.processing, true)
+            .map_err(StartError::Server)?;
+        let mut stages = Stages::prepare(options).map_err(|e| StartError::Server(e.into()))?;
+        let (peer, answer) = match Peer::answer(offer, Direction::SendRecv, settings.size) {
+            Ok(a) => a,
+            Err(AnswerError::Offer(e)) => return Err(StartError::Offer(e)),
+            Err(AnswerError::Io(e)) => return Err(StartError::Server(e.into())),
+        };
+        let id = new_id().map_err(StartError::Server)?;
+        let progress = Arc::new(Progress::default());
+        let session = Arc::new(Session {
+            stop: Arc::new(AtomicBool::new(false)),
+            editor: stages.editor(&progress),
+            progress,
+            size: (settings.size.width as usize, settings.size.height as usize),
+            last: Mutex::new((Instant::now(), 0, 0.0)),
+            thread: Mutex::new(None),
+        });
+        if let Ok(mut s) = state.sessions.lock() {
+            s.insert(id.clone(), Arc::clone(&session));
+        }
+        state.metrics.open.inc();
+        state.metrics.started.inc();
+        let (serving, shared, key) = (Arc::clone(&session), Arc::clone(state), id.clone());
+        let thread = std::thread::Builder::new()
+            .name("web-session".into())
+            .spawn(move || {
+                serving.serve(stages, peer);
+                if let Ok(mut s) = shared.sessions.lock() {
+                    s.remove(&key);
+                }
+                shared.metrics.open.dec();
+                shared.metrics.ended.inc();
+            })
+            .map_err(|e| StartError::Server(e.into()))?;
+        if let Ok(mut t) = session.thread.lock() {
+            *t = Some(thread);
+        }
+        tracing::info!("web session started");
+        Ok((id, answer))
+    }
+
+    /// Runs the stages from the peer's camera back to the peer until either ends.
+    fn serve(&self, mut stages: Stages, peer: Peer) {
+        let (Some(input), Some(mut output)) = peer.into_parts() else {
+            return;
+        };
+        let mut input = input.with_stop(Arc::clone(&self.stop));
+        let first = match input.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                tracing::info!("web session ended before its first frame");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!("web session input failed: {e}");
+                return;
+            }
+        };
+        let first_copy = first.clone();
+        let mut chained = Prepended {
+            first: Some(first),
+            inner: &mut input,
+        };
+        match stages.run(&first_copy, &mut chained, &mut output, &self.stop, &self.progress) {
+            Ok(summary) => tracing::info!("web session ended: {summary}"),
+            Err(e) => tracing::warn!("web session failed: {e}"),
+        }
+    }
+
+    /// Asks the session to end (it ends within about 100 ms).
+    pub fn end(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn join(&self) {
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+
+    /// A live edit: `spec` as `--content` takes it (several separated by spaces), built
+    /// off the video path and switched to between two frames.
+    pub fn edit(&self, processing: &crate::args::Processing, spec: &str) -> anyhow::Result<()> {
+        if spec.is_empty() {
+            anyhow::bail!("the body is empty; expected a content spec such as background=blur");
+        }
+        let mut p = processing.clone();
+        p.content = spec.split_whitespace().map(str::to_string).collect();
+        let options = crate::options::job_options(&p, true)?;
+        let label = format!("the page's content {spec}");
+        self.editor
+            .apply(options.entries, options.mask, self.size, label)?;
+        Ok(())
+    }
+
+    /// Frames, frame rate since the last request, added latency and drops, as JSON.
+    pub fn stats_json(&self) -> String {
+        let frames = self.progress.frames_out.load(Ordering::Relaxed);
+        let fps = match self.last.lock() {
+            Ok(mut last) => {
+                let dt = last.0.elapsed().as_secs_f64();
+                if dt >= 0.5 {
+                    let rate = frames.saturating_sub(last.1) as f64 / dt;
+                    *last = (Instant::now(), frames, rate);
+                }
+                last.2
+            }
+            Err(_) => 0.0,
+        };
+        let (p50, p99) = self.progress.latency();
+        format!(
+            "{{\"frames\":{frames},\"fps\":{fps:.1},\"latency_p50_ms\":{p50:.1},\"latency_p99_ms\":{p99:.1},\"dropped\":{}}}",
+            self.progress.dropped.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// 128 random bits from the kernel, as hex: an id nobody can guess.
+fn new_id() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}

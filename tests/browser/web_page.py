@@ -1,0 +1,113 @@
+"""Drive the `segsynth web` page in headless Chromium (Playwright, sync API).
+
+Chromium's fake camera plays --clip (a .y4m file); the page sends it to the
+server over WebRTC and shows the processed stream in <video id="out">. This
+script waits until that video has decoded --frames frames (or --timeout
+seconds pass), saves one output frame at its real resolution as a PNG, and
+prints ONE line of JSON to stdout:
+
+  {"frames", "seconds", "video_width", "video_height", "stats", "status", "reached"}
+
+Exit status: 0 when --frames was reached, 1 when not, 2 when Chromium or
+Playwright is missing. Console messages and page errors go to stderr.
+Called as a subprocess by the Rust integration test.
+"""
+import argparse
+import base64
+import json
+import os
+import sys
+import time
+
+CHROMIUM = "/usr/bin/chromium"
+
+FRAMES_JS = """() => {
+  const v = document.getElementById('out');
+  return v && v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
+}"""
+
+CAPTURE_JS = """() => {
+  const v = document.getElementById('out');
+  if (!v || !v.videoWidth || !v.videoHeight) return {w: 0, h: 0, png: null};
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth;
+  c.height = v.videoHeight;
+  c.getContext('2d').drawImage(v, 0, 0, c.width, c.height);
+  return {w: c.width, h: c.height, png: c.toDataURL('image/png')};
+}"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--clip", required=True, help="y4m file for the fake camera")
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--timeout", type=float, default=15.0)
+    ap.add_argument("--screenshot", required=True, help="PNG path for one output frame")
+    ap.add_argument("--close-wait", type=float, default=0.0)
+    args = ap.parse_args()
+
+    if not os.path.exists(CHROMIUM):
+        print(f"error: {CHROMIUM} not found (install Debian's chromium package)", file=sys.stderr)
+        return 2
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        print("error: playwright is not importable (pip install playwright)", file=sys.stderr)
+        return 2
+
+    logs = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={args.clip}",
+            "--use-fake-ui-for-media-stream",
+            "--no-sandbox",
+            "--autoplay-policy=no-user-gesture-required",
+        ])
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: logs.append(f"console.{m.type}: {m.text}"))
+            page.on("pageerror", lambda e: logs.append(f"pageerror: {e}"))
+            page.goto(args.url, wait_until="load")
+            t0 = time.monotonic()
+
+            frames = 0
+            while True:
+                frames = page.evaluate(FRAMES_JS) or 0
+                if frames >= args.frames or time.monotonic() - t0 >= args.timeout:
+                    break
+                time.sleep(0.1)
+            seconds = time.monotonic() - t0
+            reached = frames >= args.frames
+
+            shot = page.evaluate(CAPTURE_JS)
+            if shot["png"]:
+                with open(args.screenshot, "wb") as f:
+                    f.write(base64.b64decode(shot["png"].split(",", 1)[1]))
+            else:
+                logs.append("note: #out has no video size, no screenshot written")
+
+            result = {
+                "frames": frames,
+                "seconds": round(seconds, 3),
+                "video_width": shot["w"],
+                "video_height": shot["h"],
+                "stats": page.evaluate("() => window.segsynthStats || null"),
+                "status": page.evaluate("() => (document.getElementById('status') || {}).textContent || ''"),
+                "reached": reached,
+            }
+            print(json.dumps(result), flush=True)
+
+            # Closing the tab fires pagehide, which DELETEs the session.
+            page.close(run_before_unload=True)
+            time.sleep(max(args.close_wait, 0.0))
+        finally:
+            browser.close()
+            for line in logs:
+                print(line, file=sys.stderr)
+    return 0 if reached else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

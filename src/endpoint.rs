@@ -118,6 +118,30 @@ pub enum InputSpec {
     File {
         path: PathBuf,
     },
+    /// `whip://HOST:PORT/PATH`: segsynth serves a WHIP endpoint and processes what a
+    /// publisher (OBS, a browser, GStreamer's webrtcbin) sends to it.
+    Whip(HttpEndpoint),
+}
+
+/// An HTTP endpoint segsynth serves: `HOST:PORT` to bind and the resource path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpEndpoint {
+    pub listen: String,
+    pub path: String,
+}
+
+impl HttpEndpoint {
+    /// `HOST:PORT/PATH` (after the scheme) with a non-empty host, port and path.
+    fn parse(rest: &str) -> Option<HttpEndpoint> {
+        let (hostport, path) = rest.split_once('/')?;
+        let (host, port) = hostport.rsplit_once(':')?;
+        let port: u16 = port.parse().ok()?;
+        let clean = !path.is_empty() && path.split('/').all(|p| !p.is_empty() && p != "..");
+        (!host.is_empty() && port > 0 && clean && !hostport.contains('@')).then(|| HttpEndpoint {
+            listen: hostport.to_string(),
+            path: format!("/{path}"),
+        })
+    }
 }
 
 impl fmt::Display for InputSpec {
@@ -127,6 +151,7 @@ impl fmt::Display for InputSpec {
             InputSpec::V4l2(d) => write!(f, "v4l2:{}", d.display()),
             InputSpec::Rtsp(u) => write!(f, "{u}"),
             InputSpec::File { path } => write!(f, "{}", path.display()),
+            InputSpec::Whip(e) => write!(f, "whip://{}{}", e.listen, e.path),
         }
     }
 }
@@ -145,6 +170,9 @@ pub enum OutputSpec {
     },
     /// Pushed to an existing RTSP server (`rtsp-publish://[USER:PASS@]HOST:PORT/PATH`).
     RtspPublish(RtspUrl),
+    /// `whep://HOST:PORT/PATH`: segsynth serves a WHEP endpoint that WebRTC players
+    /// (browsers, GStreamer's webrtcbin) play the processed stream from.
+    Whep(HttpEndpoint),
 }
 
 impl fmt::Display for OutputSpec {
@@ -163,6 +191,7 @@ impl fmt::Display for OutputSpec {
                 write!(f, "{scheme}://{address}:{port}{path}")
             }
             OutputSpec::RtspPublish(u) => write!(f, "rtsp-publish {u}"),
+            OutputSpec::Whep(e) => write!(f, "whep://{}{}", e.listen, e.path),
         }
     }
 }
@@ -223,9 +252,13 @@ pub fn parse_input(s: &str) -> Result<InputSpec, String> {
             return Err(slash_in_password(s));
         }
         Ok(InputSpec::Rtsp(RtspUrl::parse(s)))
+    } else if let Some(rest) = s.strip_prefix("whip://") {
+        HttpEndpoint::parse(rest).map(InputSpec::Whip).ok_or_else(|| {
+            format!("input {:?}: expected whip://HOST:PORT/PATH (e.g. whip://127.0.0.1:8080/whip); the token comes from --token, not the URL", redact_url(s))
+        })
     } else if s.contains("://") || s.ends_with(':') {
         Err(format!(
-            "input {:?}: unknown scheme; expected test:, v4l2:/dev/videoN, rtsp://HOST[:PORT]/PATH, rtsps://... or a file path",
+            "input {:?}: unknown scheme; expected test:, v4l2:/dev/videoN, rtsp://HOST[:PORT]/PATH, rtsps://..., whip://HOST:PORT/PATH or a file path",
             redact_url(s)
         ))
     } else {
@@ -257,6 +290,11 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
             "rtsp://{rest}"
         ))));
     }
+    if let Some(rest) = s.strip_prefix("whep://") {
+        return HttpEndpoint::parse(rest).map(OutputSpec::Whep).ok_or_else(|| {
+            format!("output {shown:?}: expected whep://HOST:PORT/PATH (e.g. whep://127.0.0.1:8080/whep); the token comes from --token, not the URL")
+        });
+    }
     let served = s
         .strip_prefix("rtsp://")
         .map(|r| (r, false))
@@ -287,7 +325,7 @@ pub fn parse_output(s: &str) -> Result<OutputSpec, String> {
     }
     if s.contains("://") || s.ends_with(':') {
         return Err(format!(
-            "output {shown:?}: unknown scheme; expected a file path, display:, v4l2:/dev/videoN, rtsp://ADDR:PORT/PATH, rtsps://ADDR:PORT/PATH or rtsp-publish://HOST:PORT/PATH"
+            "output {shown:?}: unknown scheme; expected a file path, display:, v4l2:/dev/videoN, rtsp://ADDR:PORT/PATH, rtsps://ADDR:PORT/PATH, rtsp-publish://HOST:PORT/PATH or whep://HOST:PORT/PATH"
         ));
     }
     Ok(OutputSpec::File(s.into()))
@@ -478,6 +516,29 @@ mod tests {
         assert_eq!(parse_output("display:").unwrap(), OutputSpec::Display);
         assert!(parse_output("rtsp://127.0.0.1:99999/live").is_err());
         assert!(parse_output("ftp://x/y").is_err());
+    }
+
+    #[test]
+    fn webrtc_endpoints_parse() {
+        let e = |listen: &str, path: &str| HttpEndpoint {
+            listen: listen.into(),
+            path: path.into(),
+        };
+        assert_eq!(
+            parse_input("whip://127.0.0.1:8080/cam").unwrap(),
+            InputSpec::Whip(e("127.0.0.1:8080", "/cam"))
+        );
+        assert_eq!(
+            parse_output("whep://[::1]:9/a/b").unwrap(),
+            OutputSpec::Whep(e("[::1]:9", "/a/b"))
+        );
+        assert_eq!(parse_input("whip://h:1/x").unwrap().to_string(), "whip://h:1/x");
+        for bad in ["whip://h/x", "whip://h:0/x", "whip://h:1/", "whip://u:p@h:1/x", "whip://h:1/a/../b"] {
+            let err = parse_input(bad).unwrap_err();
+            assert!(err.contains("expected whip://HOST:PORT/PATH"), "{bad}: {err}");
+            assert!(!err.contains(":p@"), "{err}");
+        }
+        assert!(parse_output("whep://h:1").unwrap_err().contains("expected whep://"));
     }
 
     #[test]

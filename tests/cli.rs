@@ -17,3 +17,4 @@ mod parsers;
 mod plugin;
 mod quality;
 mod rtsp;
+mod webrtc;

@@ -10,6 +10,7 @@
 //! | `segsynth_synth_layer_reuses_total` | counter | live frames whose GAN content held still or slowed because a layer was late |
 //! | `segsynth_rtsp_clients` | gauge | RTSP sessions being served |
 //! | `segsynth_input_reconnects_total` | counter | live input reconnects |
+//! | `segsynth_webrtc_peers` | gauge | `role` = `publisher` (WHIP) / `player` (WHEP) connected |
 //! | `segsynth_provider_info` | gauge (1) | `provider`, `model`, `pixels` |
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -35,6 +36,11 @@ pub struct Stage {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerRole {
+    pub role: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderInfo {
     pub provider: String,
     pub model: String,
@@ -49,6 +55,7 @@ type HistogramFamily = Family<Stage, Histogram, fn() -> Histogram>;
 pub const DIRECTIONS: [&str; 2] = ["in", "out"];
 pub const DROP_REASONS: [&str; 1] = ["stage_queue"];
 pub const STAGES: [&str; 4] = ["segment", "composite", "output", "synth"];
+pub const PEER_ROLES: [&str; 2] = ["publisher", "player"];
 
 /// 0.5 ms to about 4 s, doubling.
 fn seconds() -> Histogram {
@@ -64,6 +71,7 @@ pub struct Metrics {
     layer_reuses: Counter,
     pub rtsp_clients: Gauge,
     pub input_reconnects: Counter,
+    webrtc_peers: Family<PeerRole, Gauge>,
     provider: Family<ProviderInfo, Gauge>,
 }
 
@@ -114,6 +122,15 @@ impl Default for Metrics {
             "Times the live input was lost and reconnected",
             input_reconnects.clone(),
         );
+        let webrtc_peers = Family::<PeerRole, Gauge>::default();
+        registry.register(
+            "webrtc_peers",
+            "WHIP publishers and WHEP players connected",
+            webrtc_peers.clone(),
+        );
+        for role in PEER_ROLES {
+            let _ = webrtc_peers.get_or_create(&PeerRole { role });
+        }
         let provider = Family::<ProviderInfo, Gauge>::default();
         registry.register(
             "provider_info",
@@ -138,6 +155,7 @@ impl Default for Metrics {
             layer_reuses,
             rtsp_clients,
             input_reconnects,
+            webrtc_peers,
             provider,
         }
     }
@@ -164,6 +182,11 @@ impl Metrics {
     /// The histogram of one stage (a handle: clones observe into the same one).
     pub fn stage(&self, stage: &'static str) -> Histogram {
         self.stages.get_or_create(&Stage { stage }).clone()
+    }
+
+    /// How many peers of `role` (`publisher`, `player`) are connected now.
+    pub fn webrtc_peers(&self, role: &'static str, n: i64) {
+        self.webrtc_peers.get_or_create(&PeerRole { role }).set(n);
     }
 
     pub fn layer_reuses(&self, n: u64) {

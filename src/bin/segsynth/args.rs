@@ -261,6 +261,16 @@ pub struct RunArgs {
     /// Allow --metrics on an address other than loopback (the metrics have no password).
     #[arg(long)]
     pub metrics_allow_remote: bool,
+    /// Bearer token that whip:// publishers and whep:// players must present. Visible to
+    /// `ps`: prefer --token-file or the SEGSYNTH_WEB_TOKEN environment variable.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// File holding the token (first line).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Most WHEP players at once per whep:// output; the next is refused (503).
+    #[arg(long, default_value_t = 8)]
+    pub max_sessions: u32,
     #[command(flatten)]
     pub processing: Processing,
 }

@@ -2,12 +2,13 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::ArgMatches;
 
-use segsynth::endpoint::{Credentials, InputSpec, OutputSpec, is_loopback};
+use segsynth::endpoint::{Credentials, HttpEndpoint, InputSpec, OutputSpec, is_loopback};
+use segsynth::io::webrtc::{Publishing, VideoSize, WhipInput};
 use segsynth::endpoint::{Preset, parse_input, parse_output};
 use segsynth::io::rtsp_server::{self, ServeSettings};
 use segsynth::io::sink::live::{LiveOutput, check_output};
@@ -51,11 +52,24 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
             s.store(true, Ordering::Relaxed);
         });
     }
+    let token = webrtc_token(&args, &input, &outputs)?;
     let mut output = LiveOutput::start(&outputs, &settings, Arc::clone(&stop))?;
     for url in &output.served {
         eprintln!("segsynth: serving {url}");
     }
-    let mut source = LiveInput::start(input, settings.clone(), Arc::clone(&stop))?;
+    let (mut source, publishing) = Source::start(input, &settings, &stop)?;
+    let tls = match &settings.serve.tls {
+        Some((c, k)) => Some(crate::web::read_pem(c, k)?),
+        None => None,
+    };
+    let serve = crate::web::RunServe {
+        token,
+        tls,
+        max_players: args.max_sessions as usize,
+        size: video_size(&settings),
+        progress: &progress,
+    };
+    let _webrtc = crate::web::serve_run(publishing, &output.players, serve, &stop)?;
     let Some(first) = source.next_frame()? else {
         output.finish()?;
         anyhow::bail!("the input delivered no frame");
@@ -84,7 +98,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     if let Some(h) = stats {
         let _ = h.join();
     }
-    let note = source.keep.note();
+    let note = source.note();
     drop(source);
     let finished = output.finish();
     let mut summary = result?;
@@ -329,4 +343,82 @@ fn security(
             clients: Default::default(),
         },
     ))
+}
+
+/// The live input: a pipeline of its own, or whatever a WHIP publisher sends.
+enum Source {
+    Live(LiveInput),
+    Whip(WhipInput),
+}
+
+impl Source {
+    /// Starts the input; a WHIP input also gives the handle its endpoint answers with.
+    fn start(
+        input: InputSpec,
+        settings: &LiveSettings,
+        stop: &Arc<AtomicBool>,
+    ) -> anyhow::Result<(Source, Option<(HttpEndpoint, Publishing)>)> {
+        Ok(match input {
+            InputSpec::Whip(endpoint) => {
+                let label = InputSpec::Whip(endpoint.clone()).to_string();
+                let (whip, publishing) =
+                    WhipInput::new(label, video_size(settings), Arc::clone(stop));
+                (Source::Whip(whip), Some((endpoint, publishing)))
+            }
+            other => (
+                Source::Live(LiveInput::start(other, settings.clone(), Arc::clone(stop))?),
+                None,
+            ),
+        })
+    }
+
+    /// What the input had to say at the end (frames it fitted to the first size).
+    fn note(&self) -> Option<String> {
+        match self {
+            Source::Live(l) => l.keep.note(),
+            Source::Whip(_) => None,
+        }
+    }
+}
+
+impl FrameSource for Source {
+    fn next_frame(&mut self) -> Result<Option<segsynth::frame::Frame>, segsynth::pipeline::PipelineError> {
+        match self {
+            Source::Live(l) => l.next_frame(),
+            Source::Whip(w) => w.next_frame(),
+        }
+    }
+}
+
+fn video_size(settings: &LiveSettings) -> VideoSize {
+    VideoSize {
+        width: settings.width,
+        height: settings.height,
+        fps: settings.fps,
+    }
+}
+
+/// The WHIP/WHEP bearer token; endpoints beyond loopback need one.
+fn webrtc_token(
+    args: &RunArgs,
+    input: &InputSpec,
+    outputs: &[OutputSpec],
+) -> anyhow::Result<Option<segsynth::endpoint::Secret>> {
+    let mut listens: Vec<&str> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            OutputSpec::Whep(e) => Some(e.listen.as_str()),
+            _ => None,
+        })
+        .collect();
+    if let InputSpec::Whip(e) = input {
+        listens.push(&e.listen);
+    }
+    crate::options::check_range("--max-sessions", args.max_sessions as f64, 1.0, 1000.0, "")?;
+    crate::web::token(
+        args.token.as_deref(),
+        args.token_file.as_deref(),
+        &listens,
+        (false, ""),
+    )
 }

@@ -8,6 +8,7 @@
 //!   appsrc(leaky) ! v4l2sink                           (virtual camera)
 //!   appsrc(leaky) ! intervideosink ─► RTSP server (rtsp_server.rs), one encode for all clients
 //!   appsrc(leaky) ! x264enc ! rtspclientsink           (rtsp-publish://)
+//!   appsrc(leaky) ! intervideosink ─► WHEP players (io::webrtc), one VP8 encode each  (whep://)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
-use crate::endpoint::{OutputSpec, RtspUrl};
+use crate::endpoint::{HttpEndpoint, OutputSpec, RtspUrl};
 use crate::frame::Frame;
 use crate::io::encode::{Container, EncoderSettings, h264_chain, muxer, temp_path};
 use crate::io::frames::buffer_from_frame;
@@ -59,7 +60,7 @@ pub fn check_output(o: &OutputSpec, settings: &LiveSettings) -> Result<(), IoErr
                 }),
             }
         }
-        OutputSpec::RtspServe { .. } | OutputSpec::RtspPublish(_) => Ok(()),
+        OutputSpec::RtspServe { .. } | OutputSpec::RtspPublish(_) | OutputSpec::Whep(_) => Ok(()),
     }
 }
 
@@ -228,6 +229,8 @@ pub struct LiveOutput {
     info: gst_video::VideoInfo,
     main_loop: Option<glib::MainLoop>,
     pub served: Vec<String>,
+    /// WHEP outputs: the endpoint and the `intervideosink` channel its players read.
+    pub players: Vec<(HttpEndpoint, String)>,
     /// The job's stop flag: the window's close button and `q`/Esc set it.
     stop: Arc<AtomicBool>,
     overwrite: bool,
@@ -316,7 +319,7 @@ fn tail_for(
             }),
             ..Tail::of(publish_chain(prefix, url, settings.fps)?)
         },
-        OutputSpec::RtspServe { .. } => {
+        OutputSpec::RtspServe { .. } | OutputSpec::Whep(_) => {
             return Err(IoError::Pipeline(
                 "a served stream has no tail of its own".into(),
             ));
@@ -446,6 +449,7 @@ impl LiveOutput {
         let caps = info.to_caps().map_err(perr)?;
         let mut main_loop = None;
         let mut served = Vec::new();
+        let mut players = Vec::new();
         let mut branches = Vec::new();
         for (i, o) in outputs.iter().enumerate() {
             let prefix = format!("out{i}");
@@ -464,6 +468,11 @@ impl LiveOutput {
                     let serve = &settings.serve;
                     rtsp_server::serve(address, *port, path, &channel, settings.fps, *tls, serve)?;
                     served.push(o.to_string());
+                    Tail::of(vec![inter_sink(&prefix, &channel)?])
+                }
+                OutputSpec::Whep(endpoint) => {
+                    let channel = format!("segsynth-whep-{}-{i}", std::process::id());
+                    players.push((endpoint.clone(), channel.clone()));
                     Tail::of(vec![inter_sink(&prefix, &channel)?])
                 }
                 _ => tail_for(o, &prefix, settings, &caps, &stop)?,
@@ -490,6 +499,7 @@ impl LiveOutput {
             info,
             main_loop,
             served,
+            players,
             stop,
             overwrite: settings.overwrite,
         })

@@ -92,6 +92,8 @@ fn input_description(spec: &InputSpec, s: &LiveSettings) -> String {
                 "tcp"
             }
         ),
+        // Served by `io::webrtc::WhipInput`, never built here (`LiveInput::start` refuses it).
+        InputSpec::Whip(_) => String::new(),
         InputSpec::File { .. } => format!(
             "filesrc name=src ! decodebin ! {scale} ! appsink name=sink max-buffers=1 drop=false sync={}",
             s.realtime
@@ -102,7 +104,7 @@ fn input_description(spec: &InputSpec, s: &LiveSettings) -> String {
 /// Sets the user-given properties on the input's `src` element.
 fn configure_source(src: &gst::Element, spec: &InputSpec, s: &LiveSettings) {
     match spec {
-        InputSpec::Test => {}
+        InputSpec::Test | InputSpec::Whip(_) => {}
         InputSpec::V4l2(dev) => src.set_property("device", dev.to_string_lossy().to_string()),
         InputSpec::File { path } => {
             src.set_property("location", path.to_string_lossy().to_string())
@@ -124,6 +126,11 @@ impl LiveInput {
         stop: Arc<AtomicBool>,
     ) -> Result<LiveInput, IoError> {
         init()?;
+        if let InputSpec::Whip(_) = spec {
+            return Err(IoError::Pipeline(format!(
+                "{spec} is a served endpoint: use io::webrtc::WhipInput"
+            )));
+        }
         let (pipeline, appsink) = Self::build(&spec, &settings)?;
         let keep = KeepSize::new(settings.width as usize, settings.height as usize);
         Ok(LiveInput {

@@ -16,10 +16,13 @@
 //! Loopback unless a token is set or `--allow-anonymous` says so; a bearer token (WHIP's
 //! auth) guards every session route and is never printed; at most `--max-sessions`.
 
-mod server;
+pub mod endpoints;
+pub mod http;
+mod page;
 mod session;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -27,7 +30,7 @@ use segsynth::endpoint::{Secret, is_loopback};
 
 use crate::args::WebArgs;
 
-pub use server::Server;
+use http::Server;
 
 /// The server's settings, checked.
 pub struct Settings {
@@ -47,39 +50,33 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
     segsynth::io::init()?;
     let stop = crate::signals::interrupt_flag()?;
     let scheme = if settings.tls.is_some() { "https" } else { "http" };
-    let server = Server::start(settings)?;
+    let (listen, tls) = (settings.listen.clone(), settings.tls.clone());
+    let page = page::Page::new(settings);
+    let server = Server::start(&listen, tls.as_ref(), Arc::new(Arc::clone(&page)))?;
     eprintln!("segsynth: open {scheme}://{}/ (Ctrl-C stops)", server.address());
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    let ended = server.shutdown();
+    drop(server);
+    let ended = page.end_sessions();
     eprintln!("segsynth: stopped; {ended} session(s) ended");
     Ok(ExitCode::SUCCESS)
 }
 
 fn settings(args: WebArgs) -> anyhow::Result<Settings> {
-    use crate::options::{check_range, password, usage};
-    let token = password(
-        args.token.as_deref(),
-        args.token_file.as_deref(),
-        "SEGSYNTH_WEB_TOKEN",
-    )?;
-    let host = args
-        .listen
-        .rsplit_once(':')
-        .map(|(h, _)| h)
-        .ok_or_else(|| {
-            usage(format!(
-                "--listen {}: expected HOST:PORT (e.g. 127.0.0.1:8080)",
-                args.listen
-            ))
-        })?;
-    if !is_loopback(host) && token.is_none() && !args.allow_anonymous {
+    use crate::options::{check_range, usage};
+    if !args.listen.contains(':') {
         return Err(usage(format!(
-            "--listen {} would let anyone on the network use the camera server; give --token (or --token-file, SEGSYNTH_WEB_TOKEN), or pass --allow-anonymous",
+            "--listen {}: expected HOST:PORT (e.g. 127.0.0.1:8080)",
             args.listen
         )));
     }
+    let token = token(
+        args.token.as_deref(),
+        args.token_file.as_deref(),
+        &[&args.listen],
+        (args.allow_anonymous, ", or pass --allow-anonymous"),
+    )?;
     check_range("--max-sessions", args.max_sessions as f64, 1.0, 64.0, "")?;
     let side = segsynth::pipeline::MAX_FRAME_SIDE as f64;
     check_range("--width", args.width as f64, 16.0, side, " pixels")?;
@@ -115,7 +112,7 @@ fn settings(args: WebArgs) -> anyhow::Result<Settings> {
 }
 
 /// The certificate and key, read and checked for a PEM block each.
-fn read_pem(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+pub fn read_pem(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let read = |p: &std::path::Path, what: &str, marker: &str| -> anyhow::Result<Vec<u8>> {
         let bytes = std::fs::read(p)
             .map_err(|e| anyhow::anyhow!("cannot read the TLS {what} {}: {e}", p.display()))?;
@@ -131,6 +128,124 @@ fn read_pem(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<(Ve
         read(cert, "certificate", "CERTIFICATE-----")?,
         read(key, "key", "PRIVATE KEY-----")?,
     ))
+}
+
+/// The WHIP/WHEP side of `segsynth run`: one HTTP(S) server per address, serving the
+/// input's WHIP path and the outputs' WHEP paths, and the thread that reaps ended peers.
+pub struct RunEndpoints {
+    _servers: Vec<Server>,
+    reaper: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for RunEndpoints {
+    fn drop(&mut self) {
+        if let Some(r) = self.reaper.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// What the run's WHIP/WHEP endpoints share: token, TLS, limits, size.
+pub struct RunServe<'a> {
+    pub token: Option<Secret>,
+    pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    pub max_players: usize,
+    pub size: segsynth::io::webrtc::VideoSize,
+    pub progress: &'a Arc<segsynth::pipeline::Progress>,
+}
+
+/// Serves the run's whip:// input and whep:// outputs; None when it has neither.
+pub fn serve_run(
+    whip: Option<(segsynth::endpoint::HttpEndpoint, segsynth::io::webrtc::Publishing)>,
+    players: &[(segsynth::endpoint::HttpEndpoint, String)],
+    serve: RunServe,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<Option<RunEndpoints>> {
+    let mut by_address: Vec<(String, endpoints::Endpoints)> = Vec::new();
+    let fresh = || {
+        endpoints::Endpoints::new(
+            serve.token.clone(),
+            serve.size,
+            serve.max_players,
+            Arc::clone(serve.progress),
+        )
+    };
+    fn table<'t>(
+        all: &'t mut Vec<(String, endpoints::Endpoints)>,
+        listen: &str,
+        fresh: impl Fn() -> endpoints::Endpoints,
+    ) -> &'t mut endpoints::Endpoints {
+        let i = match all.iter().position(|(l, _)| l == listen) {
+            Some(i) => i,
+            None => {
+                all.push((listen.to_string(), fresh()));
+                all.len() - 1
+            }
+        };
+        &mut all[i].1
+    }
+    if let Some((e, publishing)) = whip {
+        table(&mut by_address, &e.listen, fresh)
+            .publishers
+            .insert(e.path.clone(), publishing);
+    }
+    for (e, channel) in players {
+        table(&mut by_address, &e.listen, fresh)
+            .players
+            .insert(e.path.clone(), channel.clone());
+    }
+    if by_address.is_empty() {
+        return Ok(None);
+    }
+    let scheme = if serve.tls.is_some() { "https" } else { "http" };
+    let mut servers = Vec::new();
+    let mut reapers = Vec::new();
+    for (listen, endpoints) in by_address {
+        let paths: Vec<String> = endpoints
+            .publishers
+            .keys()
+            .map(|p| format!("WHIP {p}"))
+            .chain(endpoints.players.keys().map(|p| format!("WHEP {p}")))
+            .collect();
+        let endpoints = Arc::new(endpoints);
+        let server = Server::start(&listen, serve.tls.as_ref(), Arc::new(Arc::clone(&endpoints)))?;
+        eprintln!("segsynth: {} at {scheme}://{}", paths.join(", "), server.address());
+        reapers.push(endpoints);
+        servers.push(server);
+    }
+    let stop = Arc::clone(stop);
+    let reaper = std::thread::spawn(move || {
+        while !stop.load(Ordering::Relaxed) {
+            for e in &reapers {
+                e.reap();
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    });
+    Ok(Some(RunEndpoints {
+        _servers: servers,
+        reaper: Some(reaper),
+    }))
+}
+
+/// The token for WHIP/WHEP endpoints and the page, from the flag, its file or
+/// SEGSYNTH_WEB_TOKEN; served beyond loopback only with one (or an explicit opt-in).
+pub fn token(
+    flag: Option<&str>,
+    file: Option<&std::path::Path>,
+    listens: &[&str],
+    (allow_anonymous, hint): (bool, &str),
+) -> anyhow::Result<Option<Secret>> {
+    let token = crate::options::password(flag, file, "SEGSYNTH_WEB_TOKEN")?;
+    for listen in listens {
+        let host = listen.rsplit_once(':').map_or(*listen, |(h, _)| h);
+        if !is_loopback(host) && token.is_none() && !allow_anonymous {
+            return Err(crate::options::usage(format!(
+                "{listen} would take video from and give it to anyone on the network; give --token (or --token-file, SEGSYNTH_WEB_TOKEN), or serve on a loopback address{hint}"
+            )));
+        }
+    }
+    Ok(token)
 }
 
 /// The content choices the page offers: blur, a green screen, each shipped generator,

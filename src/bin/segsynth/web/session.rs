@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use segsynth::io::webrtc::{AnswerError, Direction, OfferError, Peer};
+use segsynth::io::webrtc::{AnswerError, OfferError, Peer, Role};
 use segsynth::job::{Editor, Stages};
 use segsynth::pipeline::{FrameSource, Prepended, Progress};
 
-use super::server::State;
+use super::page::Page;
 
 pub enum StartError {
     /// The peer's offer is unusable (400).
@@ -35,7 +35,7 @@ pub struct Session {
 impl Session {
     /// Prepares the stages, answers the offer and starts the session's thread. Returns
     /// the session's id and the SDP answer.
-    pub fn start(state: &Arc<State>, offer: &str) -> Result<(String, String), StartError> {
+    pub fn start(state: &Arc<Page>, offer: &str) -> Result<(String, String), StartError> {
         let settings = &state.settings;
         // One start at a time, so the limit holds; lookups of running sessions go on.
         let _starting = state.starting.lock();
@@ -46,7 +46,7 @@ impl Session {
         let options = crate::options::job_options(&settings.processing, true)
             .map_err(StartError::Server)?;
         let mut stages = Stages::prepare(options).map_err(|e| StartError::Server(e.into()))?;
-        let (peer, answer) = match Peer::answer(offer, Direction::SendRecv, settings.size) {
+        let (peer, answer) = match Peer::answer(offer, &Role::Page, settings.size) {
             Ok(a) => a,
             Err(AnswerError::Offer(e)) => return Err(StartError::Offer(e)),
             Err(AnswerError::Io(e)) => return Err(StartError::Server(e.into())),
@@ -163,7 +163,7 @@ impl Session {
 }
 
 /// 128 random bits from the kernel, as hex: an id nobody can guess.
-fn new_id() -> anyhow::Result<String> {
+pub fn new_id() -> anyhow::Result<String> {
     let mut bytes = [0u8; 16];
     std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

@@ -401,42 +401,98 @@ fn camera_clip(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
     (y4m, mp4)
 }
 
-/// Where the person is in the still camera clip (fractions of the frame): face, suit.
-const PERSON: [(f32, f32, f32, f32); 2] = [(0.32, 0.1, 0.44, 0.22), (0.03, 0.62, 0.16, 0.78)];
-
-#[test]
-fn the_page_in_a_real_browser_shows_the_camera_with_the_background_replaced() {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+/// Runs the page driver against `url`; (success, its JSON line, its stderr).
+fn browse(url: &str, clip: &std::path::Path, frames: u32, extra: &[&str]) -> (bool, String, String) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join(".venv/bin/python");
     assert!(python.exists(), "{} is missing: run ./segsynth.sh setup", python.display());
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "/usr/bin/chromium is missing: run ./segsynth.sh test (it installs Debian's chromium)"
     );
-    let dir = tmpdir();
-    let (clip, mp4) = camera_clip(dir.path());
-    let (mut server, base, rx) = web(&["--content", "background=color:#00b140"]);
-    let shot = dir.path().join("out.png");
     let o = Command::new(&python)
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/web_page.py"))
-        .args(["--url", &format!("{base}/?autostart")])
-        .args(["--clip", clip.to_str().unwrap(), "--frames", "100", "--timeout", "15"])
-        .args(["--screenshot", shot.to_str().unwrap(), "--close-wait", "1"])
+        .arg(root.join("tests/browser/web_page.py"))
+        .args(["--url", url, "--clip", clip.to_str().unwrap()])
+        .args(["--frames", &frames.to_string(), "--timeout", "15", "--close-wait", "1"])
+        .args(extra)
         .output()
         .expect("run the browser driver");
     let report = String::from_utf8_lossy(&o.stdout).to_string();
     eprintln!("browser: {report}");
-    assert!(o.status.success(), "the page played too few frames: {report}\n{}", stderr(&o));
+    (o.status.success(), report, stderr(&o))
+}
+
+/// A self-signed certificate for 127.0.0.1 (openssl), as (cert, key).
+fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let o = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is needed to make the test certificate");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    (cert, key)
+}
+
+#[test]
+fn the_page_plays_over_https_with_a_token_in_its_url() {
+    let dir = tmpdir();
+    let (clip, _) = camera_clip(dir.path());
+    let (cert, key) = self_signed(dir.path());
+    let token = "page-tok-51c0";
+    let p = port();
+    let listen = format!("127.0.0.1:{p}");
+    let mut cmd = Command::new(bin());
+    cmd.args(["web", "--listen", &listen, "--token", token, "--width", "320", "--height", "240"])
+        .args(["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    let (mut server, rx) = spawn_reading(cmd);
+    wait_for(&rx, &format!("segsynth: open https://{listen}/"), Duration::from_secs(60));
+    let url = format!("https://{listen}/?autostart&token={token}");
+    let (ok, report, err) = browse(&url, &clip, 30, &["--ignore-https-errors"]);
+    assert!(ok, "{report}\n{err}");
+    // Without the token the page gets 401 and says so.
+    let url = format!("https://{listen}/?autostart");
+    let (ok, report, _) = browse(&url, &clip, 1, &["--ignore-https-errors", "--timeout", "4"]);
+    assert!(!ok && report.contains("401"), "{report}");
+    interrupt(&server);
+    assert!(server.wait().unwrap().success());
+    let log: Vec<String> = rx.try_iter().collect();
+    assert!(!log.join("\n").contains(token), "token in the log");
+}
+
+/// Where the person is in the still camera clip (fractions of the frame): face, suit.
+const PERSON: [(f32, f32, f32, f32); 2] = [(0.32, 0.1, 0.44, 0.22), (0.03, 0.62, 0.16, 0.78)];
+
+#[test]
+fn the_page_in_a_real_browser_shows_the_camera_with_the_background_replaced() {
+    let dir = tmpdir();
+    let (clip, mp4) = camera_clip(dir.path());
+    let (mut server, base, rx) = web(&["--content", "background=color:#00b140"]);
+    let (shot, blurred) = (dir.path().join("out.png"), dir.path().join("blurred.png"));
+    let (ok, report, err) = browse(
+        &format!("{base}/?autostart"),
+        &clip,
+        100,
+        &[
+            "--screenshot", shot.to_str().unwrap(),
+            "--switch", "background=blur",
+            "--screenshot2", blurred.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "the page played too few frames: {report}\n{err}");
     assert!(report.contains("\"reached\": true"), "{report}");
     // The screenshot against the clip: background green, the person as in the clip.
     let (tw, th) = (64, 48);
     let clip_rgb = probe(&mp4, &[10], tw, th).thumb(10).to_vec();
-    let shot_rgb = image::imageops::resize(
-        &image::open(&shot).expect("screenshot").to_rgb8(),
-        tw as u32,
-        th as u32,
-        image::imageops::FilterType::Triangle,
-    )
-    .into_raw();
+    let thumb = |path: &std::path::Path| {
+        let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        image::imageops::resize(&img.to_rgb8(), tw as u32, th as u32, image::imageops::FilterType::Triangle)
+            .into_raw()
+    };
+    let shot_rgb = thumb(&shot);
     let distance = |a: [f32; 3], b: [f32; 3]| {
         a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
     };
@@ -452,6 +508,12 @@ fn the_page_in_a_real_browser_shows_the_camera_with_the_background_replaced() {
         let was = region_mean(&clip_rgb, (tw, th), person);
         assert!(distance(got, was) < 25.0, "person at {person:?}: {got:?} vs the clip's {was:?}");
     }
+    // The picker's change went through the live edit: the background is blurred now.
+    let blurred_rgb = thumb(&blurred);
+    let corner = (0.88, 0.02, 0.98, 0.12);
+    let got = region_mean(&blurred_rgb, (tw, th), corner);
+    assert!(distance(got, green) > 60.0, "still green after picking blur: {got:?}");
+    assert!(distance(got, region_mean(&clip_rgb, (tw, th), corner)) < 40.0, "blurred wall {got:?}");
     // The closed tab ended the session.
     let metrics = format!("{base}/metrics");
     assert_eq!(wait_metric(&metrics, "segsynth_web_sessions", 0.0, Duration::from_secs(10)), 0.0);

@@ -37,14 +37,30 @@ CAPTURE_JS = """() => {
 }"""
 
 
+def capture(page, path, logs):
+    """Saves the output video's current frame as a PNG at its real size."""
+    shot = page.evaluate(CAPTURE_JS)
+    if shot["png"] and path:
+        with open(path, "wb") as f:
+            f.write(base64.b64decode(shot["png"].split(",", 1)[1]))
+    elif not shot["png"]:
+        logs.append("note: #out has no video size, no screenshot written")
+    return shot
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url", required=True)
     ap.add_argument("--clip", required=True, help="y4m file for the fake camera")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=15.0)
-    ap.add_argument("--screenshot", required=True, help="PNG path for one output frame")
+    ap.add_argument("--screenshot", help="PNG path for one output frame")
     ap.add_argument("--close-wait", type=float, default=0.0)
+    ap.add_argument("--switch", help="then pick this content spec in the page's picker")
+    ap.add_argument("--screenshot2", help="PNG path for an output frame 3 s after --switch")
+    ap.add_argument("--ignore-https-errors", action="store_true",
+                    help="accept a self-signed certificate (the HTTPS test)")
+    ap.add_argument("--page-shot", help="a screenshot of the whole page at the end (.png or .jpg)")
     args = ap.parse_args()
 
     if not os.path.exists(CHROMIUM):
@@ -66,7 +82,7 @@ def main():
             "--autoplay-policy=no-user-gesture-required",
         ])
         try:
-            page = browser.new_page()
+            page = browser.new_context(ignore_https_errors=args.ignore_https_errors).new_page()
             page.on("console", lambda m: logs.append(f"console.{m.type}: {m.text}"))
             page.on("pageerror", lambda e: logs.append(f"pageerror: {e}"))
             page.goto(args.url, wait_until="load")
@@ -81,12 +97,13 @@ def main():
             seconds = time.monotonic() - t0
             reached = frames >= args.frames
 
-            shot = page.evaluate(CAPTURE_JS)
-            if shot["png"]:
-                with open(args.screenshot, "wb") as f:
-                    f.write(base64.b64decode(shot["png"].split(",", 1)[1]))
-            else:
-                logs.append("note: #out has no video size, no screenshot written")
+            shot = capture(page, args.screenshot, logs)
+            if args.switch:
+                page.select_option("#content", value=args.switch)
+                time.sleep(3)
+                capture(page, args.screenshot2, logs)
+            if args.page_shot:
+                page.screenshot(path=args.page_shot, full_page=True)
 
             result = {
                 "frames": frames,

@@ -167,28 +167,31 @@ impl Peer {
             .map_err(|e| IoError::Pipeline(format!("cannot write the answer: {e}")))
     }
 
-    /// Emits a webrtcbin action that takes a promise, and waits for its reply.
+    /// Emits a webrtcbin action that takes a promise, and waits up to 5 s for its reply.
     fn call(
         &self,
         action: &str,
         description: Option<&gst_webrtc::WebRTCSessionDescription>,
     ) -> Result<Option<gst::Structure>, IoError> {
-        let promise = gst::Promise::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let promise = gst::Promise::with_change_func(move |reply| {
+            let _ = tx.send(reply.map(|r| r.map(|s| s.to_owned())));
+        });
         match description {
             Some(d) => self.webrtc.emit_by_name::<()>(action, &[d, &promise]),
             None => self
                 .webrtc
                 .emit_by_name::<()>(action, &[&None::<gst::Structure>, &promise]),
         }
-        match promise.wait() {
-            gst::PromiseResult::Replied => {}
-            other => {
+        let reply = match rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(e)) => return Err(IoError::Pipeline(format!("webrtcbin {action}: {e:?}"))),
+            Err(_) => {
                 return Err(IoError::Pipeline(format!(
-                    "webrtcbin {action}: {other:?}"
+                    "webrtcbin {action}: no reply within 5 s"
                 )));
             }
-        }
-        let reply = promise.get_reply().map(|s| s.to_owned());
+        };
         if let Some(e) = reply
             .as_ref()
             .and_then(|s| s.get::<glib::Error>("error").ok())

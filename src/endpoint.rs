@@ -532,13 +532,29 @@ mod tests {
             parse_output("whep://[::1]:9/a/b").unwrap(),
             OutputSpec::Whep(e("[::1]:9", "/a/b"))
         );
-        assert_eq!(parse_input("whip://h:1/x").unwrap().to_string(), "whip://h:1/x");
-        for bad in ["whip://h/x", "whip://h:0/x", "whip://h:1/", "whip://u:p@h:1/x", "whip://h:1/a/../b"] {
+        assert_eq!(
+            parse_input("whip://h:1/x").unwrap().to_string(),
+            "whip://h:1/x"
+        );
+        for bad in [
+            "whip://h/x",
+            "whip://h:0/x",
+            "whip://h:1/",
+            "whip://u:p@h:1/x",
+            "whip://h:1/a/../b",
+        ] {
             let err = parse_input(bad).unwrap_err();
-            assert!(err.contains("expected whip://HOST:PORT/PATH"), "{bad}: {err}");
+            assert!(
+                err.contains("expected whip://HOST:PORT/PATH"),
+                "{bad}: {err}"
+            );
             assert!(!err.contains(":p@"), "{err}");
         }
-        assert!(parse_output("whep://h:1").unwrap_err().contains("expected whep://"));
+        assert!(
+            parse_output("whep://h:1")
+                .unwrap_err()
+                .contains("expected whep://")
+        );
     }
 
     #[test]

@@ -34,7 +34,11 @@ fn http(method: &str, url: &str, body: &str, token: Option<&str>) -> (u16, Strin
     let mut reply = String::new();
     s.read_to_string(&mut reply).unwrap();
     let (head, body) = reply.split_once("\r\n\r\n").unwrap_or((&reply, ""));
-    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
     (status, head.to_string(), body.to_string())
 }
 
@@ -95,9 +99,15 @@ impl Peer {
         if mode == Mode::Both {
             // The page's transceiver: the camera goes up, the processed video comes back.
             let t = webrtc
-                .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>("get-transceiver", &[&0i32])
+                .emit_by_name::<Option<gst_webrtc::WebRTCRTPTransceiver>>(
+                    "get-transceiver",
+                    &[&0i32],
+                )
                 .expect("the send pad's transceiver");
-            t.set_property("direction", gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv);
+            t.set_property(
+                "direction",
+                gst_webrtc::WebRTCRTPTransceiverDirection::Sendrecv,
+            );
         }
         pipeline.set_state(gst::State::Playing).unwrap();
         let offer = offer(&webrtc);
@@ -140,7 +150,13 @@ impl Peer {
     fn delete(&mut self) -> u16 {
         let location = self.location.take().expect("a Location header");
         let _ = self.pipeline.set_state(gst::State::Null);
-        http("DELETE", &format!("{}{location}", self.base), "", self.token.as_deref()).0
+        http(
+            "DELETE",
+            &format!("{}{location}", self.base),
+            "",
+            self.token.as_deref(),
+        )
+        .0
     }
 }
 
@@ -189,7 +205,10 @@ fn count_frames(webrtc: &gst::Element, frames: &Arc<AtomicU64>) {
         let added = parent.add(&decode).is_ok() && decode.sync_state_with_parent().is_ok();
         match decode.static_pad("sink").map(|s| pad.link(&s)) {
             Some(Ok(_)) if added => {}
-            other => eprintln!("test peer: cannot link {} to its decoder: {other:?}", pad.name()),
+            other => eprintln!(
+                "test peer: cannot link {} to its decoder: {other:?}",
+                pad.name()
+            ),
         }
     });
 }
@@ -241,7 +260,13 @@ fn wait_metric(url: &str, series: &str, want: f64, timeout: Duration) -> f64 {
 }
 
 /// Starts `segsynth web` on a free port; (server, its base URL, stderr lines).
-fn web(extra: &[&str]) -> (crate::live::Running, String, std::sync::mpsc::Receiver<String>) {
+fn web(
+    extra: &[&str],
+) -> (
+    crate::live::Running,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     let p = port();
     let listen = format!("127.0.0.1:{p}");
     let mut cmd = Command::new(bin());
@@ -266,11 +291,24 @@ fn whip_in_goes_out_over_whep_and_rtsp_at_once_with_a_token() {
     );
     let metrics_port = port().to_string();
     let (mut run, rx) = start(&[
-        "-i", &whip, "-o", &whep, "-o", &rtsp,
-        "--token-file", token_file.to_str().unwrap(),
-        "--width", "320", "--height", "240", "--stats-every", "0",
-        "--metrics", &metrics_port,
-        "--content", "background=color:#00b140",
+        "-i",
+        &whip,
+        "-o",
+        &whep,
+        "-o",
+        &rtsp,
+        "--token-file",
+        token_file.to_str().unwrap(),
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--stats-every",
+        "0",
+        "--metrics",
+        &metrics_port,
+        "--content",
+        "background=color:#00b140",
     ]);
     let mut seen = wait_for(&rx, "WHIP /cam, WHEP /out", Duration::from_secs(60));
     // No token, a wrong one: 401 before anything is built.
@@ -286,15 +324,35 @@ fn whip_in_goes_out_over_whep_and_rtsp_at_once_with_a_token() {
     let mut player = Peer::connect(&format!("{base}/out"), Mode::Play, Some(token))
         .unwrap_or_else(|e| panic!("play refused: {e:?}"));
     let played = player.wait_frames(60, Duration::from_secs(30));
-    assert!(played >= 60, "the WHEP player decoded {played} frames in 30 s");
+    assert!(
+        played >= 60,
+        "the WHEP player decoded {played} frames in 30 s"
+    );
     let (rtsp_frames, size) = crate::live::client(&rtsp, 30, Duration::from_secs(30));
-    assert_eq!((rtsp_frames, size), (30, (320, 240)), "RTSP at the same time");
+    assert_eq!(
+        (rtsp_frames, size),
+        (30, (320, 240)),
+        "RTSP at the same time"
+    );
     let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
     let page = http("GET", &metrics_url, "", None).2;
-    assert_eq!(metric(&page, "segsynth_webrtc_peers{role=\"publisher\"}"), Some(1.0), "{page}");
-    assert_eq!(metric(&page, "segsynth_webrtc_peers{role=\"player\"}"), Some(1.0), "{page}");
+    assert_eq!(
+        metric(&page, "segsynth_webrtc_peers{role=\"publisher\"}"),
+        Some(1.0),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "segsynth_webrtc_peers{role=\"player\"}"),
+        Some(1.0),
+        "{page}"
+    );
     assert_eq!(player.delete(), 200);
-    let players = wait_metric(&metrics_url, "segsynth_webrtc_peers{role=\"player\"}", 0.0, Duration::from_secs(5));
+    let players = wait_metric(
+        &metrics_url,
+        "segsynth_webrtc_peers{role=\"player\"}",
+        0.0,
+        Duration::from_secs(5),
+    );
     assert_eq!(players, 0.0, "the player's DELETE frees it");
     assert_eq!(publisher.delete(), 200);
     seen.extend(wait_for(&rx, "the publisher left", Duration::from_secs(15)));
@@ -308,24 +366,44 @@ fn whip_in_goes_out_over_whep_and_rtsp_at_once_with_a_token() {
     seen.extend(rx.try_iter());
     let all = seen.join("\n");
     assert!(status.success(), "{all}");
-    assert!(!all.contains(token), "the token leaked into the log:\n{all}");
+    assert!(
+        !all.contains(token),
+        "the token leaked into the log:\n{all}"
+    );
 }
 
 #[test]
 fn web_sessions_are_limited_and_freed_without_leaking() {
     let (mut server, base, rx) = web(&[
-        "--max-sessions", "1", "--width", "320", "--height", "240",
-        "--content", "background=color:#00b140",
+        "--max-sessions",
+        "1",
+        "--width",
+        "320",
+        "--height",
+        "240",
+        "--content",
+        "background=color:#00b140",
     ]);
     let url = format!("{base}/api/session");
     let metrics = format!("{base}/metrics");
     let first = Peer::connect(&url, Mode::Both, None).unwrap_or_else(|e| panic!("{e:?}"));
-    assert!(first.wait_frames(30, Duration::from_secs(30)) >= 30, "processed video comes back");
+    assert!(
+        first.wait_frames(30, Duration::from_secs(30)) >= 30,
+        "processed video comes back"
+    );
     let refused = Peer::connect(&url, Mode::Both, None).err();
     assert_eq!(refused.as_ref().map(|r| r.0), Some(503), "{refused:?}");
     assert!(refused.unwrap().1.contains("--max-sessions"));
     drop(first); // a closed tab: its video stops, the connection fails
-    assert_eq!(wait_metric(&metrics, "segsynth_web_sessions", 0.0, Duration::from_secs(30)), 0.0);
+    assert_eq!(
+        wait_metric(
+            &metrics,
+            "segsynth_web_sessions",
+            0.0,
+            Duration::from_secs(30)
+        ),
+        0.0
+    );
     // Connect and disconnect; the RSS after the warm-up cycles stays flat.
     let cycles: usize = std::env::var("SEGSYNTH_WEB_CYCLES")
         .ok()
@@ -333,17 +411,36 @@ fn web_sessions_are_limited_and_freed_without_leaking() {
         .unwrap_or(12);
     let mut rss = Vec::new();
     for i in 0..cycles {
-        let mut peer = Peer::connect(&url, Mode::Both, None).unwrap_or_else(|e| panic!("cycle {i}: {e:?}"));
-        assert!(peer.wait_frames(5, Duration::from_secs(20)) >= 5, "cycle {i}: no video back");
+        let mut peer =
+            Peer::connect(&url, Mode::Both, None).unwrap_or_else(|e| panic!("cycle {i}: {e:?}"));
+        assert!(
+            peer.wait_frames(5, Duration::from_secs(20)) >= 5,
+            "cycle {i}: no video back"
+        );
         assert_eq!(peer.delete(), 200);
-        assert_eq!(wait_metric(&metrics, "segsynth_web_sessions", 0.0, Duration::from_secs(10)), 0.0, "cycle {i}");
+        assert_eq!(
+            wait_metric(
+                &metrics,
+                "segsynth_web_sessions",
+                0.0,
+                Duration::from_secs(10)
+            ),
+            0.0,
+            "cycle {i}"
+        );
         rss.push(rss_kb(server.id()));
     }
     let page = http("GET", &metrics, "", None).2;
-    assert_eq!(metric(&page, "segsynth_web_sessions_ended_total"), Some(cycles as f64 + 1.0), "{page}");
+    assert_eq!(
+        metric(&page, "segsynth_web_sessions_ended_total"),
+        Some(cycles as f64 + 1.0),
+        "{page}"
+    );
     let warm = rss[cycles / 3];
     let last = *rss.last().unwrap();
-    eprintln!("web cycles: {cycles}, RSS after warm-up {warm} kB, at the end {last} kB (each cycle: {rss:?})");
+    eprintln!(
+        "web cycles: {cycles}, RSS after warm-up {warm} kB, at the end {last} kB (each cycle: {rss:?})"
+    );
     assert!(
         last < warm + 16 * 1024,
         "RSS grew from {warm} kB to {last} kB over {cycles} connect/disconnect cycles"
@@ -370,9 +467,19 @@ fn web_refuses_a_wrong_token_and_a_bad_offer_and_never_logs_the_token() {
     assert!(body.contains("offer"), "{body}");
     let (status, _, body) = http("GET", &format!("{base}/api/config"), "", None);
     assert_eq!(status, 200);
-    assert!(body.contains("\"auth\":true") && body.contains("gan:foliage"), "{body}");
+    assert!(
+        body.contains("\"auth\":true") && body.contains("gan:foliage"),
+        "{body}"
+    );
     let page = http("GET", &format!("{base}/metrics"), "", None).2;
-    assert_eq!(metric(&page, "segsynth_web_refused_requests_total{reason=\"auth\"}"), Some(2.0), "{page}");
+    assert_eq!(
+        metric(
+            &page,
+            "segsynth_web_refused_requests_total{reason=\"auth\"}"
+        ),
+        Some(2.0),
+        "{page}"
+    );
     interrupt(&server);
     assert!(server.wait().unwrap().success());
     let log: Vec<String> = rx.try_iter().collect();
@@ -388,8 +495,18 @@ fn web_refuses_a_wrong_token_and_a_bad_offer_and_never_logs_the_token() {
 fn camera_clip(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let mp4 = dir.join("person.mp4");
     let o = segsynth(&[
-        "make-clip", mp4.to_str().unwrap(), "--photo", data("astronaut.jpg").to_str().unwrap(),
-        "--width", "640", "--height", "480", "--frames", "300", "--still", "--no-audio",
+        "make-clip",
+        mp4.to_str().unwrap(),
+        "--photo",
+        data("astronaut.jpg").to_str().unwrap(),
+        "--width",
+        "640",
+        "--height",
+        "480",
+        "--frames",
+        "300",
+        "--still",
+        "--no-audio",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let y4m = dir.join("camera.y4m");
@@ -402,10 +519,19 @@ fn camera_clip(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf
 }
 
 /// Runs the page driver against `url`; (success, its JSON line, its stderr).
-fn browse(url: &str, clip: &std::path::Path, frames: u32, extra: &[&str]) -> (bool, String, String) {
+fn browse(
+    url: &str,
+    clip: &std::path::Path,
+    frames: u32,
+    extra: &[&str],
+) -> (bool, String, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join(".venv/bin/python");
-    assert!(python.exists(), "{} is missing: run ./segsynth.sh setup", python.display());
+    assert!(
+        python.exists(),
+        "{} is missing: run ./segsynth.sh setup",
+        python.display()
+    );
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "/usr/bin/chromium is missing: run ./segsynth.sh test (it installs Debian's chromium)"
@@ -413,7 +539,14 @@ fn browse(url: &str, clip: &std::path::Path, frames: u32, extra: &[&str]) -> (bo
     let o = Command::new(&python)
         .arg(root.join("tests/browser/web_page.py"))
         .args(["--url", url, "--clip", clip.to_str().unwrap()])
-        .args(["--frames", &frames.to_string(), "--timeout", "15", "--close-wait", "1"])
+        .args([
+            "--frames",
+            &frames.to_string(),
+            "--timeout",
+            "15",
+            "--close-wait",
+            "1",
+        ])
         .args(extra)
         .output()
         .expect("run the browser driver");
@@ -426,7 +559,9 @@ fn browse(url: &str, clip: &std::path::Path, frames: u32, extra: &[&str]) -> (bo
 fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let o = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
         .args(["-subj", "/CN=127.0.0.1", "-keyout"])
         .arg(&key)
         .arg("-out")
@@ -446,10 +581,21 @@ fn the_page_plays_over_https_with_a_token_in_its_url() {
     let p = port();
     let listen = format!("127.0.0.1:{p}");
     let mut cmd = Command::new(bin());
-    cmd.args(["web", "--listen", &listen, "--token", token, "--width", "320", "--height", "240"])
-        .args(["--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap()]);
+    cmd.args([
+        "web", "--listen", &listen, "--token", token, "--width", "320", "--height", "240",
+    ])
+    .args([
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
     let (mut server, rx) = spawn_reading(cmd);
-    wait_for(&rx, &format!("segsynth: open https://{listen}/"), Duration::from_secs(60));
+    wait_for(
+        &rx,
+        &format!("segsynth: open https://{listen}/"),
+        Duration::from_secs(60),
+    );
     let url = format!("https://{listen}/?autostart&token={token}");
     let (ok, report, err) = browse(&url, &clip, 30, &["--ignore-https-errors"]);
     assert!(ok, "{report}\n{err}");
@@ -477,9 +623,12 @@ fn the_page_in_a_real_browser_shows_the_camera_with_the_background_replaced() {
         &clip,
         100,
         &[
-            "--screenshot", shot.to_str().unwrap(),
-            "--switch", "background=blur",
-            "--screenshot2", blurred.to_str().unwrap(),
+            "--screenshot",
+            shot.to_str().unwrap(),
+            "--switch",
+            "background=blur",
+            "--screenshot2",
+            blurred.to_str().unwrap(),
         ],
     );
     assert!(ok, "the page played too few frames: {report}\n{err}");
@@ -489,35 +638,74 @@ fn the_page_in_a_real_browser_shows_the_camera_with_the_background_replaced() {
     let clip_rgb = probe(&mp4, &[10], tw, th).thumb(10).to_vec();
     let thumb = |path: &std::path::Path| {
         let img = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        image::imageops::resize(&img.to_rgb8(), tw as u32, th as u32, image::imageops::FilterType::Triangle)
-            .into_raw()
+        image::imageops::resize(
+            &img.to_rgb8(),
+            tw as u32,
+            th as u32,
+            image::imageops::FilterType::Triangle,
+        )
+        .into_raw()
     };
     let shot_rgb = thumb(&shot);
     let distance = |a: [f32; 3], b: [f32; 3]| {
-        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
     };
     let green = [0.0, 177.0, 64.0];
     for corner in [(0.02, 0.02, 0.12, 0.12), (0.88, 0.02, 0.98, 0.12)] {
         let got = region_mean(&shot_rgb, (tw, th), corner);
         let was = region_mean(&clip_rgb, (tw, th), corner);
-        assert!(distance(got, green) < 30.0, "background at {corner:?} is {got:?}, expected green");
-        assert!(distance(was, green) > 60.0, "the clip was already green at {corner:?}: {was:?}");
+        assert!(
+            distance(got, green) < 30.0,
+            "background at {corner:?} is {got:?}, expected green"
+        );
+        assert!(
+            distance(was, green) > 60.0,
+            "the clip was already green at {corner:?}: {was:?}"
+        );
     }
     for person in PERSON {
         let got = region_mean(&shot_rgb, (tw, th), person);
         let was = region_mean(&clip_rgb, (tw, th), person);
-        assert!(distance(got, was) < 25.0, "person at {person:?}: {got:?} vs the clip's {was:?}");
+        assert!(
+            distance(got, was) < 25.0,
+            "person at {person:?}: {got:?} vs the clip's {was:?}"
+        );
     }
     // The picker's change went through the live edit: the background is blurred now.
     let blurred_rgb = thumb(&blurred);
     let corner = (0.88, 0.02, 0.98, 0.12);
     let got = region_mean(&blurred_rgb, (tw, th), corner);
-    assert!(distance(got, green) > 60.0, "still green after picking blur: {got:?}");
-    assert!(distance(got, region_mean(&clip_rgb, (tw, th), corner)) < 40.0, "blurred wall {got:?}");
+    assert!(
+        distance(got, green) > 60.0,
+        "still green after picking blur: {got:?}"
+    );
+    assert!(
+        distance(got, region_mean(&clip_rgb, (tw, th), corner)) < 40.0,
+        "blurred wall {got:?}"
+    );
     // The closed tab ended the session.
     let metrics = format!("{base}/metrics");
-    assert_eq!(wait_metric(&metrics, "segsynth_web_sessions", 0.0, Duration::from_secs(10)), 0.0);
-    assert_eq!(wait_metric(&metrics, "segsynth_web_sessions_ended_total", 1.0, Duration::from_secs(5)), 1.0);
+    assert_eq!(
+        wait_metric(
+            &metrics,
+            "segsynth_web_sessions",
+            0.0,
+            Duration::from_secs(10)
+        ),
+        0.0
+    );
+    assert_eq!(
+        wait_metric(
+            &metrics,
+            "segsynth_web_sessions_ended_total",
+            1.0,
+            Duration::from_secs(5)
+        ),
+        1.0
+    );
     interrupt(&server);
     assert!(server.wait().unwrap().success());
     drop(rx);

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 use clap::ArgMatches;
 
 use segsynth::endpoint::{Credentials, HttpEndpoint, InputSpec, OutputSpec, is_loopback};
-use segsynth::io::webrtc::{Publishing, VideoSize, WhipInput};
 use segsynth::endpoint::{Preset, parse_input, parse_output};
 use segsynth::io::rtsp_server::{self, ServeSettings};
 use segsynth::io::sink::live::{LiveOutput, check_output};
 use segsynth::io::source::live::{LiveInput, LiveSettings, check_input};
+use segsynth::io::webrtc::{Publishing, VideoSize, WhipInput};
 use segsynth::job::Stages;
 use segsynth::pipeline::{FrameSource, Prepended, Progress};
 
@@ -31,45 +31,23 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     };
     let progress = Arc::new(Progress::default());
     let settings = live_settings(&args, &preset, &outputs, &progress, &input_text)?;
+    let webrtc = webrtc_settings(&args, &input, &outputs, &settings)?;
     check_input(&input)?;
     for o in &outputs {
         check_output(o, &settings)?;
     }
     let mut stages = Stages::prepare(crate::options::job_options(&args.processing, true)?)?;
     let stop = crate::signals::interrupt_flag()?;
-    let _metrics = match &metrics_address {
-        Some(a) => {
-            let server = crate::metrics::MetricsServer::start(a, Arc::clone(&progress))?;
-            eprintln!("segsynth: metrics at http://{a}/metrics");
-            Some(server)
-        }
-        None => None,
-    };
+    let _metrics = start_metrics(metrics_address.as_deref(), &progress)?;
     if let Some(secs) = args.duration {
-        let s = Arc::clone(&stop);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_secs_f64(secs));
-            s.store(true, Ordering::Relaxed);
-        });
+        stop_after(secs, &stop);
     }
-    let token = webrtc_token(&args, &input, &outputs)?;
     let mut output = LiveOutput::start(&outputs, &settings, Arc::clone(&stop))?;
     for url in &output.served {
         eprintln!("segsynth: serving {url}");
     }
     let (mut source, publishing) = Source::start(input, &settings, &stop)?;
-    let tls = match &settings.serve.tls {
-        Some((c, k)) => Some(crate::web::read_pem(c, k)?),
-        None => None,
-    };
-    let serve = crate::web::RunServe {
-        token,
-        tls,
-        max_players: args.max_sessions as usize,
-        size: video_size(&settings),
-        progress: &progress,
-    };
-    let _webrtc = crate::web::serve_run(publishing, &output.players, serve, &stop)?;
+    let _webrtc = crate::web::serve_run(publishing, &output.players, webrtc, &progress, &stop)?;
     let Some(first) = source.next_frame()? else {
         output.finish()?;
         anyhow::bail!("the input delivered no frame");
@@ -109,6 +87,26 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     // A failed output was reported when it failed; the exit code says so too.
     finished?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--metrics`: the Prometheus endpoint, when asked for.
+fn start_metrics(
+    address: Option<&str>,
+    progress: &Arc<Progress>,
+) -> anyhow::Result<Option<crate::metrics::MetricsServer>> {
+    let Some(a) = address else { return Ok(None) };
+    let server = crate::metrics::MetricsServer::start(a, Arc::clone(progress))?;
+    eprintln!("segsynth: metrics at http://{a}/metrics");
+    Ok(Some(server))
+}
+
+/// `--duration`: sets `stop` after `secs`.
+fn stop_after(secs: f64, stop: &Arc<AtomicBool>) {
+    let s = Arc::clone(stop);
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs_f64(secs));
+        s.store(true, Ordering::Relaxed);
+    });
 }
 
 /// The input (as given, and parsed) and the outputs, from the command line or the
@@ -251,7 +249,7 @@ fn security(
     rtsp: &segsynth::endpoint::RtspSettings,
     outputs: &[OutputSpec],
 ) -> anyhow::Result<(Option<Credentials>, ServeSettings)> {
-    use crate::options::{check_range, pair, password, usage};
+    use crate::options::{pair, password, usage};
     let input_password = password(
         args.input_password.as_deref(),
         args.input_password_file.as_deref(),
@@ -280,22 +278,7 @@ fn security(
             "--rtsp-password (or --rtsp-password-file, SEGSYNTH_RTSP_PASSWORD)",
         ),
     )?;
-    let max_clients = args
-        .rtsp_max_clients
-        .or(rtsp.max_clients)
-        .unwrap_or(rtsp_server::DEFAULT_MAX_CLIENTS);
-    check_range("--rtsp-max-clients", max_clients as f64, 1.0, 10_000.0, "")?;
-    let session_timeout = args
-        .rtsp_session_timeout
-        .or(rtsp.session_timeout)
-        .unwrap_or(rtsp_server::DEFAULT_SESSION_TIMEOUT);
-    check_range(
-        "--rtsp-session-timeout",
-        session_timeout as f64,
-        1.0,
-        86_400.0,
-        " seconds",
-    )?;
+    let (max_clients, session_timeout) = limits(args, rtsp)?;
     let allow_anonymous = args.rtsp_allow_anonymous || rtsp.allow_anonymous.unwrap_or(false);
     let tls = match (
         args.tls_cert.clone().or(rtsp.tls_cert.clone()),
@@ -309,25 +292,7 @@ fn security(
             ));
         }
     };
-    for o in outputs {
-        if let OutputSpec::RtspServe {
-            address,
-            tls: wants_tls,
-            ..
-        } = o
-        {
-            if *wants_tls && tls.is_none() {
-                return Err(usage(format!(
-                    "{o} needs --tls-cert CERT.pem and --tls-key KEY.pem"
-                )));
-            }
-            if served.is_none() && !allow_anonymous && !is_loopback(address) {
-                return Err(usage(format!(
-                    "{o} would serve the stream to the network without authentication; give --rtsp-user and --rtsp-password (or --rtsp-password-file), or pass --rtsp-allow-anonymous to serve it openly"
-                )));
-            }
-        }
-    }
+    check_served(outputs, served.is_some(), allow_anonymous, tls.is_some())?;
     if let Some((cert, key)) = &tls {
         // A bad certificate or key is a clear error before anything is served.
         segsynth::io::init()?;
@@ -382,7 +347,9 @@ impl Source {
 }
 
 impl FrameSource for Source {
-    fn next_frame(&mut self) -> Result<Option<segsynth::frame::Frame>, segsynth::pipeline::PipelineError> {
+    fn next_frame(
+        &mut self,
+    ) -> Result<Option<segsynth::frame::Frame>, segsynth::pipeline::PipelineError> {
         match self {
             Source::Live(l) => l.next_frame(),
             Source::Whip(w) => w.next_frame(),
@@ -398,12 +365,14 @@ fn video_size(settings: &LiveSettings) -> VideoSize {
     }
 }
 
-/// The WHIP/WHEP bearer token; endpoints beyond loopback need one.
-fn webrtc_token(
+/// The WHIP/WHEP endpoints' token (needed beyond loopback), TLS and limits, checked
+/// before anything loads.
+fn webrtc_settings(
     args: &RunArgs,
     input: &InputSpec,
     outputs: &[OutputSpec],
-) -> anyhow::Result<Option<segsynth::endpoint::Secret>> {
+    settings: &LiveSettings,
+) -> anyhow::Result<crate::web::RunServe> {
     let mut listens: Vec<&str> = outputs
         .iter()
         .filter_map(|o| match o {
@@ -415,10 +384,73 @@ fn webrtc_token(
         listens.push(&e.listen);
     }
     crate::options::check_range("--max-sessions", args.max_sessions as f64, 1.0, 1000.0, "")?;
-    crate::web::token(
+    let token = crate::web::token(
         args.token.as_deref(),
         args.token_file.as_deref(),
         &listens,
         (false, ""),
-    )
+    )?;
+    let tls = match (&settings.serve.tls, listens.is_empty()) {
+        (Some((c, k)), false) => Some(crate::web::read_pem(c, k)?),
+        _ => None,
+    };
+    Ok(crate::web::RunServe {
+        token,
+        tls,
+        max_players: args.max_sessions as usize,
+        size: video_size(settings),
+    })
+}
+
+/// The served stream's client limit and session timeout, checked.
+fn limits(args: &RunArgs, rtsp: &segsynth::endpoint::RtspSettings) -> anyhow::Result<(u32, u32)> {
+    use crate::options::check_range;
+    let max_clients = args
+        .rtsp_max_clients
+        .or(rtsp.max_clients)
+        .unwrap_or(rtsp_server::DEFAULT_MAX_CLIENTS);
+    check_range("--rtsp-max-clients", max_clients as f64, 1.0, 10_000.0, "")?;
+    let session_timeout = args
+        .rtsp_session_timeout
+        .or(rtsp.session_timeout)
+        .unwrap_or(rtsp_server::DEFAULT_SESSION_TIMEOUT);
+    check_range(
+        "--rtsp-session-timeout",
+        session_timeout as f64,
+        1.0,
+        86_400.0,
+        " seconds",
+    )?;
+    Ok((max_clients, session_timeout))
+}
+
+/// Served RTSP outputs: rtsps:// needs a certificate, and serving beyond loopback needs a
+/// password unless `--rtsp-allow-anonymous` says so.
+fn check_served(
+    outputs: &[OutputSpec],
+    has_password: bool,
+    allow_anonymous: bool,
+    has_tls: bool,
+) -> anyhow::Result<()> {
+    use crate::options::usage;
+    for o in outputs {
+        if let OutputSpec::RtspServe {
+            address,
+            tls: wants_tls,
+            ..
+        } = o
+        {
+            if *wants_tls && !has_tls {
+                return Err(usage(format!(
+                    "{o} needs --tls-cert CERT.pem and --tls-key KEY.pem"
+                )));
+            }
+            if !has_password && !allow_anonymous && !is_loopback(address) {
+                return Err(usage(format!(
+                    "{o} would serve the stream to the network without authentication; give --rtsp-user and --rtsp-password (or --rtsp-password-file), or pass --rtsp-allow-anonymous to serve it openly"
+                )));
+            }
+        }
+    }
+    Ok(())
 }

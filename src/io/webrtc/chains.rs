@@ -207,8 +207,19 @@ mod tests {
 
     #[test]
     fn bitrate_follows_the_size() {
-        let hd = bitrate(VideoSize { width: 1280, height: 720, fps: 30 });
+        let hd = bitrate(VideoSize {
+            width: 1280,
+            height: 720,
+            fps: 30,
+        });
         assert!((1_800_000..2_100_000).contains(&hd), "{hd}");
-        assert_eq!(bitrate(VideoSize { width: 16, height: 16, fps: 1 }), 300_000);
+        assert_eq!(
+            bitrate(VideoSize {
+                width: 16,
+                height: 16,
+                fps: 1
+            }),
+            300_000
+        );
     }
 }

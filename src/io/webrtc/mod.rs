@@ -78,7 +78,11 @@ impl Peer {
     /// Answers `offer` (SDP text): builds the peer's pipeline, sets the offer, creates
     /// the answer and waits up to 5 s for ICE gathering. Returns the peer and the
     /// answer's SDP text.
-    pub fn answer(offer: &str, role: &Role, size: VideoSize) -> Result<(Peer, String), AnswerError> {
+    pub fn answer(
+        offer: &str,
+        role: &Role,
+        size: VideoSize,
+    ) -> Result<(Peer, String), AnswerError> {
         init()?;
         let sdp = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
             .map_err(|e| OfferError::NotSdp(e.to_string()))?;
@@ -101,7 +105,13 @@ impl Peer {
         match role {
             Role::Page => {
                 let feed = chains::app_feed(size)?;
-                chains::send_chain(&pipeline, &webrtc, feed.0.upcast_ref(), size, video.send_caps()?)?;
+                chains::send_chain(
+                    &pipeline,
+                    &webrtc,
+                    feed.0.upcast_ref(),
+                    size,
+                    video.send_caps()?,
+                )?;
                 outgoing = Some(feed);
                 incoming = Some(chains::receive_chain(&pipeline, &webrtc, size)?);
             }
@@ -111,7 +121,10 @@ impl Peer {
                 }
                 let _ = webrtc.emit_by_name::<gst_webrtc::WebRTCRTPTransceiver>(
                     "add-transceiver",
-                    &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &video.receivable],
+                    &[
+                        &gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly,
+                        &video.receivable,
+                    ],
                 );
                 incoming = Some(chains::receive_chain(&pipeline, &webrtc, size)?);
             }
@@ -152,7 +165,9 @@ impl Peer {
             != gst_webrtc::WebRTCICEGatheringState::Complete
         {
             if Instant::now() > deadline {
-                tracing::warn!("ICE gathering did not complete in 5 s; answering with what it found");
+                tracing::warn!(
+                    "ICE gathering did not complete in 5 s; answering with what it found"
+                );
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -337,7 +352,11 @@ impl PeerInput {
 impl FrameSource for PeerInput {
     fn next_frame(&mut self) -> Result<Option<Frame>, PipelineError> {
         loop {
-            if self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+            if self
+                .stop
+                .as_ref()
+                .is_some_and(|s| s.load(Ordering::Relaxed))
+            {
                 return Ok(None);
             }
             match self.pull(Duration::from_millis(100))? {
@@ -370,7 +389,9 @@ impl FrameSink for PeerOutput {
             .current_running_time()
             .map_or(0, |t| t.nseconds());
         if let Some(b) = buffer.get_mut() {
-            b.set_pts(gst::ClockTime::from_nseconds(self.retime.map(frame.pts, now)));
+            b.set_pts(gst::ClockTime::from_nseconds(
+                self.retime.map(frame.pts, now),
+            ));
         }
         if self.appsrc.push_buffer(buffer).is_err() {
             self.shared.ended.store(true, Ordering::Relaxed);
@@ -378,4 +399,3 @@ impl FrameSink for PeerOutput {
         Ok(())
     }
 }
-

@@ -53,9 +53,14 @@ impl OfferVideo {
         let mut vp8 = None;
         let mut receivable = gst::Caps::new_empty();
         for pt in media.formats().filter_map(|f| f.parse::<i32>().ok()) {
-            let Some(caps) = media.caps_from_media(pt) else { continue };
+            let Some(caps) = media.caps_from_media(pt) else {
+                continue;
+            };
             let Some(s) = caps.structure(0) else { continue };
-            let name = s.get::<&str>("encoding-name").unwrap_or_default().to_ascii_uppercase();
+            let name = s
+                .get::<&str>("encoding-name")
+                .unwrap_or_default()
+                .to_ascii_uppercase();
             let h264 = name == "H264" && s.get::<&str>("packetization-mode").ok() == Some("1");
             if name == "VP8" && vp8.is_none() {
                 vp8 = Some(pt as u32);
@@ -121,13 +126,21 @@ mod tests {
         let names: Vec<_> = n
             .receivable
             .iter()
-            .map(|s| (s.get::<i32>("payload").unwrap(), s.get::<&str>("extmap-5").is_ok()))
+            .map(|s| {
+                (
+                    s.get::<i32>("payload").unwrap(),
+                    s.get::<&str>("extmap-5").is_ok(),
+                )
+            })
             .collect();
         assert_eq!(names, vec![(102, true), (98, true)]);
         let no_twcc = OFFER.replace("a=extmap:5 ", "a=extmap:5 urn:x ");
         assert_eq!(parse(&no_twcc).unwrap().twcc, None);
         let h264_only = OFFER.replace("a=rtpmap:98 VP8/90000\r\n", "");
-        assert!(matches!(parse(&h264_only).unwrap().send_caps(), Err(OfferError::NoVp8)));
+        assert!(matches!(
+            parse(&h264_only).unwrap().send_caps(),
+            Err(OfferError::NoVp8)
+        ));
         let audio = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
         assert!(matches!(parse(audio), Err(OfferError::NoVideo)));
     }

@@ -56,9 +56,10 @@ impl WhipInput {
 
     /// One look at the current publisher: a frame, nothing yet, or it left.
     fn pull(&mut self) -> Result<Option<Frame>, PipelineError> {
-        let mut slot = self.slot.lock().map_err(|_| {
-            PipelineError::Io("the WHIP input's publisher slot is poisoned".into())
-        })?;
+        let mut slot = self
+            .slot
+            .lock()
+            .map_err(|_| PipelineError::Io("the WHIP input's publisher slot is poisoned".into()))?;
         let Some(input) = slot.as_mut() else {
             drop(slot);
             std::thread::sleep(Duration::from_millis(50));
@@ -103,7 +104,9 @@ impl Publishing {
     /// a flag that ends this publisher's connection when set (its DELETE).
     pub fn publish(&self, offer: &str) -> Result<(String, Arc<AtomicBool>), PublishError> {
         let mut slot = self.slot.lock().map_err(|_| {
-            AnswerError::Io(crate::io::IoError::Pipeline("the publisher slot is poisoned".into()))
+            AnswerError::Io(crate::io::IoError::Pipeline(
+                "the publisher slot is poisoned".into(),
+            ))
         })?;
         if slot.as_ref().is_some_and(|p| !p.ended()) {
             return Err(PublishError::Busy);

@@ -54,7 +54,9 @@ impl Endpoints {
     /// Drops players whose connection ended and publishers that left; keeps the
     /// `segsynth_webrtc_peers` gauge true. Called about once a second.
     pub fn reap(&self) {
-        let Ok(mut sessions) = self.sessions.lock() else { return };
+        let Ok(mut sessions) = self.sessions.lock() else {
+            return;
+        };
         sessions.retain(|_, (_, r)| match r {
             Resource::Player(p) => !p.ended(),
             Resource::Publisher(ended) => !ended.load(Ordering::Relaxed),
@@ -65,7 +67,9 @@ impl Endpoints {
             .count();
         let connected = self.publishers.values().filter(|p| p.connected()).count();
         self.progress.metrics.webrtc_peers("player", players as i64);
-        self.progress.metrics.webrtc_peers("publisher", connected as i64);
+        self.progress
+            .metrics
+            .webrtc_peers("publisher", connected as i64);
     }
 
     fn publish(&self, path: &str, publishing: &Publishing, offer: &str) -> Reply {
@@ -86,7 +90,9 @@ impl Endpoints {
         if playing >= self.max_players {
             return text(
                 503,
-                &format!("{playing} players are connected, the most this stream takes (--max-sessions)"),
+                &format!(
+                    "{playing} players are connected, the most this stream takes (--max-sessions)"
+                ),
             )
             .with("Retry-After", "5");
         }
@@ -113,11 +119,9 @@ impl Endpoints {
     }
 
     fn end(&self, path: &str, id: &str) -> Reply {
-        let removed = self.sessions.lock().ok().and_then(|mut s| {
-            match s.get(id) {
-                Some((p, _)) if p == path => s.remove(id),
-                _ => None,
-            }
+        let removed = self.sessions.lock().ok().and_then(|mut s| match s.get(id) {
+            Some((p, _)) if p == path => s.remove(id),
+            _ => None,
         });
         match removed {
             Some((_, Resource::Publisher(ended))) => ended.store(true, Ordering::Relaxed),
@@ -169,8 +173,11 @@ impl Routes for Arc<Endpoints> {
                 }
             }
             (Method::Delete, true) => self.end(parent, last),
-            (Method::Patch, true) => text(405, "trickle ICE is not offered; the answer holds every candidate")
-                .with("Allow", "DELETE"),
+            (Method::Patch, true) => text(
+                405,
+                "trickle ICE is not offered; the answer holds every candidate",
+            )
+            .with("Allow", "DELETE"),
             _ => text(405, "expected POST (an SDP offer) or DELETE (a session)")
                 .with("Allow", "OPTIONS, POST, DELETE"),
         }

@@ -125,7 +125,11 @@ impl With for Reply {
 }
 
 pub fn text(status: u16, body: &str) -> Reply {
-    let body = if body.is_empty() { String::new() } else { format!("{body}\n") };
+    let body = if body.is_empty() {
+        String::new()
+    } else {
+        format!("{body}\n")
+    };
     Response::from_string(body)
         .with_status_code(status)
         .with("Content-Type", "text/plain; charset=utf-8")
@@ -143,8 +147,11 @@ pub fn json(value: &str) -> Reply {
 
 /// 401, with the scheme WHIP uses.
 pub fn unauthorised() -> Reply {
-    text(401, "a valid bearer token is needed (Authorization: Bearer ...)")
-        .with("WWW-Authenticate", "Bearer")
+    text(
+        401,
+        "a valid bearer token is needed (Authorization: Bearer ...)",
+    )
+    .with("WWW-Authenticate", "Bearer")
 }
 
 /// 201 Created with an SDP answer (WHIP/WHEP: the caller adds `Location`).
@@ -172,7 +179,10 @@ pub fn body(request: &mut Request) -> Result<String, Reply> {
     match read {
         Ok(n) if n as u64 > MAX_BODY => Err(text(413, "the body is over 64 KiB")),
         Ok(_) => Ok(text_body),
-        Err(e) => Err(text(400, &format!("cannot read the body as UTF-8 text: {e}"))),
+        Err(e) => Err(text(
+            400,
+            &format!("cannot read the body as UTF-8 text: {e}"),
+        )),
     }
 }
 

@@ -49,11 +49,18 @@ pub fn run(args: WebArgs) -> anyhow::Result<ExitCode> {
     segsynth::job::Stages::prepare(options)?;
     segsynth::io::init()?;
     let stop = crate::signals::interrupt_flag()?;
-    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let (listen, tls) = (settings.listen.clone(), settings.tls.clone());
     let page = page::Page::new(settings);
     let server = Server::start(&listen, tls.as_ref(), Arc::new(Arc::clone(&page)))?;
-    eprintln!("segsynth: open {scheme}://{}/ (Ctrl-C stops)", server.address());
+    eprintln!(
+        "segsynth: open {scheme}://{}/ (Ctrl-C stops)",
+        server.address()
+    );
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -112,7 +119,10 @@ fn settings(args: WebArgs) -> anyhow::Result<Settings> {
 }
 
 /// The certificate and key, read and checked for a PEM block each.
-pub fn read_pem(cert: &std::path::Path, key: &std::path::Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
+pub fn read_pem(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
     let read = |p: &std::path::Path, what: &str, marker: &str| -> anyhow::Result<Vec<u8>> {
         let bytes = std::fs::read(p)
             .map_err(|e| anyhow::anyhow!("cannot read the TLS {what} {}: {e}", p.display()))?;
@@ -146,19 +156,22 @@ impl Drop for RunEndpoints {
 }
 
 /// What the run's WHIP/WHEP endpoints share: token, TLS, limits, size.
-pub struct RunServe<'a> {
+pub struct RunServe {
     pub token: Option<Secret>,
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     pub max_players: usize,
     pub size: segsynth::io::webrtc::VideoSize,
-    pub progress: &'a Arc<segsynth::pipeline::Progress>,
 }
 
 /// Serves the run's whip:// input and whep:// outputs; None when it has neither.
 pub fn serve_run(
-    whip: Option<(segsynth::endpoint::HttpEndpoint, segsynth::io::webrtc::Publishing)>,
+    whip: Option<(
+        segsynth::endpoint::HttpEndpoint,
+        segsynth::io::webrtc::Publishing,
+    )>,
     players: &[(segsynth::endpoint::HttpEndpoint, String)],
     serve: RunServe,
+    progress: &Arc<segsynth::pipeline::Progress>,
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Option<RunEndpoints>> {
     let mut by_address: Vec<(String, endpoints::Endpoints)> = Vec::new();
@@ -167,7 +180,7 @@ pub fn serve_run(
             serve.token.clone(),
             serve.size,
             serve.max_players,
-            Arc::clone(serve.progress),
+            Arc::clone(progress),
         )
     };
     fn table<'t>(
@@ -208,8 +221,16 @@ pub fn serve_run(
             .chain(endpoints.players.keys().map(|p| format!("WHEP {p}")))
             .collect();
         let endpoints = Arc::new(endpoints);
-        let server = Server::start(&listen, serve.tls.as_ref(), Arc::new(Arc::clone(&endpoints)))?;
-        eprintln!("segsynth: {} at {scheme}://{}", paths.join(", "), server.address());
+        let server = Server::start(
+            &listen,
+            serve.tls.as_ref(),
+            Arc::new(Arc::clone(&endpoints)),
+        )?;
+        eprintln!(
+            "segsynth: {} at {scheme}://{}",
+            paths.join(", "),
+            server.address()
+        );
         reapers.push(endpoints);
         servers.push(server);
     }
@@ -253,7 +274,10 @@ pub fn token(
 pub fn choices(start: &str) -> Vec<(String, String)> {
     let mut all = vec![
         ("Blur".to_string(), "background=blur".to_string()),
-        ("Green screen".to_string(), "background=color:#00b140".to_string()),
+        (
+            "Green screen".to_string(),
+            "background=color:#00b140".to_string(),
+        ),
     ];
     let dir = segsynth::job::models_dir();
     for name in segsynth::model::list(&dir) {

@@ -12,7 +12,9 @@ use prometheus_client::registry::Registry;
 use tiny_http::{Method, Request};
 
 use super::Settings;
-use super::http::{Reply, Routes, With, authorised, body, html, json, openmetrics, quote, text, unauthorised};
+use super::http::{
+    Reply, Routes, With, authorised, body, html, json, openmetrics, quote, text, unauthorised,
+};
 use super::session::{Session, StartError};
 
 const PAGE: &str = include_str!("page.html");
@@ -123,9 +125,7 @@ impl Routes for Arc<Page> {
             (Method::Get, [""]) => html(PAGE),
             (Method::Get, ["api", "config"]) => self.config(),
             (Method::Get, ["metrics"]) => openmetrics(self.metrics.encode()),
-            (_, ["api", "session", ..])
-                if !authorised(self.settings.token.as_ref(), request) =>
-            {
+            (_, ["api", "session", ..]) if !authorised(self.settings.token.as_ref(), request) => {
                 self.metrics.refuse("auth");
                 unauthorised()
             }
@@ -158,9 +158,7 @@ impl Page {
         let start = super::start_content(&self.settings.processing);
         let choices: Vec<String> = super::choices(&start)
             .iter()
-            .map(|(label, spec)| {
-                format!("{{\"label\":{},\"spec\":{}}}", quote(label), quote(spec))
-            })
+            .map(|(label, spec)| format!("{{\"label\":{},\"spec\":{}}}", quote(label), quote(spec)))
             .collect();
         json(&format!(
             "{{\"content\":{},\"choices\":[{}],\"auth\":{}}}",
@@ -172,8 +170,9 @@ impl Page {
 
     fn start_session(self: &Arc<Self>, offer: &str) -> Reply {
         match Session::start(self, offer) {
-            Ok((id, answer)) => super::http::sdp(answer)
-                .with("Location", &format!("/api/session/{id}")),
+            Ok((id, answer)) => {
+                super::http::sdp(answer).with("Location", &format!("/api/session/{id}"))
+            }
             Err(StartError::Offer(e)) => {
                 self.metrics.refuse("offer");
                 text(400, &e.to_string())

@@ -43,8 +43,8 @@ impl Session {
         if open >= settings.max_sessions {
             return Err(StartError::Limit(open));
         }
-        let options = crate::options::job_options(&settings.processing, true)
-            .map_err(StartError::Server)?;
+        let options =
+            crate::options::job_options(&settings.processing, true).map_err(StartError::Server)?;
         let mut stages = Stages::prepare(options).map_err(|e| StartError::Server(e.into()))?;
         let (peer, answer) = match Peer::answer(offer, &Role::Page, settings.size) {
             Ok(a) => a,
@@ -107,7 +107,13 @@ impl Session {
             first: Some(first),
             inner: &mut input,
         };
-        match stages.run(&first_copy, &mut chained, &mut output, &self.stop, &self.progress) {
+        match stages.run(
+            &first_copy,
+            &mut chained,
+            &mut output,
+            &self.stop,
+            &self.progress,
+        ) {
             Ok(summary) => tracing::info!("web session ended: {summary}"),
             Err(e) => tracing::warn!("web session failed: {e}"),
         }

@@ -304,7 +304,7 @@ pub struct WebArgs {
     pub width: u32,
     #[arg(long, default_value_t = 480)]
     pub height: u32,
-    /// Maximum frame rate.
+    /// Frame rate the processed video is encoded at (the camera's own rate comes through).
     #[arg(long, default_value_t = 30)]
     pub fps: u32,
     #[command(flatten)]

@@ -249,17 +249,54 @@ impl Peer {
     }
 }
 
-/// Marks the peer ended when ICE/DTLS fail or the connection closes.
+/// Marks the peer ended when ICE/DTLS fail or the connection closes, or when every
+/// RTP source the peer had has gone (timed out in webrtcbin's rtpbin, about 25 s without
+/// RTCP, or said BYE): a WHEP player that vanished without a DELETE frees its place so.
+/// A source that comes and goes while others stay (a browser's bandwidth probe) ends
+/// nothing.
 fn watch_connection(webrtc: &gst::Element, ended: &Arc<AtomicBool>) {
-    let ended = Arc::clone(ended);
+    let flag = Arc::clone(ended);
     webrtc.connect_notify(Some("connection-state"), move |w, _| {
         use gst_webrtc::WebRTCPeerConnectionState as S;
         let state = w.property::<S>("connection-state");
         tracing::debug!(?state, "WebRTC connection state");
-        if matches!(state, S::Failed | S::Closed | S::Disconnected) {
-            ended.store(true, Ordering::Relaxed);
+        if matches!(state, S::Failed | S::Closed) {
+            flag.store(true, Ordering::Relaxed);
         }
     });
+    let rtpbin = webrtc
+        .downcast_ref::<gst::Bin>()
+        .and_then(|b| b.by_name("rtpbin"));
+    let Some(rtpbin) = rtpbin else {
+        tracing::warn!("webrtcbin has no rtpbin child; only connection states end a peer");
+        return;
+    };
+    let sources = Arc::new(std::sync::Mutex::new(
+        std::collections::HashSet::<u32>::new(),
+    ));
+    let seen = Arc::clone(&sources);
+    rtpbin.connect("on-new-ssrc", false, move |args| {
+        if let (Some(ssrc), Ok(mut s)) =
+            (args.get(2).and_then(|v| v.get::<u32>().ok()), seen.lock())
+        {
+            s.insert(ssrc);
+        }
+        None
+    });
+    for signal in ["on-timeout", "on-bye-ssrc"] {
+        let (flag, gone) = (Arc::clone(ended), Arc::clone(&sources));
+        rtpbin.connect(signal, false, move |args| {
+            let ssrc = args.get(2).and_then(|v| v.get::<u32>().ok());
+            if let (Some(ssrc), Ok(mut s)) = (ssrc, gone.lock())
+                && s.remove(&ssrc)
+                && s.is_empty()
+            {
+                tracing::debug!(signal, "the WebRTC peer's last source went away");
+                flag.store(true, Ordering::Relaxed);
+            }
+            None
+        });
+    }
 }
 
 /// The pipeline both halves of a peer share; stopped when the last half goes.

@@ -37,6 +37,8 @@ pub struct WhipInput {
 pub struct Publishing {
     slot: Slot,
     size: VideoSize,
+    /// A publisher's offer is being answered (the slot is not locked meanwhile).
+    answering: Arc<AtomicBool>,
 }
 
 impl WhipInput {
@@ -51,7 +53,15 @@ impl WhipInput {
             waiting_since: Instant::now(),
             reported: false,
         };
-        (input, Publishing { slot, size })
+        let answering = Arc::default();
+        (
+            input,
+            Publishing {
+                slot,
+                size,
+                answering,
+            },
+        )
     }
 
     /// One look at the current publisher: a frame, nothing yet, or it left.
@@ -103,19 +113,25 @@ impl Publishing {
     /// Answers a publisher's offer; its video becomes the input's. Returns the answer and
     /// a flag that ends this publisher's connection when set (its DELETE).
     pub fn publish(&self, offer: &str) -> Result<(String, Arc<AtomicBool>), PublishError> {
-        let mut slot = self.slot.lock().map_err(|_| {
-            AnswerError::Io(crate::io::IoError::Pipeline(
-                "the publisher slot is poisoned".into(),
-            ))
-        })?;
-        if slot.as_ref().is_some_and(|p| !p.ended()) {
+        if self.connected() || self.answering.swap(true, Ordering::SeqCst) {
             return Err(PublishError::Busy);
         }
-        let (peer, answer) = Peer::answer(offer, &Role::Publisher, self.size)?;
-        let closer = peer.closer();
-        let (input, _) = peer.into_parts();
-        *slot = input;
-        Ok((answer, closer))
+        // Answered without the slot locked: the input keeps pulling meanwhile.
+        let answered = Peer::answer(offer, &Role::Publisher, self.size);
+        let result = answered
+            .map_err(PublishError::from)
+            .and_then(|(peer, answer)| {
+                let closer = peer.closer();
+                let mut slot = self.slot.lock().map_err(|_| {
+                    AnswerError::Io(crate::io::IoError::Pipeline(
+                        "the publisher slot is poisoned".into(),
+                    ))
+                })?;
+                *slot = peer.into_parts().0;
+                Ok((answer, closer))
+            });
+        self.answering.store(false, Ordering::SeqCst);
+        result
     }
 
     /// Whether a publisher is connected now.

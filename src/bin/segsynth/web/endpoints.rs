@@ -13,7 +13,7 @@ use segsynth::io::webrtc::{AnswerError, Peer, PublishError, Publishing, Role, Vi
 use segsynth::pipeline::Progress;
 use tiny_http::{Method, Request};
 
-use super::http::{Reply, Routes, With, authorised, body, sdp, text, unauthorised};
+use super::http::{Reply, Routes, With, authorised, sdp, sdp_offer, text, unauthorised};
 
 /// A connected publisher (its connection's end flag) or player (its whole peer).
 enum Resource {
@@ -27,9 +27,11 @@ pub struct Endpoints {
     /// WHEP path -> the `intervideosink` channel its players read.
     pub players: HashMap<String, String>,
     pub size: VideoSize,
-    /// Most WHEP players at once.
+    /// Most WHEP players at once, per whep:// path.
     pub max_players: usize,
     sessions: Mutex<HashMap<String, (String, Resource)>>,
+    /// Players being answered, per path (locked after `sessions`).
+    pending: Mutex<HashMap<String, usize>>,
     progress: Arc<Progress>,
 }
 
@@ -47,6 +49,7 @@ impl Endpoints {
             size,
             max_players,
             sessions: Mutex::default(),
+            pending: Mutex::default(),
             progress,
         }
     }
@@ -54,6 +57,7 @@ impl Endpoints {
     /// Drops players whose connection ended and publishers that left; keeps the
     /// `segsynth_webrtc_peers` gauge true. Called about once a second.
     pub fn reap(&self) {
+        let connected = self.publishers.values().filter(|p| p.connected()).count();
         let Ok(mut sessions) = self.sessions.lock() else {
             return;
         };
@@ -65,7 +69,7 @@ impl Endpoints {
             .values()
             .filter(|(_, r)| matches!(r, Resource::Player(_)))
             .count();
-        let connected = self.publishers.values().filter(|p| p.connected()).count();
+        drop(sessions);
         self.progress.metrics.webrtc_peers("player", players as i64);
         self.progress
             .metrics
@@ -82,16 +86,11 @@ impl Endpoints {
 
     fn play(&self, path: &str, channel: &str, offer: &str) -> Reply {
         self.reap();
-        let playing = self.sessions.lock().map_or(usize::MAX, |s| {
-            s.values()
-                .filter(|(_, r)| matches!(r, Resource::Player(_)))
-                .count()
-        });
-        if playing >= self.max_players {
+        if let Err(playing) = self.reserve(path) {
             return text(
                 503,
                 &format!(
-                    "{playing} players are connected, the most this stream takes (--max-sessions)"
+                    "{playing} players are connected to {path}, the most it takes (--max-sessions)"
                 ),
             )
             .with("Retry-After", "5");
@@ -99,10 +98,32 @@ impl Endpoints {
         let role = Role::Player {
             channel: channel.to_string(),
         };
-        match Peer::answer(offer, &role, self.size) {
+        let reply = match Peer::answer(offer, &role, self.size) {
             Ok((peer, answer)) => self.created(path, answer, Resource::Player(peer)),
             Err(e) => answer_error(e),
+        };
+        if let Ok(mut p) = self.pending.lock() {
+            p.entry(path.to_string())
+                .and_modify(|n| *n = n.saturating_sub(1));
         }
+        reply
+    }
+
+    /// Takes a player's place on `path` before answering (so concurrent offers cannot
+    /// pass the limit together); Err is how many play or are being answered.
+    fn reserve(&self, path: &str) -> Result<(), usize> {
+        let sessions = self.sessions.lock().map_err(|_| usize::MAX)?;
+        let mut pending = self.pending.lock().map_err(|_| usize::MAX)?;
+        let playing = sessions
+            .values()
+            .filter(|(p, r)| p == path && matches!(r, Resource::Player(_)))
+            .count();
+        let waiting = pending.entry(path.to_string()).or_default();
+        if playing + *waiting >= self.max_players {
+            return Err(playing + *waiting);
+        }
+        *waiting += 1;
+        Ok(())
     }
 
     /// 201 with the answer; the session is kept under a fresh id at `PATH/ID`.
@@ -145,6 +166,12 @@ fn answer_error(e: AnswerError) -> Reply {
 
 impl Routes for Arc<Endpoints> {
     fn route(&self, request: &mut Request) -> Reply {
+        super::http::cors(self.answer(request))
+    }
+}
+
+impl Endpoints {
+    fn answer(&self, request: &mut Request) -> Reply {
         let path = request.url().split('?').next().unwrap_or("/").to_string();
         let (parent, last) = path.rsplit_once('/').unwrap_or(("", ""));
         let known = |p: &str| self.publishers.contains_key(p) || self.players.contains_key(p);
@@ -152,15 +179,18 @@ impl Routes for Arc<Endpoints> {
         if !known(&path) && !resource {
             return text(404, "no WHIP or WHEP endpoint here");
         }
+        // A browser's CORS preflight carries no token.
+        if request.method() == &Method::Options {
+            return text(204, "")
+                .with("Accept-Post", "application/sdp")
+                .with("Allow", "OPTIONS, POST, DELETE");
+        }
         if !authorised(self.token.as_ref(), request) {
             return unauthorised();
         }
         match (request.method().clone(), resource) {
-            (Method::Options, _) => text(204, "")
-                .with("Accept-Post", "application/sdp")
-                .with("Allow", "OPTIONS, POST, DELETE"),
             (Method::Post, false) => {
-                let offer = match body(request) {
+                let offer = match sdp_offer(request) {
                     Ok(o) => o,
                     Err(r) => return r,
                 };
@@ -177,7 +207,7 @@ impl Routes for Arc<Endpoints> {
                 405,
                 "trickle ICE is not offered; the answer holds every candidate",
             )
-            .with("Allow", "DELETE"),
+            .with("Allow", "OPTIONS, DELETE"),
             _ => text(405, "expected POST (an SDP offer) or DELETE (a session)")
                 .with("Allow", "OPTIONS, POST, DELETE"),
         }

@@ -99,6 +99,7 @@ fn accept(http: tiny_http::Server, routes: Arc<dyn Routes>, stopping: Arc<Atomic
                 count.fetch_sub(1, Ordering::SeqCst);
             });
         if let Err(e) = spawned {
+            handlers.fetch_sub(1, Ordering::SeqCst);
             tracing::warn!("cannot answer a request: {e}");
         }
     }
@@ -191,14 +192,56 @@ pub fn authorised(token: Option<&Secret>, request: &Request) -> bool {
     let Some(token) = token else {
         return true;
     };
-    let given = request
+    let Some(given) = request
         .headers()
         .iter()
         .find(|h| h.field.equiv("Authorization"))
-        .and_then(|h| h.value.as_str().strip_prefix("Bearer ").map(str::to_string))
-        .unwrap_or_default();
+        .and_then(|h| {
+            let (scheme, value) = h.value.as_str().split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("Bearer")
+                .then(|| value.trim().to_string())
+        })
+    else {
+        return false;
+    };
     let (a, b) = (given.as_bytes(), token.expose().as_bytes());
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A POST's body must be SDP (`415` otherwise), as WHIP and WHEP require.
+pub fn sdp_offer(request: &mut Request) -> Result<String, Reply> {
+    let is_sdp = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Content-Type"))
+        .is_some_and(|h| {
+            h.value
+                .as_str()
+                .trim()
+                .to_ascii_lowercase()
+                .starts_with("application/sdp")
+        });
+    if !is_sdp {
+        return Err(text(
+            415,
+            "expected Content-Type: application/sdp (an SDP offer)",
+        ));
+    }
+    body(request)
+}
+
+/// CORS for WebRTC players and publishers on other origins (the token, not the origin,
+/// is what guards the endpoints).
+pub fn cors(reply: Reply) -> Reply {
+    reply
+        .with("Access-Control-Allow-Origin", "*")
+        .with("Access-Control-Allow-Methods", "OPTIONS, POST, DELETE")
+        .with(
+            "Access-Control-Allow-Headers",
+            "Authorization, Content-Type",
+        )
+        .with("Access-Control-Expose-Headers", "Location")
 }
 
 /// A JSON string literal.

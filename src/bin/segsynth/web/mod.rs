@@ -123,21 +123,27 @@ pub fn read_pem(
     cert: &std::path::Path,
     key: &std::path::Path,
 ) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
-    let read = |p: &std::path::Path, what: &str, marker: &str| -> anyhow::Result<Vec<u8>> {
-        let bytes = std::fs::read(p)
-            .map_err(|e| anyhow::anyhow!("cannot read the TLS {what} {}: {e}", p.display()))?;
-        if !String::from_utf8_lossy(&bytes).contains(marker) {
-            anyhow::bail!(
-                "the TLS {what} {} holds no PEM {marker} block; expected a PEM file",
-                p.display()
-            );
-        }
-        Ok(bytes)
+    let read = |p: &std::path::Path, what: &str| -> anyhow::Result<Vec<u8>> {
+        std::fs::read(p)
+            .map_err(|e| anyhow::anyhow!("cannot read the TLS {what} {}: {e}", p.display()))
     };
-    Ok((
-        read(cert, "certificate", "CERTIFICATE-----")?,
-        read(key, "key", "PRIVATE KEY-----")?,
-    ))
+    let (cert_pem, key_pem) = (read(cert, "certificate")?, read(key, "key")?);
+    // What tiny_http's rustls will read: certificates, then a PKCS#8 or an RSA key.
+    if rustls_pemfile::certs(&mut cert_pem.as_slice()).map_or(true, |c| c.is_empty()) {
+        return Err(crate::options::usage(format!(
+            "--tls-cert {}: no PEM certificate in it; expected a PEM file with BEGIN CERTIFICATE",
+            cert.display()
+        )));
+    }
+    let pkcs8 = rustls_pemfile::pkcs8_private_keys(&mut key_pem.as_slice());
+    let rsa = rustls_pemfile::rsa_private_keys(&mut key_pem.as_slice());
+    if pkcs8.map_or(true, |k| k.is_empty()) && rsa.map_or(true, |k| k.is_empty()) {
+        return Err(crate::options::usage(format!(
+            "--tls-key {}: no unencrypted PKCS#8 or RSA private key in it; expected BEGIN PRIVATE KEY or BEGIN RSA PRIVATE KEY (convert others with `openssl pkcs8 -topk8 -nocrypt`)",
+            key.display()
+        )));
+    }
+    Ok((cert_pem, key_pem))
 }
 
 /// The WHIP/WHEP side of `segsynth run`: one HTTP(S) server per address, serving the
@@ -145,10 +151,13 @@ pub fn read_pem(
 pub struct RunEndpoints {
     _servers: Vec<Server>,
     reaper: Option<std::thread::JoinHandle<()>>,
+    /// Ends the reaper (also on the run's error paths, where the job's stop is not set).
+    done: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for RunEndpoints {
     fn drop(&mut self) {
+        self.done.store(true, Ordering::Relaxed);
         if let Some(r) = self.reaper.take() {
             let _ = r.join();
         }
@@ -235,8 +244,10 @@ pub fn serve_run(
         servers.push(server);
     }
     let stop = Arc::clone(stop);
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ended = Arc::clone(&done);
     let reaper = std::thread::spawn(move || {
-        while !stop.load(Ordering::Relaxed) {
+        while !stop.load(Ordering::Relaxed) && !ended.load(Ordering::Relaxed) {
             for e in &reapers {
                 e.reap();
             }
@@ -246,6 +257,7 @@ pub fn serve_run(
     Ok(Some(RunEndpoints {
         _servers: servers,
         reaper: Some(reaper),
+        done,
     }))
 }
 
@@ -258,6 +270,11 @@ pub fn token(
     (allow_anonymous, hint): (bool, &str),
 ) -> anyhow::Result<Option<Secret>> {
     let token = crate::options::password(flag, file, "SEGSYNTH_WEB_TOKEN")?;
+    if token.as_ref().is_some_and(|t| t.expose().trim().is_empty()) {
+        return Err(crate::options::usage(
+            "the token (--token, --token-file or SEGSYNTH_WEB_TOKEN) is empty; expected a secret of at least one character".into(),
+        ));
+    }
     for listen in listens {
         let host = listen.rsplit_once(':').map_or(*listen, |(h, _)| h);
         if !is_loopback(host) && token.is_none() && !allow_anonymous {

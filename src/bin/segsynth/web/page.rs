@@ -13,7 +13,8 @@ use tiny_http::{Method, Request};
 
 use super::Settings;
 use super::http::{
-    Reply, Routes, With, authorised, body, html, json, openmetrics, quote, text, unauthorised,
+    Reply, Routes, With, authorised, body, html, json, openmetrics, quote, sdp_offer, text,
+    unauthorised,
 };
 use super::session::{Session, StartError};
 
@@ -82,8 +83,8 @@ pub struct Page {
     pub settings: Settings,
     pub sessions: Mutex<HashMap<String, Arc<Session>>>,
     pub metrics: WebMetrics,
-    /// Held while a session starts (the limit is checked and the slot taken under it).
-    pub starting: Mutex<()>,
+    /// Sessions being started (answered, stages prepared): they count against the limit.
+    pub starting: Mutex<usize>,
 }
 
 impl Page {
@@ -122,14 +123,21 @@ impl Routes for Arc<Page> {
         let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
         let method = request.method().clone();
         match (&method, parts.as_slice()) {
-            (Method::Get, [""]) => html(PAGE),
+            (Method::Get, [""]) => html(PAGE)
+                .with("Referrer-Policy", "no-referrer")
+                .with("Cache-Control", "no-store"),
             (Method::Get, ["api", "config"]) => self.config(),
-            (Method::Get, ["metrics"]) => openmetrics(self.metrics.encode()),
-            (_, ["api", "session", ..]) if !authorised(self.settings.token.as_ref(), request) => {
+            // With a token set the metrics need it too (Prometheus: `authorization`).
+            (Method::Get, ["metrics"]) if authorised(self.settings.token.as_ref(), request) => {
+                openmetrics(self.metrics.encode())
+            }
+            (_, ["api", "session", ..] | ["metrics"])
+                if !authorised(self.settings.token.as_ref(), request) =>
+            {
                 self.metrics.refuse("auth");
                 unauthorised()
             }
-            (Method::Post, ["api", "session"]) => match body(request) {
+            (Method::Post, ["api", "session"]) => match sdp_offer(request) {
                 Ok(offer) => self.start_session(&offer),
                 Err(r) => r,
             },

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use segsynth::content::ContentKind;
 use segsynth::io::webrtc::{AnswerError, OfferError, Peer, Role};
 use segsynth::job::{Editor, Stages};
 use segsynth::pipeline::{FrameSource, Prepended, Progress};
@@ -37,20 +38,16 @@ impl Session {
     /// the session's id and the SDP answer.
     pub fn start(state: &Arc<Page>, offer: &str) -> Result<(String, String), StartError> {
         let settings = &state.settings;
-        // One start at a time, so the limit holds; lookups of running sessions go on.
-        let _starting = state.starting.lock();
-        let open = state.sessions.lock().map_or(usize::MAX, |s| s.len());
-        if open >= settings.max_sessions {
-            return Err(StartError::Limit(open));
-        }
-        let options =
-            crate::options::job_options(&settings.processing, true).map_err(StartError::Server)?;
-        let mut stages = Stages::prepare(options).map_err(|e| StartError::Server(e.into()))?;
+        // A place is taken first, so concurrent offers cannot pass the limit together.
+        let _place = Place::take(state)?;
         let (peer, answer) = match Peer::answer(offer, &Role::Page, settings.size) {
             Ok(a) => a,
             Err(AnswerError::Offer(e)) => return Err(StartError::Offer(e)),
             Err(AnswerError::Io(e)) => return Err(StartError::Server(e.into())),
         };
+        let options =
+            crate::options::job_options(&settings.processing, true).map_err(StartError::Server)?;
+        let mut stages = Stages::prepare(options).map_err(|e| StartError::Server(e.into()))?;
         let id = new_id().map_err(StartError::Server)?;
         let progress = Arc::new(Progress::default());
         let session = Arc::new(Session {
@@ -140,6 +137,19 @@ impl Session {
         let mut p = processing.clone();
         p.content = spec.split_whitespace().map(str::to_string).collect();
         let options = crate::options::job_options(&p, true)?;
+        // The page picks among kinds and shipped generators; files on the server are the
+        // command line's to name.
+        for e in &options.entries {
+            match &e.content {
+                ContentKind::Image { .. } => anyhow::bail!(
+                    "image: content is chosen on the server's command line (--content), not from the page"
+                ),
+                ContentKind::Gan { model } if model.contains(['/', '.']) => anyhow::bail!(
+                    "gan:{model}: the page takes a shipped generator's name (see segsynth models), not a path"
+                ),
+                _ => {}
+            }
+        }
         let label = format!("the page's content {spec}");
         self.editor
             .apply(options.entries, options.mask, self.size, label)?;
@@ -165,6 +175,33 @@ impl Session {
             "{{\"frames\":{frames},\"fps\":{fps:.1},\"latency_p50_ms\":{p50:.1},\"latency_p99_ms\":{p99:.1},\"dropped\":{}}}",
             self.progress.dropped.load(Ordering::Relaxed),
         )
+    }
+}
+
+/// A session's place while it starts: counted with the running ones against
+/// `--max-sessions`, given back when the session is in the table (or failed).
+struct Place<'a>(&'a Page);
+
+impl<'a> Place<'a> {
+    fn take(page: &'a Page) -> Result<Place<'a>, StartError> {
+        let mut starting = page
+            .starting
+            .lock()
+            .map_err(|_| StartError::Server(anyhow::anyhow!("the session table is poisoned")))?;
+        let open = page.sessions.lock().map_or(usize::MAX, |s| s.len());
+        if open.saturating_add(*starting) >= page.settings.max_sessions {
+            return Err(StartError::Limit(open.saturating_add(*starting)));
+        }
+        *starting += 1;
+        Ok(Place(page))
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut starting) = self.0.starting.lock() {
+            *starting = starting.saturating_sub(1);
+        }
     }
 }
 

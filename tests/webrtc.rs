@@ -525,6 +525,31 @@ fn web_refuses_a_wrong_token_and_a_bad_offer_and_never_logs_the_token() {
     let o = segsynth(&["web", "--listen", "0.0.0.0:1", "--token", " "]);
     assert_clean_error(&o, &["token", "empty"]);
     assert_eq!(o.status.code(), Some(2));
+    // A key tiny_http's TLS cannot read (SEC1 EC) is named before anything is served.
+    let (cert, _) = self_signed(dir.path());
+    let ec = dir.path().join("ec.pem");
+    let made = Command::new("openssl")
+        .args([
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+        ])
+        .arg(&ec)
+        .status()
+        .expect("openssl makes an EC key");
+    assert!(made.success());
+    let o = segsynth(&[
+        "web",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        ec.to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, &["--tls-key", "PKCS#8", "openssl pkcs8"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 /// The clip the browser's fake camera plays: the person photo, still, written as Y4M with

@@ -436,26 +436,7 @@ fn a_client_that_goes_away_frees_its_place_and_sessions_carry_the_timeout() {
 #[test]
 fn rtsps_serves_over_tls_and_a_bad_certificate_is_a_clear_error() {
     let dir = tmpdir();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let o = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed to make the test certificate");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (cert, key) = self_signed(dir.path());
     let p = port();
     let url = format!("rtsps://127.0.0.1:{p}/live");
     let (child, rx) = start(&args(&[

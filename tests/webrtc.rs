@@ -617,23 +617,6 @@ fn browse(
     (o.status.success(), report, stderr(&o))
 }
 
-/// A self-signed certificate for 127.0.0.1 (openssl), as (cert, key).
-fn self_signed(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let o = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-        ])
-        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("openssl is needed to make the test certificate");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    (cert, key)
-}
-
 #[test]
 fn the_page_plays_over_https_with_a_token_in_its_url() {
     let dir = tmpdir();

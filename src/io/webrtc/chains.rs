@@ -31,6 +31,20 @@ pub fn app_feed(size: VideoSize) -> Result<(gst_app::AppSrc, gst_video::VideoInf
     Ok((appsrc, info))
 }
 
+/// I420 at the processing size, at `fps` when given.
+fn i420(size: VideoSize, fps: Option<u32>) -> gst::Caps {
+    let caps = gst::Caps::builder("video/x-raw")
+        .field("format", "I420")
+        .field("width", size.width as i32)
+        .field("height", size.height as i32);
+    match fps {
+        Some(f) => caps
+            .field("framerate", gst::Fraction::new(f as i32, 1))
+            .build(),
+        None => caps.build(),
+    }
+}
+
 /// A WHEP player's feed: the run's processed frames from an `intervideosink` channel,
 /// at the processing size and rate.
 pub fn inter_feed(channel: &str, size: VideoSize) -> Result<gst::Element, IoError> {
@@ -39,15 +53,7 @@ pub fn inter_feed(channel: &str, size: VideoSize) -> Result<gst::Element, IoErro
     src.set_property("channel", channel);
     let convert = make("videoconvert", "feed-convert")?;
     let caps = make("capsfilter", "feed-caps")?;
-    caps.set_property(
-        "caps",
-        gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", size.width as i32)
-            .field("height", size.height as i32)
-            .field("framerate", gst::Fraction::new(size.fps as i32, 1))
-            .build(),
-    );
+    caps.set_property("caps", i420(size, Some(size.fps)));
     let chain = [&src, &convert, &caps];
     bin.add_many(chain).map_err(perr)?;
     gst::Element::link_many(chain).map_err(perr)?;
@@ -128,14 +134,7 @@ pub fn receive_chain(
     let convert = make("videoconvert", "convert")?;
     let scale = make("videoscale", "scale")?;
     let caps = make("capsfilter", "size")?;
-    caps.set_property(
-        "caps",
-        gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .field("width", size.width as i32)
-            .field("height", size.height as i32)
-            .build(),
-    );
+    caps.set_property("caps", i420(size, None));
     let appsink = gst_app::AppSink::builder()
         .name("in")
         .max_buffers(1)

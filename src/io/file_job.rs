@@ -125,69 +125,81 @@ impl FileJob<'_> {
 
         // Ctrl-C reaches the input probes directly.
         let _ = state.interrupt.set(Arc::clone(&self.interrupt));
-        let outcome = (|| -> Result<(Summary, Ending), IoError> {
-            pipeline
-                .set_state(gst::State::Playing)
-                .map_err(|_| self.input_failure(&report, &state, "the pipeline failed to start"))?;
-            let first = input.prime().map_err(|e| IoError::Unreadable {
-                path: self.input.to_owned(),
-                reason: e.to_string(),
-            })?;
-            let Some(first) = first.cloned() else {
-                state.stop.store(true, Ordering::Relaxed);
-                if self.interrupt.load(Ordering::Relaxed) {
-                    return Err(IoError::InterruptedEarly);
-                }
-                return Err(self.input_failure(&report, &state, "no video frame could be decoded"));
-            };
-            let info = input
-                .info()
-                .cloned()
-                .ok_or_else(|| IoError::Pipeline("no caps on the first frame".into()))?;
-            encode_odd_sizes(&pipeline, &info);
-            appsrc.set_caps(Some(&output_caps(&info)));
-            let mut sink = AppSrcSink {
-                appsrc: appsrc.clone(),
-                info: info.clone(),
-            };
-            let progress = &self.progress;
-            let expected = expected_frames(&pipeline, &info);
-            progress
-                .expected
-                .store(expected.unwrap_or(0), Ordering::Relaxed);
-            let stop = self.interrupt.as_ref();
-            let guard = spawn_stop_watchdog(
-                pipeline.clone(),
-                Arc::clone(&self.interrupt),
-                Arc::clone(progress),
-                Arc::clone(&report),
-            );
-            let run = stages.run(&first, &mut input, &mut sink, stop, progress);
-            guard.store(true, Ordering::Relaxed);
-            state.stop.store(true, Ordering::Relaxed);
-            let mut summary =
-                run.map_err(|e| self.output_failure(&report).unwrap_or(IoError::Job(e)))?;
-            summary
-                .notes
-                .extend(input.keep.as_ref().and_then(|k| k.note()));
-            // Finish: end the video stream, let the rest of the input reach EOS, wait for the muxer.
-            let _ = appsrc.end_of_stream();
-            input.drain(Duration::from_secs(30));
-            // A stopped job only waits for what can still be finalised quickly.
-            let limit = if self.interrupt.load(Ordering::Relaxed) {
-                10
-            } else {
-                120
-            };
-            wait_for_eos(&report, Duration::from_secs(limit))
-                .map_err(|e| self.output_failure(&report).unwrap_or(e))?;
-            let ending = self.ending(&report, &state, summary.frames_in, expected)?;
-            Ok((summary, ending))
-        })();
+        let outcome = self.drive(&pipeline, &appsrc, &mut input, &report, stages);
         watching.store(false, Ordering::Relaxed);
         let _ = pipeline.set_state(gst::State::Null);
         let _ = watcher.join();
         outcome
+    }
+
+    /// Plays the built pipeline through the stages: the first frame sizes the output,
+    /// then every frame, then EOS through the muxer; the ending says how the input ended.
+    fn drive(
+        &self,
+        pipeline: &gst::Pipeline,
+        appsrc: &gst_app::AppSrc,
+        input: &mut super::source::file::FileInput,
+        report: &Arc<Mutex<BusReport>>,
+        stages: &mut Stages,
+    ) -> Result<(Summary, Ending), IoError> {
+        let state = Arc::clone(&input.state);
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|_| self.input_failure(report, &state, "the pipeline failed to start"))?;
+        let first = input.prime().map_err(|e| IoError::Unreadable {
+            path: self.input.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let Some(first) = first.cloned() else {
+            state.stop.store(true, Ordering::Relaxed);
+            if self.interrupt.load(Ordering::Relaxed) {
+                return Err(IoError::InterruptedEarly);
+            }
+            return Err(self.input_failure(report, &state, "no video frame could be decoded"));
+        };
+        let info = input
+            .info()
+            .cloned()
+            .ok_or_else(|| IoError::Pipeline("no caps on the first frame".into()))?;
+        encode_odd_sizes(pipeline, &info);
+        appsrc.set_caps(Some(&output_caps(&info)));
+        let mut sink = AppSrcSink {
+            appsrc: appsrc.clone(),
+            info: info.clone(),
+        };
+        let progress = &self.progress;
+        let expected = expected_frames(pipeline, &info);
+        progress
+            .expected
+            .store(expected.unwrap_or(0), Ordering::Relaxed);
+        let stop = self.interrupt.as_ref();
+        let guard = spawn_stop_watchdog(
+            pipeline.clone(),
+            Arc::clone(&self.interrupt),
+            Arc::clone(progress),
+            Arc::clone(report),
+        );
+        let run = stages.run(&first, input, &mut sink, stop, progress);
+        guard.store(true, Ordering::Relaxed);
+        state.stop.store(true, Ordering::Relaxed);
+        let mut summary =
+            run.map_err(|e| self.output_failure(report).unwrap_or(IoError::Job(e)))?;
+        summary
+            .notes
+            .extend(input.keep.as_ref().and_then(|k| k.note()));
+        // Finish: end the video stream, let the rest of the input reach EOS, wait for the muxer.
+        let _ = appsrc.end_of_stream();
+        input.drain(Duration::from_secs(30));
+        // A stopped job only waits for what can still be finalised quickly.
+        let limit = if self.interrupt.load(Ordering::Relaxed) {
+            10
+        } else {
+            120
+        };
+        wait_for_eos(report, Duration::from_secs(limit))
+            .map_err(|e| self.output_failure(report).unwrap_or(e))?;
+        let ending = self.ending(report, &state, summary.frames_in, expected)?;
+        Ok((summary, ending))
     }
 
     /// appsrc ! encoder chain ! muxer ! filesink(temp), in `pipeline`.

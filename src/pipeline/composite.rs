@@ -174,7 +174,35 @@ impl Compositor {
     ) -> Result<(), InferError> {
         let (w, h) = (frame.picture.width(), frame.picture.height());
         let matrix = frame.matrix;
-        // Per layer, the picture it blends (image fitted to the frame, latest GAN layer).
+        let pictures = self.pictures(frame, alphas)?;
+        let missing_picture = self
+            .layers
+            .iter()
+            .zip(&pictures)
+            .any(|(l, p)| matches!(l, Layer::Gan { .. } | Layer::Image { .. }) && p.is_none());
+        // The graph needs every picture; before the first GAN layer exists, blend natively.
+        let layers = self.blend_layers(matrix);
+        let (has_mask, unmix) = (self.has_mask, self.unmix);
+        if let Some(g) = self.graph.as_mut().filter(|_| !missing_picture) {
+            g.ensure(layers, has_mask, unmix, w, h)?;
+            if let Some((_, graph)) = g.built.as_mut() {
+                let pics: Vec<&Yuv420> = pictures.iter().flatten().map(Content::picture).collect();
+                return graph.run(&mut frame.picture, alphas, &pics);
+            }
+        }
+        self.blend_native(frame, alphas, &pictures);
+        Ok(())
+    }
+
+    /// Per layer, the picture it blends this frame (an image fitted to the frame, the
+    /// GAN content at the frame's time); None for the kinds that need none.
+    fn pictures(
+        &mut self,
+        frame: &Frame,
+        alphas: &[AlphaPlanes],
+    ) -> Result<Vec<Option<Content>>, InferError> {
+        let (w, h) = (frame.picture.width(), frame.picture.height());
+        let matrix = frame.matrix;
         let mut pictures: Vec<Option<Content>> = Vec::with_capacity(self.layers.len());
         for (layer, alpha) in self.layers.iter_mut().zip(alphas) {
             pictures.push(match layer {
@@ -196,21 +224,18 @@ impl Compositor {
                 _ => None,
             });
         }
-        let missing_picture = self
-            .layers
-            .iter()
-            .zip(&pictures)
-            .any(|(l, p)| matches!(l, Layer::Gan { .. } | Layer::Image { .. }) && p.is_none());
-        // The graph needs every picture; before the first GAN layer exists, blend natively.
-        let layers = self.blend_layers(matrix);
-        let (has_mask, unmix) = (self.has_mask, self.unmix);
-        if let Some(g) = self.graph.as_mut().filter(|_| !missing_picture) {
-            g.ensure(layers, has_mask, unmix, w, h)?;
-            if let Some((_, graph)) = g.built.as_mut() {
-                let pics: Vec<&Yuv420> = pictures.iter().flatten().map(Content::picture).collect();
-                return graph.run(&mut frame.picture, alphas, &pics);
-            }
-        }
+        Ok(pictures)
+    }
+
+    /// The Rust kernels: each layer blended in order through its alpha.
+    fn blend_native(
+        &self,
+        frame: &mut Frame,
+        alphas: &[AlphaPlanes],
+        pictures: &[Option<Content>],
+    ) {
+        let (w, h) = (frame.picture.width(), frame.picture.height());
+        let matrix = frame.matrix;
         // Blur reads the untouched frame even when an earlier entry already drew over it
         // (or unmixing changed its edges): the small blurred planes are made first.
         let blurred: Vec<Option<[Plane; 3]>> = self
@@ -229,7 +254,7 @@ impl Compositor {
             frame.picture = Yuv420::filled(w, h, (16, 128, 128));
         }
         for (i, ((layer, alpha), content)) in
-            self.layers.iter().zip(alphas).zip(&pictures).enumerate()
+            self.layers.iter().zip(alphas).zip(pictures).enumerate()
         {
             if self.unmix && !self.has_mask {
                 unmix_picture(&mut frame.picture, alpha);
@@ -255,7 +280,6 @@ impl Compositor {
                 }
             }
         }
-        Ok(())
     }
 }
 

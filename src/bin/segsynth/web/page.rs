@@ -176,8 +176,38 @@ impl Page {
         ))
     }
 
+    /// Takes a place, answers and prepares the session, and starts its thread, which
+    /// takes it out of the table when it ends. The session's id and the SDP answer.
+    fn start(self: &Arc<Self>, offer: &str) -> Result<(String, String), StartError> {
+        // A place is taken first, so concurrent offers cannot pass the limit together.
+        let _place = Place::take(self)?;
+        let opened = Session::open(&self.settings, offer)?;
+        let id = super::session::new_id().map_err(StartError::Server)?;
+        let session = Arc::clone(&opened.session);
+        if let Ok(mut s) = self.sessions.lock() {
+            s.insert(id.clone(), Arc::clone(&session));
+        }
+        self.metrics.open.inc();
+        self.metrics.started.inc();
+        let (page, key) = (Arc::clone(self), id.clone());
+        let thread = std::thread::Builder::new()
+            .name("web-session".into())
+            .spawn(move || {
+                opened.session.serve(opened.stages, opened.peer);
+                if let Ok(mut s) = page.sessions.lock() {
+                    s.remove(&key);
+                }
+                page.metrics.open.dec();
+                page.metrics.ended.inc();
+            })
+            .map_err(|e| StartError::Server(e.into()))?;
+        session.attach(thread);
+        tracing::info!("web session started");
+        Ok((id, opened.answer))
+    }
+
     fn start_session(self: &Arc<Self>, offer: &str) -> Reply {
-        match Session::start(self, offer) {
+        match self.start(offer) {
             Ok((id, answer)) => {
                 super::http::sdp(answer).with("Location", &format!("/api/session/{id}"))
             }
@@ -209,6 +239,33 @@ impl Page {
         match s.edit(&self.settings.processing, spec) {
             Ok(()) => text(204, ""),
             Err(e) => text(400, &format!("{e:#}")),
+        }
+    }
+}
+
+/// A session's place while it starts: counted with the running ones against
+/// `--max-sessions`, given back when the session is in the table (or failed).
+struct Place<'a>(&'a Page);
+
+impl<'a> Place<'a> {
+    fn take(page: &'a Page) -> Result<Place<'a>, StartError> {
+        let mut starting = page
+            .starting
+            .lock()
+            .map_err(|_| StartError::Server(anyhow::anyhow!("the session table is poisoned")))?;
+        let open = page.sessions.lock().map_or(usize::MAX, |s| s.len());
+        if open.saturating_add(*starting) >= page.settings.max_sessions {
+            return Err(StartError::Limit(open.saturating_add(*starting)));
+        }
+        *starting += 1;
+        Ok(Place(page))
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut starting) = self.0.starting.lock() {
+            *starting = starting.saturating_sub(1);
         }
     }
 }

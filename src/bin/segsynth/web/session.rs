@@ -12,7 +12,7 @@ use segsynth::io::webrtc::{AnswerError, OfferError, Peer, Role};
 use segsynth::job::{Editor, Stages};
 use segsynth::pipeline::{FrameSource, Prepended, Progress};
 
-use super::page::Page;
+use super::Settings;
 
 pub enum StartError {
     /// The peer's offer is unusable (400).
@@ -21,6 +21,14 @@ pub enum StartError {
     Limit(usize),
     /// Our side failed (500).
     Server(anyhow::Error),
+}
+
+/// A session ready to serve, from `Session::open`.
+pub struct Opened {
+    pub session: Arc<Session>,
+    pub stages: Stages,
+    pub peer: Peer,
+    pub answer: String,
 }
 
 pub struct Session {
@@ -34,12 +42,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Prepares the stages, answers the offer and starts the session's thread. Returns
-    /// the session's id and the SDP answer.
-    pub fn start(state: &Arc<Page>, offer: &str) -> Result<(String, String), StartError> {
-        let settings = &state.settings;
-        // A place is taken first, so concurrent offers cannot pass the limit together.
-        let _place = Place::take(state)?;
+    /// Answers the offer and prepares the stages for it: the session (its thread not
+    /// started yet), its stages and peer for `serve`, and the SDP answer.
+    pub fn open(settings: &Settings, offer: &str) -> Result<Opened, StartError> {
         let (peer, answer) = match Peer::answer(offer, &Role::Page, settings.size) {
             Ok(a) => a,
             Err(AnswerError::Offer(e)) => return Err(StartError::Offer(e)),
@@ -48,7 +53,6 @@ impl Session {
         let options =
             crate::options::job_options(&settings.processing, true).map_err(StartError::Server)?;
         let mut stages = Stages::prepare(options).map_err(|e| StartError::Server(e.into()))?;
-        let id = new_id().map_err(StartError::Server)?;
         let progress = Arc::new(Progress::default());
         let session = Arc::new(Session {
             stop: Arc::new(AtomicBool::new(false)),
@@ -58,32 +62,23 @@ impl Session {
             last: Mutex::new((Instant::now(), 0, 0.0)),
             thread: Mutex::new(None),
         });
-        if let Ok(mut s) = state.sessions.lock() {
-            s.insert(id.clone(), Arc::clone(&session));
-        }
-        state.metrics.open.inc();
-        state.metrics.started.inc();
-        let (serving, shared, key) = (Arc::clone(&session), Arc::clone(state), id.clone());
-        let thread = std::thread::Builder::new()
-            .name("web-session".into())
-            .spawn(move || {
-                serving.serve(stages, peer);
-                if let Ok(mut s) = shared.sessions.lock() {
-                    s.remove(&key);
-                }
-                shared.metrics.open.dec();
-                shared.metrics.ended.inc();
-            })
-            .map_err(|e| StartError::Server(e.into()))?;
-        if let Ok(mut t) = session.thread.lock() {
+        Ok(Opened {
+            session,
+            stages,
+            peer,
+            answer,
+        })
+    }
+
+    /// Keeps the thread that serves the session, for `join`.
+    pub fn attach(&self, thread: JoinHandle<()>) {
+        if let Ok(mut t) = self.thread.lock() {
             *t = Some(thread);
         }
-        tracing::info!("web session started");
-        Ok((id, answer))
     }
 
     /// Runs the stages from the peer's camera back to the peer until either ends.
-    fn serve(&self, mut stages: Stages, peer: Peer) {
+    pub fn serve(&self, mut stages: Stages, peer: Peer) {
         let (Some(input), Some(mut output)) = peer.into_parts() else {
             return;
         };
@@ -175,33 +170,6 @@ impl Session {
             "{{\"frames\":{frames},\"fps\":{fps:.1},\"latency_p50_ms\":{p50:.1},\"latency_p99_ms\":{p99:.1},\"dropped\":{}}}",
             self.progress.dropped.load(Ordering::Relaxed),
         )
-    }
-}
-
-/// A session's place while it starts: counted with the running ones against
-/// `--max-sessions`, given back when the session is in the table (or failed).
-struct Place<'a>(&'a Page);
-
-impl<'a> Place<'a> {
-    fn take(page: &'a Page) -> Result<Place<'a>, StartError> {
-        let mut starting = page
-            .starting
-            .lock()
-            .map_err(|_| StartError::Server(anyhow::anyhow!("the session table is poisoned")))?;
-        let open = page.sessions.lock().map_or(usize::MAX, |s| s.len());
-        if open.saturating_add(*starting) >= page.settings.max_sessions {
-            return Err(StartError::Limit(open.saturating_add(*starting)));
-        }
-        *starting += 1;
-        Ok(Place(page))
-    }
-}
-
-impl Drop for Place<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut starting) = self.0.starting.lock() {
-            *starting = starting.saturating_sub(1);
-        }
     }
 }
 

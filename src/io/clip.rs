@@ -62,7 +62,6 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
     let (first, last) = add_h264_chain(&pipeline, "clip-video", &EncoderSettings::default(), odd)?;
     appsrc.link(&first).map_err(perr)?;
     link_video_to_mux(&last, &mux)?;
-    let frame_ns = 1_000_000_000u64 / spec.fps as u64;
     if spec.audio {
         add_tone(&pipeline, &mux, spec)?;
     }
@@ -73,7 +72,38 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
     // blocked on the full appsrc queue returns instead of waiting forever.
     let pushing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let watcher = watch_errors(&pipeline, std::sync::Arc::clone(&pushing));
-    let (rgb, pw, ph) = photo;
+    push_frames(&appsrc, &info, photo, spec)?;
+    pushing.store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Ok(Some(error)) = watcher.join() {
+        let _ = pipeline.set_state(gst::State::Null);
+        let _ = std::fs::remove_file(out);
+        return Err(IoError::Pipeline(format!(
+            "making a {w}x{h} clip failed: {error} (the H.264 encoder may not take this size)"
+        )));
+    }
+    let _ = appsrc.end_of_stream();
+    let result = super::wait_eos(
+        &pipeline,
+        "making the clip",
+        std::time::Duration::from_secs(300),
+    );
+    let _ = pipeline.set_state(gst::State::Null);
+    if result.is_err() {
+        let _ = std::fs::remove_file(out);
+    }
+    result
+}
+
+/// The clip's frames, panned over the photo (or held still), pushed until the appsrc
+/// refuses one (the pipeline stopped on an error the caller reports).
+fn push_frames(
+    appsrc: &gst_app::AppSrc,
+    info: &gst_video::VideoInfo,
+    (rgb, pw, ph): (&[u8], usize, usize),
+    spec: &ClipSpec,
+) -> Result<(), IoError> {
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    let frame_ns = 1_000_000_000u64 / spec.fps as u64;
     let src_img = image::RgbImage::from_raw(pw as u32, ph as u32, rgb.to_vec())
         .ok_or_else(|| IoError::Pipeline("bad photo buffer".into()))?;
     let mut pts = 0u64;
@@ -97,30 +127,12 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
             picture: Yuv420::from_rgb(&pixels, w, h, Matrix::Bt709),
         };
         pts += duration;
-        let buffer = buffer_from_frame(&frame, &info)?;
+        let buffer = buffer_from_frame(&frame, info)?;
         if appsrc.push_buffer(buffer).is_err() {
             break;
         }
     }
-    pushing.store(false, std::sync::atomic::Ordering::Relaxed);
-    if let Ok(Some(error)) = watcher.join() {
-        let _ = pipeline.set_state(gst::State::Null);
-        let _ = std::fs::remove_file(out);
-        return Err(IoError::Pipeline(format!(
-            "making a {w}x{h} clip failed: {error} (the H.264 encoder may not take this size)"
-        )));
-    }
-    let _ = appsrc.end_of_stream();
-    let result = super::wait_eos(
-        &pipeline,
-        "making the clip",
-        std::time::Duration::from_secs(300),
-    );
-    let _ = pipeline.set_state(gst::State::Null);
-    if result.is_err() {
-        let _ = std::fs::remove_file(out);
-    }
-    result
+    Ok(())
 }
 
 /// A sine tone as long as the clip, AAC, into the muxer.

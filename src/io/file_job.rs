@@ -406,46 +406,7 @@ fn spawn_bus_watch(
             use gst::MessageView as M;
             match msg.view() {
                 M::Eos(_) => r.eos = true,
-                M::Error(e) => {
-                    let text = format!(
-                        "{} ({})",
-                        e.error(),
-                        msg.src()
-                            .map(|s| s.path_string().to_string())
-                            .unwrap_or_default()
-                    );
-                    tracing::debug!(debug = ?e.debug(), "bus error: {text}");
-                    if is_output_element(msg.src()) {
-                        if r.output_error.is_none() {
-                            match crate::io::write_error_reason(&e.error(), e.debug().as_deref()) {
-                                Some(reason) => {
-                                    r.output_error = Some(reason);
-                                    r.write_failed = true;
-                                }
-                                None => r.output_error = Some(text),
-                            }
-                        }
-                        state.stop.store(true, Ordering::Relaxed);
-                        drop(r);
-                        let _ = pipeline.set_state(gst::State::Null);
-                        continue;
-                    }
-                    if r.input_error.is_none() {
-                        r.input_error = Some(e.error().to_string());
-                        state.failed.store(true, Ordering::SeqCst);
-                        drop(r);
-                        // The input's streaming thread has stopped: end every branch ourselves
-                        // so the muxer still finalises what was processed.
-                        if let Some(pad) = appsink.static_pad("sink") {
-                            pad.send_event(gst::event::Eos::new());
-                        }
-                        if let Ok(entries) = state.audio_entries.lock() {
-                            for pad in entries.iter() {
-                                pad.send_event(gst::event::Eos::new());
-                            }
-                        }
-                    }
-                }
+                M::Error(e) => on_error(&msg, e, r, &pipeline, &appsink, &state),
                 M::Warning(w) => {
                     tracing::warn!(
                         "GStreamer: {} ({})",
@@ -473,6 +434,55 @@ fn spawn_bus_watch(
             }
         }
     })
+}
+
+/// A bus error: an output's stops the job at once (its reason kept, the OS reason for a
+/// write); an input's is kept, and every branch is ended by hand so the muxer still
+/// finalises what was processed (the input's streaming thread has stopped).
+fn on_error(
+    msg: &gst::Message,
+    e: &gst::message::Error,
+    mut r: std::sync::MutexGuard<'_, BusReport>,
+    pipeline: &gst::Pipeline,
+    appsink: &gst_app::AppSink,
+    state: &InputState,
+) {
+    let text = format!(
+        "{} ({})",
+        e.error(),
+        msg.src()
+            .map(|s| s.path_string().to_string())
+            .unwrap_or_default()
+    );
+    tracing::debug!(debug = ?e.debug(), "bus error: {text}");
+    if is_output_element(msg.src()) {
+        if r.output_error.is_none() {
+            match crate::io::write_error_reason(&e.error(), e.debug().as_deref()) {
+                Some(reason) => {
+                    r.output_error = Some(reason);
+                    r.write_failed = true;
+                }
+                None => r.output_error = Some(text),
+            }
+        }
+        state.stop.store(true, Ordering::Relaxed);
+        drop(r);
+        let _ = pipeline.set_state(gst::State::Null);
+        return;
+    }
+    if r.input_error.is_none() {
+        r.input_error = Some(e.error().to_string());
+        state.failed.store(true, Ordering::SeqCst);
+        drop(r);
+        if let Some(pad) = appsink.static_pad("sink") {
+            pad.send_event(gst::event::Eos::new());
+        }
+        if let Ok(entries) = state.audio_entries.lock() {
+            for pad in entries.iter() {
+                pad.send_event(gst::event::Eos::new());
+            }
+        }
+    }
 }
 
 /// After a stop, a sink blocked in `push` for 2 s (the encoder or muxer is stuck) gets

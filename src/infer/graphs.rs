@@ -906,6 +906,26 @@ impl BlendGraph {
 
 /// The graph twin of `blend::unmix_plane` on a float NCHW plane `x` (0..=255) of size
 /// `(w, h)`, with its u8 alpha input `alpha_u8` and that alpha in [0,1] (`a`).
+/// Each pixel reads its own block's value (nearest, floor), cropped to the `w x h` plane.
+fn block_to_pixels(b: &mut Builder, t: &str, block: usize, (w, h): (usize, usize)) -> Res<String> {
+    let scales = b.f32s(&[4], &[1.0, 1.0, block as f32, block as f32])?;
+    let up = b.op(
+        "Resize",
+        &[t, "", &scales],
+        vec![
+            attr("mode", "nearest")?,
+            attr("coordinate_transformation_mode", "asymmetric")?,
+            attr("nearest_mode", "floor")?,
+        ],
+    )?;
+    let (starts, ends, axes) = (
+        b.i64s(&[0, 0])?,
+        b.i64s(&[h as i64, w as i64])?,
+        b.i64s(&[2, 3])?,
+    );
+    b.op("Slice", &[&up, &starts, &ends, &axes], vec![])
+}
+
 fn unmix_plane(
     b: &mut Builder,
     x: &str,
@@ -952,25 +972,7 @@ fn unmix_plane(
     let back = b.binary("Div", &pooled[0], &pooled[1])?;
     let least = b.scalar(0.5 / (block * block) as f32)?;
     let enough = b.op("GreaterOrEqual", &[&pooled[1], &least], vec![])?;
-    // Each pixel reads its own block (nearest, floor), cropped to the plane.
-    let scales = b.f32s(&[4], &[1.0, 1.0, block as f32, block as f32])?;
-    let nearest = |b: &mut Builder, t: &str| -> Res<String> {
-        let up = b.op(
-            "Resize",
-            &[t, "", &scales],
-            vec![
-                attr("mode", "nearest")?,
-                attr("coordinate_transformation_mode", "asymmetric")?,
-                attr("nearest_mode", "floor")?,
-            ],
-        )?;
-        let (starts, ends, axes) = (
-            b.i64s(&[0, 0])?,
-            b.i64s(&[h as i64, w as i64])?,
-            b.i64s(&[2, 3])?,
-        );
-        b.op("Slice", &[&up, &starts, &ends, &axes], vec![])
-    };
+    let nearest = |b: &mut Builder, t: &str| block_to_pixels(b, t, block, (w, h));
     let back = nearest(b, &back)?;
     let enough_f = b.cast(&enough, FLOAT)?;
     let enough = nearest(b, &enough_f)?;

@@ -312,7 +312,7 @@ fn security(
 
 /// The live input: a pipeline of its own, or whatever a WHIP publisher sends.
 enum Source {
-    Live(LiveInput),
+    Live(Box<LiveInput>),
     Whip(WhipInput),
 }
 
@@ -331,7 +331,11 @@ impl Source {
                 (Source::Whip(whip), Some((endpoint, publishing)))
             }
             other => (
-                Source::Live(LiveInput::start(other, settings.clone(), Arc::clone(stop))?),
+                Source::Live(Box::new(LiveInput::start(
+                    other,
+                    settings.clone(),
+                    Arc::clone(stop),
+                )?)),
                 None,
             ),
         })

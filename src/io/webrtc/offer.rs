@@ -72,7 +72,9 @@ impl OfferVideo {
                 if let Some(id) = twcc {
                     s.set(format!("extmap-{id}"), TWCC);
                 }
-                receivable.get_mut().map(|c| c.append_structure(s));
+                if let Some(c) = receivable.get_mut() {
+                    c.append_structure(s);
+                }
             }
         }
         Ok(OfferVideo {

@@ -183,39 +183,7 @@ pub fn serve_run(
     progress: &Arc<segsynth::pipeline::Progress>,
     stop: &Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<Option<RunEndpoints>> {
-    let mut by_address: Vec<(String, endpoints::Endpoints)> = Vec::new();
-    let fresh = || {
-        endpoints::Endpoints::new(
-            serve.token.clone(),
-            serve.size,
-            serve.max_players,
-            Arc::clone(progress),
-        )
-    };
-    fn table<'t>(
-        all: &'t mut Vec<(String, endpoints::Endpoints)>,
-        listen: &str,
-        fresh: impl Fn() -> endpoints::Endpoints,
-    ) -> &'t mut endpoints::Endpoints {
-        let i = match all.iter().position(|(l, _)| l == listen) {
-            Some(i) => i,
-            None => {
-                all.push((listen.to_string(), fresh()));
-                all.len() - 1
-            }
-        };
-        &mut all[i].1
-    }
-    if let Some((e, publishing)) = whip {
-        table(&mut by_address, &e.listen, fresh)
-            .publishers
-            .insert(e.path.clone(), publishing);
-    }
-    for (e, channel) in players {
-        table(&mut by_address, &e.listen, fresh)
-            .players
-            .insert(e.path.clone(), channel.clone());
-    }
+    let by_address = tables(whip, players, &serve, progress);
     if by_address.is_empty() {
         return Ok(None);
     }
@@ -230,16 +198,10 @@ pub fn serve_run(
             .chain(endpoints.players.keys().map(|p| format!("WHEP {p}")))
             .collect();
         let endpoints = Arc::new(endpoints);
-        let server = Server::start(
-            &listen,
-            serve.tls.as_ref(),
-            Arc::new(Arc::clone(&endpoints)),
-        )?;
-        eprintln!(
-            "segsynth: {} at {scheme}://{}",
-            paths.join(", "),
-            server.address()
-        );
+        let routes = Arc::new(Arc::clone(&endpoints));
+        let server = Server::start(&listen, serve.tls.as_ref(), routes)?;
+        let address = server.address();
+        eprintln!("segsynth: {} at {scheme}://{address}", paths.join(", "));
         reapers.push(endpoints);
         servers.push(server);
     }
@@ -259,6 +221,44 @@ pub fn serve_run(
         reaper: Some(reaper),
         done,
     }))
+}
+
+/// The endpoint tables, one per address: the WHIP path and the WHEP paths served there.
+fn tables(
+    whip: Option<(
+        segsynth::endpoint::HttpEndpoint,
+        segsynth::io::webrtc::Publishing,
+    )>,
+    players: &[(segsynth::endpoint::HttpEndpoint, String)],
+    serve: &RunServe,
+    progress: &Arc<segsynth::pipeline::Progress>,
+) -> Vec<(String, endpoints::Endpoints)> {
+    let mut by_address: Vec<(String, endpoints::Endpoints)> = Vec::new();
+    let mut table = |listen: &str| -> usize {
+        if let Some(i) = by_address.iter().position(|(l, _)| l == listen) {
+            return i;
+        }
+        let fresh = endpoints::Endpoints::new(
+            serve.token.clone(),
+            serve.size,
+            serve.max_players,
+            Arc::clone(progress),
+        );
+        by_address.push((listen.to_string(), fresh));
+        by_address.len() - 1
+    };
+    let whip_at = whip.map(|(e, p)| (table(&e.listen), e.path, p));
+    let player_at: Vec<_> = players
+        .iter()
+        .map(|(e, channel)| (table(&e.listen), e.path.clone(), channel.clone()))
+        .collect();
+    if let Some((i, path, publishing)) = whip_at {
+        by_address[i].1.publishers.insert(path, publishing);
+    }
+    for (i, path, channel) in player_at {
+        by_address[i].1.players.insert(path, channel);
+    }
+    by_address
 }
 
 /// The token for WHIP/WHEP endpoints and the page, from the flag, its file or

@@ -52,8 +52,10 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 /// What a test peer does.
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
-    /// WHIP: sends a moving test pattern.
+    /// WHIP: sends a moving test pattern (VP8).
     Publish,
+    /// WHIP as OBS does it: H.264 (constrained baseline, packetization mode 1).
+    PublishH264,
     /// WHEP: receives and counts decoded frames.
     Play,
     /// The page's way: sends and receives on one transceiver.
@@ -74,8 +76,10 @@ impl Peer {
     fn connect(url: &str, mode: Mode, token: Option<&str>) -> Result<Peer, (u16, String)> {
         gst_init();
         let send = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! vp8enc deadline=1 cpu-used=8 lag-in-frames=0 keyframe-max-dist=30 ! rtpvp8pay pt=96 ! application/x-rtp,media=video,encoding-name=VP8,payload=96,clock-rate=90000 ! w.";
+        let h264 = "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! video/x-h264,profile=constrained-baseline ! rtph264pay pt=102 config-interval=-1 aggregate-mode=zero-latency ! application/x-rtp,media=video,encoding-name=H264,payload=102,clock-rate=90000,packetization-mode=(string)1 ! w.";
         let description = match mode {
             Mode::Play => "webrtcbin name=w bundle-policy=max-bundle".to_string(),
+            Mode::PublishH264 => format!("webrtcbin name=w bundle-policy=max-bundle {h264}"),
             _ => format!("webrtcbin name=w bundle-policy=max-bundle {send}"),
         };
         let pipeline = gst::Pipeline::new();
@@ -93,7 +97,7 @@ impl Peer {
                 &[&gst_webrtc::WebRTCRTPTransceiverDirection::Recvonly, &caps],
             );
         }
-        if mode != Mode::Publish {
+        if matches!(mode, Mode::Play | Mode::Both) {
             count_frames(&webrtc, &frames);
         }
         if mode == Mode::Both {
@@ -369,6 +373,23 @@ fn whip_in_goes_out_over_whep_and_rtsp_at_once_with_a_token() {
     assert!(
         after >= before + 30.0,
         "the second publisher's frames: {before} -> {after}"
+    );
+    // An H.264 publisher (what OBS sends) is decoded too.
+    let mut again = _again;
+    assert_eq!(again.delete(), 200);
+    seen.extend(wait_for(&rx, "the publisher left", Duration::from_secs(15)));
+    let before = frames_in(&http("GET", &metrics_url, "", None).2);
+    let _h264 = Peer::connect(&format!("{base}/cam"), Mode::PublishH264, Some(token))
+        .unwrap_or_else(|e| panic!("H.264 publisher refused: {e:?}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut after = before;
+    while after < before + 30.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        after = frames_in(&http("GET", &metrics_url, "", None).2);
+    }
+    assert!(
+        after >= before + 30.0,
+        "the H.264 publisher's frames: {before} -> {after}"
     );
     interrupt(&run);
     let status = run.wait().unwrap();

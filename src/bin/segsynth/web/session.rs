@@ -133,8 +133,9 @@ impl Session {
         p.content = spec.split_whitespace().map(str::to_string).collect();
         let options = crate::options::job_options(&p, true)?;
         // The page picks among kinds and shipped generators; files on the server are the
-        // command line's to name.
-        for e in &options.entries {
+        // command line's to name (its own starting content may be picked again).
+        let from_command_line = spec == super::start_content(processing);
+        for e in options.entries.iter().filter(|_| !from_command_line) {
             match &e.content {
                 ContentKind::Image { .. } => anyhow::bail!(
                     "image: content is chosen on the server's command line (--content), not from the page"

@@ -233,12 +233,6 @@ pub struct RunArgs {
     /// Seconds of silence after which a client's session is reaped.
     #[arg(long)]
     pub rtsp_session_timeout: Option<u32>,
-    /// PEM certificate for rtsps:// outputs.
-    #[arg(long)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for rtsps:// outputs.
-    #[arg(long)]
-    pub tls_key: Option<PathBuf>,
     /// RTSP input transport: tcp or udp.
     #[arg(long)]
     pub rtsp_transport: Option<String>,
@@ -261,13 +255,8 @@ pub struct RunArgs {
     /// Allow --metrics on an address other than loopback (the metrics have no password).
     #[arg(long)]
     pub metrics_allow_remote: bool,
-    /// Bearer token that whip:// publishers and whep:// players must present. Visible to
-    /// `ps`: prefer --token-file or the SEGSYNTH_WEB_TOKEN environment variable.
-    #[arg(long)]
-    pub token: Option<String>,
-    /// File holding the token (first line).
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub served: Served,
     /// Most WHEP players at once per whep:// output; the next is refused (503).
     #[arg(long, default_value_t = 8)]
     pub max_sessions: u32,
@@ -280,19 +269,8 @@ pub struct WebArgs {
     /// Address to serve the page and its API on (HOST:PORT; port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: String,
-    /// PEM certificate: serve HTTPS (browsers give the camera only to HTTPS pages or localhost).
-    #[arg(long)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key for --tls-cert.
-    #[arg(long)]
-    pub tls_key: Option<PathBuf>,
-    /// Bearer token that sessions must present (WHIP-style `Authorization: Bearer`). Visible
-    /// to `ps`: prefer --token-file or the SEGSYNTH_WEB_TOKEN environment variable.
-    #[arg(long)]
-    pub token: Option<String>,
-    /// File holding the token (first line).
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub served: Served,
     /// Serve beyond loopback without a token (explicit opt-in).
     #[arg(long)]
     pub allow_anonymous: bool,
@@ -309,4 +287,24 @@ pub struct WebArgs {
     pub fps: u32,
     #[command(flatten)]
     pub processing: Processing,
+}
+
+/// What protects what segsynth serves: TLS for rtsps://, whip://, whep:// and the web page,
+/// and the bearer token of the WebRTC endpoints (`run` and `web` share these flags).
+#[derive(Args, Debug, Clone, Default)]
+pub struct Served {
+    /// PEM certificate: rtsps:// outputs, and HTTPS for whip://, whep:// and `web` (browsers
+    /// give the camera only to HTTPS pages or localhost).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Bearer token (WHIP's `Authorization: Bearer`) for `web` sessions and whip:// / whep://
+    /// endpoints. Visible to `ps`: prefer --token-file or SEGSYNTH_WEB_TOKEN.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// File holding the token (first line).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
 }

@@ -281,8 +281,8 @@ fn security(
     let (max_clients, session_timeout) = limits(args, rtsp)?;
     let allow_anonymous = args.rtsp_allow_anonymous || rtsp.allow_anonymous.unwrap_or(false);
     let tls = match (
-        args.tls_cert.clone().or(rtsp.tls_cert.clone()),
-        args.tls_key.clone().or(rtsp.tls_key.clone()),
+        args.served.tls_cert.clone().or(rtsp.tls_cert.clone()),
+        args.served.tls_key.clone().or(rtsp.tls_key.clone()),
     ) {
         (Some(c), Some(k)) => Some((c, k)),
         (None, None) => None,
@@ -389,8 +389,8 @@ fn webrtc_settings(
     }
     crate::options::check_range("--max-sessions", args.max_sessions as f64, 1.0, 1000.0, "")?;
     let token = crate::web::token(
-        args.token.as_deref(),
-        args.token_file.as_deref(),
+        args.served.token.as_deref(),
+        args.served.token_file.as_deref(),
         &listens,
         (false, ""),
     )?;

@@ -79,8 +79,8 @@ fn settings(args: WebArgs) -> anyhow::Result<Settings> {
         )));
     }
     let token = token(
-        args.token.as_deref(),
-        args.token_file.as_deref(),
+        args.served.token.as_deref(),
+        args.served.token_file.as_deref(),
         &[&args.listen],
         (args.allow_anonymous, ", or pass --allow-anonymous"),
     )?;
@@ -95,7 +95,7 @@ fn settings(args: WebArgs) -> anyhow::Result<Settings> {
             args.width, args.height
         )));
     }
-    let tls = match (&args.tls_cert, &args.tls_key) {
+    let tls = match (&args.served.tls_cert, &args.served.tls_key) {
         (Some(c), Some(k)) => Some(read_pem(c, k)?),
         (None, None) => None,
         _ => {

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The long version of the web session test: N page-style WebRTC sessions (send + receive
 # on one connection) connect, get processed video back and disconnect against one
-# `segsynth web`; it prints the server's RSS after each cycle and fails if the median of
-# the last third is more than 16 MB above the middle third's. The suite runs 12 cycles.
+# `segsynth web`; it prints the server's thread count and RSS after each cycle and fails if
+# the threads do not come back (a session not freed) or RSS grows by more than 96 MB. Read
+# the RSS list for flatness: it warms up over the first ~50 cycles. The suite runs 12 cycles.
 #   scripts/web_cycles.sh [N]   (default 200; needs ./segsynth.sh setup)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."

@@ -123,15 +123,20 @@ pub(crate) fn client(url: &str, want: usize, timeout: Duration) -> (usize, (i32,
     (n, size)
 }
 
-pub(crate) fn rss_kb(pid: u32) -> u64 {
+/// A number from /proc/PID/status (`field` with its colon, e.g. `VmRSS:`); 0 if absent.
+pub(crate) fn proc_status(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+pub(crate) fn rss_kb(pid: u32) -> u64 {
+    proc_status(pid, "VmRSS:")
 }
 
 pub(crate) fn interrupt(child: &Running) {

@@ -15,7 +15,7 @@ use gstreamer::prelude::*;
 use gstreamer_sdp as gst_sdp;
 use gstreamer_webrtc as gst_webrtc;
 
-use crate::live::{interrupt, port, rss_kb, spawn_reading, start, wait_for};
+use crate::live::{interrupt, port, proc_status, rss_kb, spawn_reading, start, wait_for};
 use crate::support::*;
 
 /// One HTTP/1.1 request; (status, headers, body).
@@ -242,18 +242,6 @@ fn offer(webrtc: &gst::Element) -> String {
         .sdp()
         .as_text()
         .unwrap()
-}
-
-/// The threads of process `pid` now.
-fn thread_count(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Threads:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// A metric's value in a Prometheus text page (the first series whose line starts so).
@@ -488,7 +476,7 @@ fn web_sessions_are_limited_and_freed_without_leaking() {
             "cycle {i}"
         );
         rss.push(rss_kb(server.id()));
-        threads.push(thread_count(server.id()));
+        threads.push(proc_status(server.id(), "Threads:"));
     }
     let page = http("GET", &metrics, "", None).2;
     assert_eq!(

@@ -145,6 +145,11 @@ pub fn init() -> Result<(), IoError> {
     result
 }
 
+/// A GStreamer failure building or linking a pipeline, said as it is.
+pub(crate) fn perr<E: std::fmt::Display>(e: E) -> IoError {
+    IoError::Pipeline(e.to_string())
+}
+
 /// Makes an element or says which package provides it.
 pub fn make(factory: &str, name: &str) -> Result<gstreamer::Element, IoError> {
     gstreamer::ElementFactory::make(factory)

@@ -29,12 +29,8 @@ use crate::io::frames::buffer_from_frame;
 use crate::io::rtsp_server;
 use crate::io::sink::window;
 use crate::io::source::live::LiveSettings;
-use crate::io::{IoError, init, make};
+use crate::io::{IoError, init, make, perr};
 use crate::pipeline::{FrameSink, PipelineError, Retime};
-
-fn perr<E: std::fmt::Display>(e: E) -> IoError {
-    IoError::Pipeline(e.to_string())
-}
 
 /// Checks outputs before anything starts (devices, display, files).
 pub fn check_output(o: &OutputSpec, settings: &LiveSettings) -> Result<(), IoError> {

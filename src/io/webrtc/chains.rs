@@ -8,11 +8,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 
 use super::VideoSize;
-use crate::io::{IoError, make};
-
-pub fn perr<E: std::fmt::Display>(e: E) -> IoError {
-    IoError::Pipeline(e.to_string())
-}
+use crate::io::{IoError, make, perr};
 
 /// The page's feed: processed frames pushed by the stages (leaky: latest wins).
 pub fn app_feed(size: VideoSize) -> Result<(gst_app::AppSrc, gst_video::VideoInfo), IoError> {

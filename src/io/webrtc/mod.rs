@@ -98,7 +98,7 @@ impl Peer {
         webrtc.set_property_from_str("bundle-policy", "max-bundle");
         // Jitter buffer: enough for a LAN, not a queue (live frames are dropped, not held).
         webrtc.set_property("latency", 50u32);
-        pipeline.add(&webrtc).map_err(chains::perr)?;
+        pipeline.add(&webrtc).map_err(crate::io::perr)?;
         let ended = Arc::new(AtomicBool::new(false));
         watch_connection(&webrtc, &ended);
         let (mut incoming, mut outgoing) = (None, None);
@@ -378,11 +378,6 @@ impl PeerInput {
     /// The connection ended.
     pub fn ended(&self) -> bool {
         self.shared.ended()
-    }
-
-    /// Ends the connection.
-    pub fn close(&self) {
-        self.shared.ended.store(true, Ordering::Relaxed);
     }
 }
 

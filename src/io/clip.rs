@@ -16,7 +16,7 @@ use gstreamer_video::prelude::*;
 
 use super::encode::{Container, EncoderSettings, add_h264_chain, add_muxer, link_video_to_mux};
 use super::frames::buffer_from_frame;
-use super::{IoError, init, make};
+use super::{IoError, init, make, perr};
 use crate::frame::{Frame, Matrix, Yuv420};
 
 pub struct ClipSpec {
@@ -37,7 +37,6 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
     init()?;
     let container = Container::for_path(out)?;
     let pipeline = gst::Pipeline::new();
-    let perr = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
     let mux = add_muxer(&pipeline, "clip", container, out)?;
     let (w, h) = (spec.width as usize, spec.height as usize);
     let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, spec.width, spec.height)
@@ -137,7 +136,6 @@ fn push_frames(
 
 /// A sine tone as long as the clip, AAC, into the muxer.
 fn add_tone(pipeline: &gst::Pipeline, mux: &gst::Element, spec: &ClipSpec) -> Result<(), IoError> {
-    let perr = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
     let src = make("audiotestsrc", "clip-audio")?;
     src.set_property_from_str("wave", "sine");
     let samples_per_buffer = 1024i32;
@@ -225,7 +223,6 @@ fn pan_frame(img: &image::RgbImage, w: usize, h: usize, t: f32) -> Vec<u8> {
 pub fn decode_luma(path: &Path, w: usize, h: usize) -> Result<Vec<Vec<u8>>, IoError> {
     init()?;
     let pipeline = gst::Pipeline::new();
-    let perr = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
     let src = make("filesrc", "luma-src")?;
     src.set_property("location", path.to_string_lossy().to_string());
     let decode = make("decodebin", "luma-decode")?;

@@ -25,7 +25,7 @@ use super::encode::{
 };
 use super::sink::file::{AppSrcSink, check_output, output_caps};
 use super::source::file::{InputState, STALL_AFTER, add_file_input, check_input};
-use super::{IoError, init};
+use super::{IoError, init, perr};
 use crate::job::Stages;
 use crate::pipeline::Progress;
 use crate::pipeline::stats::Summary;
@@ -209,7 +209,6 @@ impl FileJob<'_> {
         temp: &Path,
         container: Container,
     ) -> Result<(gst_app::AppSrc, gst::Element), IoError> {
-        let perr = |e: gst::glib::BoolError| IoError::Pipeline(e.to_string());
         let mux = add_muxer(pipeline, "out", container, temp)?;
         let appsrc = gst_app::AppSrc::builder()
             .name("out-appsrc")

@@ -97,55 +97,76 @@ pub struct Entry {
     pub content: ContentKind,
 }
 
-/// Builds the map from `--classes` and the `--content` values.
-///
-/// `--content <kind>` applies to every class in `--classes` (default `background`);
-/// `--content <class>=<kind>` adds an entry for one class. Both may be mixed.
-pub fn build_map(classes: &[String], contents: &[String]) -> Result<Vec<Entry>, ContentError> {
-    let mut plain = Vec::new();
-    let mut entries = Vec::new();
-    for c in contents {
-        match c.split_once('=') {
-            Some((class, kind)) if !class.contains(':') => entries.push(Entry {
-                classes: vec![class.trim().to_string()],
-                content: ContentKind::parse(kind.trim())?,
+/// One `--content` value: `<kind>` for the classes of `--classes`, or `<class>=<kind>`
+/// for one class. Parsed here for the CLI, presets, live edits, the page and the element.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContentSpec {
+    pub class: Option<String>,
+    pub kind: ContentKind,
+}
+
+impl std::str::FromStr for ContentSpec {
+    type Err = ContentError;
+    fn from_str(s: &str) -> Result<ContentSpec, ContentError> {
+        match s.split_once('=') {
+            Some((class, kind)) if !class.contains(':') => Ok(ContentSpec {
+                class: Some(class.trim().to_string()),
+                kind: ContentKind::parse(kind.trim())?,
             }),
-            _ => plain.push(ContentKind::parse(c.trim())?),
+            _ => Ok(ContentSpec {
+                class: None,
+                kind: ContentKind::parse(s.trim())?,
+            }),
         }
     }
-    if plain.len() > 1 {
-        return Err(ContentError::Syntax {
-            given: contents.join(" "),
-            why: "more than one plain --content; use <class>=<kind> to give classes different content".into(),
-        });
+}
+
+impl std::fmt::Display for ContentSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.class {
+            Some(class) => write!(f, "{class}={}", self.kind),
+            None => write!(f, "{}", self.kind),
+        }
     }
-    if let Some(kind) = plain.pop() {
-        let classes = if classes.is_empty() {
-            vec!["background".to_string()]
-        } else {
-            classes.to_vec()
-        };
-        entries.insert(
-            0,
-            Entry {
-                classes,
-                content: kind,
-            },
-        );
-    } else if entries.is_empty() {
-        let classes = if classes.is_empty() {
-            vec!["background".to_string()]
-        } else {
-            classes.to_vec()
-        };
-        entries.push(Entry {
-            classes,
-            content: ContentKind::Blur {
-                radius: DEFAULT_BLUR_RADIUS,
-            },
-        });
+}
+
+impl std::fmt::Display for ContentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContentKind::Blur { radius } if *radius == DEFAULT_BLUR_RADIUS => f.write_str("blur"),
+            ContentKind::Blur { radius } => write!(f, "blur:{radius}"),
+            ContentKind::Color { rgb: [r, g, b] } => write!(f, "color:#{r:02x}{g:02x}{b:02x}"),
+            ContentKind::Image { path } => write!(f, "image:{}", path.display()),
+            ContentKind::Mask => f.write_str("mask"),
+            ContentKind::Gan { model } => write!(f, "gan:{model}"),
+        }
     }
-    Ok(entries)
+}
+
+impl<'de> serde::Deserialize<'de> for ContentSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Several specs as they are written on one line, space-separated.
+pub fn specs_text(specs: &[ContentSpec]) -> String {
+    specs
+        .iter()
+        .map(ContentSpec::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Per entry, its selection flags against a model's class list (see `select`).
+pub fn selections(
+    entries: &[Entry],
+    model: &str,
+    classes: &[String],
+) -> Result<Vec<Vec<bool>>, ContentError> {
+    entries.iter().map(|e| select(e, model, classes)).collect()
 }
 
 /// Per-class selection flags for an entry against a model's class list.
@@ -268,28 +289,21 @@ mod tests {
     }
 
     #[test]
-    fn map_from_classes_and_pairs() {
-        let m = build_map(
-            &["person".into()],
-            &["gan:foliage".into(), "background=blur".into()],
-        )
-        .unwrap();
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].classes, vec!["person"]);
-        assert_eq!(
-            m[1].content,
-            ContentKind::Blur {
-                radius: DEFAULT_BLUR_RADIUS
-            }
-        );
-        let d = build_map(&[], &[]).unwrap();
-        assert_eq!(
-            d,
-            vec![Entry {
-                classes: vec!["background".into()],
-                content: ContentKind::Blur { radius: 32 }
-            }]
-        );
+    fn specs_print_as_they_parse() {
+        for text in [
+            "blur",
+            "blur:12",
+            "color:#00b140",
+            "person=mask",
+            "background=gan:foliage",
+            "image:/x.png",
+        ] {
+            let spec: ContentSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), text);
+        }
+        let spec: ContentSpec = "sky = blur".parse().unwrap();
+        assert_eq!(spec.class.as_deref(), Some("sky"));
+        assert!("sky=sparkles".parse::<ContentSpec>().is_err());
     }
 
     #[test]

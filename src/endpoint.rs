@@ -342,7 +342,7 @@ pub struct Preset {
     pub fps: Option<u32>,
     pub realtime: Option<bool>,
     pub classes: Option<Vec<String>>,
-    pub content: Option<Vec<String>>,
+    pub content: Option<Vec<crate::content::ContentSpec>>,
     pub model: Option<String>,
     pub device: Option<crate::infer::Device>,
     pub pixels: Option<crate::infer::Pixels>,

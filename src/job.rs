@@ -6,13 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::content::{ContentError, ContentKind, Entry};
+use crate::content::{ContentError, ContentKind, ContentSpec, DEFAULT_BLUR_RADIUS, Entry};
 use crate::frame::Frame;
 use crate::imgproc::mask::MaskParams;
 use crate::infer::{InferError, Model, Pixels, SessionOptions};
 use crate::model::{Manifest, ManifestError, Task, resolve};
 use crate::pipeline::composite::{Compositor, Image};
-use crate::pipeline::segment::{Segmenter, selections};
+use crate::pipeline::segment::Segmenter;
 use crate::pipeline::stats::{StageTimes, Summary};
 use crate::pipeline::synth::SynthError;
 use crate::pipeline::synth::{Generator, SynthParams, SynthStage};
@@ -46,13 +46,77 @@ pub enum JobError {
 #[derive(Clone, Debug)]
 pub struct JobOptions {
     pub model: String,
-    pub entries: Vec<Entry>,
+    /// `--classes`: what a plain `--content` applies to.
+    pub classes: Vec<String>,
+    pub content: Vec<ContentSpec>,
     pub mask: MaskParams,
     pub synth: SynthParams,
     pub session: SessionOptions,
     pub gan_threads: usize,
     pub pixels: crate::infer::Pixels,
     pub stages: (crate::pipeline::Backpressure, usize),
+}
+
+impl JobOptions {
+    /// The class -> content map of `classes` and `content`.
+    pub fn entries(&self) -> Result<Vec<Entry>, ContentError> {
+        content_map(&self.classes, &self.content)
+    }
+}
+
+/// Builds the map from `--classes` and the `--content` values.
+///
+/// `--content <kind>` applies to every class in `--classes` (default `background`);
+/// `--content <class>=<kind>` adds an entry for one class. Both may be mixed.
+pub fn content_map(
+    classes: &[String],
+    contents: &[ContentSpec],
+) -> Result<Vec<Entry>, ContentError> {
+    let mut plain = Vec::new();
+    let mut entries = Vec::new();
+    for c in contents {
+        match &c.class {
+            Some(class) => entries.push(Entry {
+                classes: vec![class.clone()],
+                content: c.kind.clone(),
+            }),
+            None => plain.push(c.kind.clone()),
+        }
+    }
+    if plain.len() > 1 {
+        return Err(ContentError::Syntax {
+            given: plain
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+            why: "more than one plain --content; use <class>=<kind> to give classes different content".into(),
+        });
+    }
+    let chosen = || {
+        if classes.is_empty() {
+            vec!["background".to_string()]
+        } else {
+            classes.to_vec()
+        }
+    };
+    if let Some(kind) = plain.pop() {
+        entries.insert(
+            0,
+            Entry {
+                classes: chosen(),
+                content: kind,
+            },
+        );
+    } else if entries.is_empty() {
+        entries.push(Entry {
+            classes: chosen(),
+            content: ContentKind::Blur {
+                radius: DEFAULT_BLUR_RADIUS,
+            },
+        });
+    }
+    Ok(entries)
 }
 
 /// The folder holding model manifests: `$SEGSYNTH_MODELS`, or `models/` of the checkout
@@ -73,10 +137,13 @@ pub fn models_dir() -> PathBuf {
 
 pub struct Stages {
     options: JobOptions,
+    /// The class -> content map of the options.
+    entries: Vec<Entry>,
     segmentation: Manifest,
-    /// Sessions opened while validating, reused by the first run when they fit.
-    segmentation_model: Option<Model>,
-    generators: Vec<Option<(Manifest, Option<Model>)>>,
+    /// The segmentation session, opened while validating; every run gets a handle on it.
+    segmentation_model: Model,
+    /// Per entry, the generator session of a `gan:` entry, shared the same way.
+    generators: Vec<Option<Model>>,
     /// Images decoded while validating, per entry, handed to the compositor.
     images: Vec<Option<Arc<Image>>>,
     /// Live edits, when the caller asked for them (`Stages::editor`).
@@ -110,9 +177,7 @@ impl Editor {
         (width, height): (usize, usize),
         label: String,
     ) -> Result<(), JobError> {
-        for e in &entries {
-            crate::content::select(e, &self.model, &self.classes)?;
-        }
+        crate::content::selections(&entries, &self.model, &self.classes)?;
         let grey = Frame {
             index: 0,
             pts: Some(0),
@@ -146,7 +211,10 @@ impl Editor {
 }
 
 impl Stages {
+    /// Checks everything the options name, in this order: the map, the models'
+    /// manifests, the sessions (a model that does not load), the classes, the images.
     pub fn prepare(options: JobOptions) -> Result<Stages, JobError> {
+        let entries = options.entries()?;
         let dir = models_dir();
         let manifest = Manifest::load(&resolve(&options.model, &dir)?)?;
         if manifest.task != Task::Segmentation {
@@ -157,33 +225,55 @@ impl Stages {
                 expected: "a segmentation model",
             });
         }
-        // Opening validates the manifest against the real session (a model that does not
-        // load is the first thing to say), then classes against the manifest.
         let gan = gan_session(&options);
+        let generators = generator_manifests(&entries, &dir)?;
+        // A model that does not load is said before a class it lacks.
         let model = Model::open(manifest.clone(), &options.session)?;
-        selections(&model.manifest, &options.entries)?;
-        let generators = open_generators(&options.entries, &gan)?
+        let generators = generators
             .into_iter()
-            .map(|g| g.map(|m| (m.manifest.clone(), Some(m))))
-            .collect();
-        // Images are decoded (and so validated) here too, once.
-        let mut images = Vec::new();
-        for e in &options.entries {
-            images.push(match &e.content {
-                ContentKind::Image { path } => Some(Arc::new(crate::content::load_image(path)?)),
-                _ => None,
-            });
-        }
+            .map(|g| g.map(|m| Model::open(m, &gan)).transpose())
+            .collect::<Result<Vec<_>, _>>()?;
+        crate::content::selections(&entries, &manifest.name, manifest.classes())?;
+        let images = entries
+            .iter()
+            .map(|e| match &e.content {
+                ContentKind::Image { path } => {
+                    Ok(Some(Arc::new(crate::content::load_image(path)?)))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, ContentError>>()?;
         Ok(Stages {
             options,
+            entries,
             segmentation: manifest,
-            segmentation_model: Some(model),
+            segmentation_model: model,
             generators,
             images,
             edits: None,
             edit_synths: Arc::default(),
             graphs: Arc::default(),
         })
+    }
+
+    /// Stages for another stream of the same options, running at the same time: the
+    /// model sessions are shared (one run at a time each), the rest is its own.
+    pub fn fork(&self) -> Stages {
+        Stages {
+            options: self.options.clone(),
+            entries: self.entries.clone(),
+            segmentation: self.segmentation.clone(),
+            segmentation_model: self.segmentation_model.share(),
+            generators: self
+                .generators
+                .iter()
+                .map(|g| g.as_ref().map(Model::share))
+                .collect(),
+            images: self.images.clone(),
+            edits: None,
+            edit_synths: Arc::default(),
+            graphs: Arc::default(),
+        }
     }
 
     /// Lets the class -> content map change while the stages run: edits made with the
@@ -215,16 +305,17 @@ impl Stages {
         let (mh, mw) = manifest.input_hw();
         let model_label = format!("{} ({mw}x{mh} input)", manifest.name);
         tracing::info!(model = %model_label, width = w, height = h, "segmentation model");
-        let model = match self.segmentation_model.take() {
-            Some(m) if m.manifest.path == manifest.path => m,
-            _ => Model::open(manifest, &self.options.session)?,
-        };
-        let mut segmenter = Segmenter::new(model, &self.options.entries, &self.options.mask)?;
+        let model = self.segmentation_model.share();
+        let mut segmenter = Segmenter::new(model, &self.entries, &self.options.mask)?;
         let provider = segmenter.provider();
         tracing::info!(provider, "segmentation runs on");
-        let generators = self.generator_sessions()?;
+        let generators = self
+            .generators
+            .iter()
+            .map(|g| g.as_ref().map(Model::share))
+            .collect();
         let (mut compositor, synths) = start_content(
-            &self.options.entries,
+            &self.entries,
             &self.images,
             generators,
             &self.options.synth,
@@ -263,25 +354,10 @@ impl Stages {
         summary.provider = format!("{provider} (per-pixel steps: {pixel_path})");
         summary.model = model_label;
         summary.model_runs = segmenter.model_runs();
-        self.segmentation_model = segmenter.into_model();
         if !synth_times.ms.is_empty() {
             summary.stages.push(synth_times);
         }
         Ok(summary)
-    }
-
-    /// The generator sessions opened while validating, or new ones on a later run.
-    fn generator_sessions(&mut self) -> Result<Vec<Option<Model>>, JobError> {
-        let gan = gan_session(&self.options);
-        let sessions = self.generators.iter_mut().map(|g| {
-            g.as_mut()
-                .map(|(manifest, session)| match session.take() {
-                    Some(m) => Ok(m),
-                    None => Model::open(manifest.clone(), &gan),
-                })
-                .transpose()
-        });
-        Ok(sessions.collect::<Result<Vec<_>, _>>()?)
     }
 
     /// Whether the per-pixel steps run as ONNX graphs (`--pixels`, the provider the model
@@ -350,13 +426,18 @@ pub fn open_generators(
     entries: &[Entry],
     session: &SessionOptions,
 ) -> Result<Vec<Option<Model>>, JobError> {
-    let dir = models_dir();
+    generator_manifests(entries, &models_dir())?
+        .into_iter()
+        .map(|g| Ok(g.map(|m| Model::open(m, session)).transpose()?))
+        .collect()
+}
+
+/// The manifest of every GAN entry's generator (None for the other entries).
+fn generator_manifests(entries: &[Entry], dir: &Path) -> Result<Vec<Option<Manifest>>, JobError> {
     entries
         .iter()
         .map(|e| match &e.content {
-            ContentKind::Gan { model } => {
-                Ok(Some(Model::open(load_generator(model, &dir)?, session)?))
-            }
+            ContentKind::Gan { model } => Ok(Some(load_generator(model, dir)?)),
             _ => Ok(None),
         })
         .collect()
@@ -436,4 +517,48 @@ pub fn load_generator(name: &str, dir: &Path) -> Result<Manifest, JobError> {
         });
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_from_classes_and_pairs() {
+        let m = content_map(
+            &["person".into()],
+            &[
+                "gan:foliage".parse().unwrap(),
+                "background=blur".parse().unwrap(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].classes, vec!["person"]);
+        assert_eq!(
+            m[1].content,
+            ContentKind::Blur {
+                radius: DEFAULT_BLUR_RADIUS
+            }
+        );
+        let d = content_map(&[], &[]).unwrap();
+        assert_eq!(
+            d,
+            vec![Entry {
+                classes: vec!["background".into()],
+                content: ContentKind::Blur { radius: 32 }
+            }]
+        );
+    }
+
+    #[test]
+    fn one_plain_content_at_most() {
+        let twice = content_map(&[], &["blur".parse().unwrap(), "mask".parse().unwrap()]);
+        assert!(
+            twice
+                .unwrap_err()
+                .to_string()
+                .contains("more than one plain")
+        );
+    }
 }

@@ -295,6 +295,50 @@ fn sigint_and_sigterm_end_promptly_and_finalise_a_playable_file() {
     }
 }
 
+/// A signal during a call of several files, two at a time: both files under way are
+/// finalised and playable, the one not started is not written, and the call says so.
+#[test]
+fn sigint_during_several_files_finalises_those_under_way() {
+    let dir = tmpdir();
+    let clip = person_clip(640, 360, 1800);
+    let inputs: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| {
+            let p = dir.path().join(format!("{n}.mp4"));
+            std::fs::copy(&clip, &p).unwrap();
+            p
+        })
+        .collect();
+    let out = dir.path().join("out");
+    let mut args = vec!["process"];
+    args.extend(inputs.iter().map(|p| p.to_str().unwrap()));
+    args.extend(["-o", out.to_str().unwrap(), "--jobs", "2"]);
+    let child = std::process::Command::new(bin())
+        .args(&args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let text = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted: 2 of 3 files written"), "{text}");
+    for name in ["a.mp4", "b.mp4"] {
+        let p = probe(&out.join(name), &[], 8, 8);
+        assert!(
+            !p.pts.is_empty() && p.pts.len() < 1800,
+            "{name}: partial but playable: {} frames",
+            p.pts.len()
+        );
+    }
+    assert_eq!(
+        files_in(&out),
+        vec!["a.mp4".to_string(), "b.mp4".to_string()],
+        "c not started, no temporary files left"
+    );
+}
+
 #[test]
 fn truncated_input_keeps_what_decodes_and_exits_3() {
     let dir = tmpdir();
@@ -384,10 +428,21 @@ fn several_inputs_in_one_call_each_as_its_own_run_and_a_bad_one_fails_alone() {
         "-q",
         "--content",
         "gan:foliage",
+        "--jobs",
+        "2",
     ]);
     let o = segsynth(&args);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let text = stderr(&o);
+    // Two at a time: the second file starts before the first one ends.
+    let first_end = text
+        .find("wrote ")
+        .or_else(|| text.find("segsynth: error:"))
+        .expect("a file ended");
+    assert!(
+        text[..first_end].matches("== ").count() >= 2,
+        "two files under way at once:\n{text}"
+    );
     assert!(
         text.contains("notes.mp4") && text.contains("4 inputs: 3 written, 1 failed"),
         "{text}"

@@ -9,8 +9,9 @@ use std::str::FromStr;
 
 use proptest::prelude::*;
 
-use segsynth::content::{ContentKind, build_map};
+use segsynth::content::{ContentKind, ContentSpec};
 use segsynth::endpoint::{Preset, parse_input, parse_output, redact_url};
+use segsynth::job::content_map;
 use segsynth::model::Manifest;
 use segsynth::options::{Device, EdgeBand, ModelEvery, OptionError, Pixels, Refine};
 
@@ -142,8 +143,14 @@ proptest! {
         classes in proptest::collection::vec("[a-z,]{0,10}", 0..3),
     ) {
         let _ = ContentKind::parse(&spec);
-        if let Err(e) = build_map(&classes, std::slice::from_ref(&spec)) {
-            prop_assert!(!e.to_string().is_empty());
+        match spec.parse::<ContentSpec>() {
+            Ok(parsed) => {
+                prop_assert_eq!(parsed.to_string().parse::<ContentSpec>().ok(), Some(parsed.clone()));
+                if let Err(e) = content_map(&classes, &[parsed]) {
+                    prop_assert!(!e.to_string().is_empty());
+                }
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
         }
     }
 

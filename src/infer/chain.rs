@@ -147,7 +147,7 @@ impl Parts {
         prep_binding
             .bind_output_to_device("tensor", &device)
             .map_err(&err)?;
-        let mut model_binding = model.session.create_binding().map_err(&err)?;
+        let mut model_binding = model.session().create_binding().map_err(&err)?;
         model_binding
             .bind_output_to_device(m.output.name.clone(), &device)
             .map_err(&err)?;
@@ -270,11 +270,8 @@ impl SegmentChain {
             .bind_input(input, &tensor)
             .map_err(&model_err)?;
         let scores = {
-            let mut out = self
-                .model
-                .session
-                .run_binding(&p.model_binding)
-                .map_err(&model_err)?;
+            let mut session = self.model.session();
+            let mut out = session.run_binding(&p.model_binding).map_err(&model_err)?;
             let names: Vec<String> = out.keys().map(|k| k.to_string()).collect();
             out.remove(&output).ok_or_else(|| InferError::Run {
                 model: model_name.clone(),

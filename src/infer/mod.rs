@@ -2,7 +2,7 @@
 //! running them. The only module that imports `ort`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 #[cfg(any(feature = "cuda", feature = "tensorrt"))]
 use ort::ep::ExecutionProvider;
@@ -132,9 +132,10 @@ fn ort_msg<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// An ONNX session with its validated manifest.
+/// An ONNX session with its validated manifest. `share` gives another handle on the
+/// same session: the streams of one process run one session per model, one run at a time.
 pub struct Model {
-    session: Session,
+    session: Arc<Mutex<Session>>,
     pub manifest: Manifest,
     /// The execution provider that actually runs this model.
     pub provider: &'static str,
@@ -212,10 +213,24 @@ impl Model {
         manifest.validate_io(&describe(session.inputs()), &describe(session.outputs()))?;
         tracing::info!(model = %manifest.name, provider, "model loaded");
         Ok(Model {
-            session,
+            session: Arc::new(Mutex::new(session)),
             manifest,
             provider,
         })
+    }
+
+    /// Another handle on this model's session (the weights are loaded once).
+    pub fn share(&self) -> Model {
+        Model {
+            session: Arc::clone(&self.session),
+            manifest: self.manifest.clone(),
+            provider: self.provider,
+        }
+    }
+
+    /// The session, for one run; a run that panicked elsewhere leaves it usable.
+    pub(crate) fn session(&self) -> MutexGuard<'_, Session> {
+        self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs with f32 inputs `(name, shape, data)` and returns the manifest's output.
@@ -239,7 +254,8 @@ impl Model {
             model: model_name.clone(),
             message,
         };
-        let outputs = self.session.run(values).map_err(|e| err(ort_msg(e)))?;
+        let mut session = self.session();
+        let outputs = session.run(values).map_err(|e| err(ort_msg(e)))?;
         let value = outputs
             .get(&name)
             .ok_or_else(|| err(format!("output {name:?} missing")))?;

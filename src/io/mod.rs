@@ -1,6 +1,7 @@
 //! GStreamer I/O: the only place that imports `gstreamer`. Decoding into frames,
 //! encoding and muxing processed frames, and the file job's pipeline life cycle.
 
+pub mod batch;
 pub mod clip;
 pub mod encode;
 pub mod file_job;

@@ -270,7 +270,7 @@ impl Retime {
     const MAX_GAP_NS: u64 = 2_000_000_000;
 
     /// Output PTS for a frame stamped `pts` (ns) arriving when the output's clock reads `now`.
-    pub fn map(&mut self, pts: Option<u64>, now: u64) -> u64 {
+    pub fn output_pts(&mut self, pts: Option<u64>, now: u64) -> u64 {
         let Some(pts) = pts else {
             return self.emit(now);
         };

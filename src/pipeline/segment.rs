@@ -1,6 +1,6 @@
 //! The segment stage: frame -> model input -> ORT -> per-entry soft alpha at frame size.
 
-use crate::content::{Entry, select};
+use crate::content::{Entry, selections};
 use crate::frame::AlphaPlanes;
 use crate::frame::Frame;
 use crate::imgproc::mask::Semantics;
@@ -42,13 +42,13 @@ pub struct Segmenter {
 }
 
 impl Segmenter {
-    /// `entries` must already be validated against the model's classes (see `selections`).
+    /// `entries` must already be validated against the model's classes (see `content::selections`).
     pub fn new(
         model: Model,
         entries: &[Entry],
         params: &MaskParams,
     ) -> Result<Segmenter, crate::content::ContentError> {
-        let selections = selections(&model.manifest, entries)?;
+        let selections = selections(entries, &model.manifest.name, model.manifest.classes())?;
         let geometry = model.manifest.input_geometry();
         let shape = model.manifest.input.shape.clone();
         let filters = entries
@@ -69,16 +69,6 @@ impl Segmenter {
             held: Vec::new(),
             held_size: (0, 0),
         })
-    }
-
-    /// The model back, for the next run of the same stages (one session for every file
-    /// of a `process` call).
-    pub fn into_model(self) -> Option<Model> {
-        match self.backend {
-            Backend::Native(model) => Some(model),
-            Backend::Graphs { chain, .. } => Some(chain.into_model()),
-            Backend::Moving => None,
-        }
     }
 
     /// (model runs, frames) so far.
@@ -103,9 +93,11 @@ impl Segmenter {
             Backend::Graphs { chain, .. } => chain.manifest(),
             Backend::Moving => return Err(lost_model()),
         };
-        self.selections = selections(manifest, entries).map_err(|e| InferError::Run {
-            model: manifest.name.clone(),
-            message: e.to_string(),
+        self.selections = selections(entries, &manifest.name, manifest.classes()).map_err(|e| {
+            InferError::Run {
+                model: manifest.name.clone(),
+                message: e.to_string(),
+            }
         })?;
         self.params = params.clone();
         self.filters = entries
@@ -290,16 +282,6 @@ fn lost_model() -> InferError {
         model: "segmentation".into(),
         message: "the model was lost while switching between native and graph steps".into(),
     }
-}
-
-pub fn selections(
-    manifest: &Manifest,
-    entries: &[Entry],
-) -> Result<Vec<Vec<bool>>, crate::content::ContentError> {
-    entries
-        .iter()
-        .map(|e| select(e, &manifest.name, manifest.classes()))
-        .collect()
 }
 
 /// (height, width, channels) of a segmentation output; 3-D outputs are label maps.

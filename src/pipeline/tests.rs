@@ -466,14 +466,20 @@ fn progress_counters_match_the_summary() {
 fn retime_keeps_spacing_and_reanchors_on_a_restart() {
     let mut r = Retime::default();
     // Source at 10 s, output clock at 3 s: spacing kept.
-    assert_eq!(r.map(Some(10_000_000_000), 3_000_000_000), 3_000_000_000);
-    assert_eq!(r.map(Some(10_033_000_000), 3_050_000_000), 3_033_000_000);
+    assert_eq!(
+        r.output_pts(Some(10_000_000_000), 3_000_000_000),
+        3_000_000_000
+    );
+    assert_eq!(
+        r.output_pts(Some(10_033_000_000), 3_050_000_000),
+        3_033_000_000
+    );
     // The source restarts at 0 (a reconnect): anchored again, never backwards.
-    let t = r.map(Some(0), 9_000_000_000);
+    let t = r.output_pts(Some(0), 9_000_000_000);
     assert_eq!(t, 9_000_000_000);
-    assert_eq!(r.map(Some(40_000_000), 9_060_000_000), 9_040_000_000);
+    assert_eq!(r.output_pts(Some(40_000_000), 9_060_000_000), 9_040_000_000);
     // No PTS: the output's clock, still increasing.
-    assert!(r.map(None, 1) > 9_040_000_000);
+    assert!(r.output_pts(None, 1) > 9_040_000_000);
 }
 
 /// A segmenter whose masks carry its configuration (the number of entries), and a

@@ -23,7 +23,7 @@ use gstreamer_base::subclass::prelude::*;
 use gstreamer_video as gst_video;
 use gstreamer_video::subclass::prelude::*;
 
-use segsynth::content::build_map;
+use segsynth::content::{ContentSpec, Entry, selections};
 use segsynth::frame::Frame;
 use segsynth::imgproc::mask::{DEFAULT_FEATHER, DEFAULT_TEMPORAL, MaskParams};
 use segsynth::infer::{Model, SessionOptions};
@@ -32,7 +32,7 @@ use segsynth::job::{check_content, models_dir, open_generators, start_content};
 use segsynth::model::{Manifest, resolve};
 use segsynth::options::{Device, EdgeBand, ModelEvery, Pixels, Refine};
 use segsynth::pipeline::composite::Compositor;
-use segsynth::pipeline::segment::{Segmenter, selections};
+use segsynth::pipeline::segment::Segmenter;
 use segsynth::pipeline::synth::{DEFAULT_SCALE, DEFAULT_SEED, SynthParams, SynthStage};
 
 /// The element's debug category (`GST_DEBUG=segsynth:5`).
@@ -114,12 +114,17 @@ impl Settings {
         })
     }
 
-    fn contents(&self) -> Vec<String> {
-        self.content
+    /// The class -> content map of `classes` and `content` (specs separated by `;`).
+    fn entries(&self) -> Result<Vec<Entry>, String> {
+        let specs = self
+            .content
             .split(';')
-            .map(|c| c.trim().to_string())
-            .filter(|c| !c.is_empty())
-            .collect()
+            .filter(|c| !c.trim().is_empty())
+            .map(str::parse)
+            .collect::<Result<Vec<ContentSpec>, _>>()
+            .map_err(|e| format!("content: {e}"))?;
+        segsynth::job::content_map(&self.classes(), &specs)
+            .map_err(|e| format!("classes/content: {e}"))
     }
 
     fn classes(&self) -> Vec<String> {
@@ -183,8 +188,7 @@ impl SegsynthFilter {
         segmenter: &mut Segmenter,
         fresh: bool,
     ) -> Result<(Compositor, Vec<SynthStage>), String> {
-        let entries = build_map(&settings.classes(), &settings.contents())
-            .map_err(|e| format!("classes/content: {e}"))?;
+        let entries = settings.entries()?;
         let mask = settings.mask()?;
         if !fresh {
             segmenter
@@ -241,9 +245,9 @@ impl SegsynthFilter {
     fn check(settings: &Settings) -> Result<(), String> {
         settings.mask()?;
         let manifest = manifest(settings)?;
-        let entries = build_map(&settings.classes(), &settings.contents())
-            .map_err(|e| format!("classes/content: {e}"))?;
-        selections(&manifest, &entries).map_err(|e| format!("classes: {e}"))?;
+        let entries = settings.entries()?;
+        selections(&entries, &manifest.name, manifest.classes())
+            .map_err(|e| format!("classes: {e}"))?;
         check_content(&entries).map_err(|e| format!("content: {e}"))?;
         synth_scale(settings)?;
         Ok(())
@@ -256,8 +260,7 @@ impl SegsynthFilter {
         let manifest = manifest(settings)?;
         let model = Model::open(manifest, &session).map_err(|e| format!("model: {e}"))?;
         let provider = model.provider;
-        let entries = build_map(&settings.classes(), &settings.contents())
-            .map_err(|e| format!("classes/content: {e}"))?;
+        let entries = settings.entries()?;
         let mut segmenter = Segmenter::new(model, &entries, &settings.mask()?)
             .map_err(|e| format!("classes: {e}"))?;
         let (mut compositor, synths) = Self::build_map(settings, &mut segmenter, true)?;

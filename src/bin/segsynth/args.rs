@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use segsynth::content::ContentSpec;
 use segsynth::imgproc::mask::{DEFAULT_FEATHER, DEFAULT_TEMPORAL};
 use segsynth::io::encode::{DEFAULT_CRF, DEFAULT_PRESET};
 use segsynth::options::{Device, EdgeBand, ModelEvery, Pixels, Refine};
@@ -75,7 +76,7 @@ pub struct Processing {
     pub classes: Vec<String>,
     /// Content: blur[:radius], color:#RRGGBB, image:<path>, mask, gan:<name|path>; or <class>=<kind> (repeatable).
     #[arg(long = "content")]
-    pub content: Vec<String>,
+    pub content: Vec<ContentSpec>,
     /// Segmentation model: a name in models/ or a path to a .toml manifest / .onnx file.
     #[arg(long, default_value = segsynth::job::DEFAULT_MODEL)]
     pub model: String,
@@ -149,6 +150,10 @@ pub struct ProcessArgs {
     /// No progress bar or periodic progress lines.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Files written at the same time when there are several inputs (default: one per
+    /// CPU core, at most the number of inputs); they share one session per model.
+    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
     #[command(flatten)]
     pub processing: Processing,
 }

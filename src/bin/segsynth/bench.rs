@@ -1,6 +1,7 @@
 //! `segsynth bench`: the file job against a GStreamer-only transcode of the same clip,
 //! measured in the same run (the machine is shared and noisy, so only ratios mean much).
 
+use segsynth::content::{ContentKind, ContentSpec, DEFAULT_BLUR_RADIUS};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -132,7 +133,7 @@ fn bench_clip(args: &BenchArgs, dir: &Path) -> anyhow::Result<PathBuf> {
 /// One job the benchmark times against the transcode.
 struct Scenario {
     name: String,
-    content: Vec<String>,
+    content: Vec<ContentSpec>,
     scale: f32,
     refine: Refine,
     model_every: ModelEvery,
@@ -149,20 +150,35 @@ impl Scenario {
     }
 }
 
+/// A content the bench runs, for the classes of `--classes`.
+fn spec(kind: ContentKind) -> ContentSpec {
+    ContentSpec { class: None, kind }
+}
+
+fn blur() -> ContentKind {
+    ContentKind::Blur {
+        radius: DEFAULT_BLUR_RADIUS,
+    }
+}
+
+fn gan(name: &str) -> ContentKind {
+    ContentKind::Gan { model: name.into() }
+}
+
 /// The user's content, or the default set: blur (refined and plain edges, and with the
 /// model on every frame) and GAN foliage (at the synth scale and at full resolution).
 fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
     let p = &args.processing;
-    let scenario = |name: &str, content: &str, scale: f32, refine: Refine| Scenario {
+    let scenario = |name: &str, content: ContentKind, scale: f32, refine: Refine| Scenario {
         name: name.into(),
-        content: vec![content.into()],
+        content: vec![spec(content)],
         scale,
         refine,
         model_every: p.model_every,
     };
     if !p.content.is_empty() {
         return vec![Scenario {
-            name: p.content.join(" "),
+            name: segsynth::content::specs_text(&p.content),
             content: p.content.clone(),
             scale: p.synth_scale,
             refine: p.refine,
@@ -171,7 +187,7 @@ fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
     }
     let mut v = vec![scenario(
         "segment + blur background",
-        "blur",
+        blur(),
         p.synth_scale,
         p.refine,
     )];
@@ -180,7 +196,7 @@ fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
             model_every: ModelEvery::Frames(1),
             ..scenario(
                 "segment + blur, model on every frame (--model-every 1)",
-                "blur",
+                blur(),
                 p.synth_scale,
                 p.refine,
             )
@@ -188,13 +204,13 @@ fn scenarios(args: &BenchArgs) -> Vec<Scenario> {
     }
     if p.refine == Refine::Guided {
         let name = "segment + blur, plain mask edges (--refine off)";
-        v.push(scenario(name, "blur", p.synth_scale, Refine::Off));
+        v.push(scenario(name, blur(), p.synth_scale, Refine::Off));
     }
     if !args.no_gan {
         let name = "segment + GAN background (foliage)";
-        v.push(scenario(name, "gan:foliage", p.synth_scale, p.refine));
+        v.push(scenario(name, gan("foliage"), p.synth_scale, p.refine));
         let name = "segment + GAN background, full-res synthesis";
-        v.push(scenario(name, "gan:foliage", 1.0, p.refine));
+        v.push(scenario(name, gan("foliage"), 1.0, p.refine));
     }
     v
 }
@@ -307,7 +323,10 @@ fn motion_table(dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
     let gan_dir = segsynth::job::models_dir().join("gan");
     for name in segsynth::model::list(&gan_dir) {
         let mut p = args.processing.clone();
-        p.content = vec![format!("background=gan:{name}")];
+        p.content = vec![ContentSpec {
+            class: Some("background".into()),
+            kind: gan(&name),
+        }];
         p.seed = 7;
         let quiet = dir.join("motion-quiet.mp4");
         let summary = measure(&clip, &quiet, &p, 1.0)?.summary;

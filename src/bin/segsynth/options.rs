@@ -6,7 +6,6 @@ use std::time::Duration;
 use clap::ArgMatches;
 use clap::parser::ValueSource;
 
-use segsynth::content::build_map;
 use std::path::Path;
 
 use segsynth::endpoint::{Credentials, Preset, Secret};
@@ -17,7 +16,12 @@ use segsynth::job::JobOptions;
 use segsynth::pipeline::Backpressure;
 use segsynth::pipeline::synth::SynthParams;
 
-use crate::args::Processing;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use segsynth::io::batch::Batch;
+
+use crate::args::{ProcessArgs, Processing};
 
 /// A value the user gave that is out of range: exit code 2, like clap's own errors.
 #[derive(Debug)]
@@ -81,7 +85,8 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
     )?;
     Ok(JobOptions {
         model: p.model.clone(),
-        entries: build_map(&p.classes, &p.content)?,
+        classes: p.classes.clone(),
+        content: p.content.clone(),
         mask: MaskParams {
             temporal: p.temporal,
             motion_threshold: DEFAULT_MOTION_THRESHOLD,
@@ -109,6 +114,23 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
         } else {
             (Backpressure::Block, 4)
         },
+    })
+}
+
+/// The files of a `process` call, its options checked.
+pub fn batch(args: ProcessArgs, interrupt: Arc<AtomicBool>) -> anyhow::Result<Batch> {
+    let jobs = match args.jobs {
+        Some(n) => n as usize,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    Ok(Batch {
+        encoder: encoder(&args.processing)?,
+        options: job_options(&args.processing, false)?,
+        inputs: args.inputs,
+        output: args.output,
+        overwrite: args.overwrite,
+        jobs,
+        interrupt,
     })
 }
 

@@ -177,11 +177,11 @@ impl State {
             "the edit of {}: classes {}, content {}",
             self.path.display(),
             p.classes.join(","),
-            p.content.join(" ")
+            segsynth::content::specs_text(&p.content)
         );
         eprintln!("segsynth: preparing {label}");
         self.editor
-            .apply(options.entries, options.mask, self.size, label)?;
+            .apply(options.entries()?, options.mask, self.size, label)?;
         self.processing = p;
         Ok(())
     }

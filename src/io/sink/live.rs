@@ -588,7 +588,9 @@ impl FrameSink for LiveOutput {
             // A shallow copy (shared memory, own metadata), so the PTS can be set.
             let mut out = buffer.copy();
             if let Some(o) = out.get_mut() {
-                o.set_pts(gst::ClockTime::from_nseconds(b.retime.map(frame.pts, now)));
+                o.set_pts(gst::ClockTime::from_nseconds(
+                    b.retime.output_pts(frame.pts, now),
+                ));
             }
             if let Err(e) = b.appsrc.push_buffer(out) {
                 let event = b.poll_error().unwrap_or_else(|| {

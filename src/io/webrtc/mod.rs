@@ -422,7 +422,7 @@ impl FrameSink for PeerOutput {
             .map_or(0, |t| t.nseconds());
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_nseconds(
-                self.retime.map(frame.pts, now),
+                self.retime.output_pts(frame.pts, now),
             ));
         }
         if self.appsrc.push_buffer(buffer).is_err() {

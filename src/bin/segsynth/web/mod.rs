@@ -315,6 +315,6 @@ pub fn start_content(p: &crate::args::Processing) -> String {
     if p.content.is_empty() {
         "background=blur".to_string()
     } else {
-        p.content.join(" ")
+        segsynth::content::specs_text(&p.content)
     }
 }

@@ -130,12 +130,16 @@ impl Session {
             anyhow::bail!("the body is empty; expected a content spec such as background=blur");
         }
         let mut p = processing.clone();
-        p.content = spec.split_whitespace().map(str::to_string).collect();
+        p.content = spec
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
         let options = crate::options::job_options(&p, true)?;
+        let entries = options.entries()?;
         // The page picks among kinds and shipped generators; files on the server are the
         // command line's to name (its own starting content may be picked again).
-        let from_command_line = spec == super::start_content(processing);
-        for e in options.entries.iter().filter(|_| !from_command_line) {
+        let from_command_line = p.content == processing.content;
+        for e in entries.iter().filter(|_| !from_command_line) {
             match &e.content {
                 ContentKind::Image { .. } => anyhow::bail!(
                     "image: content is chosen on the server's command line (--content), not from the page"
@@ -147,8 +151,7 @@ impl Session {
             }
         }
         let label = format!("the page's content {spec}");
-        self.editor
-            .apply(options.entries, options.mask, self.size, label)?;
+        self.editor.apply(entries, options.mask, self.size, label)?;
         Ok(())
     }
 

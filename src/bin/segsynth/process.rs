@@ -62,8 +62,8 @@ impl segsynth::io::batch::Report for Display {
         };
         match result {
             // One write each, so the lines of files ending together do not interleave.
-            Ok((summary, ending)) => eprint!(
-                "{summary}{prefix}{}\n",
+            Ok((summary, ending)) => eprintln!(
+                "{summary}{prefix}{}",
                 ended(ending, output, summary.frames_out)
             ),
             Err(e) if !self.single => eprintln!("segsynth: error: {prefix}{e}"),

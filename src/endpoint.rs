@@ -357,6 +357,18 @@ pub struct Preset {
     pub refine: Option<crate::options::Refine>,
     pub model_every: Option<crate::options::ModelEvery>,
     pub rtsp: Option<RtspSettings>,
+    /// Several streams in one process (`[[streams]]`), instead of `input` and `outputs`.
+    pub streams: Option<Vec<StreamPreset>>,
+}
+
+/// One stream of a preset with several: its name (the metrics' `stream` label), its input
+/// and its outputs. The processing keys of the preset apply to every stream.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StreamPreset {
+    pub name: String,
+    pub input: String,
+    pub outputs: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -409,8 +421,49 @@ impl Preset {
                 message: format!("key `outputs`: {m}"),
             })?;
         }
+        if let Some(streams) = &preset.streams {
+            check_streams(&preset, streams).map_err(|message| PresetError {
+                path: path.into(),
+                message,
+            })?;
+        }
         Ok(preset)
     }
+}
+
+/// A preset's `[[streams]]`: at least one, instead of `input`/`outputs`, each named once
+/// (letters, digits, `-`, `_`), with an input and at least one output that parse.
+fn check_streams(preset: &Preset, streams: &[StreamPreset]) -> Result<(), String> {
+    if preset.input.is_some() || preset.outputs.is_some() {
+        return Err(
+            "`input`/`outputs` and `[[streams]]` both given; expected one or the other".into(),
+        );
+    }
+    if streams.is_empty() {
+        return Err("`streams` is empty; expected at least one [[streams]] table".into());
+    }
+    let mut names = Vec::new();
+    for s in streams {
+        let what = format!("stream {:?}", s.name);
+        let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+        if s.name.is_empty() || !s.name.chars().all(allowed) {
+            return Err(format!(
+                "{what}: expected a name of letters, digits, - and _"
+            ));
+        }
+        if names.contains(&&s.name) {
+            return Err(format!("{what} is named twice; expected each name once"));
+        }
+        names.push(&s.name);
+        parse_input(&s.input).map_err(|m| format!("{what}, key `input`: {m}"))?;
+        if s.outputs.is_empty() {
+            return Err(format!("{what}: `outputs` is empty; expected at least one"));
+        }
+        for o in &s.outputs {
+            parse_output(o).map_err(|m| format!("{what}, key `outputs`: {m}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// "line N, key `K`: what was wrong" from a TOML error.

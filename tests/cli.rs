@@ -17,4 +17,5 @@ mod parsers;
 mod plugin;
 mod quality;
 mod rtsp;
+mod streams;
 mod webrtc;

@@ -516,14 +516,14 @@ fn metrics_are_served_in_the_prometheus_format_and_grow() {
             .parse()
             .expect("a number")
     };
-    let out_key = "segsynth_frames_total|direction=out";
+    let out_key = "segsynth_frames_total|direction=out|stream=main";
     let (a, b) = (value("first", out_key), value("second", out_key));
     assert!(
         b > a && a > 0.0,
         "frames out grew between scrapes: {a} -> {b}"
     );
-    assert!(value("second", "segsynth_frames_total|direction=in") >= b);
-    assert!(value("second", "segsynth_added_latency_seconds_count") >= b);
+    assert!(value("second", "segsynth_frames_total|direction=in|stream=main") >= b);
+    assert!(value("second", "segsynth_added_latency_seconds_count|stream=main") >= b);
     for family in [
         "segsynth_frames",
         "segsynth_dropped_frames",

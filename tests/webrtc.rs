@@ -341,19 +341,25 @@ fn whip_in_goes_out_over_whep_and_rtsp_at_once_with_a_token() {
     let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
     let page = http("GET", &metrics_url, "", None).2;
     assert_eq!(
-        metric(&page, "segsynth_webrtc_peers{role=\"publisher\"}"),
+        metric(
+            &page,
+            "segsynth_webrtc_peers{stream=\"main\",role=\"publisher\"}"
+        ),
         Some(1.0),
         "{page}"
     );
     assert_eq!(
-        metric(&page, "segsynth_webrtc_peers{role=\"player\"}"),
+        metric(
+            &page,
+            "segsynth_webrtc_peers{stream=\"main\",role=\"player\"}"
+        ),
         Some(1.0),
         "{page}"
     );
     assert_eq!(player.delete(), 200);
     let players = wait_metric(
         &metrics_url,
-        "segsynth_webrtc_peers{role=\"player\"}",
+        "segsynth_webrtc_peers{stream=\"main\",role=\"player\"}",
         0.0,
         Duration::from_secs(5),
     );
@@ -362,8 +368,13 @@ fn whip_in_goes_out_over_whep_and_rtsp_at_once_with_a_token() {
     seen.extend(wait_for(&rx, "the publisher left", Duration::from_secs(15)));
     // The next publisher is taken, and its video reaches a new player (counted at the
     // input: a player alone would also count the black frames of an idle channel).
-    let frames_in =
-        |page: &str| metric(page, "segsynth_frames_total{direction=\"in\"}").unwrap_or(0.0);
+    let frames_in = |page: &str| {
+        metric(
+            page,
+            "segsynth_frames_total{stream=\"main\",direction=\"in\"}",
+        )
+        .unwrap_or(0.0)
+    };
     let before = frames_in(&http("GET", &metrics_url, "", None).2);
     let _again = Peer::connect(&format!("{base}/cam"), Mode::Publish, Some(token))
         .unwrap_or_else(|e| panic!("second publisher refused: {e:?}"));

@@ -103,8 +103,20 @@ fn handshake_with_itself(certificate: &gio::TlsCertificate) -> Result<(), String
     spoke.and(answered.map_err(|e| e.to_string()))
 }
 
-/// Serves `channel` at rtsp(s)://address:port/path. The server lives as long as the
-/// process's main loop.
+/// A server of this process: one per address and port, with a mount per stream.
+struct Served {
+    address: String,
+    port: u16,
+    tls: bool,
+    server: rtsp::RTSPServer,
+    paths: Vec<String>,
+}
+
+/// The servers live as long as the process's main loop.
+static SERVERS: std::sync::Mutex<Vec<Served>> = std::sync::Mutex::new(Vec::new());
+
+/// Serves `channel` at rtsp(s)://address:port/path: a new mount on the process's server
+/// for that address and port, started on first use.
 pub fn serve(
     address: &str,
     port: u16,
@@ -114,9 +126,6 @@ pub fn serve(
     tls: bool,
     s: &ServeSettings,
 ) -> Result<(), IoError> {
-    let server = rtsp::RTSPServer::new();
-    server.set_address(address);
-    server.set_service(&port.to_string());
     let factory = rtsp::RTSPMediaFactory::new();
     factory.set_launch(&format!(
         "( intervideosrc channel={channel} ! video/x-raw,framerate={fps}/1 ! videoconvert ! {x264} ! video/x-h264,profile=high ! rtph264pay name=pay0 pt=96 config-interval=1 )",
@@ -124,9 +133,59 @@ pub fn serve(
     ));
     // One pipeline (one encode) shared by every client.
     factory.set_shared(true);
+    let mut servers = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    let at = format!("{address}:{port}");
+    let served = match servers
+        .iter_mut()
+        .position(|x| x.address == address && x.port == port)
+    {
+        Some(i) => &mut servers[i],
+        None => {
+            let server = start_server(address, port, tls, s)?;
+            servers.push(Served {
+                address: address.into(),
+                port,
+                tls,
+                server,
+                paths: Vec::new(),
+            });
+            let last = servers.len() - 1;
+            &mut servers[last]
+        }
+    };
+    if served.tls != tls {
+        return Err(IoError::Pipeline(format!(
+            "{at} serves rtsp:// and rtsps:// at once; expected one scheme per address and port"
+        )));
+    }
+    if served.paths.iter().any(|p| p == path) {
+        return Err(IoError::Pipeline(format!(
+            "{at}{path} is served twice; expected one mount per stream"
+        )));
+    }
+    allow(&factory, tls, s);
+    let mounts = served
+        .server
+        .mount_points()
+        .ok_or_else(|| IoError::Pipeline("RTSP server has no mount points".into()))?;
+    mounts.add_factory(path, factory);
+    served.paths.push(path.into());
+    Ok(())
+}
 
-    secure(&server, &factory, tls, s)?;
-
+/// A server on `address:port`, its access and limits set, attached to the main loop.
+fn start_server(
+    address: &str,
+    port: u16,
+    tls: bool,
+    s: &ServeSettings,
+) -> Result<rtsp::RTSPServer, IoError> {
+    let server = rtsp::RTSPServer::new();
+    server.set_address(address);
+    server.set_service(&port.to_string());
+    if let Some(a) = auth(tls, s)? {
+        server.set_auth(Some(&a));
+    }
     let pool = server
         .session_pool()
         .ok_or_else(|| IoError::Pipeline("RTSP server has no session pool".into()))?;
@@ -134,44 +193,28 @@ pub fn serve(
     reap_and_count(&pool, s.clients.clone());
     log_clients(&server, &pool, s);
     server.connect_client_connected(|_, client| rtp_info_without_seq(client));
-
-    let mounts = server
-        .mount_points()
-        .ok_or_else(|| IoError::Pipeline("RTSP server has no mount points".into()))?;
-    mounts.add_factory(path, factory);
     server.attach(None).map_err(|e| {
         IoError::Pipeline(format!(
             "cannot serve RTSP on {address}:{port} (is the port in use?): {e}"
         ))
     })?;
-    // The server lives as long as the process's main loop.
-    std::mem::forget(server);
-    Ok(())
+    Ok(server)
 }
 
-/// Basic credentials and/or TLS for the served stream, when asked for.
-fn secure(
-    server: &rtsp::RTSPServer,
-    factory: &rtsp::RTSPMediaFactory,
-    tls: bool,
-    s: &ServeSettings,
-) -> Result<(), IoError> {
+/// The server's basic credentials and/or TLS certificate, when asked for.
+fn auth(tls: bool, s: &ServeSettings) -> Result<Option<rtsp::RTSPAuth>, IoError> {
     let mut auth = None;
-    let role = match &s.credentials {
-        Some(c) => {
-            let a = rtsp::RTSPAuth::new();
-            let token = rtsp::RTSPToken::builder()
-                .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-                .build();
-            a.add_basic(
-                rtsp::RTSPAuth::make_basic(&c.user, c.password.expose()).as_str(),
-                &token,
-            );
-            auth = Some(a);
-            "user"
-        }
-        None => "anonymous",
-    };
+    if let Some(c) = &s.credentials {
+        let a = rtsp::RTSPAuth::new();
+        let token = rtsp::RTSPToken::builder()
+            .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
+            .build();
+        a.add_basic(
+            rtsp::RTSPAuth::make_basic(&c.user, c.password.expose()).as_str(),
+            &token,
+        );
+        auth = Some(a);
+    }
     if tls {
         let (cert, key) = s.tls.as_ref().ok_or_else(|| {
             IoError::Tls("rtsps:// needs --tls-cert and --tls-key (PEM files)".into())
@@ -179,11 +222,6 @@ fn secure(
         let certificate = load_tls(cert, key)?;
         let a = auth.get_or_insert_with(rtsp::RTSPAuth::new);
         a.set_tls_certificate(Some(&certificate));
-        // Media inside the TLS connection (interleaved): RTP over UDP would leave it
-        // unencrypted beside an encrypted control channel.
-        factory.set_protocols(gst_rtsp::RTSPLowerTrans::TCP);
-    }
-    if let Some(a) = &auth {
         if s.credentials.is_none() {
             // TLS without credentials: everyone who completes the handshake may watch.
             let mut token = rtsp::RTSPToken::builder()
@@ -191,7 +229,23 @@ fn secure(
                 .build();
             a.set_default_token(Some(&mut token));
         }
-        server.set_auth(Some(a));
+    }
+    Ok(auth)
+}
+
+/// Who may watch a mount: the credentials' role, or anyone through TLS; media inside the
+/// TLS connection (interleaved), since RTP over UDP would leave it unencrypted beside an
+/// encrypted control channel.
+fn allow(factory: &rtsp::RTSPMediaFactory, tls: bool, s: &ServeSettings) {
+    if tls {
+        factory.set_protocols(gst_rtsp::RTSPLowerTrans::TCP);
+    }
+    if s.credentials.is_some() || tls {
+        let role = if s.credentials.is_some() {
+            "user"
+        } else {
+            "anonymous"
+        };
         factory.add_role_from_structure(
             &gst::Structure::builder(role)
                 .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
@@ -199,7 +253,6 @@ fn secure(
                 .build(),
         );
     }
-    Ok(())
 }
 
 /// Sessions whose clients went silent are reaped (the watch fires when a session may

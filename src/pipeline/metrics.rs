@@ -13,6 +13,8 @@
 //! | `segsynth_webrtc_peers` | gauge | `role` = `publisher` (WHIP) / `player` (WHEP) connected |
 //! | `segsynth_provider_info` | gauge (1) | `provider`, `model`, `pixels` |
 
+use std::sync::Arc;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -21,33 +23,46 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Stream {
+    pub stream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Direction {
+    pub stream: String,
     pub direction: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Reason {
+    pub stream: String,
     pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Stage {
+    pub stream: String,
     pub stage: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PeerRole {
+    pub stream: String,
     pub role: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderInfo {
+    pub stream: String,
     pub provider: String,
     pub model: String,
     pub pixels: String,
 }
 
-type HistogramFamily = Family<Stage, Histogram, fn() -> Histogram>;
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// The stream label of a process with one stream.
+pub const MAIN_STREAM: &str = "main";
 
 /// Every label value the labelled metrics can take. Each series exists, at 0, from the
 /// first scrape (Prometheus' guidance: `rate()` and alerts see a series before its first
@@ -62,131 +77,183 @@ fn seconds() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 14))
 }
 
-pub struct Metrics {
+/// The metric families of a process, one registry for all its streams.
+struct Families {
     registry: Registry,
     frames: Family<Direction, Counter>,
     dropped: Family<Reason, Counter>,
-    added_latency: Histogram,
-    stages: HistogramFamily,
-    layer_reuses: Counter,
-    pub rtsp_clients: Gauge,
-    pub input_reconnects: Counter,
+    added_latency: Histograms<Stream>,
+    stages: Histograms<Stage>,
+    layer_reuses: Family<Stream, Counter>,
+    rtsp_clients: Gauge,
+    input_reconnects: Family<Stream, Counter>,
     webrtc_peers: Family<PeerRole, Gauge>,
     provider: Family<ProviderInfo, Gauge>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        let mut registry = Registry::with_prefix("segsynth");
-        let frames = Family::<Direction, Counter>::default();
-        registry.register(
-            "frames",
-            "Frames read from the input (in) and written (out)",
-            frames.clone(),
-        );
-        let dropped = Family::<Reason, Counter>::default();
-        registry.register(
+impl Families {
+    fn new() -> Families {
+        let mut r = Registry::with_prefix("segsynth");
+        let f = Families {
+            frames: Family::default(),
+            dropped: Family::default(),
+            added_latency: Family::new_with_constructor(seconds),
+            stages: Family::new_with_constructor(seconds),
+            layer_reuses: Family::default(),
+            rtsp_clients: Gauge::default(),
+            input_reconnects: Family::default(),
+            webrtc_peers: Family::default(),
+            provider: Family::default(),
+            registry: Registry::default(),
+        };
+        let help = "Frames read from the input (in) and written (out)";
+        r.register("frames", help, f.frames.clone());
+        r.register(
             "dropped_frames",
             "Frames dropped, by reason",
-            dropped.clone(),
+            f.dropped.clone(),
         );
-        let added_latency = seconds();
-        registry.register_with_unit(
+        let help =
+            "Time a frame spends in segsynth, from the input's appsink to the output's appsrc";
+        r.register_with_unit(
             "added_latency",
-            "Time a frame spends in segsynth, from the input's appsink to the output's appsrc",
+            help,
             Unit::Seconds,
-            added_latency.clone(),
+            f.added_latency.clone(),
         );
-        let stages: HistogramFamily = Family::new_with_constructor(seconds);
-        registry.register_with_unit(
-            "stage",
-            "Time of one frame (one layer for synth) in each stage",
-            Unit::Seconds,
-            stages.clone(),
-        );
-        let layer_reuses = Counter::default();
-        registry.register(
-            "synth_layer_reuses",
-            "Live frames whose GAN content held still or slowed because a layer was late",
-            layer_reuses.clone(),
-        );
-        let rtsp_clients = Gauge::default();
-        registry.register(
-            "rtsp_clients",
-            "RTSP sessions being served",
-            rtsp_clients.clone(),
-        );
-        let input_reconnects = Counter::default();
-        registry.register(
-            "input_reconnects",
-            "Times the live input was lost and reconnected",
-            input_reconnects.clone(),
-        );
-        let webrtc_peers = Family::<PeerRole, Gauge>::default();
-        registry.register(
-            "webrtc_peers",
-            "WHIP publishers and WHEP players connected",
-            webrtc_peers.clone(),
-        );
-        for role in PEER_ROLES {
-            let _ = webrtc_peers.get_or_create(&PeerRole { role });
-        }
-        let provider = Family::<ProviderInfo, Gauge>::default();
-        registry.register(
-            "provider_info",
-            "The segmentation model, its ONNX Runtime execution provider and where the per-pixel steps run (value 1)",
-            provider.clone(),
-        );
-        for direction in DIRECTIONS {
-            let _ = frames.get_or_create(&Direction { direction });
-        }
-        for reason in DROP_REASONS {
-            let _ = dropped.get_or_create(&Reason { reason });
-        }
-        for stage in STAGES {
-            let _ = stages.get_or_create(&Stage { stage });
-        }
-        Metrics {
-            registry,
-            frames,
-            dropped,
-            added_latency,
-            stages,
-            layer_reuses,
-            rtsp_clients,
-            input_reconnects,
-            webrtc_peers,
-            provider,
-        }
+        let help = "Time of one frame (one layer for synth) in each stage";
+        r.register_with_unit("stage", help, Unit::Seconds, f.stages.clone());
+        let help = "Live frames whose GAN content held still or slowed because a layer was late";
+        r.register("synth_layer_reuses", help, f.layer_reuses.clone());
+        let help = "RTSP sessions being served (all mounts of the process)";
+        r.register("rtsp_clients", help, f.rtsp_clients.clone());
+        let help = "Times the live input was lost and reconnected";
+        r.register("input_reconnects", help, f.input_reconnects.clone());
+        let help = "WHIP publishers and WHEP players connected";
+        r.register("webrtc_peers", help, f.webrtc_peers.clone());
+        let help = "The segmentation model, its ONNX Runtime execution provider and where the per-pixel steps run (value 1)";
+        r.register("provider_info", help, f.provider.clone());
+        Families { registry: r, ..f }
+    }
+}
+
+/// One stream's view of the process's metrics: every series it counts carries its
+/// `stream` label. `Metrics::default()` is a process of one stream, `main`; `stream`
+/// adds another to the same registry.
+#[derive(Clone)]
+pub struct Metrics {
+    families: Arc<Families>,
+    stream: String,
+    frames_in: Counter,
+    frames_out: Counter,
+    added_latency: Histogram,
+    layer_reuses: Counter,
+    /// RTSP sessions of the process (one gauge, whichever stream serves them).
+    pub rtsp_clients: Gauge,
+    pub input_reconnects: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(MAIN_STREAM)
     }
 }
 
 impl Metrics {
+    /// A process's metrics, its first stream `name`.
+    pub fn new(name: &str) -> Metrics {
+        Metrics::in_families(Arc::new(Families::new()), name)
+    }
+
+    /// Another stream's view, counting into the same registry.
+    pub fn stream(&self, name: &str) -> Metrics {
+        Metrics::in_families(Arc::clone(&self.families), name)
+    }
+
+    fn in_families(families: Arc<Families>, stream: &str) -> Metrics {
+        let f = &families;
+        let label = || stream.to_string();
+        let frames = |direction| {
+            f.frames
+                .get_or_create(&Direction {
+                    stream: label(),
+                    direction,
+                })
+                .clone()
+        };
+        let (frames_in, frames_out) = (frames("in"), frames("out"));
+        for reason in DROP_REASONS {
+            let _ = f.dropped.get_or_create(&Reason {
+                stream: label(),
+                reason,
+            });
+        }
+        for stage in STAGES {
+            let _ = f.stages.get_or_create(&Stage {
+                stream: label(),
+                stage,
+            });
+        }
+        for role in PEER_ROLES {
+            let _ = f.webrtc_peers.get_or_create(&PeerRole {
+                stream: label(),
+                role,
+            });
+        }
+        let one = Stream { stream: label() };
+        let added_latency = f.added_latency.get_or_create(&one).clone();
+        let layer_reuses = f.layer_reuses.get_or_create(&one).clone();
+        let input_reconnects = f.input_reconnects.get_or_create(&one).clone();
+        Metrics {
+            frames_in,
+            frames_out,
+            added_latency,
+            layer_reuses,
+            rtsp_clients: f.rtsp_clients.clone(),
+            input_reconnects,
+            stream: stream.to_string(),
+            families,
+        }
+    }
+
+    /// The stream label of this view.
+    pub fn stream_name(&self) -> &str {
+        &self.stream
+    }
+
     pub fn frame_in(&self) {
-        self.frames
-            .get_or_create(&Direction { direction: "in" })
-            .inc();
+        self.frames_in.inc();
     }
 
     pub fn frame_out(&self, added: std::time::Duration) {
-        self.frames
-            .get_or_create(&Direction { direction: "out" })
-            .inc();
+        self.frames_out.inc();
         self.added_latency.observe(added.as_secs_f64());
     }
 
     pub fn dropped(&self, reason: &'static str) {
-        self.dropped.get_or_create(&Reason { reason }).inc();
+        let stream = self.stream.clone();
+        self.families
+            .dropped
+            .get_or_create(&Reason { stream, reason })
+            .inc();
     }
 
     /// The histogram of one stage (a handle: clones observe into the same one).
     pub fn stage(&self, stage: &'static str) -> Histogram {
-        self.stages.get_or_create(&Stage { stage }).clone()
+        let stream = self.stream.clone();
+        self.families
+            .stages
+            .get_or_create(&Stage { stream, stage })
+            .clone()
     }
 
     /// How many peers of `role` (`publisher`, `player`) are connected now.
     pub fn webrtc_peers(&self, role: &'static str, n: i64) {
-        self.webrtc_peers.get_or_create(&PeerRole { role }).set(n);
+        let stream = self.stream.clone();
+        self.families
+            .webrtc_peers
+            .get_or_create(&PeerRole { stream, role })
+            .set(n);
     }
 
     pub fn layer_reuses(&self, n: u64) {
@@ -194,8 +261,10 @@ impl Metrics {
     }
 
     pub fn provider(&self, provider: &str, model: &str, pixels: &str) {
-        self.provider
+        self.families
+            .provider
             .get_or_create(&ProviderInfo {
+                stream: self.stream.clone(),
                 provider: provider.into(),
                 model: model.into(),
                 pixels: pixels.into(),
@@ -203,11 +272,11 @@ impl Metrics {
             .set(1);
     }
 
-    /// The Prometheus text exposition of everything so far.
+    /// The Prometheus text exposition of everything so far, every stream's.
     pub fn encode(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.families.registry);
         out
     }
 }
@@ -220,14 +289,18 @@ mod tests {
     fn every_labelled_series_exists_at_zero_from_the_start() {
         let text = Metrics::default().encode();
         let mut lines = vec![
-            "segsynth_frames_total{direction=\"in\"} 0".to_string(),
-            "segsynth_frames_total{direction=\"out\"} 0".to_string(),
-            "segsynth_dropped_frames_total{reason=\"stage_queue\"} 0".to_string(),
-            "segsynth_synth_layer_reuses_total 0".to_string(),
-            "segsynth_input_reconnects_total 0".to_string(),
+            "segsynth_frames_total{stream=\"main\",direction=\"in\"} 0".to_string(),
+            "segsynth_frames_total{stream=\"main\",direction=\"out\"} 0".to_string(),
+            "segsynth_dropped_frames_total{stream=\"main\",reason=\"stage_queue\"} 0".to_string(),
+            "segsynth_synth_layer_reuses_total{stream=\"main\"} 0".to_string(),
+            "segsynth_input_reconnects_total{stream=\"main\"} 0".to_string(),
             "segsynth_rtsp_clients 0".to_string(),
         ];
-        lines.extend(STAGES.map(|s| format!("segsynth_stage_seconds_count{{stage=\"{s}\"}} 0")));
+        lines.extend(
+            STAGES.map(|s| {
+                format!("segsynth_stage_seconds_count{{stream=\"main\",stage=\"{s}\"}} 0")
+            }),
+        );
         for line in lines {
             assert!(text.contains(&line), "missing {line:?} in\n{text}");
         }
@@ -247,18 +320,39 @@ mod tests {
         m.provider("CPUExecutionProvider", "selfie", "native kernels");
         let text = m.encode();
         for line in [
-            "segsynth_frames_total{direction=\"in\"} 2",
-            "segsynth_frames_total{direction=\"out\"} 1",
-            "segsynth_dropped_frames_total{reason=\"stage_queue\"} 1",
-            "segsynth_added_latency_seconds_count 1",
-            "segsynth_stage_seconds_count{stage=\"segment\"} 1",
-            "segsynth_synth_layer_reuses_total 3",
+            "segsynth_frames_total{stream=\"main\",direction=\"in\"} 2",
+            "segsynth_frames_total{stream=\"main\",direction=\"out\"} 1",
+            "segsynth_dropped_frames_total{stream=\"main\",reason=\"stage_queue\"} 1",
+            "segsynth_added_latency_seconds_count{stream=\"main\"} 1",
+            "segsynth_stage_seconds_count{stream=\"main\",stage=\"segment\"} 1",
+            "segsynth_synth_layer_reuses_total{stream=\"main\"} 3",
             "segsynth_rtsp_clients 2",
-            "segsynth_input_reconnects_total 1",
-            "segsynth_provider_info{provider=\"CPUExecutionProvider\",model=\"selfie\",pixels=\"native kernels\"} 1",
+            "segsynth_input_reconnects_total{stream=\"main\"} 1",
+            "segsynth_provider_info{stream=\"main\",provider=\"CPUExecutionProvider\",model=\"selfie\",pixels=\"native kernels\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    #[test]
+    fn streams_share_one_registry_each_family_once() {
+        let main = Metrics::default();
+        let door = main.stream("door");
+        door.frame_in();
+        door.dropped("stage_queue");
+        main.frame_in();
+        main.frame_in();
+        let text = door.encode();
+        assert_eq!(text, main.encode());
+        for line in [
+            "segsynth_frames_total{stream=\"main\",direction=\"in\"} 2",
+            "segsynth_frames_total{stream=\"door\",direction=\"in\"} 1",
+            "segsynth_dropped_frames_total{stream=\"door\",reason=\"stage_queue\"} 1",
+            "segsynth_dropped_frames_total{stream=\"main\",reason=\"stage_queue\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(text.matches("# TYPE segsynth_frames counter").count(), 1);
     }
 }

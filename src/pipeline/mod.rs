@@ -176,6 +176,23 @@ pub fn now_ms() -> u64 {
 }
 
 impl Progress {
+    /// Counters of a process's first stream, `name` in its metrics.
+    pub fn named(name: &str) -> Progress {
+        Progress {
+            metrics: metrics::Metrics::new(name),
+            ..Progress::default()
+        }
+    }
+
+    /// Counters of another stream of the same process: its own counts, its metrics in
+    /// the same registry under its `stream` label.
+    pub fn stream(&self, name: &str) -> Progress {
+        Progress {
+            metrics: self.metrics.stream(name),
+            ..Progress::default()
+        }
+    }
+
     fn record_latency(&self, ms: f32) {
         if let Ok(mut v) = self.recent_latency.lock() {
             if v.len() >= 600 {

@@ -385,15 +385,19 @@ pub fn run(
     let reuse_total = std::sync::atomic::AtomicU64::new(0);
     let reuse_total = &reuse_total;
 
+    // The caller's span (a stream's name) goes with the stage threads' logs.
+    let span = tracing::Span::current();
     std::thread::scope(|s| {
         let (to_segment, segment_rx) = bounded::<Timed<Frame>>(cap);
         let (to_composite, composite_rx) = bounded::<Timed<Segmented>>(cap);
         let edits = config.edits.as_deref();
         let failure = &failure;
+        let span = &span;
 
         let segment = std::thread::Builder::new()
             .name("segment".into())
             .spawn_scoped(s, move || {
+                let _span = span.enter();
                 // Owns `segment_rx` and `to_composite`; both drop when this returns.
                 failure.guard("segment", || {
                     segment_stage(
@@ -412,6 +416,7 @@ pub fn run(
         let composite = std::thread::Builder::new()
             .name("composite".into())
             .spawn_scoped(s, move || {
+                let _span = span.enter();
                 let (times, reuses) =
                     composite_stage(comp_stage, composite_rx, sink, policy, failure, progress);
                 reuse_total.store(reuses, Ordering::Relaxed);

@@ -2,6 +2,7 @@
 //! `segsynth: ...` lines, always; every other event at the `--log` level.
 
 use std::fmt;
+use std::io::IsTerminal;
 
 use tracing::{Event, Subscriber};
 use tracing_subscriber::filter::{EnvFilter, filter_fn};
@@ -20,9 +21,11 @@ pub fn install(level: &str) {
         .unwrap_or_else(|_| EnvFilter::new("warn"));
     let notices = tracing_subscriber::fmt::layer()
         .event_format(Notice)
+        .with_ansi(false)
         .with_writer(std::io::stderr)
-        .with_filter(filter_fn(|m| m.target() == NOTICE));
+        .with_filter(filter_fn(|m| m.target() == NOTICE || is_stream(m)));
     let rest = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_filter(filter_fn(|m| m.target() != NOTICE))
@@ -30,7 +33,12 @@ pub fn install(level: &str) {
     Registry::default().with(notices).with(rest).init();
 }
 
-/// `segsynth: MESSAGE`.
+/// The span a stream of `run` runs in: its notices say which stream they are about.
+fn is_stream(m: &tracing::Metadata<'_>) -> bool {
+    m.is_span() && m.name() == "stream"
+}
+
+/// `segsynth: MESSAGE`, or `segsynth: stream NAME: MESSAGE` inside a stream's span.
 struct Notice;
 
 impl<S, N> FormatEvent<S, N> for Notice
@@ -45,6 +53,13 @@ where
         event: &Event<'_>,
     ) -> fmt::Result {
         write!(writer, "segsynth: ")?;
+        let spans = ctx.event_scope().into_iter().flat_map(|s| s.from_root());
+        for span in spans.filter(|s| s.name() == "stream") {
+            let ext = span.extensions();
+            if let Some(f) = ext.get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                write!(writer, "{}: ", f.fields.replacen('=', " ", 1))?;
+            }
+        }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
     }

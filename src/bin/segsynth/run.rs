@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use clap::ArgMatches;
 
 use segsynth::endpoint::{Credentials, HttpEndpoint, InputSpec, OutputSpec, is_loopback};
-use segsynth::endpoint::{Preset, parse_input, parse_output};
+use segsynth::endpoint::{Preset, StreamPreset, parse_input, parse_output};
 use segsynth::io::rtsp_server::{self, ServeSettings};
 use segsynth::io::sink::live::{LiveOutput, check_output};
 use segsynth::io::source::live::{LiveInput, LiveSettings, check_input};
@@ -24,69 +24,238 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
         None => Preset::default(),
     };
     crate::options::overlay_preset(&mut args.processing, &preset, matches);
-    let (input_text, input, outputs) = endpoints(&args, &preset)?;
-    let metrics_address = match args.metrics.as_ref().or(preset.metrics.as_ref()) {
-        Some(a) => Some(crate::metrics::address(a, args.metrics_allow_remote)?),
-        None => None,
-    };
-    let progress = Arc::new(Progress::default());
-    let settings = live_settings(&args, &preset, &outputs, &progress, &input_text)?;
-    let webrtc = webrtc_settings(&args, &input, &outputs, &settings)?;
-    check_input(&input)?;
-    for o in &outputs {
-        check_output(o, &settings)?;
+    if let Some(streams) = preset.streams.clone() {
+        return run_streams(&args, &preset, &streams);
     }
+    let (input_text, outputs) = given_endpoints(&args, &preset)?;
+    let progress = Arc::new(Progress::default());
+    let stream = Stream::check(&args, &preset, &input_text, &outputs, progress)?;
+    let metrics_address = metrics_address(&args, &preset)?;
     let mut stages = Stages::prepare(crate::options::job_options(&args.processing, true)?)?;
     let stop = crate::signals::interrupt_flag()?;
-    let _metrics = start_metrics(metrics_address.as_deref(), &progress)?;
+    let _metrics = start_metrics(metrics_address.as_deref(), &stream.progress)?;
     if let Some(secs) = args.duration {
         stop_after(secs, &stop);
     }
-    let mut output = LiveOutput::start(&outputs, &settings, Arc::clone(&stop))?;
-    for url in &output.served {
-        eprintln!("segsynth: serving {url}");
-    }
-    let (mut source, publishing) = Source::start(input, &settings, &stop)?;
-    let _webrtc = crate::web::serve_run(publishing, &output.players, webrtc, &progress, &stop)?;
-    let Some(first) = source.next_frame()? else {
-        output.finish()?;
-        anyhow::bail!("the input delivered no frame");
-    };
-    let stats = (args.stats_every > 0.0)
-        .then(|| stats_thread(Arc::clone(&progress), Arc::clone(&stop), args.stats_every));
+    let stats = (args.stats_every > 0.0).then(|| {
+        stats_thread(
+            Arc::clone(&stream.progress),
+            Arc::clone(&stop),
+            args.stats_every,
+        )
+    });
     // Live edits of the preset (a run from a preset only).
-    let _watch = match &args.config {
-        Some(path) => Some(crate::watch::PresetWatch::start(
+    let watch = |stages: &mut Stages, progress: &Arc<Progress>, size| match &args.config {
+        Some(path) => crate::watch::PresetWatch::start(
             path,
             preset.clone(),
             args.processing.clone(),
-            stages.editor(&progress),
-            (first.picture.width(), first.picture.height()),
+            stages.editor(progress),
+            size,
             Arc::clone(&stop),
-        )?),
-        None => None,
+        )
+        .map(Some),
+        None => Ok(None),
     };
-    let first_copy = first.clone();
-    let mut chained = Prepended {
-        first: Some(first),
-        inner: &mut source,
-    };
-    let result = stages.run(&first_copy, &mut chained, &mut output, &stop, &progress);
+    let result = stream.run(&mut stages, &stop, watch);
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = stats {
         let _ = h.join();
     }
-    let note = source.note();
-    drop(source);
-    let finished = output.finish();
-    let mut summary = result?;
-    summary.notes.extend(note);
-    let (p50, p99) = progress.latency();
-    eprint!("{summary}");
-    eprintln!("live added latency (appsink -> appsrc): p50 {p50:.1} ms, p99 {p99:.1} ms");
-    // A failed output was reported when it failed; the exit code says so too.
-    finished?;
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// A preset of `[[streams]]`: every stream checked first, the stages prepared once, then
+/// each stream on its own thread with stages forked from them (one model session). A
+/// stream that fails ends alone, said at once; the exit code says so at the end.
+fn run_streams(
+    args: &RunArgs,
+    preset: &Preset,
+    streams: &[StreamPreset],
+) -> anyhow::Result<ExitCode> {
+    if args.input.is_some() || !args.outputs.is_empty() {
+        return Err(crate::options::usage(
+            "-i/-o with a preset of [[streams]]; expected the streams' own inputs and outputs"
+                .into(),
+        ));
+    }
+    check_mounts(streams)?;
+    let first = Arc::new(Progress::named(&streams[0].name));
+    let mut checked = Vec::new();
+    for (i, s) in streams.iter().enumerate() {
+        let outputs = parse_outputs(&s.outputs)?;
+        let progress = match i {
+            0 => Arc::clone(&first),
+            _ => Arc::new(first.stream(&s.name)),
+        };
+        let stream = Stream::check(args, preset, &s.input, &outputs, progress)
+            .map_err(|e| e.context(format!("stream {}", s.name)))?;
+        checked.push((s.name.clone(), stream));
+    }
+    let metrics_address = metrics_address(args, preset)?;
+    let stages = Stages::prepare(crate::options::job_options(&args.processing, true)?)?;
+    let stop = crate::signals::interrupt_flag()?;
+    let _metrics = start_metrics(metrics_address.as_deref(), &first)?;
+    if let Some(secs) = args.duration {
+        stop_after(secs, &stop);
+    }
+    let failed = std::thread::scope(|scope| {
+        let running: Vec<_> = checked
+            .into_iter()
+            .map(|(name, stream)| {
+                let mut mine = stages.fork();
+                let stop = &stop;
+                if args.stats_every > 0.0 {
+                    let p = Arc::clone(&stream.progress);
+                    stats_thread(p, Arc::clone(stop), args.stats_every);
+                }
+                let span = tracing::error_span!("stream", stream = %name);
+                let run = move || {
+                    let _span = span.enter();
+                    stream.run(&mut mine, stop, |_, _, _| Ok(None::<()>))
+                };
+                (name, scope.spawn(run))
+            })
+            .collect();
+        let mut failed = 0;
+        for (name, handle) in running {
+            let result = handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the stream's thread panicked")));
+            if let Err(e) = result {
+                eprintln!("segsynth: error: stream {name}: {e:#}");
+                failed += 1;
+            }
+        }
+        failed
+    });
+    stop.store(true, Ordering::Relaxed);
+    if failed > 0 {
+        eprintln!("{failed} of {} streams failed", streams.len());
+        return Ok(ExitCode::from(crate::EXIT_ERROR));
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Each served RTSP mount (address, port, path) belongs to one stream.
+fn check_mounts(streams: &[StreamPreset]) -> anyhow::Result<()> {
+    let mut seen: Vec<(String, u16, String)> = Vec::new();
+    for s in streams {
+        for o in parse_outputs(&s.outputs)? {
+            if let OutputSpec::RtspServe {
+                address,
+                port,
+                path,
+                ..
+            } = &o
+            {
+                let mount = (address.clone(), *port, path.clone());
+                if seen.contains(&mount) {
+                    return Err(crate::options::usage(format!(
+                        "stream {}: {o} is served by another stream too; expected one mount per stream",
+                        s.name
+                    )));
+                }
+                seen.push(mount);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `--metrics` or the preset's `metrics`, checked.
+fn metrics_address(args: &RunArgs, preset: &Preset) -> anyhow::Result<Option<String>> {
+    match args.metrics.as_ref().or(preset.metrics.as_ref()) {
+        Some(a) => Ok(Some(crate::metrics::address(a, args.metrics_allow_remote)?)),
+        None => Ok(None),
+    }
+}
+
+/// One live input and its outputs, checked before anything loads.
+struct Stream {
+    input: InputSpec,
+    outputs: Vec<OutputSpec>,
+    settings: LiveSettings,
+    webrtc: crate::web::RunServe,
+    progress: Arc<Progress>,
+}
+
+impl Stream {
+    fn check(
+        args: &RunArgs,
+        preset: &Preset,
+        input_text: &str,
+        outputs: &[OutputSpec],
+        progress: Arc<Progress>,
+    ) -> anyhow::Result<Stream> {
+        let input = parse_input(input_text).map_err(crate::options::usage)?;
+        let settings = live_settings(args, preset, outputs, &progress, input_text)?;
+        let webrtc = webrtc_settings(args, &input, outputs, &settings)?;
+        check_input(&input)?;
+        for o in outputs {
+            check_output(o, &settings)?;
+        }
+        Ok(Stream {
+            input,
+            outputs: outputs.to_vec(),
+            settings,
+            webrtc,
+            progress,
+        })
+    }
+
+    /// Starts the outputs and the input, runs `stages` until the input ends or `stop`,
+    /// finishes the outputs and prints the summary. `watch` may start live edits once
+    /// the first frame gives the size.
+    fn run<W>(
+        self,
+        stages: &mut Stages,
+        stop: &Arc<AtomicBool>,
+        watch: impl FnOnce(&mut Stages, &Arc<Progress>, (usize, usize)) -> anyhow::Result<Option<W>>,
+    ) -> anyhow::Result<()> {
+        let (settings, progress) = (&self.settings, &self.progress);
+        let mut output = LiveOutput::start(&self.outputs, settings, Arc::clone(stop))?;
+        let stream = match progress.metrics.stream_name() {
+            segsynth::pipeline::metrics::MAIN_STREAM => String::new(),
+            name => format!("stream {name}: "),
+        };
+        for url in &output.served {
+            eprintln!("segsynth: {stream}serving {url}");
+        }
+        let (mut source, publishing) = Source::start(self.input, settings, stop)?;
+        let _webrtc =
+            crate::web::serve_run(publishing, &output.players, self.webrtc, progress, stop)?;
+        let Some(first) = source.next_frame()? else {
+            // Nothing to keep: dropping the outputs removes their partial recordings.
+            drop(output);
+            anyhow::bail!("the input delivered no frame");
+        };
+        let _watch = watch(
+            stages,
+            progress,
+            (first.picture.width(), first.picture.height()),
+        )?;
+        let first_copy = first.clone();
+        let mut chained = Prepended {
+            first: Some(first),
+            inner: &mut source,
+        };
+        let result = stages.run(&first_copy, &mut chained, &mut output, stop, progress);
+        let note = source.note();
+        drop(source);
+        let finished = output.finish();
+        let mut summary = result?;
+        summary.notes.extend(note);
+        let (p50, p99) = progress.latency();
+        let header = stream.replace(": ", ":\n");
+        // One write, so the summaries of streams ending together do not interleave.
+        eprintln!(
+            "{header}{summary}live added latency (appsink -> appsrc): p50 {p50:.1} ms, p99 {p99:.1} ms"
+        );
+        // A failed output was reported when it failed; the exit code says so too.
+        finished?;
+        Ok(())
+    }
 }
 
 /// `--metrics`: the Prometheus endpoint, when asked for.
@@ -109,12 +278,8 @@ fn stop_after(secs: f64, stop: &Arc<AtomicBool>) {
     });
 }
 
-/// The input (as given, and parsed) and the outputs, from the command line or the
-/// preset; each recording at most once.
-fn endpoints(
-    args: &RunArgs,
-    preset: &Preset,
-) -> anyhow::Result<(String, InputSpec, Vec<OutputSpec>)> {
+/// The input and the outputs from the command line or the preset.
+fn given_endpoints(args: &RunArgs, preset: &Preset) -> anyhow::Result<(String, Vec<OutputSpec>)> {
     let input = args.input.clone().or(preset.input.clone()).ok_or_else(|| {
         anyhow::anyhow!(
             "no input: give -i test:, -i v4l2:/dev/video0, -i rtsp://... or -i FILE (or a preset)"
@@ -130,7 +295,11 @@ fn endpoints(
             "no output: give -o display:, -o rtsp://127.0.0.1:8554/live, -o v4l2:/dev/videoN, -o rtsp-publish://HOST:PORT/PATH or -o FILE"
         );
     }
-    let parsed = parse_input(&input).map_err(crate::options::usage)?;
+    Ok((input, parse_outputs(&outputs)?))
+}
+
+/// Outputs as given, parsed; each recording at most once.
+fn parse_outputs(outputs: &[String]) -> anyhow::Result<Vec<OutputSpec>> {
     let outputs = outputs
         .iter()
         .map(|o| parse_output(o))
@@ -153,7 +322,7 @@ fn endpoints(
             dup.display()
         )));
     }
-    Ok((input, parsed, outputs))
+    Ok(outputs)
 }
 
 /// The live job's settings from the command line, the preset and the defaults, checked.
@@ -231,8 +400,13 @@ fn stats_thread(
                 next += Duration::from_secs_f64(every);
                 let (p50, p99) = p.latency();
                 let out = p.frames_out.load(Ordering::Relaxed);
+                let name = p.metrics.stream_name();
+                let stream = match name {
+                    segsynth::pipeline::metrics::MAIN_STREAM => String::new(),
+                    _ => format!("stream {name}: "),
+                };
                 eprintln!(
-                    "segsynth: live {out} frames, {:.1} fps, added latency p50 {p50:.1} ms p99 {p99:.1} ms, dropped {}",
+                    "segsynth: {stream}live {out} frames, {:.1} fps, added latency p50 {p50:.1} ms p99 {p99:.1} ms, dropped {}",
                     out as f64 / started.elapsed().as_secs_f64(),
                     p.dropped.load(Ordering::Relaxed)
                 );

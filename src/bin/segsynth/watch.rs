@@ -135,6 +135,7 @@ impl State {
             ("threads", old.threads != new.threads),
             ("metrics", old.metrics != new.metrics),
             ("rtsp", old.rtsp != new.rtsp),
+            ("streams", old.streams != new.streams),
         ] {
             if changed {
                 eprintln!(

@@ -223,7 +223,6 @@ fn error_reason(e: &gst::message::Error, src: Option<&gst::Object>) -> String {
 pub struct LiveOutput {
     branches: Vec<Branch>,
     info: gst_video::VideoInfo,
-    main_loop: Option<glib::MainLoop>,
     pub served: Vec<String>,
     /// WHEP outputs: the endpoint and the `intervideosink` channel its players read.
     pub players: Vec<(HttpEndpoint, String)>,
@@ -241,9 +240,6 @@ impl Drop for LiveOutput {
             if let Some((temp, _)) = b.rename.take() {
                 let _ = std::fs::remove_file(temp);
             }
-        }
-        if let Some(l) = &self.main_loop {
-            l.quit();
         }
     }
 }
@@ -346,14 +342,27 @@ fn inter_sink(prefix: &str, channel: &str) -> Result<gst::Element, IoError> {
 }
 
 /// The GLib main loop the RTSP server runs on, on its own thread.
-fn rtsp_main_loop() -> Result<glib::MainLoop, IoError> {
-    let l = glib::MainLoop::new(None, false);
-    let run = l.clone();
-    std::thread::Builder::new()
-        .name("rtsp-server".into())
-        .spawn(move || run.run())
-        .map_err(perr)?;
-    Ok(l)
+/// The process's RTSP servers run on one GLib main loop, started on first use and
+/// kept for the life of the process (the servers are too).
+fn rtsp_main_loop() -> Result<(), IoError> {
+    static STARTED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+    if !*started {
+        let l = glib::MainLoop::new(None, false);
+        std::thread::Builder::new()
+            .name("rtsp-server".into())
+            .spawn(move || l.run())
+            .map_err(perr)?;
+        *started = true;
+    }
+    Ok(())
+}
+
+/// An `intervideosink` channel name no other output of the process uses.
+fn channel_name(kind: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("segsynth-{kind}-{}-{n}", std::process::id())
 }
 
 /// The close button must stop the job even while no frame comes (a stalled camera):
@@ -443,7 +452,6 @@ impl LiveOutput {
         .build()
         .map_err(perr)?;
         let caps = info.to_caps().map_err(perr)?;
-        let mut main_loop = None;
         let mut served = Vec::new();
         let mut players = Vec::new();
         let mut branches = Vec::new();
@@ -457,17 +465,15 @@ impl LiveOutput {
                     path,
                     tls,
                 } => {
-                    let channel = format!("segsynth-{}-{i}", std::process::id());
-                    if main_loop.is_none() {
-                        main_loop = Some(rtsp_main_loop()?);
-                    }
+                    let channel = channel_name("rtsp");
+                    rtsp_main_loop()?;
                     let serve = &settings.serve;
                     rtsp_server::serve(address, *port, path, &channel, settings.fps, *tls, serve)?;
                     served.push(o.to_string());
                     Tail::of(vec![inter_sink(&prefix, &channel)?])
                 }
                 OutputSpec::Whep(endpoint) => {
-                    let channel = format!("segsynth-whep-{}-{i}", std::process::id());
+                    let channel = channel_name("whep");
                     players.push((endpoint.clone(), channel.clone()));
                     Tail::of(vec![inter_sink(&prefix, &channel)?])
                 }
@@ -493,7 +499,6 @@ impl LiveOutput {
         Ok(LiveOutput {
             branches,
             info,
-            main_loop,
             served,
             players,
             stop,
@@ -556,9 +561,6 @@ impl LiveOutput {
                 }
             }
             let _ = b.pipeline.set_state(gst::State::Null);
-        }
-        if let Some(l) = &self.main_loop {
-            l.quit();
         }
         problems.extend(self.failures());
         if problems.is_empty() {

@@ -1,0 +1,188 @@
+//! Several streams in one `segsynth run` (a preset of `[[streams]]`): one RTSP server
+//! with a mount per stream, real clients on each, a recording, a stream whose camera is
+//! not there, and the metrics of each stream under its `stream` label, read by the
+//! Prometheus client library's own parser.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::live::{client, interrupt, port, start, wait_for};
+use crate::support::*;
+
+fn preset(dir: &std::path::Path, text: &str) -> String {
+    let p = dir.join("streams.toml");
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn several_streams_serve_their_own_mounts_and_count_under_their_own_label() {
+    let dir = tmpdir();
+    let (p, m, nobody) = (port(), port(), port());
+    let recording = dir.path().join("yard.mp4");
+    let config = preset(
+        dir.path(),
+        &format!(
+            r#"
+width = 320
+height = 180
+fps = 30
+metrics = "127.0.0.1:{m}"
+
+[[streams]]
+name = "door"
+input = "test:"
+outputs = ["rtsp://127.0.0.1:{p}/door"]
+
+[[streams]]
+name = "yard"
+input = "test:"
+outputs = ["rtsp://127.0.0.1:{p}/yard", "{rec}"]
+
+[[streams]]
+name = "gate"
+input = "rtsp://127.0.0.1:{nobody}/camera"
+outputs = ["rtsp://127.0.0.1:{p}/gate"]
+"#,
+            rec = recording.display()
+        ),
+    );
+    let (child, rx) = start(&[&config, "--stats-every", "1"]);
+    let seen = wait_for(&rx, "stream yard: live", Duration::from_secs(60));
+    for mount in ["door", "yard", "gate"] {
+        let url = format!("rtsp://127.0.0.1:{p}/{mount}");
+        assert!(
+            seen.iter()
+                .any(|l| l.contains(&format!("stream {mount}: serving {url}"))),
+            "{mount} served: {seen:?}"
+        );
+    }
+    // The library's notices from a stream's threads carry its name.
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("segsynth: stream gate: input lost")),
+        "{seen:?}"
+    );
+    // The camera that is not there holds nobody up: both other mounts play.
+    for mount in ["door", "yard"] {
+        let (n, size) = client(
+            &format!("rtsp://127.0.0.1:{p}/{mount}"),
+            15,
+            Duration::from_secs(30),
+        );
+        assert!(n >= 15, "{mount}: {n} frames");
+        assert_eq!(size, (320, 180), "{mount}");
+    }
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./segsynth.sh setup (it installs prometheus-client for this test)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scrape_metrics.py"))
+        .arg(format!("http://127.0.0.1:{m}/metrics"))
+        .arg("0.5")
+        .output()
+        .expect("run the scraper");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "the scrape parses: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let value = |key: &str| -> f64 {
+        let part = &text[text.find("\"second\"").expect("second scrape")..];
+        let needle = format!("\"{key}\": ");
+        let at = part
+            .find(&needle)
+            .unwrap_or_else(|| panic!("{key} missing in {part}"));
+        let rest = &part[at + needle.len()..];
+        rest[..rest.find([',', '}']).expect("number end")]
+            .trim()
+            .parse()
+            .expect("a number")
+    };
+    for stream in ["door", "yard"] {
+        let out = value(&format!(
+            "segsynth_frames_total|direction=out|stream={stream}"
+        ));
+        assert!(out > 15.0, "{stream} frames out: {out}");
+        let stage = value(&format!(
+            "segsynth_stage_seconds_count|stage=segment|stream={stream}"
+        ));
+        assert!(stage > 0.0, "{stream} segment stage timed: {stage}");
+    }
+    assert_eq!(
+        value("segsynth_frames_total|direction=in|stream=gate"),
+        0.0,
+        "the missing camera gave nothing"
+    );
+    assert_eq!(
+        value("segsynth_dropped_frames_total|reason=stage_queue|stream=gate"),
+        0.0
+    );
+    assert!(!text.contains("stream=main"), "no phantom stream: {text}");
+    interrupt(&child);
+    let mut child = child;
+    let status = child.wait().unwrap();
+    let log: Vec<String> = rx.try_iter().collect();
+    let log = log.join("\n");
+    // The stream without a camera ends with an error naming it; the others end cleanly.
+    assert_eq!(status.code(), Some(1), "{log}");
+    assert!(
+        log.contains("stream gate: the input delivered no frame"),
+        "{log}"
+    );
+    assert!(log.contains("1 of 3 streams failed"), "{log}");
+    let p = probe(&recording, &[], 8, 8);
+    assert!(
+        p.pts.len() > 15,
+        "the recording plays: {} frames",
+        p.pts.len()
+    );
+}
+
+#[test]
+fn stream_presets_are_checked_before_anything_runs() {
+    let dir = tmpdir();
+    let stream = |name: &str, mount: &str| {
+        format!(
+            "[[streams]]\nname = \"{name}\"\ninput = \"test:\"\noutputs = [\"rtsp://127.0.0.1:8554/{mount}\"]\n"
+        )
+    };
+    for (text, extra, code, needle) in [
+        (
+            format!("{}{}", stream("a", "x"), stream("b", "x")),
+            vec![],
+            2,
+            "served by another stream too",
+        ),
+        (
+            format!("{}{}", stream("a", "x"), stream("a", "y")),
+            vec![],
+            1,
+            "named twice",
+        ),
+        (stream("a b", "x"), vec![], 1, "letters, digits"),
+        (
+            format!("input = \"test:\"\n{}", stream("a", "x")),
+            vec![],
+            1,
+            "one or the other",
+        ),
+        (
+            stream("a", "x"),
+            vec!["-o", "out.mp4"],
+            2,
+            "-i/-o with a preset",
+        ),
+    ] {
+        let config = preset(dir.path(), &text);
+        let mut args = vec!["run", config.as_str()];
+        args.extend(extra);
+        let o = segsynth(&args);
+        assert_eq!(o.status.code(), Some(code), "{needle}: {}", stderr(&o));
+        assert_clean_error(&o, &[needle]);
+    }
+}

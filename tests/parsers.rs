@@ -15,9 +15,10 @@ use segsynth::job::content_map;
 use segsynth::model::Manifest;
 use segsynth::options::{Device, EdgeBand, ModelEvery, OptionError, Pixels, Refine};
 
-const PRESETS: [&str; 3] = [
+const PRESETS: [&str; 4] = [
     include_str!("../pipelines/file.toml"),
     include_str!("../pipelines/rtsp-out.toml"),
+    include_str!("../pipelines/streams.toml"),
     include_str!("../pipelines/webcam-overlay.toml"),
 ];
 const MANIFESTS: [&str; 3] = [

@@ -186,3 +186,52 @@ fn stream_presets_are_checked_before_anything_runs() {
         assert_clean_error(&o, &[needle]);
     }
 }
+
+/// More streams than the machine holds: each says in its log that it drops frames and why,
+/// and counts them under its own label.
+#[test]
+fn streams_beyond_the_machine_say_they_drop_frames() {
+    let dir = tmpdir();
+    let (p, m) = (port(), port());
+    let streams: String = (0..4)
+        .map(|i| {
+            format!(
+                "[[streams]]\nname = \"s{i}\"\ninput = \"test:\"\noutputs = [\"rtsp://127.0.0.1:{p}/s{i}\"]\n"
+            )
+        })
+        .collect();
+    let config = preset(
+        dir.path(),
+        &format!("width = 1920\nheight = 1080\nfps = 60\nmetrics = \"127.0.0.1:{m}\"\n{streams}"),
+    );
+    let (child, rx) = start(&[&config, "--stats-every", "0"]);
+    let seen = wait_for(&rx, "frames dropped", Duration::from_secs(60));
+    let line = seen.last().unwrap();
+    assert!(
+        line.starts_with("segsynth: stream s") && line.contains("stage_queue"),
+        "{line}"
+    );
+    let text = {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", m)).unwrap();
+        write!(s, "GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+        let mut t = String::new();
+        s.read_to_string(&mut t).unwrap();
+        t
+    };
+    let name = line["segsynth: stream ".len()..]
+        .split_once(": ")
+        .expect("a stream name")
+        .0;
+    let needle =
+        format!("segsynth_dropped_frames_total{{stream=\"{name}\",reason=\"stage_queue\"}} ");
+    let dropped: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .unwrap_or_else(|| panic!("{needle} in {text}"))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(dropped > 0.0, "{name} counts its drops: {dropped}");
+    interrupt(&child);
+}

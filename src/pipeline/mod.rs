@@ -166,7 +166,12 @@ pub struct Progress {
     pub recent_latency: Mutex<std::collections::VecDeque<f32>>,
     /// The same events for Prometheus (`segsynth run --metrics`).
     pub metrics: metrics::Metrics,
+    /// When drops were last said, and how many there were then (`note_drops`).
+    drops_said: Mutex<(Option<std::time::Instant>, u64)>,
 }
+
+/// The shortest time between two notices of dropped frames.
+const DROP_NOTICE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 pub fn now_ms() -> u64 {
@@ -191,6 +196,27 @@ impl Progress {
             metrics: self.metrics.stream(name),
             ..Progress::default()
         }
+    }
+
+    /// Says that frames were dropped, with the reason, at most every 5 s (the first drop
+    /// at once): a stream that cannot be held shows in the log, not only in metrics.
+    pub fn note_drops(&self) {
+        let dropped = self.dropped.load(std::sync::atomic::Ordering::Relaxed);
+        let Ok(mut said) = self.drops_said.lock() else {
+            return;
+        };
+        let (at, before) = *said;
+        if dropped <= before || at.is_some_and(|t| t.elapsed() < DROP_NOTICE_EVERY) {
+            return;
+        }
+        let since = at.map_or(String::new(), |t| {
+            format!(" in the last {:.0} s", t.elapsed().as_secs_f64())
+        });
+        crate::notice!(
+            "{} frames dropped{since} (stage_queue: the stages are slower than the input; {dropped} in all)",
+            dropped - before
+        );
+        *said = (Some(std::time::Instant::now()), dropped);
     }
 
     fn record_latency(&self, ms: f32) {

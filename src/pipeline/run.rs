@@ -121,6 +121,7 @@ fn recv<T>(
             progress.metrics.dropped("stage_queue");
             item = newer;
         }
+        progress.note_drops();
     }
     Some(item)
 }

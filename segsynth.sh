@@ -81,7 +81,8 @@ install_models() {
   fetch_tflite
   for m in selfie:selfie_segmentation selfie_landscape:selfie_segmentation_landscape; do
     local manifest=${m%%:*} file=${m##*:}
-    [ -f "models/$file.onnx" ] && continue
+    # Converted again when the converter changed (it gave the model its batch dimension).
+    [ "models/$file.onnx" -nt models/convert_selfie.py ] && continue
     local want have
     want=$(sed -n 's/^source_sha256 = "\(.*\)"/\1/p' "models/$manifest.toml")
     have=$(sha256sum ".deps/npm/package/$file.tflite" | cut -d' ' -f1)

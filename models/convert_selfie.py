@@ -14,8 +14,9 @@ emits an ONNX graph (opset 17) directly:
   stride_w, stride_h as int32) becomes ONNX ConvTranspose with bias; its
   kernel is OHWI like TFLite's TRANSPOSE_CONV.
 * TFLite is NHWC, ONNX conv ops are NCHW.  The graph runs NCHW internally and
-  keeps the NHWC interface: input `input` [1,H,W,3] (RGB float in [0,1]) is
-  transposed on entry and output `mask` [1,H,W,1] (person probability) on exit.
+  keeps the NHWC interface: input `input` [N,H,W,3] (RGB float in [0,1]) is
+  transposed on entry and output `mask` [N,H,W,1] (person probability) on exit;
+  the batch dimension N is free, so several frames can run in one call.
   Both models get the same I/O names (the landscape model's original output is
   misleadingly called `segment_back`).
 * TF SAME padding can be asymmetric (extra pixel at bottom/right); explicit
@@ -287,9 +288,13 @@ class Converter:
             mode = "half_pixel"
         else:
             mode = "asymmetric"
-        sizes = self.add_init(self.tname(y_i) + "/sizes",
-                              np.array([n, c, oh, ow], np.int64))
-        self.emit("Resize", [self.act_in(x_i), "", "", sizes], y_i, mode="linear",
+        _, ih, iw, _ = self.shape(x_i)
+        if oh % ih or ow % iw:
+            raise NotImplementedError(f"RESIZE_BILINEAR {ih}x{iw} -> {oh}x{ow}: not a whole factor")
+        # Scales, not sizes: the batch dimension stays free (sizes would pin it to 1).
+        scales = self.add_init(self.tname(y_i) + "/scales",
+                               np.array([1, 1, oh // ih, ow // iw], np.float32))
+        self.emit("Resize", [self.act_in(x_i), "", scales], y_i, mode="linear",
                   coordinate_transformation_mode=mode)
 
     def _binary(self, op, onnx_op, cls):
@@ -356,6 +361,8 @@ class Converter:
             handler(op)
 
         self.node("Transpose", [self.names[self.out_idx]], ["mask"], perm=[0, 2, 3, 1])
+        # A free batch dimension: several streams' frames can run in one call.
+        in_shape, out_shape = ["batch"] + in_shape[1:], ["batch"] + out_shape[1:]
         graph = helper.make_graph(
             self.nodes, "selfie_segmentation",
             [helper.make_tensor_value_info("input", TensorProto.FLOAT, in_shape)],

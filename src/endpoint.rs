@@ -347,6 +347,8 @@ pub struct Preset {
     pub device: Option<crate::infer::Device>,
     pub pixels: Option<crate::infer::Pixels>,
     pub threads: Option<usize>,
+    /// `--batch`: streams' frames in one segmentation call.
+    pub batch: Option<crate::options::Batch>,
     /// Prometheus metrics address (`--metrics`).
     pub metrics: Option<String>,
     /// Mask settings (`--feather`, `--temporal`, `--edge LO,HI`, `--refine guided|off`,

@@ -55,6 +55,8 @@ pub struct JobOptions {
     pub gan_threads: usize,
     pub pixels: crate::infer::Pixels,
     pub stages: (crate::pipeline::Backpressure, usize),
+    /// `--batch` and `--batch-window-ms`: streams' frames in one segmentation call.
+    pub batch: (crate::options::Batch, std::time::Duration),
 }
 
 impl JobOptions {
@@ -228,7 +230,8 @@ impl Stages {
         let gan = gan_session(&options);
         let generators = generator_manifests(&entries, &dir)?;
         // A model that does not load is said before a class it lacks.
-        let model = Model::open(manifest.clone(), &options.session)?;
+        let mut model = Model::open(manifest.clone(), &options.session)?;
+        batch(&mut model, options.batch);
         let generators = generators
             .into_iter()
             .map(|g| g.map(|m| Model::open(m, &gan)).transpose())
@@ -254,6 +257,11 @@ impl Stages {
             edit_synths: Arc::default(),
             graphs: Arc::default(),
         })
+    }
+
+    /// (model calls, frames) of the segmentation model's batches, when batching.
+    pub fn batch_stats(&self) -> Option<(u64, u64)> {
+        self.segmentation_model.batch_stats()
     }
 
     /// Stages for another stream of the same options, running at the same time: the
@@ -475,6 +483,18 @@ pub fn start_content(
     let mut compositor = Compositor::with_images(entries, &slots, synth.timing(), images)?;
     compositor.unmix = mask.refine.is_some();
     Ok((compositor, stages))
+}
+
+/// Batches the model's calls when `--batch` asks for it on its provider; a model whose
+/// batch dimension is fixed runs one frame a call, and says so when batching was asked.
+fn batch(model: &mut Model, (batch, window): (crate::options::Batch, std::time::Duration)) {
+    let size = batch.size(model.provider);
+    if size > 1 && !model.batch(size, window) {
+        crate::notice!(
+            "--batch {batch}: the model {} takes one frame a call (its batch dimension is fixed); convert it again with models/convert_selfie.py to batch",
+            model.manifest.name
+        );
+    }
 }
 
 fn gan_session(options: &JobOptions) -> SessionOptions {

@@ -151,17 +151,86 @@ impl fmt::Display for ModelEvery {
 /// In presets: `model_every = "auto"` or `model_every = 2`.
 impl<'de> serde::Deserialize<'de> for ModelEvery {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Given {
-            Number(i64),
-            Text(String),
+        number_or_text(d)
+    }
+}
+
+/// A preset value written as a number or as text, parsed by `FromStr` either way.
+fn number_or_text<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: FromStr<Err = OptionError>,
+{
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        Number(i64),
+        Text(String),
+    }
+    match <Given as serde::Deserialize>::deserialize(d)? {
+        Given::Text(s) => s.parse(),
+        Given::Number(n) => n.to_string().parse(),
+    }
+    .map_err(serde::de::Error::custom)
+}
+
+/// `--batch`: how many streams' frames the segmentation model takes in one call. `auto`
+/// batches on a GPU provider (up to `MAX`) and not on the CPU, where a batch measured no
+/// faster per frame (`models/convert_selfie.py` gives the model its free batch dimension);
+/// `off`; or at most N frames a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Batch {
+    #[default]
+    Auto,
+    Off,
+    Frames(u32),
+}
+
+impl Batch {
+    pub const MAX: u32 = 64;
+
+    /// The most frames a call takes, for a model on `provider` (1: no batching).
+    pub fn size(self, provider: &str) -> usize {
+        match self {
+            Batch::Auto if provider != "CPUExecutionProvider" => Self::MAX as usize,
+            Batch::Auto | Batch::Off => 1,
+            Batch::Frames(n) => n as usize,
         }
-        match Given::deserialize(d)? {
-            Given::Text(s) => s.parse(),
-            Given::Number(n) => n.to_string().parse(),
+    }
+}
+
+impl FromStr for Batch {
+    type Err = OptionError;
+    fn from_str(s: &str) -> Result<Self, OptionError> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Batch::Auto),
+            "off" | "1" => Ok(Batch::Off),
+            t => match t.parse::<u32>() {
+                Ok(n) if (2..=Self::MAX).contains(&n) => Ok(Batch::Frames(n)),
+                _ => Err(OptionError {
+                    option: "batch",
+                    given: s.to_string(),
+                    expected: format!("auto, off, or a number of frames from 2 to {}", Self::MAX),
+                }),
+            },
         }
-        .map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for Batch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Batch::Auto => f.write_str("auto"),
+            Batch::Off => f.write_str("off"),
+            Batch::Frames(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// In presets: `batch = "auto"`, `batch = "off"` or `batch = 4`.
+impl<'de> serde::Deserialize<'de> for Batch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        number_or_text(d)
     }
 }
 
@@ -243,6 +312,35 @@ impl<'de> serde::Deserialize<'de> for EdgeBand {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_sizes() {
+        let cpu = "CPUExecutionProvider";
+        assert_eq!("auto".parse::<Batch>().unwrap().size(cpu), 1);
+        assert_eq!(
+            "auto"
+                .parse::<Batch>()
+                .unwrap()
+                .size("CUDAExecutionProvider"),
+            64
+        );
+        assert_eq!(
+            "off"
+                .parse::<Batch>()
+                .unwrap()
+                .size("CUDAExecutionProvider"),
+            1
+        );
+        assert_eq!("4".parse::<Batch>().unwrap().size(cpu), 4);
+        for b in ["auto", "off", "4"] {
+            assert_eq!(b.parse::<Batch>().unwrap().to_string(), b);
+        }
+        let e = "65".parse::<Batch>().unwrap_err().to_string();
+        assert!(
+            e.contains("batch \"65\"") && e.contains("from 2 to 64"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn names_parse_print_and_refuse_with_what_they_expect() {

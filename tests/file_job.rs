@@ -470,6 +470,43 @@ fn several_inputs_in_one_call_each_as_its_own_run_and_a_bad_one_fails_alone() {
             );
         }
     }
+    // The same three with their model inputs batched, three at a time: the frames of
+    // their own runs (the batch itself is bit-exact, `streams.rs`; encoders side by side
+    // may round a few pixels), in fewer model calls.
+    let batched = dir.path().join("batched");
+    let mut args: Vec<&str> = vec!["process"];
+    args.extend(clips.iter().map(|c| c.to_str().unwrap()));
+    let target = batched.to_str().unwrap();
+    args.extend(["-o", target, "-q", "--content", "gan:foliage"]);
+    args.extend(["--jobs", "3", "--batch", "3", "--batch-window-ms", "20"]);
+    let o = segsynth(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stderr(&o)
+        .lines()
+        .find(|l| l.starts_with("model batches: "))
+        .unwrap_or_else(|| panic!("a batch line in {}", stderr(&o)))
+        .to_string();
+    let numbers: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(
+        numbers.len() == 2 && numbers[1] < numbers[0],
+        "fewer calls than frames: {line}"
+    );
+    for (clip, &(w, h)) in clips.iter().zip(&[(320, 180), (480, 270), (256, 144)]) {
+        let name = clip.file_name().unwrap();
+        let b = segsynth::io::clip::decode_luma(&batched.join(name), w, h).expect("decode");
+        let t = segsynth::io::clip::decode_luma(&out.join(name), w, h).expect("decode");
+        assert_eq!(b.len(), t.len(), "{name:?}: frame count");
+        for (i, (x, y)) in b.iter().zip(&t).enumerate() {
+            let d = segsynth::pipeline::stats::mean_abs_diff(x, y);
+            assert!(
+                d <= 0.5,
+                "{name:?} frame {i}: batched differs by {d:.3} grey levels"
+            );
+        }
+    }
     // An existing output is not overwritten without --overwrite: that file fails alone.
     let again = segsynth(&[
         "process",

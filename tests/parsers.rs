@@ -13,7 +13,7 @@ use segsynth::content::{ContentKind, ContentSpec};
 use segsynth::endpoint::{Preset, parse_input, parse_output, redact_url};
 use segsynth::job::content_map;
 use segsynth::model::Manifest;
-use segsynth::options::{Device, EdgeBand, ModelEvery, OptionError, Pixels, Refine};
+use segsynth::options::{Batch, Device, EdgeBand, ModelEvery, OptionError, Pixels, Refine};
 
 const PRESETS: [&str; 4] = [
     include_str!("../pipelines/file.toml"),
@@ -177,6 +177,7 @@ proptest! {
         round_trips::<Device>(&s, "device")?;
         round_trips::<Pixels>(&s, "pixels")?;
         round_trips::<Refine>(&s, "refine")?;
+        round_trips::<Batch>(&s, "batch")?;
         // A preset takes the same text as the command line, and refuses the same.
         let path = Path::new("fuzz.toml");
         let quoted = toml_string(&s);
@@ -189,6 +190,7 @@ proptest! {
         prop_assert_eq!(preset("device").map(|p| p.device), s.parse::<Device>().ok().map(Some));
         prop_assert_eq!(preset("pixels").map(|p| p.pixels), s.parse::<Pixels>().ok().map(Some));
         prop_assert_eq!(preset("refine").map(|p| p.refine), s.parse::<Refine>().ok().map(Some));
+        prop_assert_eq!(preset("batch").map(|p| p.batch), s.parse::<Batch>().ok().map(Some));
         // The other forms presets take: `edge = [LO, HI]`, `model_every = N`.
         for doc in [format!("edge = [{s}]\n"), format!("model_every = {s}\n")] {
             if let Err(e) = Preset::parse(&doc, path) {

@@ -235,3 +235,69 @@ fn streams_beyond_the_machine_say_they_drop_frames() {
     assert!(dropped > 0.0, "{name} counts its drops: {dropped}");
     interrupt(&child);
 }
+
+/// The real segmentation model, batched across four streams' handles: each stream gets
+/// bit for bit what a single run gives, in fewer calls than frames.
+#[test]
+fn batched_model_runs_give_each_stream_its_single_run_bit_for_bit() {
+    use segsynth::infer::{Model, Output, SessionOptions};
+    let dir = segsynth::job::models_dir();
+    let manifest = segsynth::model::Manifest::load(&dir.join("selfie.toml")).expect("selfie");
+    let options = SessionOptions {
+        threads: 1,
+        device: segsynth::options::Device::Cpu,
+    };
+    let mut single = Model::open(manifest.clone(), &options).expect("open");
+    let mut shared = Model::open(manifest, &options).expect("open");
+    assert!(
+        shared.batch(4, Duration::from_millis(50)),
+        "the converted model has a free batch dimension (./segsynth.sh setup converts it)"
+    );
+    let shape = [1i64, 256, 256, 3];
+    let inputs: Vec<Vec<Vec<f32>>> = (0..4u32)
+        .map(|s| {
+            (0..6u32)
+                .map(|f| {
+                    (0..256 * 256 * 3u32)
+                        .map(|i| {
+                            ((i.wrapping_mul(2654435761) ^ (s * 977 + f * 131)) % 255) as f32
+                                / 255.0
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let data = |o: Output| match o {
+        Output::F32 { data, .. } => data,
+        Output::I64 { .. } => panic!("f32 scores"),
+    };
+    let alone: Vec<Vec<Vec<f32>>> = inputs
+        .iter()
+        .map(|frames| {
+            frames
+                .iter()
+                .map(|x| data(single.run(&[("input", &shape, x)]).expect("run")))
+                .collect()
+        })
+        .collect();
+    let together: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = inputs
+            .iter()
+            .map(|frames| {
+                let mut mine = shared.share();
+                s.spawn(move || {
+                    frames
+                        .iter()
+                        .map(|x| data(mine.run(&[("input", &shape, x)]).expect("run")))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(together == alone, "every stream's scores, bit for bit");
+    let (calls, frames) = shared.batch_stats().unwrap();
+    assert_eq!(frames, 24);
+    assert!(calls < frames, "{calls} calls for {frames} frames");
+}

@@ -12,6 +12,7 @@ use ort::value::TensorRef;
 
 use crate::model::{IoInfo, Manifest, ManifestError};
 
+pub mod batch;
 pub mod chain;
 pub mod graphs;
 
@@ -136,6 +137,12 @@ fn ort_msg<E: std::fmt::Display>(e: E) -> String {
 /// same session: the streams of one process run one session per model, one run at a time.
 pub struct Model {
     session: Arc<Mutex<Session>>,
+    /// Set by `batch`: this handle's requests go through the session's batcher.
+    batcher: Option<Arc<batch::Batcher>>,
+    /// Which handle this is (a stream, for the batcher).
+    handle: u64,
+    /// Whether the model's first input dimension is free (several frames per call).
+    batchable: bool,
     pub manifest: Manifest,
     /// The execution provider that actually runs this model.
     pub provider: &'static str,
@@ -212,20 +219,51 @@ impl Model {
         };
         manifest.validate_io(&describe(session.inputs()), &describe(session.outputs()))?;
         tracing::info!(model = %manifest.name, provider, "model loaded");
+        let batchable = session
+            .inputs()
+            .first()
+            .and_then(|i| {
+                i.dtype()
+                    .tensor_shape()
+                    .map(|s| s.first().is_some_and(|&d| d < 0))
+            })
+            .unwrap_or(false);
         Ok(Model {
             session: Arc::new(Mutex::new(session)),
+            batcher: None,
+            handle: next_handle(),
+            batchable,
             manifest,
             provider,
         })
     }
 
-    /// Another handle on this model's session (the weights are loaded once).
+    /// Another handle on this model's session (the weights are loaded once), batching
+    /// with the others if this one does.
     pub fn share(&self) -> Model {
         Model {
             session: Arc::clone(&self.session),
+            batcher: self.batcher.clone(),
+            handle: next_handle(),
+            batchable: self.batchable,
             manifest: self.manifest.clone(),
             provider: self.provider,
         }
+    }
+
+    /// Runs this handle's and its shares' frames in batches of up to `max` (waiting at
+    /// most `window` for the others): false, and nothing changes, when the model's batch
+    /// dimension is fixed.
+    pub fn batch(&mut self, max: usize, window: std::time::Duration) -> bool {
+        if self.batchable {
+            self.batcher = Some(Arc::new(batch::Batcher::new(max, window)));
+        }
+        self.batcher.is_some()
+    }
+
+    /// (model calls, frames) of the batcher, when batching.
+    pub fn batch_stats(&self) -> Option<(u64, u64)> {
+        self.batcher.as_ref().map(|b| b.stats())
     }
 
     /// The session, for one run; a run that panicked elsewhere leaves it usable.
@@ -233,8 +271,18 @@ impl Model {
         self.session.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs with f32 inputs `(name, shape, data)` and returns the manifest's output.
+    /// Runs with f32 inputs `(name, shape, data)` and returns the manifest's output; one
+    /// input through a batcher when batching.
     pub fn run(&mut self, inputs: &[(&str, &[i64], &[f32])]) -> Result<Output, InferError> {
+        match (&self.batcher, inputs) {
+            (Some(b), [(name, shape, data)]) => b.run(self.handle, data, shape, &|x, s| {
+                self.run_once(&[(name, s, x)])
+            }),
+            _ => self.run_once(inputs),
+        }
+    }
+
+    fn run_once(&self, inputs: &[(&str, &[i64], &[f32])]) -> Result<Output, InferError> {
         let err = |message: String| InferError::Run {
             model: self.manifest.name.clone(),
             message,
@@ -273,6 +321,12 @@ impl Model {
             data: data.to_vec(),
         })
     }
+}
+
+/// A number for each model handle, distinct within the process.
+fn next_handle() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn dtype_name(t: ort::value::TensorElementType) -> &'static str {

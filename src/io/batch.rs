@@ -53,6 +53,8 @@ pub trait Report: Sync {
 /// signal).
 pub struct Outcome {
     pub files: Vec<(PathBuf, PathBuf, Option<FileResult>)>,
+    /// (model calls, frames) of the segmentation model, when its frames were batched.
+    pub batches: Option<(u64, u64)>,
 }
 
 impl Outcome {
@@ -85,8 +87,10 @@ impl Batch {
             workers: self.jobs.clamp(1, pairs.len()),
         };
         let stages = Stages::prepare(self.options.clone())?;
+        let files = queue.write_all(&stages, report);
         Ok(Outcome {
-            files: queue.write_all(&stages, report),
+            files,
+            batches: stages.batch_stats(),
         })
     }
 

@@ -4,10 +4,11 @@
 //! ```text
 //! segsynth-core-bench [--device cpu|cuda|tensorrt|auto] [--frames N] [--sizes 640x360,1280x720,1920x1080]
 //!                     [--streams 1,2,4] [--pixels native,graph] [--refine guided,off]
-//!                     [--gan foliage|none] [--threads N] [--quality on|off]
+//!                     [--gan foliage|none] [--threads N] [--quality on|off] [--batch off,on]
 //! ```
-//! Each row is one run: `streams` independent streams (own sessions, own thread) work
-//! at once. Prints per-step p50, frame p99, frames per second per stream and in total,
+//! Each row is one run: `streams` streams (each on its own thread) work at once, with
+//! sessions of their own (`--batch off`) or sharing one session whose batcher runs their
+//! frames together, up to all of them in one call, waiting at most 4 ms (`--batch on`). Prints per-step p50, frame p99, frames per second per stream and in total,
 //! and the memory the run added (resident set, whole run and per stream).
 //! `--pixels graph` runs the per-pixel steps as ONNX graphs (on the chosen device);
 //! `native` runs them in Rust on the CPU. `--refine` picks the mask upsampling (the
@@ -44,6 +45,7 @@ struct Opts {
     threads: usize,
     quality: bool,
     crops: Option<std::path::PathBuf>,
+    batch: Vec<bool>,
 }
 
 fn list<T>(v: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Vec<T>, String> {
@@ -62,6 +64,7 @@ fn parse() -> Result<Opts, String> {
         threads: 1,
         quality: true,
         crops: None,
+        batch: vec![false],
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -121,6 +124,13 @@ fn parse() -> Result<Opts, String> {
                 }
             }
             "--crops" => o.crops = Some(v.into()),
+            "--batch" => {
+                o.batch = list(&v, |s| match s {
+                    "on" => Ok(true),
+                    "off" => Ok(false),
+                    _ => Err(format!("--batch {s}: expected off, on or both (off,on)")),
+                })?
+            }
             other => return Err(format!("unknown option {other}")),
         }
         i += 2;
@@ -193,13 +203,12 @@ const WARMUP: usize = 5;
 
 impl Stream {
     fn new(
-        manifest: &Manifest,
+        model: Model,
         pixels: Pixels,
         refine: bool,
         first: &Frame,
         session: &SessionOptions,
     ) -> anyhow::Result<Stream> {
-        let model = Model::open(manifest.clone(), session)?;
         let provider = model.provider;
         let entries = vec![Entry {
             classes: vec!["background".into()],
@@ -253,9 +262,10 @@ fn run() -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!(
-        "{:<10} {:>7} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
+        "{:<10} {:>7} {:>5} {:>6} {:>6} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8}",
         "size",
         "streams",
+        "batch",
         "pixels",
         "refine",
         "segment",
@@ -271,14 +281,20 @@ fn run() -> anyhow::Result<()> {
     for &(w, h) in &o.sizes {
         let frames: Vec<Frame> = (0..8).map(|i| synthetic_frame(w, h, i)).collect();
         for &streams in &o.streams {
-            for (pixels, refine) in o
-                .pixels
-                .iter()
-                .flat_map(|&p| o.refine.iter().map(move |&r| (p, r)))
-            {
-                let (t, wall, added, provider) = time_streams(
-                    &manifest, &frames, streams, pixels, refine, &session, o.frames,
-                )?;
+            let batches = &o.batch;
+            let kinds = o.pixels.iter().flat_map(|&pixels| {
+                o.refine.iter().flat_map(move |&refine| {
+                    batches.iter().map(move |&batch| Kind {
+                        pixels,
+                        refine,
+                        batch,
+                    })
+                })
+            });
+            for kind in kinds {
+                let (pixels, refine, batch) = (kind.pixels, kind.refine, kind.batch);
+                let (t, wall, added, provider) =
+                    time_streams(&manifest, &frames, streams, kind, &session, o.frames)?;
                 let synth = match &o.gan {
                     Some(g) => synth_ms(g, &dir, (w, h), &session, o.frames.min(10))?,
                     None => 0.0,
@@ -286,9 +302,10 @@ fn run() -> anyhow::Result<()> {
                 let total = (streams * o.frames) as f64 / wall;
                 let p = |v: &Vec<f32>| percentile(v, 50.0);
                 println!(
-                    "{:<10} {:>7} {:>6} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
+                    "{:<10} {:>7} {:>5} {:>6} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
                     format!("{w}x{h}"),
                     streams,
+                    if batch { "on" } else { "off" },
                     pixels,
                     if refine { Refine::Guided } else { Refine::Off },
                     p(&t[0]),
@@ -315,21 +332,41 @@ fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a row runs: the per-pixel path, the refine, and whether the streams' frames are
+/// batched through one shared session.
+#[derive(Clone, Copy)]
+struct Kind {
+    pixels: Pixels,
+    refine: bool,
+    batch: bool,
+}
+
 /// `streams` streams, each on its own thread, through the production segmenter and
 /// compositor: per-stage samples, wall seconds after the warm-up, memory added, provider.
 fn time_streams(
     manifest: &Manifest,
     frames: &[Frame],
     streams: usize,
-    pixels: Pixels,
-    refine: bool,
+    kind: Kind,
     session: &SessionOptions,
     frames_per_stream: usize,
 ) -> anyhow::Result<(Samples, f64, f64, &'static str)> {
     release_free_memory();
     let before = process_memory_mib("VmRSS:");
+    let mut shared = None;
+    if kind.batch {
+        let mut m = Model::open(manifest.clone(), session)?;
+        if !m.batch(streams, std::time::Duration::from_millis(4)) {
+            anyhow::bail!("--batch on: the model's batch dimension is fixed; run ./segsynth.sh setup to convert it again");
+        }
+        shared = Some(m);
+    }
+    let model = || match &shared {
+        Some(m) => Ok(m.share()),
+        None => Model::open(manifest.clone(), session),
+    };
     let mut set: Vec<Stream> = (0..streams)
-        .map(|_| Stream::new(&manifest, pixels, refine, &frames[0], &session))
+        .map(|_| Stream::new(model()?, kind.pixels, kind.refine, &frames[0], session))
         .collect::<anyhow::Result<_>>()?;
     let provider = set[0].provider;
     let results: Mutex<Vec<anyhow::Result<Samples>>> = Mutex::new(Vec::new());

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use segsynth::content::ContentSpec;
 use segsynth::imgproc::mask::{DEFAULT_FEATHER, DEFAULT_TEMPORAL};
 use segsynth::io::encode::{DEFAULT_CRF, DEFAULT_PRESET};
-use segsynth::options::{Device, EdgeBand, ModelEvery, Pixels, Refine};
+use segsynth::options::{Batch, Device, EdgeBand, ModelEvery, Pixels, Refine};
 use segsynth::pipeline::synth::{DEFAULT_BUDGET_MS, DEFAULT_PERIOD, DEFAULT_SCALE, DEFAULT_SEED};
 
 #[derive(Parser, Debug)]
@@ -111,6 +111,13 @@ pub struct Processing {
     /// frames between reuse its scores, laid on their own edges by the refine.
     #[arg(long, default_value_t = ModelEvery::Auto)]
     pub model_every: ModelEvery,
+    /// Frames of several streams in one segmentation call: `auto` (on a GPU, up to 64; off
+    /// on the CPU, where it is no faster), `off`, or at most N.
+    #[arg(long, default_value_t = Batch::Auto)]
+    pub batch: Batch,
+    /// The longest a frame waits for other streams' frames to join its batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch_window_ms: u64,
     /// Synthesis resolution as a fraction of the frame (1 = full resolution).
     #[arg(long, default_value_t = DEFAULT_SCALE)]
     pub synth_scale: f32,
@@ -150,10 +157,11 @@ pub struct ProcessArgs {
     /// No progress bar or periodic progress lines.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Files written at the same time when there are several inputs (default: one per
-    /// CPU core, at most the number of inputs); they share one session per model.
-    #[arg(long, short = 'j', value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub jobs: Option<u16>,
+    /// Files written at the same time when there are several inputs; they share one
+    /// session per model. 1 (the default) gives byte-reproducible files; with more, x264
+    /// instances encoding side by side in one process may round a few pixels differently.
+    #[arg(long, short = 'j', default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
     #[command(flatten)]
     pub processing: Processing,
 }

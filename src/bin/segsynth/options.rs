@@ -75,6 +75,13 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
         " ms",
     )?;
     check_range("--threads", p.threads as f64, 1.0, 256.0, "")?;
+    check_range(
+        "--batch-window-ms",
+        p.batch_window_ms as f64,
+        0.0,
+        1000.0,
+        " ms",
+    )?;
     check_range("--gan-threads", p.gan_threads as f64, 1.0, 256.0, "")?;
     check_range(
         "--crf",
@@ -114,22 +121,19 @@ pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
         } else {
             (Backpressure::Block, 4)
         },
+        batch: (p.batch, Duration::from_millis(p.batch_window_ms)),
     })
 }
 
 /// The files of a `process` call, its options checked.
 pub fn batch(args: ProcessArgs, interrupt: Arc<AtomicBool>) -> anyhow::Result<Batch> {
-    let jobs = match args.jobs {
-        Some(n) => n as usize,
-        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
     Ok(Batch {
         encoder: encoder(&args.processing)?,
         options: job_options(&args.processing, false)?,
         inputs: args.inputs,
         output: args.output,
         overwrite: args.overwrite,
-        jobs,
+        jobs: args.jobs as usize,
         interrupt,
     })
 }
@@ -189,6 +193,11 @@ pub fn overlay_preset(p: &mut Processing, preset: &Preset, matches: Option<&ArgM
         && let Some(t) = preset.threads
     {
         p.threads = t;
+    }
+    if !given("batch")
+        && let Some(b) = preset.batch
+    {
+        p.batch = b;
     }
     overlay_mask(p, preset, |id| !given(id));
 }

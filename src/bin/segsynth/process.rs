@@ -78,6 +78,9 @@ impl Display {
     fn exit_code(&self, outcome: Outcome) -> anyhow::Result<ExitCode> {
         let total = outcome.files.len();
         let written = outcome.written();
+        if let Some((calls, frames)) = outcome.batches {
+            eprintln!("model batches: {frames} frames in {calls} calls");
+        }
         let (mut failed, mut interrupted, mut incomplete) = (Vec::new(), false, false);
         for (input, _, result) in outcome.files {
             match result {

@@ -130,6 +130,9 @@ fn run_streams(
         failed
     });
     stop.store(true, Ordering::Relaxed);
+    if let Some((calls, frames)) = stages.batch_stats() {
+        eprintln!("model batches: {frames} frames in {calls} calls");
+    }
     if failed > 0 {
         eprintln!("{failed} of {} streams failed", streams.len());
         return Ok(ExitCode::from(crate::EXIT_ERROR));

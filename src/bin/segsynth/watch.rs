@@ -133,6 +133,7 @@ impl State {
             ("device", old.device != new.device),
             ("pixels", old.pixels != new.pixels),
             ("threads", old.threads != new.threads),
+            ("batch", old.batch != new.batch),
             ("metrics", old.metrics != new.metrics),
             ("rtsp", old.rtsp != new.rtsp),
             ("streams", old.streams != new.streams),

@@ -139,6 +139,44 @@ pub(crate) fn rss_kb(pid: u32) -> u64 {
     proc_status(pid, "VmRSS:")
 }
 
+/// Two scrapes of `http://ADDRESS/metrics`, `seconds` apart, each parsed by the Prometheus
+/// client library's OpenMetrics parser (`tests/scrape_metrics.py`), as its JSON.
+pub(crate) fn scrape_twice(address: &str, seconds: &str) -> String {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./segsynth.sh setup (it installs prometheus-client for this test)",
+        python.display()
+    );
+    let out = Command::new(&python)
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scrape_metrics.py"))
+        .arg(format!("http://{address}/metrics"))
+        .arg(seconds)
+        .output()
+        .expect("run the scraper");
+    assert!(
+        out.status.success(),
+        "scrape failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The sample `key` (name, then `|label=value` sorted by label) of scrape `scrape`
+/// (`first` or `second`) in `scrape_twice`'s answer.
+pub(crate) fn scraped(text: &str, scrape: &str, key: &str) -> f64 {
+    let part = &text[text.find(&format!("\"{scrape}\"")).expect("scrape")..];
+    let needle = format!("\"{key}\": ");
+    let at = part
+        .find(&needle)
+        .unwrap_or_else(|| panic!("{key} missing in {part}"));
+    let rest = &part[at + needle.len()..];
+    rest[..rest.find([',', '}']).expect("number end")]
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
 pub(crate) fn interrupt(child: &Running) {
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
 }
@@ -485,37 +523,8 @@ fn metrics_are_served_in_the_prometheus_format_and_grow() {
         let url = url.clone();
         std::thread::spawn(move || client(&url, 60, Duration::from_secs(30)).0)
     };
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./segsynth.sh setup (it installs prometheus-client for this test)",
-        python.display()
-    );
-    let out = Command::new(&python)
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scrape_metrics.py"))
-        .arg(format!("http://{address}/metrics"))
-        .arg("1.5")
-        .output()
-        .expect("run the scraper");
-    assert!(
-        out.status.success(),
-        "scrape failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let value = |scrape: &str, key: &str| -> f64 {
-        // "key": number inside the scrape's "samples" object.
-        let part = &text[text.find(&format!("\"{scrape}\"")).expect("scrape")..];
-        let needle = format!("\"{key}\": ");
-        let at = part
-            .find(&needle)
-            .unwrap_or_else(|| panic!("{key} missing in {part}"));
-        let rest = &part[at + needle.len()..];
-        rest[..rest.find([',', '}']).expect("number end")]
-            .trim()
-            .parse()
-            .expect("a number")
-    };
+    let text = scrape_twice(&address, "1.5");
+    let value = |scrape: &str, key: &str| scraped(&text, scrape, key);
     let out_key = "segsynth_frames_total|direction=out|stream=main";
     let (a, b) = (value("first", out_key), value("second", out_key));
     assert!(

@@ -3,10 +3,9 @@
 //! not there, and the metrics of each stream under its `stream` label, read by the
 //! Prometheus client library's own parser.
 
-use std::process::Command;
 use std::time::Duration;
 
-use crate::live::{client, interrupt, port, start, wait_for};
+use crate::live::{client, interrupt, port, scrape_twice, scraped, start, wait_for};
 use crate::support::*;
 
 fn preset(dir: &std::path::Path, text: &str) -> String {
@@ -73,36 +72,8 @@ outputs = ["rtsp://127.0.0.1:{p}/gate"]
         assert!(n >= 15, "{mount}: {n} frames");
         assert_eq!(size, (320, 180), "{mount}");
     }
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./segsynth.sh setup (it installs prometheus-client for this test)",
-        python.display()
-    );
-    let out = Command::new(&python)
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scrape_metrics.py"))
-        .arg(format!("http://127.0.0.1:{m}/metrics"))
-        .arg("0.5")
-        .output()
-        .expect("run the scraper");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(
-        out.status.success(),
-        "the scrape parses: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let value = |key: &str| -> f64 {
-        let part = &text[text.find("\"second\"").expect("second scrape")..];
-        let needle = format!("\"{key}\": ");
-        let at = part
-            .find(&needle)
-            .unwrap_or_else(|| panic!("{key} missing in {part}"));
-        let rest = &part[at + needle.len()..];
-        rest[..rest.find([',', '}']).expect("number end")]
-            .trim()
-            .parse()
-            .expect("a number")
-    };
+    let text = scrape_twice(&format!("127.0.0.1:{m}"), "0.5");
+    let value = |key: &str| scraped(&text, "second", key);
     for stream in ["door", "yard"] {
         let out = value(&format!(
             "segsynth_frames_total|direction=out|stream={stream}"

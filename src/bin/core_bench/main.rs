@@ -357,7 +357,9 @@ fn time_streams(
     if kind.batch {
         let mut m = Model::open(manifest.clone(), session)?;
         if !m.batch(streams, std::time::Duration::from_millis(4)) {
-            anyhow::bail!("--batch on: the model's batch dimension is fixed; run ./segsynth.sh setup to convert it again");
+            anyhow::bail!(
+                "--batch on: the model's batch dimension is fixed; run ./segsynth.sh setup to convert it again"
+            );
         }
         shared = Some(m);
     }

@@ -231,11 +231,17 @@ impl Stages {
         let generators = generator_manifests(&entries, &dir)?;
         // A model that does not load is said before a class it lacks.
         let mut model = Model::open(manifest.clone(), &options.session)?;
-        batch(&mut model, options.batch);
         let generators = generators
             .into_iter()
             .map(|g| g.map(|m| Model::open(m, &gan)).transpose())
             .collect::<Result<Vec<_>, _>>()?;
+        let (batch, window) = options.batch;
+        if !model.batch(batch, window) {
+            crate::notice!(
+                "--batch {batch}: the model {} takes one frame a call (its batch dimension is fixed); convert it again with models/convert_selfie.py to batch",
+                model.manifest.name
+            );
+        }
         crate::content::selections(&entries, &manifest.name, manifest.classes())?;
         let images = entries
             .iter()
@@ -483,18 +489,6 @@ pub fn start_content(
     let mut compositor = Compositor::with_images(entries, &slots, synth.timing(), images)?;
     compositor.unmix = mask.refine.is_some();
     Ok((compositor, stages))
-}
-
-/// Batches the model's calls when `--batch` asks for it on its provider; a model whose
-/// batch dimension is fixed runs one frame a call, and says so when batching was asked.
-fn batch(model: &mut Model, (batch, window): (crate::options::Batch, std::time::Duration)) {
-    let size = batch.size(model.provider);
-    if size > 1 && !model.batch(size, window) {
-        crate::notice!(
-            "--batch {batch}: the model {} takes one frame a call (its batch dimension is fixed); convert it again with models/convert_selfie.py to batch",
-            model.manifest.name
-        );
-    }
 }
 
 fn gan_session(options: &JobOptions) -> SessionOptions {

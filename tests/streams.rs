@@ -221,7 +221,10 @@ fn batched_model_runs_give_each_stream_its_single_run_bit_for_bit() {
     let mut single = Model::open(manifest.clone(), &options).expect("open");
     let mut shared = Model::open(manifest, &options).expect("open");
     assert!(
-        shared.batch(4, Duration::from_millis(50)),
+        shared.batch(
+            segsynth::options::Batch::Frames(4),
+            Duration::from_millis(50)
+        ),
         "the converted model has a free batch dimension (./segsynth.sh setup converts it)"
     );
     let shape = [1i64, 256, 256, 3];

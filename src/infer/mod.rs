@@ -251,14 +251,15 @@ impl Model {
         }
     }
 
-    /// Runs this handle's and its shares' frames in batches of up to `max` (waiting at
-    /// most `window` for the others): false, and nothing changes, when the model's batch
-    /// dimension is fixed.
-    pub fn batch(&mut self, max: usize, window: std::time::Duration) -> bool {
-        if self.batchable {
+    /// Runs this handle's and its shares' frames in batches, as `batch` asks on this
+    /// model's provider (waiting at most `window` for the others): false, and nothing
+    /// changes, when batching was asked and the model's batch dimension is fixed.
+    pub fn batch(&mut self, batch: crate::options::Batch, window: std::time::Duration) -> bool {
+        let max = batch.size(self.provider);
+        if max > 1 && self.batchable {
             self.batcher = Some(Arc::new(batch::Batcher::new(max, window)));
         }
-        self.batcher.is_some()
+        max <= 1 || self.batcher.is_some()
     }
 
     /// (model calls, frames) of the batcher, when batching.

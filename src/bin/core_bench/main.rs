@@ -356,7 +356,8 @@ fn time_streams(
     let mut shared = None;
     if kind.batch {
         let mut m = Model::open(manifest.clone(), session)?;
-        if !m.batch(streams, std::time::Duration::from_millis(4)) {
+        let most = segsynth::options::Batch::Frames(streams as u32);
+        if !m.batch(most, std::time::Duration::from_millis(4)) {
             anyhow::bail!(
                 "--batch on: the model's batch dimension is fixed; run ./segsynth.sh setup to convert it again"
             );

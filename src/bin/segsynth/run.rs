@@ -140,11 +140,34 @@ fn run_streams(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each served RTSP mount (address, port, path) belongs to one stream.
+/// Each served RTSP mount (address, port, path) belongs to one stream, and each
+/// WHIP/WHEP address (its HTTP server) to one stream.
 fn check_mounts(streams: &[StreamPreset]) -> anyhow::Result<()> {
     let mut seen: Vec<(String, u16, String)> = Vec::new();
+    let mut http: Vec<(String, &str)> = Vec::new();
     for s in streams {
-        for o in parse_outputs(&s.outputs)? {
+        let input = parse_input(&s.input).map_err(crate::options::usage)?;
+        let outputs = parse_outputs(&s.outputs)?;
+        let listens = outputs
+            .iter()
+            .filter_map(|o| match o {
+                OutputSpec::Whep(e) => Some(e.listen.clone()),
+                _ => None,
+            })
+            .chain(match &input {
+                InputSpec::Whip(e) => Some(e.listen.clone()),
+                _ => None,
+            });
+        for listen in listens {
+            if let Some((_, other)) = http.iter().find(|(l, n)| *l == listen && *n != s.name) {
+                return Err(crate::options::usage(format!(
+                    "streams {other} and {} both serve WHIP/WHEP on {listen}; expected a port per stream",
+                    s.name
+                )));
+            }
+            http.push((listen, &s.name));
+        }
+        for o in outputs {
             if let OutputSpec::RtspServe {
                 address,
                 port,

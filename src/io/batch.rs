@@ -75,11 +75,9 @@ impl Batch {
             check_output(output, self.overwrite)?;
             check_input(input)?;
         } else {
-            std::fs::create_dir_all(&self.output).map_err(|e| {
-                BatchError::Plan(format!(
-                    "cannot make the output folder {}: {e}",
-                    self.output.display()
-                ))
+            std::fs::create_dir_all(&self.output).map_err(|source| IoError::NotWritable {
+                dir: self.output.clone(),
+                source,
             })?;
         }
         let queue = Queue {
@@ -109,6 +107,11 @@ impl Batch {
     /// else `<folder>/<input stem>.mp4`.
     fn pairs(&self) -> Result<Vec<(PathBuf, PathBuf)>, BatchError> {
         let (inputs, output) = (&self.inputs, &self.output);
+        if inputs.is_empty() {
+            return Err(BatchError::Plan(
+                "no input; expected one or more video files".into(),
+            ));
+        }
         let folder = inputs.len() > 1
             || output.as_os_str().to_string_lossy().ends_with('/')
             || output.is_dir();

@@ -140,10 +140,11 @@ fn run_streams(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each served RTSP mount (address, port, path) belongs to one stream, and each
-/// WHIP/WHEP address (its HTTP server) to one stream.
+/// Each served RTSP mount (address, port, path), each recording and each WHIP/WHEP
+/// address (its HTTP server) belongs to one stream.
 fn check_mounts(streams: &[StreamPreset]) -> anyhow::Result<()> {
     let mut seen: Vec<(String, u16, String)> = Vec::new();
+    let mut files: Vec<(std::path::PathBuf, &str)> = Vec::new();
     let mut http: Vec<(String, &str)> = Vec::new();
     for s in streams {
         let input = parse_input(&s.input).map_err(crate::options::usage)?;
@@ -168,6 +169,16 @@ fn check_mounts(streams: &[StreamPreset]) -> anyhow::Result<()> {
             http.push((listen, &s.name));
         }
         for o in outputs {
+            if let OutputSpec::File(path) = &o {
+                if let Some((_, other)) = files.iter().find(|(p, _)| p == path) {
+                    return Err(crate::options::usage(format!(
+                        "streams {other} and {} both record to {}; expected a file per stream",
+                        s.name,
+                        path.display()
+                    )));
+                }
+                files.push((path.clone(), &s.name));
+            }
             if let OutputSpec::RtspServe {
                 address,
                 port,

@@ -243,8 +243,9 @@ PY
     export ORT_DYLIB_PATH=$lib LD_LIBRARY_PATH="$capi:$nvlibs:${LD_LIBRARY_PATH:-}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
     shift
-    # 720p x 1/8/40 streams (the 40-stream target), then 1080p with GAN content (the 1080p60 target).
-    "$bin" --device cuda --sizes 1280x720 --streams 1,8,40 --pixels native,graph --gan none --frames 60 "$@"
+    # 720p x 1/8/40/64 streams, a session each and one batched session (the many-streams
+    # targets: the largest N at 30 fps is printed), then 1080p with GAN content.
+    "$bin" --device cuda --sizes 1280x720 --streams 1,8,40,64 --pixels native,graph --gan none --batch off,on --frames 60 "$@"
     "$bin" --device cuda --sizes 1920x1080 --streams 1,4 --pixels native,graph --gan foliage --frames 60 "$@"
     ;;
   *) die "unknown command ${1}; expected demo, test, setup, setup-gpu, bench, fuzz-media, soak, gpu-check-build or gpu-check" ;;

@@ -278,6 +278,7 @@ fn run() -> anyhow::Result<()> {
         "MiB/strm"
     );
     let manifest = Manifest::load(&resolve("selfie", &dir)?)?;
+    let mut holds = Holds::default();
     for &(w, h) in &o.sizes {
         let frames: Vec<Frame> = (0..8).map(|i| synthetic_frame(w, h, i)).collect();
         for &streams in &o.streams {
@@ -300,6 +301,12 @@ fn run() -> anyhow::Result<()> {
                     None => 0.0,
                 };
                 let total = (streams * o.frames) as f64 / wall;
+                let key = format!(
+                    "{w}x{h} batch {} {pixels} refine {}",
+                    if batch { "on" } else { "off" },
+                    if refine { Refine::Guided } else { Refine::Off }
+                );
+                holds.record(key, streams, total / streams as f64);
                 let p = |v: &Vec<f32>| percentile(v, 50.0);
                 println!(
                     "{:<10} {:>7} {:>5} {:>6} {:>6} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>9.1} {:>8.0} {:>8.1}   [{provider}]",
@@ -320,6 +327,7 @@ fn run() -> anyhow::Result<()> {
             }
         }
     }
+    holds.print();
     println!(
         "p50 ms per frame, timing the production Segmenter::masks (frame -> alpha planes; graph: the IoBinding chain,\n\
          pre-processing graph -> model -> mask graph) and Compositor::composite (blur + blend; graph: the blend graph);\n\
@@ -330,6 +338,29 @@ fn run() -> anyhow::Result<()> {
         quality(&manifest, &session, o.crops.as_deref())?;
     }
     Ok(())
+}
+
+/// Per kind of row, the largest stream count whose every stream held 30 fps.
+#[derive(Default)]
+struct Holds(Vec<(String, Option<usize>)>);
+
+impl Holds {
+    fn record(&mut self, key: String, streams: usize, fps_per_stream: f64) {
+        let held = (fps_per_stream >= 30.0).then_some(streams);
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, best)) => *best = (*best).max(held),
+            None => self.0.push((key, held)),
+        }
+    }
+
+    fn print(&self) {
+        for (key, best) in &self.0 {
+            match best {
+                Some(n) => println!("largest N at 30 fps per stream, {key}: {n}"),
+                None => println!("largest N at 30 fps per stream, {key}: none of those run"),
+            }
+        }
+    }
 }
 
 /// What a row runs: the per-pixel path, the refine, and whether the streams' frames are

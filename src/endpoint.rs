@@ -453,6 +453,11 @@ fn check_streams(preset: &Preset, streams: &[StreamPreset]) -> Result<(), String
                 "{what}: expected a name of letters, digits, - and _"
             ));
         }
+        if s.name == crate::pipeline::metrics::MAIN_STREAM {
+            return Err(format!(
+                "{what}: the name is reserved for a run of one stream; expected another"
+            ));
+        }
         if names.contains(&&s.name) {
             return Err(format!("{what} is named twice; expected each name once"));
         }

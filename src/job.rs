@@ -319,7 +319,7 @@ impl Stages {
         let (mh, mw) = manifest.input_hw();
         let model_label = format!("{} ({mw}x{mh} input)", manifest.name);
         tracing::info!(model = %model_label, width = w, height = h, "segmentation model");
-        let model = self.segmentation_model.share();
+        let model = self.segmentation_model.again();
         let mut segmenter = Segmenter::new(model, &self.entries, &self.options.mask)?;
         let provider = segmenter.provider();
         tracing::info!(provider, "segmentation runs on");
@@ -390,6 +390,14 @@ impl Stages {
         let fallback = pixels == Pixels::Auto;
         let session = self.options.session.clone();
         let segment = segmenter.use_graphs(session.clone(), first, fallback)?;
+        if segment && self.segmentation_model.batch_stats().is_some() {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                crate::notice!(
+                    "--batch: the ONNX graph path (--pixels {pixels}) runs each stream's model on its own; batching takes --pixels native"
+                )
+            });
+        }
         if segment && self.options.mask.model_every != crate::options::ModelEvery::Frames(1) {
             tracing::warn!(
                 model_every = %self.options.mask.model_every,

@@ -175,9 +175,10 @@ where
 }
 
 /// `--batch`: how many streams' frames the segmentation model takes in one call. `auto`
-/// batches on a GPU provider (up to `MAX`) and not on the CPU, where a batch measured no
-/// faster per frame (`models/convert_selfie.py` gives the model its free batch dimension);
-/// `off`; or at most N frames a call.
+/// batches on CUDA (up to `MAX`) and not on the CPU, where a batch measured no faster per
+/// frame, nor on TensorRT, whose engines are built for the shapes they see (a batch size
+/// changing from call to call could rebuild one mid-stream); `off`; or at most N frames a
+/// call (`models/convert_selfie.py` gives the model its free batch dimension).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Batch {
     #[default]
@@ -192,7 +193,7 @@ impl Batch {
     /// The most frames a call takes, for a model on `provider` (1: no batching).
     pub fn size(self, provider: &str) -> usize {
         match self {
-            Batch::Auto if provider != "CPUExecutionProvider" => Self::MAX as usize,
+            Batch::Auto if provider == "CUDAExecutionProvider" => Self::MAX as usize,
             Batch::Auto | Batch::Off => 1,
             Batch::Frames(n) => n as usize,
         }

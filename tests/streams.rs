@@ -42,13 +42,19 @@ outputs = ["rtsp://127.0.0.1:{p}/yard", "{rec}"]
 name = "gate"
 input = "rtsp://127.0.0.1:{nobody}/camera"
 outputs = ["rtsp://127.0.0.1:{p}/gate"]
+
+[[streams]]
+name = "short"
+input = "{short}"
+outputs = ["rtsp://127.0.0.1:{p}/short"]
 "#,
-            rec = recording.display()
+            rec = recording.display(),
+            short = person_clip(320, 180, 10).display()
         ),
     );
     let (child, rx) = start(&[&config, "--stats-every", "1"]);
     let seen = wait_for(&rx, "stream yard: live", Duration::from_secs(60));
-    for mount in ["door", "yard", "gate"] {
+    for mount in ["door", "yard", "gate", "short"] {
         let url = format!("rtsp://127.0.0.1:{p}/{mount}");
         assert!(
             seen.iter()
@@ -62,6 +68,22 @@ outputs = ["rtsp://127.0.0.1:{p}/gate"]
             .any(|l| l.contains("segsynth: stream gate: input lost")),
         "{seen:?}"
     );
+    // A stream whose file ended is done: its mount is gone, the others go on.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut lines = seen.clone();
+    while !lines.iter().any(|l| l == "stream short:") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the short stream's summary: {lines:?}"
+        );
+        lines.extend(rx.recv_timeout(Duration::from_secs(1)));
+    }
+    let (n, _) = client(
+        &format!("rtsp://127.0.0.1:{p}/short"),
+        1,
+        Duration::from_secs(3),
+    );
+    assert_eq!(n, 0, "the ended stream's mount serves nothing");
     // The camera that is not there holds nobody up: both other mounts play.
     for mount in ["door", "yard"] {
         let (n, size) = client(
@@ -105,7 +127,7 @@ outputs = ["rtsp://127.0.0.1:{p}/gate"]
         log.contains("stream gate: the input delivered no frame"),
         "{log}"
     );
-    assert!(log.contains("1 of 3 streams failed"), "{log}");
+    assert!(log.contains("1 of 4 streams failed"), "{log}");
     let p = probe(&recording, &[], 8, 8);
     assert!(
         p.pts.len() > 15,
@@ -127,7 +149,7 @@ fn stream_presets_are_checked_before_anything_runs() {
             format!("{}{}", stream("a", "x"), stream("b", "x")),
             vec![],
             2,
-            "served by another stream too",
+            "is served twice",
         ),
         (
             format!("{}{}", stream("a", "x"), stream("a", "y")),
@@ -136,6 +158,7 @@ fn stream_presets_are_checked_before_anything_runs() {
             "named twice",
         ),
         (stream("a b", "x"), vec![], 1, "letters, digits"),
+        (stream("main", "x"), vec![], 1, "reserved"),
         (
             format!("input = \"test:\"\n{}", stream("a", "x")),
             vec![],

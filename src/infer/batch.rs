@@ -6,7 +6,7 @@
 //! whichever comes first, then runs them all in one call along the model's free batch
 //! dimension. So a stream waits at most the window for the others, a stalled stream
 //! stops being waited for after a second, and a failed one is never waited for once gone.
-//! The frames of a batch come out bit-identical to single runs (ORT runs each sample of a
+//! On the CPU the frames of a batch come out bit-identical to single runs (ORT runs each sample of a
 //! batch alone through the same kernels; `tests/streams.rs` holds the outputs to it).
 
 use std::collections::HashMap;
@@ -83,7 +83,11 @@ impl Batcher {
             s = self.gather(s);
             let batch = take_batch(&mut s.queue, self.max);
             drop(s);
-            let results = run_stacked(&batch, shape, exec);
+            // A panic inside the call must not leave the followers waiting for a leader.
+            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                run_stacked(&batch, shape, exec)
+            }))
+            .unwrap_or_else(|_| failed(&batch, "the batched model call panicked"));
             s = self.lock();
             s.calls += 1;
             s.frames += batch.len() as u64;
@@ -148,19 +152,26 @@ fn run_stacked(
         *b = batch.len() as i64;
     }
     let stacked: Vec<f32> = batch.iter().flat_map(|(_, x)| x.iter().copied()).collect();
-    let output = exec(&stacked, &stacked_shape);
+    match exec(&stacked, &stacked_shape) {
+        Ok(o) => batch
+            .iter()
+            .enumerate()
+            .map(|(i, (id, _))| (*id, split(&o, i, batch.len())))
+            .collect(),
+        Err(e) => failed(batch, &e.to_string()),
+    }
+}
+
+/// The same error for every request of `batch`.
+fn failed(batch: &[(u64, Vec<f32>)], message: &str) -> Vec<(u64, Result<Output, InferError>)> {
     batch
         .iter()
-        .enumerate()
-        .map(|(i, (id, _))| {
-            let mine = match &output {
-                Ok(o) => split(o, i, batch.len()),
-                Err(e) => Err(InferError::Run {
-                    model: "batched segmentation".into(),
-                    message: e.to_string(),
-                }),
+        .map(|(id, _)| {
+            let e = InferError::Run {
+                model: "batched segmentation".into(),
+                message: message.into(),
             };
-            (*id, mine)
+            (*id, Err(e))
         })
         .collect()
 }
@@ -236,6 +247,24 @@ mod tests {
         assert_eq!(frames, 80);
         assert!(calls < 60, "{calls} calls for 80 frames: batches formed");
         assert!(sizes.lock().unwrap().iter().all(|&n| (1..=4).contains(&n)));
+    }
+
+    #[test]
+    fn a_call_that_panics_fails_its_batch_and_leaves_no_one_waiting() {
+        let batcher = Arc::new(Batcher::new(2, Duration::from_millis(200)));
+        let panicking = |_: &[f32], _: &[i64]| -> Result<Output, InferError> { panic!("boom") };
+        let threads: Vec<_> = (0..2u64)
+            .map(|stream| {
+                let b = Arc::clone(&batcher);
+                std::thread::spawn(move || b.run(stream, &[1.0], &[1, 1], &panicking).is_err())
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap(), "each request gets an error");
+        }
+        let sizes = Mutex::new(Vec::new());
+        let after = batcher.run(0, &[2.0], &[1, 1], &doubling(&sizes));
+        assert!(after.is_ok(), "the batcher leads again after a panic");
     }
 
     #[test]

@@ -251,6 +251,15 @@ impl Model {
         }
     }
 
+    /// Another handle of the same stream (its next run): the batcher counts it as the
+    /// stream it was, not as a new one to wait for.
+    pub fn again(&self) -> Model {
+        Model {
+            handle: self.handle,
+            ..self.share()
+        }
+    }
+
     /// Runs this handle's and its shares' frames in batches, as `batch` asks on this
     /// model's provider (waiting at most `window` for the others): false, and nothing
     /// changes, when batching was asked and the model's batch dimension is fixed.

@@ -173,6 +173,21 @@ pub fn serve(
     Ok(())
 }
 
+/// Takes `path` off the process's server for `address:port` (its stream ended): clients
+/// then get 404 instead of an idle channel.
+pub fn unserve(address: &str, port: u16, path: &str) {
+    let mut servers = SERVERS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(served) = servers
+        .iter_mut()
+        .find(|x| x.address == address && x.port == port)
+    {
+        if let Some(mounts) = served.server.mount_points() {
+            mounts.remove_factory(path);
+        }
+        served.paths.retain(|p| p != path);
+    }
+}
+
 /// A server on `address:port`, its access and limits set, attached to the main loop.
 fn start_server(
     address: &str,
@@ -272,9 +287,19 @@ fn reap_and_count(pool: &rtsp::RTSPSessionPool, gauge: prometheus_client::metric
         },
     )
     .attach(None);
+    // Every server of the process samples its own count into one table; the gauge is
+    // their sum (all mounts of the process).
+    static COUNTS: std::sync::Mutex<Vec<i64>> = std::sync::Mutex::new(Vec::new());
+    let slot = {
+        let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        counts.push(0);
+        counts.len() - 1
+    };
     let counted = pool.clone();
     glib::timeout_add_seconds(1, move || {
-        gauge.set(counted.n_sessions() as i64);
+        let mut counts = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+        counts[slot] = counted.n_sessions() as i64;
+        gauge.set(counts.iter().sum());
         glib::ControlFlow::Continue
     });
 }

@@ -1,17 +1,19 @@
 //! Prometheus metrics of a run, kept as it goes (cheap atomics) and encoded in the
 //! Prometheus text format on request (`segsynth run --metrics`). The names:
 //!
+//! Every series but `segsynth_rtsp_clients` carries `stream` (`main` for a run of one):
+//!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `segsynth_frames_total` | counter | `direction` = `in` (read from the input) / `out` (written) |
-//! | `segsynth_dropped_frames_total` | counter | `reason` = `stage_queue` (live backpressure) |
-//! | `segsynth_added_latency_seconds` | histogram | appsink to appsrc |
-//! | `segsynth_stage_seconds` | histogram | `stage` = `segment` / `composite` / `output` / `synth` |
-//! | `segsynth_synth_layer_reuses_total` | counter | live frames whose GAN content held still or slowed because a layer was late |
-//! | `segsynth_rtsp_clients` | gauge | RTSP sessions being served |
-//! | `segsynth_input_reconnects_total` | counter | live input reconnects |
-//! | `segsynth_webrtc_peers` | gauge | `role` = `publisher` (WHIP) / `player` (WHEP) connected |
-//! | `segsynth_provider_info` | gauge (1) | `provider`, `model`, `pixels` |
+//! | `segsynth_frames_total` | counter | `stream`, `direction` = `in` (read from the input) / `out` (written) |
+//! | `segsynth_dropped_frames_total` | counter | `stream`, `reason` = `stage_queue` (live backpressure) |
+//! | `segsynth_added_latency_seconds` | histogram | `stream`; appsink to appsrc |
+//! | `segsynth_stage_seconds` | histogram | `stream`, `stage` = `segment` / `composite` / `output` / `synth` |
+//! | `segsynth_synth_layer_reuses_total` | counter | `stream`; live frames whose GAN content held still or slowed because a layer was late |
+//! | `segsynth_rtsp_clients` | gauge | RTSP sessions being served, all servers of the process |
+//! | `segsynth_input_reconnects_total` | counter | `stream`; live input reconnects |
+//! | `segsynth_webrtc_peers` | gauge | `stream`, `role` = `publisher` (WHIP) / `player` (WHEP) connected |
+//! | `segsynth_provider_info` | gauge (1) | `stream`, `provider`, `model`, `pixels` |
 
 use std::sync::Arc;
 

@@ -8,7 +8,8 @@
 //! ```
 //! Each row is one run: `streams` streams (each on its own thread) work at once, with
 //! sessions of their own (`--batch off`) or sharing one session whose batcher runs their
-//! frames together, up to all of them in one call, waiting at most 4 ms (`--batch on`). Prints per-step p50, frame p99, frames per second per stream and in total,
+//! frames together, up to all of them in one call, waiting at most 4 ms (`--batch on`;
+//! native pixel steps only: the graph chain runs each stream's model on its own). Prints per-step p50, frame p99, frames per second per stream and in total,
 //! and the memory the run added (resident set, whole run and per stream).
 //! `--pixels graph` runs the per-pixel steps as ONNX graphs (on the chosen device);
 //! `native` runs them in Rust on the CPU. `--refine` picks the mask upsampling (the
@@ -285,7 +286,11 @@ fn run() -> anyhow::Result<()> {
             let batches = &o.batch;
             let kinds = o.pixels.iter().flat_map(|&pixels| {
                 o.refine.iter().flat_map(move |&refine| {
-                    batches.iter().map(move |&batch| Kind {
+                    // The graph chain runs each stream's model on its own: no batched rows.
+                    let batches = batches
+                        .iter()
+                        .filter(move |&&b| !(b && pixels == Pixels::Graph));
+                    batches.map(move |&batch| Kind {
                         pixels,
                         refine,
                         batch,

@@ -40,7 +40,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     let stats = (args.stats_every > 0.0).then(|| {
         stats_thread(
             Arc::clone(&stream.progress),
-            Arc::clone(&stop),
+            [Arc::clone(&stop), Arc::clone(&stop)],
             args.stats_every,
         )
     });
@@ -105,29 +105,31 @@ fn run_streams(
             .map(|(name, stream)| {
                 let mut mine = stages.fork();
                 let stop = &stop;
-                if args.stats_every > 0.0 {
-                    let p = Arc::clone(&stream.progress);
-                    stats_thread(p, Arc::clone(stop), args.stats_every);
-                }
-                let span = tracing::error_span!("stream", stream = %name);
                 let run = move || {
-                    let _span = span.enter();
-                    stream.run(&mut mine, stop, |_, _, _| Ok(None::<()>))
+                    let _span = tracing::error_span!("stream", stream = %name).entered();
+                    // Its statistics end with the stream (or with the run).
+                    let ended = Arc::new(AtomicBool::new(false));
+                    let stats = (args.stats_every > 0.0).then(|| {
+                        let p = Arc::clone(&stream.progress);
+                        let until = [Arc::clone(stop), Arc::clone(&ended)];
+                        stats_thread(p, until, args.stats_every)
+                    });
+                    let result = stream.run(&mut mine, stop, |_, _, _| Ok(None::<()>));
+                    ended.store(true, Ordering::Relaxed);
+                    if let Some(h) = stats {
+                        let _ = h.join();
+                    }
+                    // Said when it happens; the others go on.
+                    if let Err(e) = &result {
+                        eprintln!("segsynth: error: stream {name}: {e:#}");
+                    }
+                    result.is_err()
                 };
-                (name, scope.spawn(run))
+                scope.spawn(run)
             })
             .collect();
-        let mut failed = 0;
-        for (name, handle) in running {
-            let result = handle
-                .join()
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the stream's thread panicked")));
-            if let Err(e) = result {
-                eprintln!("segsynth: error: stream {name}: {e:#}");
-                failed += 1;
-            }
-        }
-        failed
+        let joined = running.into_iter().map(|h| h.join().unwrap_or(true));
+        joined.filter(|&failed| failed).count()
     });
     stop.store(true, Ordering::Relaxed);
     if let Some((calls, frames)) = stages.batch_stats() {
@@ -189,7 +191,7 @@ fn check_mounts(streams: &[StreamPreset]) -> anyhow::Result<()> {
                 let mount = (address.clone(), *port, path.clone());
                 if seen.contains(&mount) {
                     return Err(crate::options::usage(format!(
-                        "stream {}: {o} is served by another stream too; expected one mount per stream",
+                        "stream {}: {o} is served twice; expected one mount per stream",
                         s.name
                     )));
                 }
@@ -422,16 +424,16 @@ fn live_settings(
     Ok(settings)
 }
 
-/// Prints live statistics every `every` seconds until `stop`.
+/// Prints live statistics every `every` seconds until either flag of `until` is set.
 fn stats_thread(
     p: Arc<Progress>,
-    stop: Arc<std::sync::atomic::AtomicBool>,
+    until: [Arc<AtomicBool>; 2],
     every: f64,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let started = Instant::now();
         let mut next = Duration::from_secs_f64(every);
-        while !stop.load(Ordering::Relaxed) {
+        while !until.iter().any(|f| f.load(Ordering::Relaxed)) {
             std::thread::sleep(Duration::from_millis(100));
             if started.elapsed() >= next {
                 next += Duration::from_secs_f64(every);

@@ -224,6 +224,8 @@ pub struct LiveOutput {
     branches: Vec<Branch>,
     info: gst_video::VideoInfo,
     pub served: Vec<String>,
+    /// The RTSP mounts (address, port, path) it added: taken off again when it ends.
+    mounts: Vec<(String, u16, String)>,
     /// WHEP outputs: the endpoint and the `intervideosink` channel its players read.
     pub players: Vec<(HttpEndpoint, String)>,
     /// The job's stop flag: the window's close button and `q`/Esc set it.
@@ -240,6 +242,9 @@ impl Drop for LiveOutput {
             if let Some((temp, _)) = b.rename.take() {
                 let _ = std::fs::remove_file(temp);
             }
+        }
+        for (address, port, path) in &self.mounts {
+            rtsp_server::unserve(address, *port, path);
         }
     }
 }
@@ -453,6 +458,7 @@ impl LiveOutput {
         .map_err(perr)?;
         let caps = info.to_caps().map_err(perr)?;
         let mut served = Vec::new();
+        let mut mounts = Vec::new();
         let mut players = Vec::new();
         let mut branches = Vec::new();
         for (i, o) in outputs.iter().enumerate() {
@@ -469,6 +475,7 @@ impl LiveOutput {
                     rtsp_main_loop()?;
                     let serve = &settings.serve;
                     rtsp_server::serve(address, *port, path, &channel, settings.fps, *tls, serve)?;
+                    mounts.push((address.clone(), *port, path.clone()));
                     served.push(o.to_string());
                     Tail::of(vec![inter_sink(&prefix, &channel)?])
                 }
@@ -500,6 +507,7 @@ impl LiveOutput {
             branches,
             info,
             served,
+            mounts,
             players,
             stop,
             overwrite: settings.overwrite,

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 use super::{InferError, Output};
 
+/// One model call over a stacked batch: (input, shape) to the stacked output.
+pub type Exec<'a> = dyn Fn(&[f32], &[i64]) -> Result<Output, InferError> + 'a;
+
 /// A stream that has not asked for a second is no longer waited for.
 const ACTIVE: Duration = Duration::from_secs(1);
 
@@ -63,7 +66,7 @@ impl Batcher {
         stream: u64,
         input: &[f32],
         shape: &[i64],
-        exec: &dyn Fn(&[f32], &[i64]) -> Result<Output, InferError>,
+        exec: &Exec,
     ) -> Result<Output, InferError> {
         let mut s = self.lock();
         let id = s.next;
@@ -145,7 +148,7 @@ fn take_batch(queue: &mut Vec<(u64, Vec<f32>)>, max: usize) -> Vec<(u64, Vec<f32
 fn run_stacked(
     batch: &[(u64, Vec<f32>)],
     shape: &[i64],
-    exec: &dyn Fn(&[f32], &[i64]) -> Result<Output, InferError>,
+    exec: &Exec,
 ) -> Vec<(u64, Result<Output, InferError>)> {
     let mut stacked_shape = shape.to_vec();
     if let Some(b) = stacked_shape.first_mut() {

@@ -141,7 +141,6 @@ pub struct Stages {
     options: JobOptions,
     /// The class -> content map of the options.
     entries: Vec<Entry>,
-    segmentation: Manifest,
     /// The segmentation session, opened while validating; every run gets a handle on it.
     segmentation_model: Model,
     /// Per entry, the generator session of a `gan:` entry, shared the same way.
@@ -255,7 +254,6 @@ impl Stages {
         Ok(Stages {
             options,
             entries,
-            segmentation: manifest,
             segmentation_model: model,
             generators,
             images,
@@ -276,7 +274,6 @@ impl Stages {
         Stages {
             options: self.options.clone(),
             entries: self.entries.clone(),
-            segmentation: self.segmentation.clone(),
             segmentation_model: self.segmentation_model.share(),
             generators: self
                 .generators
@@ -296,8 +293,8 @@ impl Stages {
         let edits = Arc::clone(self.edits.get_or_insert_with(Arc::default));
         Editor {
             options: self.options.clone(),
-            classes: self.segmentation.classes().to_vec(),
-            model: self.segmentation.name.clone(),
+            classes: self.segmentation_model.manifest.classes().to_vec(),
+            model: self.segmentation_model.manifest.name.clone(),
             edits,
             synths: Arc::clone(&self.edit_synths),
             graphs: Arc::clone(&self.graphs),
@@ -315,7 +312,7 @@ impl Stages {
         progress: &Arc<Progress>,
     ) -> Result<Summary, JobError> {
         let (w, h) = (first.picture.width(), first.picture.height());
-        let manifest = self.segmentation.clone();
+        let manifest = &self.segmentation_model.manifest;
         let (mh, mw) = manifest.input_hw();
         let model_label = format!("{} ({mw}x{mh} input)", manifest.name);
         tracing::info!(model = %model_label, width = w, height = h, "segmentation model");

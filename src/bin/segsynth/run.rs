@@ -254,10 +254,7 @@ impl Stream {
     ) -> anyhow::Result<()> {
         let (settings, progress) = (&self.settings, &self.progress);
         let mut output = LiveOutput::start(&self.outputs, settings, Arc::clone(stop))?;
-        let stream = match progress.metrics.stream_name() {
-            segsynth::pipeline::metrics::MAIN_STREAM => String::new(),
-            name => format!("stream {name}: "),
-        };
+        let stream = stream_prefix(progress);
         for url in &output.served {
             eprintln!("segsynth: {stream}serving {url}");
         }
@@ -424,6 +421,14 @@ fn live_settings(
     Ok(settings)
 }
 
+/// `stream NAME: ` before a line about one stream of several; nothing for a run of one.
+fn stream_prefix(p: &Progress) -> String {
+    match p.metrics.stream_name() {
+        segsynth::pipeline::metrics::MAIN_STREAM => String::new(),
+        name => format!("stream {name}: "),
+    }
+}
+
 /// Prints live statistics every `every` seconds until either flag of `until` is set.
 fn stats_thread(
     p: Arc<Progress>,
@@ -439,11 +444,7 @@ fn stats_thread(
                 next += Duration::from_secs_f64(every);
                 let (p50, p99) = p.latency();
                 let out = p.frames_out.load(Ordering::Relaxed);
-                let name = p.metrics.stream_name();
-                let stream = match name {
-                    segsynth::pipeline::metrics::MAIN_STREAM => String::new(),
-                    _ => format!("stream {name}: "),
-                };
+                let stream = stream_prefix(&p);
                 eprintln!(
                     "segsynth: {stream}live {out} frames, {:.1} fps, added latency p50 {p50:.1} ms p99 {p99:.1} ms, dropped {}",
                     out as f64 / started.elapsed().as_secs_f64(),

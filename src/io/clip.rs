@@ -126,7 +126,7 @@ fn push_frames(
             picture: Yuv420::from_rgb(&pixels, w, h, Matrix::Bt709),
         };
         pts += duration;
-        let buffer = buffer_from_frame(&frame, info)?;
+        let buffer = buffer_from_frame(frame, info)?;
         if appsrc.push_buffer(buffer).is_err() {
             break;
         }

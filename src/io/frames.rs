@@ -74,9 +74,14 @@ pub fn read_frame<T>(vf: &gst_video::VideoFrameRef<T>, index: u64) -> Result<Fra
     })
 }
 
-/// Writes a packed frame into a new buffer laid out per `info`, keeping PTS and duration.
+/// A buffer laid out per `info` holding the frame, with its PTS and duration. When the
+/// packed planes already have `info`'s layout (rows exactly as wide as the plane, planes
+/// one after another: every I420 frame whose width is a multiple of 8), the planes
+/// themselves become the buffer's memories, with a video meta so consumers map each
+/// plane where it is: no copy and no fresh allocation to fault in. Otherwise the planes
+/// are copied into a new buffer.
 pub fn buffer_from_frame(
-    frame: &Frame,
+    frame: Frame,
     info: &gst_video::VideoInfo,
 ) -> Result<gst::Buffer, IoError> {
     let (w, h) = (frame.picture.width(), frame.picture.height());
@@ -87,6 +92,55 @@ pub fn buffer_from_frame(
             info.height()
         )));
     }
+    if !packed_layout(&frame, info) {
+        return copied_buffer(&frame, info);
+    }
+    let Frame {
+        pts,
+        duration,
+        picture,
+        ..
+    } = frame;
+    let mut buffer = gst::Buffer::new();
+    let buf = buffer
+        .get_mut()
+        .ok_or_else(|| IoError::Frame("output buffer is not writable".into()))?;
+    for plane in [picture.y, picture.u, picture.v] {
+        buf.append_memory(gst::Memory::from_mut_slice(plane.data));
+    }
+    buf.set_pts(pts.map(gst::ClockTime::from_nseconds));
+    buf.set_duration(duration.map(gst::ClockTime::from_nseconds));
+    gst_video::VideoMeta::add_full(
+        buf,
+        gst_video::VideoFrameFlags::empty(),
+        info.format(),
+        info.width(),
+        info.height(),
+        info.offset(),
+        info.stride(),
+    )
+    .map_err(|e| IoError::Frame(format!("cannot describe the output planes: {e}")))?;
+    Ok(buffer)
+}
+
+/// Whether the frame's packed planes, one after another, are exactly `info`'s layout.
+fn packed_layout(frame: &Frame, info: &gst_video::VideoInfo) -> bool {
+    let planes = frame.picture.planes();
+    let mut offset = 0;
+    for (i, plane) in planes.iter().enumerate() {
+        if info.stride().get(i).map(|&s| s as usize) != Some(plane.width)
+            || info.offset().get(i) != Some(&offset)
+            || plane.data.len() != plane.width * plane.height
+        {
+            return false;
+        }
+        offset += plane.data.len();
+    }
+    info.format() == gst_video::VideoFormat::I420 && info.n_planes() == 3 && offset == info.size()
+}
+
+/// The frame's planes copied into a new buffer laid out per `info`.
+fn copied_buffer(frame: &Frame, info: &gst_video::VideoInfo) -> Result<gst::Buffer, IoError> {
     let mut buffer = gst::Buffer::with_size(info.size())
         .map_err(|e| IoError::Frame(format!("cannot allocate output buffer: {e}")))?;
     {

@@ -36,6 +36,36 @@ CAPTURE_JS = """() => {
   return {w: c.width, h: c.height, png: c.toDataURL('image/png')};
 }"""
 
+# Mean RGB of the output frame's top-right corner (the background in the test clip).
+CORNER_JS = """() => {
+  const v = document.getElementById('out');
+  if (!v || !v.videoWidth || !v.videoHeight) return null;
+  const c = document.createElement('canvas');
+  c.width = v.videoWidth;
+  c.height = v.videoHeight;
+  const g = c.getContext('2d');
+  g.drawImage(v, 0, 0, c.width, c.height);
+  const x = Math.floor(c.width * 0.88), y = Math.floor(c.height * 0.02);
+  const w = Math.max(1, Math.floor(c.width * 0.1)), h = Math.max(1, Math.floor(c.height * 0.1));
+  const d = g.getImageData(x, y, w, h).data;
+  const m = [0, 0, 0];
+  for (let i = 0; i < d.length; i += 4) { m[0] += d[i]; m[1] += d[i + 1]; m[2] += d[i + 2]; }
+  return m.map(v => v / (d.length / 4));
+}"""
+
+
+def wait_for_change(page, timeout):
+    """Waits until the output's background corner changes colour (a picked content
+    reaching the page through a live edit), at most `timeout` seconds."""
+    before = page.evaluate(CORNER_JS)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = page.evaluate(CORNER_JS)
+        if before and now and max(abs(a - b) for a, b in zip(before, now)) > 60:
+            time.sleep(0.5)  # a few more frames of the new content
+            return
+
 
 def capture(page, path, logs):
     """Saves the output video's current frame as a PNG at its real size."""
@@ -57,7 +87,9 @@ def main():
     ap.add_argument("--screenshot", help="PNG path for one output frame")
     ap.add_argument("--close-wait", type=float, default=0.0)
     ap.add_argument("--switch", help="then pick this content spec in the page's picker")
-    ap.add_argument("--screenshot2", help="PNG path for an output frame 3 s after --switch")
+    ap.add_argument("--screenshot2",
+                    help="PNG path for an output frame once --switch shows (the background "
+                         "corner changed colour) or 15 s after it")
     ap.add_argument("--ignore-https-errors", action="store_true",
                     help="accept a self-signed certificate (the HTTPS test)")
     ap.add_argument("--page-shot", help="a screenshot of the whole page at the end (.png or .jpg)")
@@ -100,7 +132,7 @@ def main():
             shot = capture(page, args.screenshot, logs)
             if args.switch:
                 page.select_option("#content", value=args.switch)
-                time.sleep(3)
+                wait_for_change(page, 15.0)
                 capture(page, args.screenshot2, logs)
             if args.page_shot:
                 page.screenshot(path=args.page_shot, full_page=True)

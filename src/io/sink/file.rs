@@ -20,7 +20,7 @@ pub struct AppSrcSink {
 
 impl FrameSink for AppSrcSink {
     fn push(&mut self, frame: Frame) -> Result<(), PipelineError> {
-        let buffer = buffer_from_frame(&frame, &self.info).map_err(PipelineError::from)?;
+        let buffer = buffer_from_frame(frame, &self.info).map_err(PipelineError::from)?;
         self.appsrc.push_buffer(buffer).map(|_| ()).map_err(|e| {
             PipelineError::Io(format!("the encoder stopped accepting frames ({e:?})").into())
         })

@@ -581,7 +581,8 @@ impl LiveOutput {
 
 impl FrameSink for LiveOutput {
     fn push(&mut self, frame: Frame) -> Result<(), PipelineError> {
-        let buffer = buffer_from_frame(&frame, &self.info).map_err(PipelineError::from)?;
+        let pts = frame.pts;
+        let buffer = buffer_from_frame(frame, &self.info).map_err(PipelineError::from)?;
         for b in &mut self.branches {
             b.retry();
             if let Some(event) = b.poll_error() {
@@ -598,9 +599,7 @@ impl FrameSink for LiveOutput {
             // A shallow copy (shared memory, own metadata), so the PTS can be set.
             let mut out = buffer.copy();
             if let Some(o) = out.get_mut() {
-                o.set_pts(gst::ClockTime::from_nseconds(
-                    b.retime.output_pts(frame.pts, now),
-                ));
+                o.set_pts(gst::ClockTime::from_nseconds(b.retime.output_pts(pts, now)));
             }
             if let Err(e) = b.appsrc.push_buffer(out) {
                 let event = b.poll_error().unwrap_or_else(|| {

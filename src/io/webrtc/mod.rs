@@ -414,7 +414,8 @@ impl FrameSink for PeerOutput {
         if self.shared.ended.load(Ordering::Relaxed) {
             return Ok(());
         }
-        let mut buffer = buffer_from_frame(&frame, &self.info).map_err(PipelineError::from)?;
+        let pts = frame.pts;
+        let mut buffer = buffer_from_frame(frame, &self.info).map_err(PipelineError::from)?;
         let now = self
             .shared
             .pipeline
@@ -422,7 +423,7 @@ impl FrameSink for PeerOutput {
             .map_or(0, |t| t.nseconds());
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_nseconds(
-                self.retime.output_pts(frame.pts, now),
+                self.retime.output_pts(pts, now),
             ));
         }
         if self.appsrc.push_buffer(buffer).is_err() {

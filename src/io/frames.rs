@@ -211,3 +211,46 @@ pub fn frame_from_sample(
         _ => Ok(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(w: usize, h: usize) -> Frame {
+        let mut picture = Yuv420::filled(w, h, (0, 0, 0));
+        for (k, plane) in [&mut picture.y, &mut picture.u, &mut picture.v]
+            .into_iter()
+            .enumerate()
+        {
+            for (i, v) in plane.data.iter_mut().enumerate() {
+                *v = ((i * 7 + k * 50) % 251) as u8;
+            }
+        }
+        Frame {
+            index: 3,
+            pts: Some(40_000_000),
+            duration: Some(40_000_000),
+            matrix: Matrix::Bt709,
+            picture,
+        }
+    }
+
+    /// Both ways a frame becomes a buffer (its own planes at 64 wide, a copy at 66 wide,
+    /// whose chroma rows GStreamer pads to 36) read back as the same frame.
+    #[test]
+    fn output_buffers_read_back_as_the_frame() {
+        super::super::init().expect("GStreamer initialises");
+        for (w, memories) in [(64usize, 3usize), (66, 1)] {
+            let info = gst_video::VideoInfo::builder(gst_video::VideoFormat::I420, w as u32, 48)
+                .build()
+                .expect("valid caps");
+            let f = frame(w, 48);
+            let expected = f.picture.clone();
+            let buffer = buffer_from_frame(f, &info).expect("a buffer");
+            assert_eq!(buffer.n_memory(), memories, "width {w}");
+            assert_eq!(buffer.pts().map(|t| t.nseconds()), Some(40_000_000));
+            let back = frame_from_buffer(&buffer, &info, 3).expect("readable");
+            assert_eq!(back.picture, expected, "width {w}");
+        }
+    }
+}

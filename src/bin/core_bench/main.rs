@@ -333,6 +333,11 @@ fn run() -> anyhow::Result<()> {
         }
     }
     holds.print();
+    if o.pixels.contains(&Pixels::Native) {
+        for &(w, h) in &o.sizes {
+            roofline(&manifest, &session, (w, h), o.frames)?;
+        }
+    }
     println!(
         "p50 ms per frame, timing the production Segmenter::masks (frame -> alpha planes; graph: the IoBinding chain,\n\
          pre-processing graph -> model -> mask graph) and Compositor::composite (blur + blend; graph: the blend graph);\n\
@@ -343,6 +348,65 @@ fn run() -> anyhow::Result<()> {
         quality(&manifest, &session, o.crops.as_deref())?;
     }
     Ok(())
+}
+
+/// The native pixel steps against the memory floor, one stream at `size`: a plain copy
+/// of the frame (every byte read and written once), the model alone, and segment +
+/// composite without the model (guided refine, unmixing, blur and blend), in p50 ms.
+fn roofline(
+    manifest: &Manifest,
+    session: &SessionOptions,
+    (w, h): (usize, usize),
+    frames: usize,
+) -> anyhow::Result<()> {
+    let pics: Vec<Frame> = (0..8).map(|i| synthetic_frame(w, h, i)).collect();
+    let n = frames.max(10);
+    let mut copy = pics[0].clone();
+    let mut t = Vec::with_capacity(n);
+    for i in 0..n {
+        let src = &pics[i % pics.len()].picture;
+        let a = Instant::now();
+        copy.picture.y.data.copy_from_slice(&src.y.data);
+        copy.picture.u.data.copy_from_slice(&src.u.data);
+        copy.picture.v.data.copy_from_slice(&src.v.data);
+        t.push(ms(a, Instant::now()));
+    }
+    let copy_ms = percentile(&t, 50.0);
+    let model = model_ms(manifest, session, &pics[0], n)?;
+    let kind = Kind {
+        pixels: Pixels::Native,
+        refine: true,
+        batch: false,
+    };
+    let (steps, ..) = time_streams(manifest, &pics, 1, kind, session, n)?;
+    let pixels = percentile(&steps[0], 50.0) - model + percentile(&steps[1], 50.0);
+    println!(
+        "roofline {w}x{h}: a plain copy of the frame {copy_ms:.2} ms; the model alone {model:.2} ms; \
+         the pixel steps (segment without the model + composite, refine guided) {pixels:.2} ms = {:.0}x the copy",
+        pixels / copy_ms.max(1e-3)
+    );
+    Ok(())
+}
+
+/// The segmentation model alone on one frame's input, p50 ms over `n` runs.
+fn model_ms(
+    manifest: &Manifest,
+    session: &SessionOptions,
+    frame: &Frame,
+    n: usize,
+) -> anyhow::Result<f32> {
+    let mut model = Model::open(manifest.clone(), session)?;
+    let mut input = Vec::new();
+    let g = manifest.input_geometry();
+    segsynth::imgproc::preprocess::frame_to_tensor(&frame.picture, frame.matrix, &g, &mut input);
+    let (name, shape) = (manifest.input.name.clone(), manifest.input.shape.clone());
+    let mut t = Vec::with_capacity(n);
+    for _ in 0..n {
+        let a = Instant::now();
+        model.run(&[(&name, &shape, &input)])?;
+        t.push(ms(a, Instant::now()));
+    }
+    Ok(percentile(&t, 50.0))
 }
 
 /// Per kind of row, the largest stream count whose every stream held 30 fps.

@@ -1,6 +1,7 @@
 //! Frame -> model input tensor.
 
 use super::resize::{Taps, corner_taps, half_pixel_taps};
+use super::simd::multiversion;
 use crate::frame::{Matrix, Yuv420, coefficients};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -65,22 +66,74 @@ pub fn frame_to_tensor(pic: &Yuv420, matrix: Matrix, g: &TensorGeometry, out: &m
         Axis::chroma(&lx, pic.u.width),
         Axis::chroma(&ly, pic.u.height),
     );
-    let n = g.width * g.height;
     out.clear();
     out.resize(g.len(), 0.0);
-    let yuv = [
-        sample_plane(&pic.y, &lx, &ly),
-        sample_plane(&pic.u, &cx, &cy),
-        sample_plane(&pic.v, &cx, &cy),
-    ];
     let m = YuvToRgb::new(matrix);
-    for (p, ((&y, &u), &v)) in yuv[0].iter().zip(&yuv[1]).zip(&yuv[2]).enumerate() {
-        let rgb = m.apply(y, u, v);
-        for c in 0..3 {
-            let value = rgb[c] * g.scale[c] + g.offset[c];
-            match g.layout {
-                Layout::Nhwc => out[p * 3 + c] = value,
-                Layout::Nchw => out[c * n + p] = value,
+    // Row by row, separably: the two source rows blended at full width (a vectorised
+    // pass), then sampled at the tensor's columns, then converted.
+    let mut line = Vec::new();
+    let (mut yuv, mut rgb) = (<[Vec<f32>; 3]>::default(), <[Vec<f32>; 3]>::default());
+    for ty in 0..g.height {
+        let planes = [(&pic.y, &lx, &ly), (&pic.u, &cx, &cy), (&pic.v, &cx, &cy)];
+        for ((plane, xa, ya), samples) in planes.into_iter().zip(&mut yuv) {
+            blend_rows(plane, ya, ty, &mut line);
+            xa.sample(&line, samples);
+        }
+        store_row(&m, g, ty, &yuv, &mut rgb, out);
+    }
+}
+
+multiversion! {
+    /// Tensor row `ty`'s two source rows of `plane` blended by its vertical weight.
+    fn blend_rows(plane: &crate::frame::Plane, ya: &Axis, ty: usize, line: &mut Vec<f32>) {
+        let w = plane.width;
+        let (r0, r1, f) = (
+            &plane.data[ya.i0[ty] * w..][..w],
+            &plane.data[ya.i1[ty] * w..][..w],
+            ya.f[ty],
+        );
+        line.clear();
+        line.extend(r0.iter().zip(r1).map(|(&a, &b)| {
+            let a = a as f32;
+            a + (b as f32 - a) * f
+        }));
+    }
+}
+
+multiversion! {
+    /// One tensor row from its Y, U and V samples: RGB, normalised, in the tensor's
+    /// layout. Each channel is its own pass over the row (vectorised), then stored.
+    fn store_row(
+        m: &YuvToRgb,
+        g: &TensorGeometry,
+        ty: usize,
+        yuv: &[Vec<f32>; 3],
+        rgb: &mut [Vec<f32>; 3],
+        out: &mut [f32],
+    ) {
+        let [ys, us, vs] = yuv;
+        for (c, (out, w)) in rgb.iter_mut().zip(m.weights()).enumerate() {
+            let (scale, offset) = (g.scale[c], g.offset[c]);
+            out.clear();
+            out.extend(
+                ys.iter()
+                    .zip(us)
+                    .zip(vs)
+                    .map(|((&y, &u), &v)| channel(y, u, v, w) * scale + offset),
+            );
+        }
+        let (row, n) = (ty * g.width, g.width * g.height);
+        match g.layout {
+            Layout::Nhwc => {
+                let px = out[row * 3..(row + g.width) * 3].chunks_exact_mut(3);
+                for (((p, &r), &gr), &b) in px.zip(&rgb[0]).zip(&rgb[1]).zip(&rgb[2]) {
+                    p.copy_from_slice(&[r, gr, b]);
+                }
+            }
+            Layout::Nchw => {
+                for (c, channel) in rgb.iter().enumerate() {
+                    out[c * n + row..][..g.width].copy_from_slice(channel);
+                }
             }
         }
     }
@@ -130,17 +183,24 @@ impl YuvToRgb {
         (w, b)
     }
 
-    #[inline]
-    fn apply(&self, y: f32, u: f32, v: f32) -> [f32; 3] {
-        let y = (y - 16.0) * (1.0 / 219.0);
-        let u = (u - 128.0) * (1.0 / 224.0);
-        let v = (v - 128.0) * (1.0 / 224.0);
-        [
-            (y + self.rv * v).clamp(0.0, 1.0),
-            (y + self.gu * u + self.gv * v).clamp(0.0, 1.0),
-            (y + self.bu * u).clamp(0.0, 1.0),
-        ]
+    /// The (U, V) weights of R, G and B: `R = y + rv v`, `G = y + gu u + gv v`, `B = y + bu u`.
+    fn weights(&self) -> [(f32, f32); 3] {
+        [(0.0, self.rv), (self.gu, self.gv), (self.bu, 0.0)]
     }
+
+    /// All three channels of one pixel (what `store_row` computes channel by channel).
+    #[cfg(test)]
+    fn apply(&self, y: f32, u: f32, v: f32) -> [f32; 3] {
+        self.weights().map(|w| channel(y, u, v, w))
+    }
+}
+
+/// One RGB channel in [0, 1] from 0..=255 Y, U, V and the channel's (U, V) weights.
+#[inline(always)]
+fn channel(y: f32, u: f32, v: f32, (cu, cv): (f32, f32)) -> f32 {
+    let y = (y - 16.0) * (1.0 / 219.0);
+    let (u, v) = ((u - 128.0) * (1.0 / 224.0), (v - 128.0) * (1.0 / 224.0));
+    (y + cu * u + cv * v).clamp(0.0, 1.0)
 }
 
 /// Where `frame_to_tensor` samples the source for each tensor pixel, in source pixel
@@ -199,6 +259,16 @@ impl Axis {
             .collect()
     }
 
+    /// `line` (a row already blended vertically) sampled at this axis' positions.
+    fn sample(&self, line: &[f32], out: &mut Vec<f32>) {
+        out.clear();
+        let taps = self.i0.iter().zip(&self.i1).zip(&self.f);
+        out.extend(taps.map(|((&i0, &i1), &f)| {
+            let a = line[i0];
+            a + (line[i1] - a) * f
+        }));
+    }
+
     /// The chroma position (plane length `len`) under each luma position of `luma`.
     fn chroma(luma: &Axis, len: usize) -> Axis {
         let last = len.saturating_sub(1);
@@ -217,22 +287,6 @@ impl Axis {
         }
         a
     }
-}
-
-/// Bilinear samples of `plane` at every (x, y) of the two axes, row by row.
-fn sample_plane(plane: &crate::frame::Plane, xa: &Axis, ya: &Axis) -> Vec<f32> {
-    let w = plane.width;
-    let mut out = Vec::with_capacity(xa.f.len() * ya.f.len());
-    for ((&y0, &y1), &wy) in ya.i0.iter().zip(&ya.i1).zip(&ya.f) {
-        let r0 = &plane.data[y0 * w..(y0 + 1) * w];
-        let r1 = &plane.data[y1 * w..(y1 + 1) * w];
-        for ((&x0, &x1), &wx) in xa.i0.iter().zip(&xa.i1).zip(&xa.f) {
-            let top = r0[x0] as f32 * (1.0 - wx) + r0[x1] as f32 * wx;
-            let bot = r1[x0] as f32 * (1.0 - wx) + r1[x1] as f32 * wx;
-            out.push(top * (1.0 - wy) + bot * wy);
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -98,8 +98,8 @@ multiversion! {
     }
 }
 
-/// Box blur of radius `r` for float maps (mask feathering, the guided filter's
-/// windows), edges replicated.
+/// Box blur of radius `r` for float maps (mask feathering, unmixing's block sums),
+/// edges replicated.
 pub fn box_blur_f32(data: &mut [f32], w: usize, h: usize, r: usize) {
     if r == 0 || w == 0 || h == 0 {
         return;
@@ -126,7 +126,45 @@ pub fn box_blur_f32(data: &mut [f32], w: usize, h: usize, r: usize) {
         }
         rows.copy_from_slice(&tmp[..n * w]);
     }
-    // Vertical: a running sum of whole rows, so every step is a vectorised row update.
+    vertical_box_f32(data, w, h, r);
+}
+
+/// `box_blur_f32` on `K` channels stored interleaved (`data[(y * w + x) * K + k]`), all in
+/// one pass: each channel comes out exactly as its own `box_blur_f32` would give it (the
+/// same sums in the same order), and every step updates K independent running sums.
+pub fn box_blur_channels<const K: usize>(data: &mut [f32], w: usize, h: usize, r: usize) {
+    if r == 0 || w == 0 || h == 0 {
+        return;
+    }
+    let ri = r as isize;
+    let win = 1.0 / (2 * r + 1) as f32;
+    let at = |i: isize| i.clamp(0, w as isize - 1) as usize * K;
+    let mut tmp = vec![0f32; w * K];
+    for row in data.chunks_exact_mut(w * K) {
+        let mut sum = [0f32; K];
+        for i in -ri..=ri {
+            for (s, &v) in sum.iter_mut().zip(&row[at(i)..at(i) + K]) {
+                *s += v;
+            }
+        }
+        for (x, out) in tmp.chunks_exact_mut(K).enumerate() {
+            let (add, sub) = (at(x as isize + ri + 1), at(x as isize - ri));
+            let (add, sub) = (&row[add..add + K], &row[sub..sub + K]);
+            for ((o, s), (&p, &m)) in out.iter_mut().zip(&mut sum).zip(add.iter().zip(sub)) {
+                *o = *s * win;
+                *s += p - m;
+            }
+        }
+        row.copy_from_slice(&tmp);
+    }
+    vertical_box_f32(data, w * K, h, r);
+}
+
+/// The vertical pass of the float box filters: a running sum of whole rows (`w` values
+/// each), so every step is a vectorised row update; edges replicated.
+fn vertical_box_f32(data: &mut [f32], w: usize, h: usize, r: usize) {
+    let ri = r as isize;
+    let win = 1.0 / (2 * r + 1) as f32;
     let src = data.to_vec();
     let row = |i: isize| {
         let i = i.clamp(0, h as isize - 1) as usize;
@@ -152,6 +190,29 @@ pub fn box_blur_f32(data: &mut [f32], w: usize, h: usize, r: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interleaved_channels_blur_exactly_like_one_channel_each() {
+        let (w, h) = (37, 23);
+        let channel = |k: usize| -> Vec<f32> {
+            (0..w * h)
+                .map(|i| ((i * 31 + k * 17) % 97) as f32 / 96.0)
+                .collect()
+        };
+        for r in [1, 3, 12] {
+            let mut interleaved: Vec<f32> = (0..w * h)
+                .flat_map(|i| (0..3).map(move |k| (i, k)))
+                .map(|(i, k)| channel(k)[i])
+                .collect();
+            box_blur_channels::<3>(&mut interleaved, w, h, r);
+            for k in 0..3 {
+                let mut one = channel(k);
+                box_blur_f32(&mut one, w, h, r);
+                let got: Vec<f32> = interleaved.iter().skip(k).step_by(3).copied().collect();
+                assert_eq!(got, one, "channel {k}, radius {r}");
+            }
+        }
+    }
 
     #[test]
     fn blur_keeps_flat_regions_and_softens_edges() {

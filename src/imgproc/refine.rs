@@ -13,7 +13,7 @@
 //! box-averaged guide (u8, rounded), the mask resampled half-pixel bilinear onto the
 //! grid, box filters with replicated edges.
 
-use super::blur::box_blur_f32;
+use super::blur::box_blur_channels;
 use super::resize::{downscale_box, half_pixel_taps};
 use crate::frame::Plane;
 
@@ -76,10 +76,9 @@ fn horizontal_f32(src: &[f32], sw: usize, sh: usize, dw: usize) -> Vec<f32> {
     rows
 }
 
-/// The fitted coefficients on the grid: `alpha ~= a * guide + b`.
+/// The fitted coefficients on the grid, interleaved: `alpha ~= ab[2k] * guide[k] + ab[2k+1]`.
 struct Coefficients {
-    a: Vec<f32>,
-    b: Vec<f32>,
+    ab: Vec<f32>,
     guide: Vec<f32>,
     width: usize,
     height: usize,
@@ -92,28 +91,23 @@ fn fit(alpha: &[f32], mw: usize, mh: usize, luma: &Plane, g: &Guided) -> Coeffic
     let guide: Vec<f32> = guide_u8.data.iter().map(|&v| v as f32 / 255.0).collect();
     let p = resize_f32(alpha, mw, mh, gw, gh);
     let r = grid_radius(g, factor);
-    let mean = |v: Vec<f32>| {
-        let mut v = v;
-        box_blur_f32(&mut v, gw, gh, r);
-        v
-    };
-    let mean_i = mean(guide.clone());
-    let mean_p = mean(p.clone());
-    let corr_ip = mean(guide.iter().zip(&p).map(|(i, p)| i * p).collect());
-    let corr_ii = mean(guide.iter().map(|i| i * i).collect());
-    let n = gw * gh;
-    let mut a = Vec::with_capacity(n);
-    let mut b = Vec::with_capacity(n);
-    for k in 0..n {
-        let var = corr_ii[k] - mean_i[k] * mean_i[k];
-        let cov = corr_ip[k] - mean_i[k] * mean_p[k];
-        let ak = cov / (var + g.eps);
-        a.push(ak);
-        b.push(mean_p[k] - ak * mean_i[k]);
+    // The four window means in one interleaved pass: I, p, I*p, I*I.
+    let mut stats = Vec::with_capacity(gw * gh * 4);
+    for (&i, &p) in guide.iter().zip(&p) {
+        stats.extend_from_slice(&[i, p, i * p, i * i]);
     }
+    box_blur_channels::<4>(&mut stats, gw, gh, r);
+    let mut ab = Vec::with_capacity(gw * gh * 2);
+    for m in stats.chunks_exact(4) {
+        let (mean_i, mean_p, corr_ip, corr_ii) = (m[0], m[1], m[2], m[3]);
+        let var = corr_ii - mean_i * mean_i;
+        let cov = corr_ip - mean_i * mean_p;
+        let a = cov / (var + g.eps);
+        ab.extend_from_slice(&[a, mean_p - a * mean_i]);
+    }
+    box_blur_channels::<2>(&mut ab, gw, gh, r);
     Coefficients {
-        a: mean(a),
-        b: mean(b),
+        ab,
         guide,
         width: gw,
         height: gh,
@@ -132,10 +126,9 @@ pub fn guided_grid(
 ) -> (Vec<f32>, usize, usize) {
     let c = fit(alpha, mw, mh, luma, g);
     let q =
-        c.a.iter()
-            .zip(&c.b)
+        c.ab.chunks_exact(2)
             .zip(&c.guide)
-            .map(|((&a, &b), &i)| (a * i + b).clamp(0.0, 1.0))
+            .map(|(ab, &i)| (ab[0] * i + ab[1]).clamp(0.0, 1.0))
             .collect();
     (q, c.width, c.height)
 }

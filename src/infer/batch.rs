@@ -6,6 +6,8 @@
 //! whichever comes first, then runs them all in one call along the model's free batch
 //! dimension. So a stream waits at most the window for the others, a stalled stream
 //! stops being waited for after a second, and a failed one is never waited for once gone.
+//! A batch whose call fails runs again one request at a time, so only a request that
+//! breaks the call gets the error.
 //! On the CPU the frames of a batch come out bit-identical to single runs (ORT runs each sample of a
 //! batch alone through the same kernels; `tests/streams.rs` holds the outputs to it).
 
@@ -86,11 +88,7 @@ impl Batcher {
             s = self.gather(s);
             let batch = take_batch(&mut s.queue, self.max);
             drop(s);
-            // A panic inside the call must not leave the followers waiting for a leader.
-            let results = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                run_stacked(&batch, shape, exec)
-            }))
-            .unwrap_or_else(|_| failed(&batch, "the batched model call panicked"));
+            let results = run_isolated(&batch, shape, exec);
             s = self.lock();
             s.calls += 1;
             s.frames += batch.len() as u64;
@@ -141,6 +139,28 @@ fn take_batch(queue: &mut Vec<(u64, Vec<f32>)>, max: usize) -> Vec<(u64, Vec<f32
     }
     *queue = rest;
     batch
+}
+
+/// The batch in one call; when that call fails and the batch holds several requests,
+/// each request again on its own, so a request that breaks the call fails alone and the
+/// other streams get their answers. A panic inside a call becomes its requests' error
+/// (it must not leave the followers waiting for a leader).
+fn run_isolated(
+    batch: &[(u64, Vec<f32>)],
+    shape: &[i64],
+    exec: &Exec,
+) -> Vec<(u64, Result<Output, InferError>)> {
+    let once = |part: &[(u64, Vec<f32>)]| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_stacked(part, shape, exec)
+        }))
+        .unwrap_or_else(|_| failed(part, "the batched model call panicked"))
+    };
+    let results = once(batch);
+    if batch.len() < 2 || results.iter().all(|(_, r)| r.is_ok()) {
+        return results;
+    }
+    batch.chunks(1).flat_map(once).collect()
 }
 
 /// One call over the stacked inputs; each request gets its own slice of the output
@@ -268,6 +288,55 @@ mod tests {
         let sizes = Mutex::new(Vec::new());
         let after = batcher.run(0, &[2.0], &[1, 1], &doubling(&sizes));
         assert!(after.is_ok(), "the batcher leads again after a panic");
+    }
+
+    #[test]
+    fn a_request_that_breaks_its_batch_fails_alone() {
+        // The model refuses any call holding a negative input (a stream whose frames it
+        // cannot take); the other streams of that batch are answered by single calls.
+        let batcher = Arc::new(Batcher::new(3, Duration::from_millis(200)));
+        let sizes = Arc::new(Mutex::new(Vec::new()));
+        let refused = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..3u64)
+            .map(|stream| {
+                let (b, sizes, refused) = (
+                    Arc::clone(&batcher),
+                    Arc::clone(&sizes),
+                    Arc::clone(&refused),
+                );
+                std::thread::spawn(move || {
+                    let picky = |x: &[f32], shape: &[i64]| {
+                        if x.iter().any(|&v| v < 0.0) {
+                            refused.lock().unwrap().push(shape[0]);
+                            panic!("cannot take a negative input");
+                        }
+                        doubling(&sizes)(x, shape)
+                    };
+                    let x = if stream == 1 { -1.0 } else { stream as f32 };
+                    (0..6)
+                        .map(|_| {
+                            b.run(stream, &[x], &[1, 1], &picky).ok().map(|o| match o {
+                                Output::F32 { data, .. } => data,
+                                Output::I64 { .. } => Vec::new(),
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for (stream, t) in threads.into_iter().enumerate() {
+            let answers = t.join().unwrap();
+            let expected = (stream != 1).then(|| vec![2.0 * stream as f32]);
+            assert!(
+                answers.iter().all(|a| *a == expected),
+                "stream {stream}: {answers:?}"
+            );
+        }
+        let refused = refused.lock().unwrap();
+        assert!(
+            refused.iter().any(|&n| n > 1),
+            "batches formed and broke: {refused:?}"
+        );
     }
 
     #[test]

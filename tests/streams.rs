@@ -152,6 +152,26 @@ fn stream_presets_are_checked_before_anything_runs() {
             "is served twice",
         ),
         (
+            format!(
+                "{}{}",
+                stream("a", "x"),
+                stream("b", "y").replace("127.0.0.1", "localhost")
+            ),
+            vec![],
+            2,
+            "one socket written two ways",
+        ),
+        (
+            format!(
+                "{}{}",
+                stream("a", "x"),
+                stream("b", "y").replace("127.0.0.1", "0.0.0.0")
+            ),
+            vec![],
+            2,
+            "one socket written two ways",
+        ),
+        (
             format!("{}{}", stream("a", "x"), stream("a", "y")),
             vec![],
             1,

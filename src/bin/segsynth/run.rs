@@ -145,7 +145,7 @@ fn run_streams(
 /// Each served RTSP mount (address, port, path), each recording and each WHIP/WHEP
 /// address (its HTTP server) belongs to one stream.
 fn check_mounts(streams: &[StreamPreset]) -> anyhow::Result<()> {
-    let mut seen: Vec<(String, u16, String)> = Vec::new();
+    let mut seen: Vec<(String, u16, String, String)> = Vec::new();
     let mut files: Vec<(std::path::PathBuf, &str)> = Vec::new();
     let mut http: Vec<(String, &str)> = Vec::new();
     for s in streams {
@@ -188,8 +188,12 @@ fn check_mounts(streams: &[StreamPreset]) -> anyhow::Result<()> {
                 ..
             } = &o
             {
-                let mount = (address.clone(), *port, path.clone());
-                if seen.contains(&mount) {
+                same_socket(&seen, address, *port, &s.name)?;
+                let mount = (address.clone(), *port, path.clone(), s.name.clone());
+                if seen
+                    .iter()
+                    .any(|m| (&m.0, m.1, &m.2) == (address, *port, path))
+                {
                     return Err(crate::options::usage(format!(
                         "stream {}: {o} is served twice; expected one mount per stream",
                         s.name
@@ -200,6 +204,46 @@ fn check_mounts(streams: &[StreamPreset]) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses an RTSP address written two ways for one port across streams (`localhost`
+/// and `127.0.0.1`, or a wildcard and one address): one process serves each address and
+/// port with one server, found by the address as written, so the second spelling would
+/// be a second server on a socket already taken.
+fn same_socket(
+    seen: &[(String, u16, String, String)],
+    address: &str,
+    port: u16,
+    stream: &str,
+) -> anyhow::Result<()> {
+    let ips = addresses(address, port);
+    let clash = seen.iter().find(|(other, p, _, _)| {
+        *p == port && other != address && {
+            let theirs = addresses(other, port);
+            ips.iter()
+                .any(|a| a.is_unspecified() || theirs.iter().any(|b| b.is_unspecified() || a == b))
+        }
+    });
+    let Some((other, _, _, name)) = clash else {
+        return Ok(());
+    };
+    let who = if name == stream {
+        format!("stream {stream} serves")
+    } else {
+        format!("streams {name} and {stream} serve")
+    };
+    Err(crate::options::usage(format!(
+        "{who} RTSP on {other}:{port} and {address}:{port}, one socket written two ways; expected the same address for every mount on a port"
+    )))
+}
+
+/// The addresses a listening `host` stands for (a name resolved; unresolvable: none).
+fn addresses(host: &str, port: u16) -> Vec<std::net::IpAddr> {
+    use std::net::ToSocketAddrs;
+    (host.trim_start_matches('[').trim_end_matches(']'), port)
+        .to_socket_addrs()
+        .map(|a| a.map(|a| a.ip()).collect())
+        .unwrap_or_default()
 }
 
 /// `--metrics` or the preset's `metrics`, checked.

@@ -470,7 +470,7 @@ fn track(
 /// thread's speed (the track waits).
 #[test]
 fn file_frames_show_keyframes_mixed_by_video_time() {
-    use segsynth::pipeline::synth::timeline::mix_pictures;
+    use segsynth::imgproc::blend::mix_pictures;
     let (w, h) = (32, 16);
     let p = SynthParams {
         exact: true,

@@ -61,6 +61,33 @@ multiversion! {
     }
 }
 
+/// `out = frame + fade·(a + w·(b - a) - frame)`, with `w` and `fade` in 256ths: two
+/// generated keyframe layers mixed by where a frame falls between them, faded in over
+/// the frame.
+pub fn mix_pictures(out: &mut Yuv420, a: &Yuv420, b: &Yuv420, w: u32, frame: &Yuv420, fade: u32) {
+    let planes = [
+        (&mut out.y, &a.y, &b.y, &frame.y),
+        (&mut out.u, &a.u, &b.u, &frame.u),
+        (&mut out.v, &a.v, &b.v, &frame.v),
+    ];
+    let (w, fade) = (w.min(256) as u16, fade.min(256) as u16);
+    for (o, a, b, f) in planes {
+        mix_plane(&mut o.data, &a.data, &b.data, w, &f.data, fade);
+    }
+}
+
+multiversion! {
+    /// `mix_pictures` on one plane. In 16 bits: each weighted sum of two bytes with
+    /// weights adding to 256, plus the rounding 128, is at most 65408.
+    fn mix_plane(out: &mut [u8], a: &[u8], b: &[u8], w: u16, frame: &[u8], fade: u16) {
+        let rows = out.iter_mut().zip(a).zip(b).zip(frame);
+        for (((o, &a), &b), &f) in rows {
+            let m = (a as u16 * (256 - w) + b as u16 * w + 128) >> 8;
+            *o = ((f as u16 * (256 - fade) + m * fade + 128) >> 8) as u8;
+        }
+    }
+}
+
 /// Block size and radius (in blocks) of the local background estimate `unmix_plane` uses.
 pub const UNMIX_BLOCK: usize = 8;
 pub const UNMIX_RADIUS: usize = 2;
@@ -172,6 +199,24 @@ pub fn unmix_picture(pic: &mut Yuv420, alpha: &AlphaPlanes) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn flat(v: u8) -> Yuv420 {
+        Yuv420::filled(4, 2, (v, v, v))
+    }
+
+    #[test]
+    fn mixing_is_exact_at_the_ends_and_halfway() {
+        let (a, b, f) = (flat(100), flat(200), flat(0));
+        let mut out = flat(7);
+        mix_pictures(&mut out, &a, &b, 0, &f, 256);
+        assert_eq!(out, a);
+        mix_pictures(&mut out, &a, &b, 256, &f, 256);
+        assert_eq!(out, b);
+        mix_pictures(&mut out, &a, &b, 128, &f, 256);
+        assert_eq!(out, flat(150));
+        mix_pictures(&mut out, &a, &b, 128, &f, 128);
+        assert_eq!(out, flat(75));
+    }
 
     #[test]
     fn mix_is_exact_at_the_ends_and_rounds_in_between() {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::frame::{Frame, Matrix, Plane, Yuv420};
+use crate::imgproc::blend::mix_pictures;
 use crate::infer::InferError;
 
 /// Keyframe layers per noise period.
@@ -431,44 +432,9 @@ impl LayerTrack {
     }
 }
 
-/// `out = frame + fade·(a + w·(b - a) - frame)`, with `w` and `fade` in 256ths.
-pub fn mix_pictures(out: &mut Yuv420, a: &Yuv420, b: &Yuv420, w: u32, frame: &Yuv420, fade: u32) {
-    let planes = [
-        (&mut out.y, &a.y, &b.y, &frame.y),
-        (&mut out.u, &a.u, &b.u, &frame.u),
-        (&mut out.v, &a.v, &b.v, &frame.v),
-    ];
-    let (w, fade) = (w.min(256), fade.min(256));
-    for (o, a, b, f) in planes {
-        let rows = o.data.iter_mut().zip(&a.data).zip(&b.data).zip(&f.data);
-        for (((o, &a), &b), &f) in rows {
-            let m = (a as u32 * (256 - w) + b as u32 * w + 128) >> 8;
-            *o = ((f as u32 * (256 - fade) + m * fade + 128) >> 8) as u8;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn flat(v: u8) -> Yuv420 {
-        Yuv420::filled(4, 2, (v, v, v))
-    }
-
-    #[test]
-    fn mixing_is_exact_at_the_ends_and_halfway() {
-        let (a, b, f) = (flat(100), flat(200), flat(0));
-        let mut out = flat(7);
-        mix_pictures(&mut out, &a, &b, 0, &f, 256);
-        assert_eq!(out, a);
-        mix_pictures(&mut out, &a, &b, 256, &f, 256);
-        assert_eq!(out, b);
-        mix_pictures(&mut out, &a, &b, 128, &f, 256);
-        assert_eq!(out, flat(150));
-        mix_pictures(&mut out, &a, &b, 128, &f, 128);
-        assert_eq!(out, flat(75));
-    }
 
     #[test]
     fn the_interval_is_a_twelfth_of_the_period() {

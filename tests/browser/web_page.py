@@ -26,32 +26,32 @@ FRAMES_JS = """() => {
   return v && v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality().totalVideoFrames : 0;
 }"""
 
-CAPTURE_JS = """() => {
+# The output video's current frame drawn on a canvas `c` (context `g`) at its real size;
+# without a frame yet, the snippet that follows returns `none`.
+def on_canvas(none, then):
+    return """() => {
   const v = document.getElementById('out');
-  if (!v || !v.videoWidth || !v.videoHeight) return {w: 0, h: 0, png: null};
-  const c = document.createElement('canvas');
-  c.width = v.videoWidth;
-  c.height = v.videoHeight;
-  c.getContext('2d').drawImage(v, 0, 0, c.width, c.height);
-  return {w: c.width, h: c.height, png: c.toDataURL('image/png')};
-}"""
-
-# Mean RGB of the output frame's top-right corner (the background in the test clip).
-CORNER_JS = """() => {
-  const v = document.getElementById('out');
-  if (!v || !v.videoWidth || !v.videoHeight) return null;
+  if (!v || !v.videoWidth || !v.videoHeight) return %s;
   const c = document.createElement('canvas');
   c.width = v.videoWidth;
   c.height = v.videoHeight;
   const g = c.getContext('2d');
   g.drawImage(v, 0, 0, c.width, c.height);
+%s
+}""" % (none, then)
+
+
+CAPTURE_JS = on_canvas("{w: 0, h: 0, png: null}", """\
+  return {w: c.width, h: c.height, png: c.toDataURL('image/png')};""")
+
+# Mean RGB of the output frame's top-right corner (the background in the test clip).
+CORNER_JS = on_canvas("null", """\
   const x = Math.floor(c.width * 0.88), y = Math.floor(c.height * 0.02);
   const w = Math.max(1, Math.floor(c.width * 0.1)), h = Math.max(1, Math.floor(c.height * 0.1));
   const d = g.getImageData(x, y, w, h).data;
   const m = [0, 0, 0];
   for (let i = 0; i < d.length; i += 4) { m[0] += d[i]; m[1] += d[i + 1]; m[2] += d[i + 2]; }
-  return m.map(v => v / (d.length / 4));
-}"""
+  return m.map(v => v / (d.length / 4));""")
 
 
 def wait_for_change(page, timeout):

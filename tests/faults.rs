@@ -16,25 +16,6 @@ fn with_file_limit(args: &[&str], limit: u64) -> Command {
     cmd
 }
 
-/// Waits for a child with a deadline; kills it and fails the test on a hang.
-fn finish_within(mut child: std::process::Child, limit: Duration, what: &str) -> Output {
-    let deadline = Instant::now() + limit;
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let o = child.wait_with_output().expect("output");
-            panic!(
-                "{what}: still running after {limit:?} (a hang)\n{}",
-                stderr(&o)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn a_file_size_limit_ends_the_job_naming_the_output_and_the_os_error() {
     let input = person_clip(640, 360, 90);

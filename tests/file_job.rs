@@ -548,3 +548,61 @@ fn several_inputs_in_one_call_each_as_its_own_run_and_a_bad_one_fails_alone() {
         "no folder made for a file name"
     );
 }
+
+#[test]
+fn the_benchmark_finishes_on_a_10_fps_clip_with_audio() {
+    // x264 holds more than a second of 10 fps video (lookahead and frame threads); the
+    // reference transcode's audio queue held one second, so the demuxer blocked and the
+    // benchmark hung on footage like this.
+    let dir = tmpdir();
+    let clip = dir.path().join("c10.mp4");
+    let o = segsynth(&[
+        "make-clip",
+        clip.to_str().unwrap(),
+        "--photo",
+        data("astronaut.jpg").to_str().unwrap(),
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--frames",
+        "30",
+        "--fps",
+        "10",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let child = std::process::Command::new(bin())
+        .args([
+            "bench",
+            "--clip",
+            clip.to_str().unwrap(),
+            "--rounds",
+            "1",
+            "--no-gan",
+        ])
+        .arg("--workdir")
+        .arg(dir.path().join("bench"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn bench");
+    let o = finish_within(
+        child,
+        std::time::Duration::from_secs(120),
+        "bench on a 10 fps clip",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    let transcode = table
+        .lines()
+        .filter(|l| l.starts_with("GStreamer-only transcode"))
+        .last()
+        .unwrap_or_else(|| panic!("no transcode row in:\n{table}"));
+    assert!(transcode.trim_end().ends_with("1.00"), "{transcode}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("segment + blur background")),
+        "{table}"
+    );
+}

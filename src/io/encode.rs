@@ -266,6 +266,15 @@ pub fn link_video_to_mux(last: &gst::Element, mux: &gst::Element) -> Result<(), 
     Ok(())
 }
 
+/// The muxer interleaves by time, so audio waits in `queue` while the encoder holds
+/// video (x264's lookahead and frame threads hold more than a second at 10 fps, more
+/// than a default queue's second of audio: the demuxer would block and the job hang).
+fn give_audio_room(queue: &gst::Element) {
+    queue.set_property("max-size-buffers", 0u32);
+    queue.set_property("max-size-bytes", 0u32);
+    queue.set_property("max-size-time", 20_000_000_000u64);
+}
+
 /// Adds one audio track from a demuxed (compressed or raw) pad: passed through when the
 /// container takes its caps, otherwise decoded and re-encoded to AAC. Returns the
 /// branch's first sink pad (where EOS is injected on an early stop) and whether it
@@ -279,10 +288,7 @@ pub fn add_audio_track(
 ) -> Result<(gst::Pad, bool), IoError> {
     let p = |e: glib_err::E| IoError::Pipeline(e.to_string());
     let queue = make("queue", &format!("out-audio{index}-queue"))?;
-    // The muxer interleaves by time; give audio room while video is still being processed.
-    queue.set_property("max-size-buffers", 0u32);
-    queue.set_property("max-size-bytes", 0u32);
-    queue.set_property("max-size-time", 20_000_000_000u64);
+    give_audio_room(&queue);
     let template_ok = mux
         .pad_template("audio_%u")
         .is_some_and(|t| t.caps().can_intersect(caps));
@@ -399,7 +405,9 @@ pub fn reference_transcode(
         .link(&first)
         .map_err(|e| IoError::Pipeline(e.to_string()))?;
     link_video_to_mux(&last, &mux)?;
-    let audio = by_name("ref-audio")?
+    let audio = by_name("ref-audio")?;
+    give_audio_room(&audio);
+    let audio = audio
         .static_pad("src")
         .ok_or_else(|| IoError::Pipeline("audio queue has no src pad".into()))?;
     let track = mux

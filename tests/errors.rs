@@ -236,3 +236,23 @@ fn make_clip_with_a_size_the_encoder_refuses_fails_cleanly() {
     assert_clean_error(&o, &["64x14", "not-negotiated"]);
     assert!(files_in(dir.path()).is_empty(), "nothing left behind");
 }
+
+#[test]
+fn make_clip_and_bench_refuse_grain_out_of_range() {
+    let dir = tmpdir();
+    let out = dir.path().join("grain.mp4");
+    let photo = data("astronaut.jpg");
+    let o = segsynth(&[
+        "make-clip",
+        out.to_str().unwrap(),
+        "--photo",
+        photo.to_str().unwrap(),
+        "--grain",
+        "100",
+    ]);
+    assert_clean_error(&o, &["--grain 100", "expected 0 to 64 grey levels"]);
+    let work = dir.path().join("bench");
+    let o = segsynth(&["bench", "--grain=-1", "--workdir", work.to_str().unwrap()]);
+    assert_clean_error(&o, &["--grain -1", "expected 0 to 64 grey levels"]);
+    assert!(!out.exists());
+}

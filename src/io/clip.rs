@@ -30,6 +30,10 @@ pub struct ClipSpec {
     /// The photo as it is in every frame (no pan or zoom): where generated content is the
     /// only thing that moves.
     pub still: bool,
+    /// Sensor-like noise: each RGB value gets seeded, roughly normal noise of this
+    /// standard deviation in grey levels, new every frame (0: none). Camera footage
+    /// carries some; a clean photo pan is far cheaper to encode than a camera's picture.
+    pub grain: f32,
 }
 
 /// Writes a clip of `photo` (RGB8) panned and zoomed over time.
@@ -117,7 +121,8 @@ fn push_frames(
         } else {
             i as f32 / spec.frames.max(1) as f32
         };
-        let pixels = pan_frame(&src_img, w, h, t);
+        let mut pixels = pan_frame(&src_img, w, h, t);
+        add_grain(&mut pixels, spec.grain, i as u64);
         let frame = Frame {
             index: i as u64,
             pts: Some(pts),
@@ -190,6 +195,31 @@ fn watch_errors(
         }
         None
     })
+}
+
+/// Adds roughly normal noise of standard deviation `sigma` grey levels to every value,
+/// from a stream seeded by `seed` (the same frame always gets the same grain).
+fn add_grain(pixels: &mut [u8], sigma: f32, seed: u64) {
+    if sigma <= 0.0 {
+        return;
+    }
+    // A sum of four uniforms in [0, 1) has mean 2 and variance 1/3.
+    let scale = sigma * 3f32.sqrt() / 65536.0;
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    for v in pixels.iter_mut() {
+        let r = splitmix64(&mut state);
+        let sum: u64 = (0..4).map(|k| (r >> (16 * k)) & 0xFFFF).sum();
+        let noise = (sum as f32 - 2.0 * 65536.0) * scale;
+        *v = (*v as f32 + noise).round().clamp(0.0, 255.0) as u8;
+    }
+}
+
+fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// A crop window with the frame's aspect, drifting and zooming slowly over the photo.
@@ -315,4 +345,28 @@ pub fn landscape(w: usize, h: usize) -> Vec<u8> {
         }
     }
     rgb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::add_grain;
+
+    #[test]
+    fn grain_has_the_asked_spread_and_is_seeded() {
+        let mut a = vec![128u8; 300_000];
+        add_grain(&mut a, 3.0, 7);
+        let n = a.len() as f64;
+        let mean = a.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        assert!((mean - 128.0).abs() < 0.05, "mean {mean}");
+        assert!((var.sqrt() - 3.0).abs() < 0.1, "std {}", var.sqrt());
+        let mut b = vec![128u8; 300_000];
+        add_grain(&mut b, 3.0, 7);
+        assert_eq!(a, b, "same seed, same grain");
+        add_grain(&mut b, 0.0, 8);
+        assert_eq!(a, b, "no grain asked, nothing changed");
+        let mut c = vec![128u8; 300_000];
+        add_grain(&mut c, 3.0, 8);
+        assert_ne!(a, c, "each frame its own grain");
+    }
 }

@@ -64,6 +64,9 @@ pub struct MakeClipArgs {
     /// The photo unmoved in every frame (no pan or zoom).
     #[arg(long)]
     pub still: bool,
+    /// Sensor-like noise, its standard deviation in grey levels (0: a clean photo)
+    #[arg(long, default_value_t = 0.0)]
+    pub grain: f32,
     /// Replace the output if it exists.
     #[arg(long)]
     pub overwrite: bool,
@@ -175,6 +178,13 @@ pub struct BenchArgs {
     pub width: u32,
     #[arg(long, default_value_t = 720)]
     pub height: u32,
+    /// Frame rate of the generated clip.
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Sensor-like noise in the generated clip, its standard deviation in grey levels
+    /// (camera footage costs the encoder more than a clean photo pan).
+    #[arg(long, default_value_t = 0.0)]
+    pub grain: f32,
     /// Use this clip instead of generating one.
     #[arg(long)]
     pub clip: Option<PathBuf>,

@@ -108,9 +108,16 @@ fn bench_clip(args: &BenchArgs, dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(c) = &args.clip {
         return Ok(c.clone());
     }
+    crate::options::check_range("--fps", args.fps as f64, 1.0, 240.0, "")?;
+    crate::options::check_range("--grain", args.grain as f64, 0.0, 64.0, " grey levels")?;
+    let grain = if args.grain > 0.0 {
+        format!("-grain{}", args.grain)
+    } else {
+        String::new()
+    };
     let clip = dir.join(format!(
-        "person-{}x{}-{}.mp4",
-        args.width, args.height, args.frames
+        "person-{}x{}-{}-{}fps{grain}.mp4",
+        args.width, args.height, args.frames, args.fps
     ));
     if !clip.exists() {
         eprintln!("making the benchmark clip {} ...", clip.display());
@@ -120,10 +127,11 @@ fn bench_clip(args: &BenchArgs, dir: &Path) -> anyhow::Result<PathBuf> {
             width: args.width,
             height: args.height,
             frames: args.frames,
-            fps: 30,
+            fps: args.fps,
             audio: true,
             vfr: false,
             still: false,
+            grain: args.grain,
         };
         segsynth::io::clip::make_clip(&clip, (&rgb, w, h), &spec)?;
     }
@@ -304,6 +312,7 @@ fn motion_table(dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
             audio: false,
             vfr: false,
             still: true,
+            grain: 0.0,
         };
         make_clip(&clip, (&photo, w as usize, h as usize), &spec)?;
     }

@@ -136,28 +136,50 @@ pub fn box_blur_channels<const K: usize>(data: &mut [f32], w: usize, h: usize, r
     if r == 0 || w == 0 || h == 0 {
         return;
     }
-    let ri = r as isize;
     let win = 1.0 / (2 * r + 1) as f32;
-    let at = |i: isize| i.clamp(0, w as isize - 1) as usize * K;
     let mut tmp = vec![0f32; w * K];
     for row in data.chunks_exact_mut(w * K) {
-        let mut sum = [0f32; K];
-        for i in -ri..=ri {
-            for (s, &v) in sum.iter_mut().zip(&row[at(i)..at(i) + K]) {
-                *s += v;
-            }
-        }
-        for (x, out) in tmp.chunks_exact_mut(K).enumerate() {
-            let (add, sub) = (at(x as isize + ri + 1), at(x as isize - ri));
-            let (add, sub) = (&row[add..add + K], &row[sub..sub + K]);
-            for ((o, s), (&p, &m)) in out.iter_mut().zip(&mut sum).zip(add.iter().zip(sub)) {
-                *o = *s * win;
-                *s += p - m;
-            }
-        }
+        horizontal_box::<K>(row, &mut tmp, r, win);
         row.copy_from_slice(&tmp);
     }
     vertical_box_f32(data, w * K, h, r);
+}
+
+/// One row of `box_blur_channels`' horizontal pass: a running sum per channel, edges
+/// replicated; only the first and last `r + 1` pixels need their indices clamped.
+fn horizontal_box<const K: usize>(row: &[f32], out: &mut [f32], r: usize, win: f32) {
+    let w = row.len() / K;
+    let ri = r as isize;
+    let at = |i: isize| i.clamp(0, w as isize - 1) as usize * K;
+    let mut sum = [0f32; K];
+    for i in -ri..=ri {
+        for (s, &v) in sum.iter_mut().zip(&row[at(i)..at(i) + K]) {
+            *s += v;
+        }
+    }
+    // Pixels in [lo, hi) add `x + r + 1` and drop `x - r`, both inside the row.
+    let lo = r.min(w);
+    let hi = w.saturating_sub(r + 1).max(lo);
+    let mut step = |x: usize, add: usize, sub: usize| {
+        let (add, sub) = (&row[add..add + K], &row[sub..sub + K]);
+        for ((o, s), (&p, &m)) in out[x * K..x * K + K]
+            .iter_mut()
+            .zip(&mut sum)
+            .zip(add.iter().zip(sub))
+        {
+            *o = *s * win;
+            *s += p - m;
+        }
+    };
+    for x in 0..lo {
+        step(x, at(x as isize + ri + 1), at(x as isize - ri));
+    }
+    for x in lo..hi {
+        step(x, (x + r + 1) * K, (x - r) * K);
+    }
+    for x in hi..w {
+        step(x, at(x as isize + ri + 1), at(x as isize - ri));
+    }
 }
 
 /// The vertical pass of the float box filters: a running sum of whole rows (`w` values

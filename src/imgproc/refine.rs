@@ -15,6 +15,7 @@
 
 use super::blur::box_blur_channels;
 use super::resize::{downscale_box, half_pixel_taps};
+use super::simd::multiversion;
 use crate::frame::Plane;
 
 /// Guided-filter settings, in frame pixels and guide units (luma / 255).
@@ -92,25 +93,53 @@ fn fit(alpha: &[f32], mw: usize, mh: usize, luma: &Plane, g: &Guided) -> Coeffic
     let p = resize_f32(alpha, mw, mh, gw, gh);
     let r = grid_radius(g, factor);
     // The four window means in one interleaved pass: I, p, I*p, I*I.
-    let mut stats = Vec::with_capacity(gw * gh * 4);
-    for (&i, &p) in guide.iter().zip(&p) {
-        stats.extend_from_slice(&[i, p, i * p, i * i]);
-    }
+    let mut stats = vec![0f32; gw * gh * 4];
+    window_inputs(&mut stats, &guide, &p);
     box_blur_channels::<4>(&mut stats, gw, gh, r);
-    let mut ab = Vec::with_capacity(gw * gh * 2);
-    for m in stats.chunks_exact(4) {
-        let (mean_i, mean_p, corr_ip, corr_ii) = (m[0], m[1], m[2], m[3]);
-        let var = corr_ii - mean_i * mean_i;
-        let cov = corr_ip - mean_i * mean_p;
-        let a = cov / (var + g.eps);
-        ab.extend_from_slice(&[a, mean_p - a * mean_i]);
-    }
+    let mut ab = vec![0f32; gw * gh * 2];
+    linear_fit(&mut ab, &stats, g.eps);
     box_blur_channels::<2>(&mut ab, gw, gh, r);
     Coefficients {
         ab,
         guide,
         width: gw,
         height: gh,
+    }
+}
+
+multiversion! {
+    /// `stats[4k..4k + 4] = [I, p, I*p, I*I]` of pixel `k`.
+    fn window_inputs(stats: &mut [f32], guide: &[f32], p: &[f32]) {
+        for ((s, &i), &p) in stats.chunks_exact_mut(4).zip(guide).zip(p) {
+            s[0] = i;
+            s[1] = p;
+            s[2] = i * p;
+            s[3] = i * i;
+        }
+    }
+}
+
+multiversion! {
+    /// Per pixel, from the window means `[I, p, I*p, I*I]`: the local linear fit
+    /// `p ~= a * I + b`, written as `[a, b]`.
+    fn linear_fit(ab: &mut [f32], stats: &[f32], eps: f32) {
+        for (o, m) in ab.chunks_exact_mut(2).zip(stats.chunks_exact(4)) {
+            let (mean_i, mean_p, corr_ip, corr_ii) = (m[0], m[1], m[2], m[3]);
+            let var = corr_ii - mean_i * mean_i;
+            let cov = corr_ip - mean_i * mean_p;
+            let a = cov / (var + eps);
+            o[0] = a;
+            o[1] = mean_p - a * mean_i;
+        }
+    }
+}
+
+multiversion! {
+    /// The filter's output `a * I + b` from the window-averaged coefficients, in [0, 1].
+    fn apply_fit(q: &mut [f32], ab: &[f32], guide: &[f32]) {
+        for ((q, ab), &i) in q.iter_mut().zip(ab.chunks_exact(2)).zip(guide) {
+            *q = (ab[0] * i + ab[1]).clamp(0.0, 1.0);
+        }
     }
 }
 
@@ -125,11 +154,8 @@ pub fn guided_grid(
     g: &Guided,
 ) -> (Vec<f32>, usize, usize) {
     let c = fit(alpha, mw, mh, luma, g);
-    let q =
-        c.ab.chunks_exact(2)
-            .zip(&c.guide)
-            .map(|(ab, &i)| (ab[0] * i + ab[1]).clamp(0.0, 1.0))
-            .collect();
+    let mut q = vec![0f32; c.width * c.height];
+    apply_fit(&mut q, &c.ab, &c.guide);
     (q, c.width, c.height)
 }
 

@@ -157,24 +157,60 @@ multiversion! {
 
 /// Half-pixel horizontal pass of a bilinear upsample: each source row widened to `dw`
 /// values in 8.8 fixed point. The vertical pass (`vertical`) then costs one multiply
-/// per output pixel and needs no zero-filled output first.
+/// per output pixel and needs no zero-filled output first. An upsample by exactly 2 or 4
+/// (the mask's grid to the frame) repeats one set of weights per source pixel, so its
+/// inside is made block by block without gathering; the same values either way.
 #[inline(always)]
 pub(super) fn horizontal_rows(src: &[u8], sw: usize, sh: usize, dw: usize) -> Vec<i32> {
     let xt = half_pixel_taps(sw, dw);
-    let mut rows: Vec<i32> = Vec::with_capacity(sh * dw);
-    for s in src.chunks_exact(sw).take(sh) {
-        rows.extend(
-            xt.i0
-                .iter()
-                .zip(&xt.i1)
-                .zip(&xt.w1)
-                .map(|((&i0, &i1), &w)| {
-                    let (a, b, w) = (s[i0 as usize] as i32, s[i1 as usize] as i32, w as i32);
-                    a * (256 - w) + b * w
-                }),
-        );
+    let factor = [4, 2].into_iter().find(|&f| periodic(&xt, sw, dw, f));
+    let mut rows = vec![0i32; sh * dw];
+    for (s, out) in src.chunks_exact(sw).take(sh).zip(rows.chunks_exact_mut(dw)) {
+        let (lo, hi) = match factor {
+            Some(f) => (f / 2, f / 2 + (sw - 1) * f),
+            None => (dw, dw),
+        };
+        let w = &xt.w1[lo..];
+        match factor {
+            Some(4) => blocks::<4>(&mut out[lo..hi], s, w),
+            Some(2) => blocks::<2>(&mut out[lo..hi], s, w),
+            _ => {}
+        }
+        for x in (0..lo).chain(hi..dw) {
+            let (a, b) = (s[xt.i0[x] as usize] as i32, s[xt.i1[x] as usize] as i32);
+            let w = xt.w1[x] as i32;
+            out[x] = a * (256 - w) + b * w;
+        }
     }
     rows
+}
+
+/// Whether `dw = f * sw` and, inside the first and last `f / 2` outputs, output
+/// `f / 2 + j * f + k` mixes source pixels `j` and `j + 1` with the weight of `k`.
+fn periodic(t: &Taps, sw: usize, dw: usize, f: usize) -> bool {
+    if sw < 2 || dw != sw * f {
+        return false;
+    }
+    let lo = f / 2;
+    (lo..lo + (sw - 1) * f).all(|x| {
+        let (j, k) = ((x - lo) / f, (x - lo) % f);
+        t.i0[x] as usize == j && t.i1[x] as usize == j + 1 && t.w1[x] == t.w1[lo + k]
+    })
+}
+
+/// `F` outputs per pair of neighbouring source pixels, weights `w[..F]`.
+#[inline(always)]
+fn blocks<const F: usize>(out: &mut [i32], s: &[u8], w: &[u16]) {
+    let mut wk = [0i32; F];
+    for (d, &v) in wk.iter_mut().zip(w) {
+        *d = v as i32;
+    }
+    for (o, p) in out.chunks_exact_mut(F).zip(s.windows(2)) {
+        let (a, b) = (p[0] as i32, p[1] as i32);
+        for (o, &w) in o.iter_mut().zip(&wk) {
+            *o = a * (256 - w) + b * w;
+        }
+    }
 }
 
 /// Vertical bilinear step between two 8.8 rows, weight `w` of the second (0..=256).
@@ -218,6 +254,31 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn upsampling_by_2_and_4_gives_what_the_gathered_taps_give() {
+        let src: Vec<u8> = (0..37 * 3).map(|i| (i * 97 % 256) as u8).collect();
+        for (sw, dw) in [(37, 148), (37, 74), (37, 100), (1, 4), (2, 8)] {
+            let sh = src.len() / 37;
+            let src = &src[..sw * sh];
+            let xt = half_pixel_taps(sw, dw);
+            let gathered: Vec<i32> = src
+                .chunks_exact(sw)
+                .flat_map(|s| {
+                    (0..dw).map(|x| {
+                        let (a, b, w) = (s[xt.i0[x] as usize], s[xt.i1[x] as usize], xt.w1[x]);
+                        a as i32 * (256 - w as i32) + b as i32 * w as i32
+                    })
+                })
+                .collect();
+            assert_eq!(horizontal_rows(src, sw, sh, dw), gathered, "{sw} -> {dw}");
+        }
+        assert!(periodic(&half_pixel_taps(37, 148), 37, 148, 4));
+        assert!(periodic(&half_pixel_taps(37, 74), 37, 74, 2));
+        assert!(periodic(&half_pixel_taps(320, 1280), 320, 1280, 4));
+        assert!(periodic(&half_pixel_taps(320, 640), 320, 640, 2));
+        assert!(!periodic(&half_pixel_taps(214, 1280), 214, 1280, 6));
+    }
 
     #[test]
     fn constant_plane_stays_constant() {

@@ -157,13 +157,13 @@ multiversion! {
 
 /// Half-pixel horizontal pass of a bilinear upsample: each source row widened to `dw`
 /// values in 8.8 fixed point. The vertical pass (`vertical`) then costs one multiply
-/// per output pixel and needs no zero-filled output first. An upsample by exactly 2 or 4
-/// (the mask's grid to the frame) repeats one set of weights per source pixel, so its
+/// per output pixel and needs no zero-filled output first. An upsample by exactly 2, 4 or 8
+/// (the mask's grid to the frame, the default blur's small planes) repeats one set of weights per source pixel, so its
 /// inside is made block by block without gathering; the same values either way.
 #[inline(always)]
 pub(super) fn horizontal_rows(src: &[u8], sw: usize, sh: usize, dw: usize) -> Vec<i32> {
     let xt = half_pixel_taps(sw, dw);
-    let factor = [4, 2].into_iter().find(|&f| periodic(&xt, sw, dw, f));
+    let factor = [8, 4, 2].into_iter().find(|&f| periodic(&xt, sw, dw, f));
     let mut rows = vec![0i32; sh * dw];
     for (s, out) in src.chunks_exact(sw).take(sh).zip(rows.chunks_exact_mut(dw)) {
         let (lo, hi) = match factor {
@@ -172,6 +172,7 @@ pub(super) fn horizontal_rows(src: &[u8], sw: usize, sh: usize, dw: usize) -> Ve
         };
         let w = &xt.w1[lo..];
         match factor {
+            Some(8) => blocks::<8>(&mut out[lo..hi], s, w),
             Some(4) => blocks::<4>(&mut out[lo..hi], s, w),
             Some(2) => blocks::<2>(&mut out[lo..hi], s, w),
             _ => {}
@@ -256,9 +257,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn upsampling_by_2_and_4_gives_what_the_gathered_taps_give() {
+    fn upsampling_by_2_4_and_8_gives_what_the_gathered_taps_give() {
         let src: Vec<u8> = (0..37 * 3).map(|i| (i * 97 % 256) as u8).collect();
-        for (sw, dw) in [(37, 148), (37, 74), (37, 100), (1, 4), (2, 8)] {
+        for (sw, dw) in [(37, 296), (37, 148), (37, 74), (37, 100), (1, 4), (2, 8)] {
             let sh = src.len() / 37;
             let src = &src[..sw * sh];
             let xt = half_pixel_taps(sw, dw);
@@ -273,6 +274,7 @@ mod tests {
                 .collect();
             assert_eq!(horizontal_rows(src, sw, sh, dw), gathered, "{sw} -> {dw}");
         }
+        assert!(periodic(&half_pixel_taps(37, 296), 37, 296, 8));
         assert!(periodic(&half_pixel_taps(37, 148), 37, 148, 4));
         assert!(periodic(&half_pixel_taps(37, 74), 37, 74, 2));
         assert!(periodic(&half_pixel_taps(320, 1280), 320, 1280, 4));

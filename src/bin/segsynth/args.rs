@@ -179,11 +179,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 720)]
     pub height: u32,
     /// Frame rate of the generated clip.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, conflicts_with = "clip")]
     pub fps: u32,
     /// Sensor-like noise in the generated clip, its standard deviation in grey levels
     /// (camera footage costs the encoder more than a clean photo pan).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, conflicts_with = "clip")]
     pub grain: f32,
     /// Use this clip instead of generating one.
     #[arg(long)]

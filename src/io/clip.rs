@@ -207,19 +207,11 @@ fn add_grain(pixels: &mut [u8], sigma: f32, seed: u64) {
     let scale = sigma * 3f32.sqrt() / 65536.0;
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     for v in pixels.iter_mut() {
-        let r = splitmix64(&mut state);
+        let r = crate::pipeline::synth::splitmix64(&mut state);
         let sum: u64 = (0..4).map(|k| (r >> (16 * k)) & 0xFFFF).sum();
         let noise = (sum as f32 - 2.0 * 65536.0) * scale;
         *v = (*v as f32 + noise).round().clamp(0.0, 255.0) as u8;
     }
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A crop window with the frame's aspect, drifting and zooming slowly over the photo.

@@ -220,19 +220,7 @@ fn models_lists_segmentation_models_and_generators() {
 fn make_clip_with_a_size_the_encoder_refuses_fails_cleanly() {
     let dir = tmpdir();
     let out = dir.path().join("tiny.mp4");
-    let o = segsynth(&[
-        "make-clip",
-        out.to_str().unwrap(),
-        "--photo",
-        data("astronaut.jpg").to_str().unwrap(),
-        "--width",
-        "64",
-        "--height",
-        "14",
-        "--frames",
-        "5",
-        "--no-audio",
-    ]);
+    let o = make_clip(&out, &data("astronaut.jpg"), (64, 14, 5), &["--no-audio"]);
     assert_clean_error(&o, &["64x14", "not-negotiated"]);
     assert!(files_in(dir.path()).is_empty(), "nothing left behind");
 }

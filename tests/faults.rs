@@ -3,8 +3,8 @@
 //! mutated media files. Every case is bounded in time: a hang fails the test.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::support::*;
 

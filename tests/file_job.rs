@@ -211,20 +211,12 @@ fn avi_mjpeg_without_audio() {
 fn variable_frame_rate_timestamps_survive() {
     let dir = tmpdir();
     let vfr = dir.path().join("vfr.mkv");
-    let o = segsynth(&[
-        "make-clip",
-        vfr.to_str().unwrap(),
-        "--photo",
-        data("astronaut.jpg").to_str().unwrap(),
-        "--width",
-        "128",
-        "--height",
-        "96",
-        "--frames",
-        "20",
-        "--vfr",
-        "--no-audio",
-    ]);
+    let o = make_clip(
+        &vfr,
+        &data("astronaut.jpg"),
+        (128, 96, 20),
+        &["--vfr", "--no-audio"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.path().join("out.mkv");
     let o = process(&vfr, &out, &["-q"]);
@@ -556,20 +548,12 @@ fn the_benchmark_finishes_on_a_10_fps_clip_with_audio() {
     // benchmark hung on footage like this.
     let dir = tmpdir();
     let clip = dir.path().join("c10.mp4");
-    let o = segsynth(&[
-        "make-clip",
-        clip.to_str().unwrap(),
-        "--photo",
-        data("astronaut.jpg").to_str().unwrap(),
-        "--width",
-        "320",
-        "--height",
-        "180",
-        "--frames",
-        "30",
-        "--fps",
-        "10",
-    ]);
+    let o = make_clip(
+        &clip,
+        &data("astronaut.jpg"),
+        (320, 180, 30),
+        &["--fps", "10"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let child = std::process::Command::new(bin())
         .args([

@@ -1035,23 +1035,12 @@ fn still_clip(dir: &std::path::Path, w: u32, h: u32) -> std::path::PathBuf {
         .save(&photo)
         .expect("save landscape");
     let clip = dir.join(format!("still-{w}x{h}.mp4"));
-    let (ws, hs) = (w.to_string(), h.to_string());
-    let o = segsynth(&[
-        "make-clip",
-        clip.to_str().unwrap(),
-        "--photo",
-        photo.to_str().unwrap(),
-        "--still",
-        "--no-audio",
-        "--width",
-        &ws,
-        "--height",
-        &hs,
-        "--frames",
-        "150",
-        "--fps",
-        "30",
-    ]);
+    let o = make_clip(
+        &clip,
+        &photo,
+        (w, h, 150),
+        &["--still", "--no-audio", "--fps", "30"],
+    );
     assert!(o.status.success(), "make-clip: {}", stderr(&o));
     clip
 }

@@ -13,19 +13,7 @@ fn stripes_clip(dir: &std::path::Path) -> std::path::PathBuf {
     });
     img.save(&png).unwrap();
     let clip = dir.join("stripes.mp4");
-    let o = segsynth(&[
-        "make-clip",
-        clip.to_str().unwrap(),
-        "--photo",
-        png.to_str().unwrap(),
-        "--width",
-        "192",
-        "--height",
-        "64",
-        "--frames",
-        "6",
-        "--no-audio",
-    ]);
+    let o = make_clip(&clip, &png, (192, 64, 6), &["--no-audio"]);
     assert!(o.status.success(), "{}", stderr(&o));
     clip
 }

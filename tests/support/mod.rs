@@ -39,6 +39,30 @@ pub fn process(input: &Path, output: &Path, extra: &[&str]) -> Output {
     segsynth(&args)
 }
 
+/// `segsynth make-clip OUT --photo PHOTO --width W --height H --frames N EXTRA...`
+pub fn make_clip(
+    out: &Path,
+    photo: &Path,
+    (w, h, frames): (u32, u32, u32),
+    extra: &[&str],
+) -> Output {
+    let size = [w.to_string(), h.to_string(), frames.to_string()];
+    let mut args = vec![
+        "make-clip",
+        out.to_str().expect("utf-8 path"),
+        "--photo",
+        photo.to_str().expect("utf-8 path"),
+        "--width",
+        &size[0],
+        "--height",
+        &size[1],
+        "--frames",
+        &size[2],
+    ];
+    args.extend_from_slice(extra);
+    segsynth(&args)
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
@@ -94,19 +118,12 @@ pub fn person_clip(width: u32, height: u32, frames: u32) -> PathBuf {
     let path = dir.join(format!("person-{width}x{height}-{frames}.mp4"));
     if !path.exists() {
         let tmp = dir.join(format!("tmp-{width}x{height}-{frames}.mp4"));
-        let o = segsynth(&[
-            "make-clip",
-            tmp.to_str().unwrap(),
-            "--photo",
-            data("astronaut.jpg").to_str().unwrap(),
-            "--width",
-            &width.to_string(),
-            "--height",
-            &height.to_string(),
-            "--frames",
-            &frames.to_string(),
-            "--overwrite",
-        ]);
+        let o = make_clip(
+            &tmp,
+            &data("astronaut.jpg"),
+            (width, height, frames),
+            &["--overwrite"],
+        );
         assert!(o.status.success(), "make-clip: {}", stderr(&o));
         std::fs::rename(&tmp, &path).expect("rename clip");
     }

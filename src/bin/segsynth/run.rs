@@ -40,7 +40,7 @@ pub fn run(mut args: RunArgs, matches: Option<&ArgMatches>) -> anyhow::Result<Ex
     let stats = (args.stats_every > 0.0).then(|| {
         stats_thread(
             Arc::clone(&stream.progress),
-            [Arc::clone(&stop), Arc::clone(&stop)],
+            vec![Arc::clone(&stop)],
             args.stats_every,
         )
     });
@@ -111,7 +111,7 @@ fn run_streams(
                     let ended = Arc::new(AtomicBool::new(false));
                     let stats = (args.stats_every > 0.0).then(|| {
                         let p = Arc::clone(&stream.progress);
-                        let until = [Arc::clone(stop), Arc::clone(&ended)];
+                        let until = vec![Arc::clone(stop), Arc::clone(&ended)];
                         stats_thread(p, until, args.stats_every)
                     });
                     let result = stream.run(&mut mine, stop, |_, _, _| Ok(None::<()>));
@@ -473,10 +473,10 @@ fn stream_prefix(p: &Progress) -> String {
     }
 }
 
-/// Prints live statistics every `every` seconds until either flag of `until` is set.
+/// Prints live statistics every `every` seconds until any flag of `until` is set.
 fn stats_thread(
     p: Arc<Progress>,
-    until: [Arc<AtomicBool>; 2],
+    until: Vec<Arc<AtomicBool>>,
     every: f64,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {

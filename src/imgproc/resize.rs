@@ -157,9 +157,10 @@ multiversion! {
 
 /// Half-pixel horizontal pass of a bilinear upsample: each source row widened to `dw`
 /// values in 8.8 fixed point. The vertical pass (`vertical`) then costs one multiply
-/// per output pixel and needs no zero-filled output first. An upsample by exactly 2, 4 or 8
-/// (the mask's grid to the frame, the default blur's small planes) repeats one set of weights per source pixel, so its
-/// inside is made block by block without gathering; the same values either way.
+/// per output pixel and needs no zero-filled output first. An upsample by exactly 2, 4
+/// or 8 (the mask's grid to the frame, the default blur's small planes) repeats one set
+/// of weights per source pixel, so its inside is made block by block without gathering;
+/// the same values either way.
 #[inline(always)]
 pub(super) fn horizontal_rows(src: &[u8], sw: usize, sh: usize, dw: usize) -> Vec<i32> {
     let xt = half_pixel_taps(sw, dw);

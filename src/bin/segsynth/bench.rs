@@ -108,8 +108,7 @@ fn bench_clip(args: &BenchArgs, dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(c) = &args.clip {
         return Ok(c.clone());
     }
-    crate::options::check_range("--fps", args.fps as f64, 1.0, 240.0, "")?;
-    crate::options::check_range("--grain", args.grain as f64, 0.0, 64.0, " grey levels")?;
+    crate::options::clip_motion(args.fps, args.grain)?;
     let grain = if args.grain > 0.0 {
         format!("-grain{}", args.grain)
     } else {

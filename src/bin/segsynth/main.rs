@@ -80,8 +80,7 @@ fn make_clip(args: args::MakeClipArgs) -> anyhow::Result<()> {
     check_range("--width", args.width as f64, 2.0, side, " pixels")?;
     check_range("--height", args.height as f64, 2.0, side, " pixels")?;
     check_range("--frames", args.frames as f64, 1.0, 1_000_000.0, "")?;
-    check_range("--fps", args.fps as f64, 1.0, 240.0, "")?;
-    check_range("--grain", args.grain as f64, 0.0, 64.0, " grey levels")?;
+    options::clip_motion(args.fps, args.grain)?;
     let (rgb, w, h) = segsynth::content::load_image(&args.photo)?;
     let spec = segsynth::io::clip::ClipSpec {
         width: args.width,

@@ -50,6 +50,12 @@ pub fn check_range(option: &str, value: f64, lo: f64, hi: f64, unit: &str) -> an
     }
 }
 
+/// `--fps` and `--grain` of a generated clip (`make-clip`, `bench`).
+pub fn clip_motion(fps: u32, grain: f32) -> anyhow::Result<()> {
+    check_range("--fps", fps as f64, 1.0, 240.0, "")?;
+    check_range("--grain", grain as f64, 0.0, 64.0, " grey levels")
+}
+
 pub fn job_options(p: &Processing, live: bool) -> anyhow::Result<JobOptions> {
     check_range("--temporal", p.temporal as f64, 0.0, 0.95, " (0 = off)")?;
     let (lo, hi) = (p.edge.lo, p.edge.hi);

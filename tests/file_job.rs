@@ -579,8 +579,7 @@ fn the_benchmark_finishes_on_a_10_fps_clip_with_audio() {
     let table = String::from_utf8_lossy(&o.stdout);
     let transcode = table
         .lines()
-        .filter(|l| l.starts_with("GStreamer-only transcode"))
-        .last()
+        .rfind(|l| l.starts_with("GStreamer-only transcode"))
         .unwrap_or_else(|| panic!("no transcode row in:\n{table}"));
     assert!(transcode.trim_end().ends_with("1.00"), "{transcode}");
     assert!(

@@ -5,7 +5,7 @@
 use segsynth::frame::{Matrix, Yuv420, rgb_to_yuv};
 use segsynth::infer::{Device, Model, SessionOptions};
 use segsynth::model::Manifest;
-use segsynth::pipeline::synth::{Generator, SynthParams, noise_at};
+use segsynth::pipeline::synth::{Generator, SynthParams, interval_ns, noise_at};
 
 use crate::support::*;
 
@@ -474,10 +474,10 @@ fn file_frames_show_keyframes_mixed_by_video_time() {
     let (w, h) = (32, 16);
     let p = SynthParams {
         exact: true,
-        period: 2.4, // keyframes 200 ms apart: halfway is a whole number of ns
+        period: 2.4, // keyframes 400 ms apart: halfway is a whole number of ns
         ..params(1.0)
     };
-    let interval = p.timing().interval;
+    let interval = interval_ns(p.period, false);
     let (stage, mut track) = track(&data("gen_spatial.toml"), &p);
     let mask = segsynth::frame::Plane::new(w, h, 255);
     let mut reference = generator(&data("gen_spatial.toml"), p.clone());
@@ -922,9 +922,15 @@ fn frame_conditioned_generators_have_no_grid() {
     let scenes: Vec<Yuv420> = (1..=16).map(|seed| random_scene(n, seed)).collect();
     for (m, manifest) in &shipped {
         let mut g = generator(manifest, params(1.0));
+        // Each scene at its own time, a minute apart: independent noise keyframes, so the
+        // periodograms average over 16 noise fields, not one.
         let layers: Vec<Yuv420> = scenes
             .iter()
-            .map(|scene| g.layer(0, n, n, Matrix::Bt709, Some(scene)).expect("layer"))
+            .enumerate()
+            .map(|(i, scene)| {
+                let pts = i as u64 * 60_000_000_000;
+                g.layer(pts, n, n, Matrix::Bt709, Some(scene)).expect("layer")
+            })
             .collect();
         for cell in [4, 8, 16] {
             let input = grid_ratio(lumas(&scenes), n, cell);

@@ -24,7 +24,8 @@ pub use walk::{NoiseWalk, noise_at, normal_noise, splitmix64};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SynthParams {
-    /// Seconds between noise keyframes (a twelfth of it between keyframe layers).
+    /// Seconds between noise keyframes (a sixth of it between keyframe layers, a twelfth
+    /// for `image` generators).
     pub period: f32,
     pub seed: u64,
     /// Synthesis resolution as a fraction of the frame (1.0 = full resolution).
@@ -43,7 +44,6 @@ pub const DEFAULT_BUDGET_MS: u64 = 5;
 impl SynthParams {
     pub fn timing(&self) -> Timing {
         Timing {
-            interval: interval_ns(self.period),
             exact: self.exact,
             budget: self.budget,
         }
@@ -321,11 +321,12 @@ impl SynthStage {
         seconds: Option<Histogram>,
     ) -> Result<SynthStage, SynthError> {
         let image = generator.contract() == Contract::Image;
+        let interval = interval_ns(params.period, image);
         let slot = Arc::new(LayerSlot::new(
             image,
             image && generator.model.manifest.mask_input.is_some(),
+            interval,
         ));
-        let interval = params.timing().interval;
         let thread_slot = Arc::clone(&slot);
         let handle = std::thread::Builder::new()
             .name("synth".into())

@@ -77,6 +77,50 @@ fn a_file_size_limit_ends_the_job_naming_the_output_and_the_os_error() {
     assert_eq!(files_in(dir.path()), vec!["out.mp4"]);
 }
 
+/// A clip maker killed half-way (a real SIGKILL) leaves no clip under the asked-for name:
+/// the benchmark reuses a clip that exists, and a half-written one made it fail with
+/// "This file contains no playable streams". The next run makes a whole clip.
+#[test]
+fn a_killed_clip_maker_leaves_no_clip_and_the_next_run_makes_a_whole_one() {
+    let dir = tmpdir();
+    let out = dir.path().join("clip.mp4");
+    let photo = data("astronaut.jpg");
+    let mut child = Command::new(bin())
+        .args(["make-clip", out.to_str().unwrap(), "--photo"])
+        .arg(&photo)
+        .args(["--width", "640", "--height", "360", "--frames", "100000"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Kill it once its (hidden) file has data in it: mid-write.
+    let started = std::time::Instant::now();
+    let writing = || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .any(|e| e.metadata().map(|m| m.len() > 100_000).unwrap_or(false))
+    };
+    while !writing() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "make-clip wrote nothing in 60 s: {:?}",
+            files_in(dir.path())
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(
+        !out.exists(),
+        "a killed make-clip left {} behind ({:?})",
+        out.display(),
+        files_in(dir.path())
+    );
+    let o = make_clip(&out, &photo, (320, 180, 20), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(probe(&out, &[], 32, 18).pts.len(), 20, "a whole clip");
+}
+
 /// Raw H.264 (byte-stream) of a solid colour, as `cat` would join them.
 pub(crate) fn raw_h264(
     dir: &Path,

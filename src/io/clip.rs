@@ -14,7 +14,9 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use super::encode::{Container, EncoderSettings, add_h264_chain, add_muxer, link_video_to_mux};
+use super::encode::{
+    Container, EncoderSettings, add_h264_chain, add_muxer, link_video_to_mux, temp_path,
+};
 use super::frames::buffer_from_frame;
 use super::{IoError, init, make, perr};
 use crate::frame::{Frame, Matrix, Yuv420};
@@ -36,10 +38,31 @@ pub struct ClipSpec {
     pub grain: f32,
 }
 
-/// Writes a clip of `photo` (RGB8) panned and zoomed over time.
+/// Writes a clip of `photo` (RGB8) panned and zoomed over time. It is written to a hidden
+/// file beside `out` and renamed when complete, so a failed or killed run leaves no
+/// half-written clip for a later run (the benchmark reuses its clips) to pick up.
 pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> Result<(), IoError> {
     init()?;
     let container = Container::for_path(out)?;
+    let temp = temp_path(out);
+    let written = write_clip(&temp, container, photo, spec).and_then(|()| {
+        std::fs::rename(&temp, out).map_err(|source| IoError::Rename {
+            path: out.to_owned(),
+            source,
+        })
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written
+}
+
+fn write_clip(
+    out: &Path,
+    container: Container,
+    photo: (&[u8], usize, usize),
+    spec: &ClipSpec,
+) -> Result<(), IoError> {
     let pipeline = gst::Pipeline::new();
     let mux = add_muxer(&pipeline, "clip", container, out)?;
     let (w, h) = (spec.width as usize, spec.height as usize);
@@ -79,7 +102,6 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
     pushing.store(false, std::sync::atomic::Ordering::Relaxed);
     if let Ok(Some(error)) = watcher.join() {
         let _ = pipeline.set_state(gst::State::Null);
-        let _ = std::fs::remove_file(out);
         return Err(IoError::Pipeline(format!(
             "making a {w}x{h} clip failed: {error} (the H.264 encoder may not take this size)"
         )));
@@ -91,9 +113,6 @@ pub fn make_clip(out: &Path, photo: (&[u8], usize, usize), spec: &ClipSpec) -> R
         std::time::Duration::from_secs(300),
     );
     let _ = pipeline.set_state(gst::State::Null);
-    if result.is_err() {
-        let _ = std::fs::remove_file(out);
-    }
     result
 }
 

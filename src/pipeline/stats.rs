@@ -143,6 +143,20 @@ pub struct Motion {
     pub max_at: usize,
     /// The smallest change from a frame to the one a second later ("does it move?").
     pub min_second: f32,
+    /// How far the frames' contrast (the standard deviation of each plane) swings, from
+    /// its lowest to its highest, in percent of its mean: a crossfade between two
+    /// textures lowers the contrast halfway, and content whose contrast pulses shows it.
+    pub contrast_swing: f32,
+}
+
+/// The standard deviation of a plane's values.
+fn plane_std(p: &[u8]) -> f64 {
+    let n = p.len().max(1) as f64;
+    let (sum, sq) = p.iter().fold((0u64, 0u64), |(s, q), &v| {
+        (s + v as u64, q + (v as u64) * (v as u64))
+    });
+    let mean = sum as f64 / n;
+    (sq as f64 / n - mean * mean).max(0.0).sqrt()
 }
 
 /// Mean absolute difference of two planes of one size, in grey levels.
@@ -169,7 +183,17 @@ impl Motion {
         let min_second = (0..frames.len().saturating_sub(fps))
             .map(|i| mean_abs_diff(&frames[i], &frames[i + fps]))
             .fold(f32::INFINITY, f32::min);
+        let contrast: Vec<f64> = frames.iter().map(|f| plane_std(f)).collect();
+        let mean = contrast.iter().sum::<f64>() / contrast.len().max(1) as f64;
+        let (lo, hi) = contrast
+            .iter()
+            .fold((f64::INFINITY, 0.0f64), |(l, h), &c| (l.min(c), h.max(c)));
         Motion {
+            contrast_swing: if mean > 0.0 {
+                (100.0 * (hi - lo) / mean) as f32
+            } else {
+                0.0
+            },
             frames: frames.len(),
             median_step: sorted.get(sorted.len() / 2).copied().unwrap_or(0.0),
             max_step,
@@ -187,8 +211,13 @@ impl fmt::Display for Motion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "step median {:.2}, largest {:.2} (frame {}), least change over 1 s {:.2} grey levels ({} frames)",
-            self.median_step, self.max_step, self.max_at, self.min_second, self.frames
+            "step median {:.2}, largest {:.2} (frame {}), least change over 1 s {:.2} grey levels, contrast swing {:.1} % ({} frames)",
+            self.median_step,
+            self.max_step,
+            self.max_at,
+            self.min_second,
+            self.contrast_swing,
+            self.frames
         )
     }
 }
@@ -209,5 +238,15 @@ mod motion_tests {
         assert_eq!(m.min_second, 4.0);
         let frozen = vec![vec![7u8; 6]; 10];
         assert_eq!(Motion::of(&frozen, 4).min_second, 0.0);
+        assert_eq!(m.contrast_swing, 0.0, "flat frames have no contrast to swing");
+    }
+
+    #[test]
+    fn contrast_swing_measures_a_dip_in_percent_of_the_mean() {
+        // Two-value frames of standard deviation 10, 10, 8 (the dip) and 12.
+        let frame = |d: u8| vec![100 - d, 100 + d, 100 - d, 100 + d];
+        let frames = vec![frame(10), frame(10), frame(8), frame(12)];
+        let m = Motion::of(&frames, 2);
+        assert!((m.contrast_swing - 40.0).abs() < 1e-3, "{}", m.contrast_swing);
     }
 }

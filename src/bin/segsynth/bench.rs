@@ -320,11 +320,12 @@ fn motion_table(dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         "generated content on a still landscape ({w}x{h}, 150 frames at 30 fps, --seed 7), decoded at 640x360 (grey levels):"
     );
     println!(
-        "{:<18} {:>12} {:>13} {:>15} {:>22} {:>14}",
+        "{:<18} {:>12} {:>13} {:>15} {:>15} {:>22} {:>14}",
         "generator",
         "median step",
         "largest step",
         "least over 1 s",
+        "contrast swing",
         "identical under load",
         "layer ms p50/p99"
     );
@@ -346,10 +347,11 @@ fn motion_table(dir: &Path, args: &BenchArgs) -> anyhow::Result<()> {
         );
         let m = Motion::of(&a, 30);
         println!(
-            "{name:<18} {:>12.2} {:>13.2} {:>15.2} {:>22} {:>14}",
+            "{name:<18} {:>12.2} {:>13.2} {:>15.2} {:>14.1}% {:>22} {:>14}",
             m.median_step,
             m.max_step,
             m.min_second,
+            m.contrast_swing,
             if a == b { "yes" } else { "NO" },
             stage(&summary, "synth")
         );

@@ -28,9 +28,10 @@ use crate::infer::InferError;
 
 /// Keyframe layers per noise period for generators driven by noise alone: one a second
 /// at the default 6 s period. Twelve (one every 0.5 s) cost twice the generator time for
-/// no gain a viewer sees: on a still photo the largest step between decoded frames was
-/// 0.41 grey levels with twelve and 0.36 with six; the crossfade's contrast dip
-/// (high-pass standard deviation over a layer interval) 0.9 % against 1.6 %.
+/// no gain a viewer sees (`segsynth bench --motion-only`, foliage on a still photo):
+/// the largest step between decoded frames 0.43 grey levels with twelve, 0.38 with six;
+/// the contrast swing (the crossfade's dip) 0.7 % with twelve, 0.9 % with six, and
+/// 2.4 % with three, which is why it stops at six.
 pub const LAYERS_PER_PERIOD: u32 = 6;
 /// Keyframe layers per noise period for `image` generators, whose layers follow the
 /// picture: at one a second the content lagged a panning scene visibly (the test

@@ -929,7 +929,8 @@ fn frame_conditioned_generators_have_no_grid() {
             .enumerate()
             .map(|(i, scene)| {
                 let pts = i as u64 * 60_000_000_000;
-                g.layer(pts, n, n, Matrix::Bt709, Some(scene)).expect("layer")
+                g.layer(pts, n, n, Matrix::Bt709, Some(scene))
+                    .expect("layer")
             })
             .collect();
         for cell in [4, 8, 16] {

@@ -238,7 +238,10 @@ mod motion_tests {
         assert_eq!(m.min_second, 4.0);
         let frozen = vec![vec![7u8; 6]; 10];
         assert_eq!(Motion::of(&frozen, 4).min_second, 0.0);
-        assert_eq!(m.contrast_swing, 0.0, "flat frames have no contrast to swing");
+        assert_eq!(
+            m.contrast_swing, 0.0,
+            "flat frames have no contrast to swing"
+        );
     }
 
     #[test]
@@ -247,6 +250,10 @@ mod motion_tests {
         let frame = |d: u8| vec![100 - d, 100 + d, 100 - d, 100 + d];
         let frames = vec![frame(10), frame(10), frame(8), frame(12)];
         let m = Motion::of(&frames, 2);
-        assert!((m.contrast_swing - 40.0).abs() < 1e-3, "{}", m.contrast_swing);
+        assert!(
+            (m.contrast_swing - 40.0).abs() < 1e-3,
+            "{}",
+            m.contrast_swing
+        );
     }
 }

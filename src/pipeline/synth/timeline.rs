@@ -1,10 +1,10 @@
 //! Generated content on video time.
 //!
 //! The synth thread makes *keyframe layers* at fixed steps of video time (`interval`:
-//! a sixth of the noise period, a twelfth for `image` generators); a frame at time `t` between keyframes `k` and `k+1`
-//! shows the two mixed in proportion to where `t` falls. A frame's content is therefore a
-//! function of the seed, its timestamp and, for `image` generators, the frames the
-//! keyframes were made from; never of how fast the machine was.
+//! a sixth of the noise period, a twelfth for `image` generators); a frame at time `t`
+//! between keyframes `k` and `k+1` shows the two mixed in proportion to where `t` falls.
+//! A frame's content is therefore a function of the seed, its timestamp and, for `image`
+//! generators, the frames the keyframes were made from; never of how fast the machine was.
 //!
 //! - **File jobs** (`exact`) wait for the layers a frame needs, however long they take.
 //! - **Live jobs** never wait past the budget. A content clock advances with the frames'
@@ -51,9 +51,7 @@ pub fn interval_ns(period: f32, follows_frame: bool) -> u64 {
     } else {
         LAYERS_PER_PERIOD
     };
-    ((period as f64 * 1e9) / layers as f64)
-        .round()
-        .max(1.0) as u64
+    ((period as f64 * 1e9) / layers as f64).round().max(1.0) as u64
 }
 
 /// Frame size and colour matrix: layers of one shape are never mixed with another's.
@@ -94,7 +92,7 @@ pub struct LayerSlot {
     needs_frame: bool,
     needs_mask: bool,
     /// Nanoseconds of video time between keyframe layers.
-    pub interval: u64,
+    interval: u64,
     pub nonfinite: AtomicU64,
     /// Why the synth thread ended early (an error or a panic), for the compositor.
     failure: Mutex<Option<String>>,
@@ -418,7 +416,7 @@ impl LayerTrack {
     /// The keyframes content time `c` is mixed from.
     fn keyframes(&self, c: u64) -> Vec<u64> {
         let k = c / self.interval;
-        if c % self.interval == 0 {
+        if c.is_multiple_of(self.interval) {
             vec![k]
         } else {
             vec![k, k + 1]

@@ -25,7 +25,8 @@ APT_PACKAGES=(
 # Only the test command needs these: a real X server for the window tests, a real
 # browser for the web page test (driven by playwright from PyPI).
 TEST_APT_PACKAGES=(xvfb chromium)
-PY_PACKAGES=(onnxruntime==$ORT_VERSION onnx==1.23.2 tflite==2.18.0 ai-edge-litert==2.3.0 numpy==2.4.6 scikit-image==0.26.0 prometheus-client==0.23.1 playwright==1.65.3)
+# opencv-python-headless: the benchmark's Python peer (scripts/python_peer.py, `bench --peer`).
+PY_PACKAGES=(onnxruntime==$ORT_VERSION onnx==1.23.2 tflite==2.18.0 ai-edge-litert==2.3.0 numpy==2.4.6 scikit-image==0.26.0 prometheus-client==0.23.1 playwright==1.65.3 opencv-python-headless==5.1.0.95)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'segsynth.sh: error: %s\n' "$*" >&2; exit 1; }

@@ -13,10 +13,11 @@ developer would, with the libraries such tools use:
   (veryfast, CRF 23, no VBV) through `gst-launch-1.0`, from raw I420 on a pipe.
 
 The peer drops the audio, which only makes it faster. It prints the frames, the wall time
-and the frame rate on one line.
+(from the first frame read to the encoder's end) and the frame rate on one line.
+`./segsynth.sh setup` installs what it needs into .venv; `segsynth bench --peer
+.venv/bin/python` runs it in every round beside the transcode and segsynth.
 
-    python3 -m venv /tmp/peer && /tmp/peer/bin/pip install opencv-python-headless numpy ai-edge-litert
-    /tmp/peer/bin/python scripts/python_peer.py IN.mp4 OUT.mp4 [--threads N]
+    .venv/bin/python scripts/python_peer.py IN.mp4 OUT.mp4 [--threads N]
 """
 
 import argparse

@@ -566,6 +566,8 @@ fn the_benchmark_finishes_on_a_10_fps_clip_with_audio() {
         ])
         .arg("--workdir")
         .arg(dir.path().join("bench"))
+        .arg("--peer")
+        .arg(venv_python())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -587,5 +589,45 @@ fn the_benchmark_finishes_on_a_10_fps_clip_with_audio() {
             .lines()
             .any(|l| l.starts_with("segment + blur background")),
         "{table}"
+    );
+    // The Python peer ran in the same round, on the same clip.
+    let peer = table
+        .lines()
+        .find(|l| l.starts_with("Python peer"))
+        .unwrap_or_else(|| panic!("no Python peer line in:\n{table}"));
+    let fps: f64 = peer
+        .split("median ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no frame rate in {peer}"));
+    assert!(fps > 0.0, "{peer}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("segment + blur background: ")
+                && l.contains("x the Python peer's speed")),
+        "{table}"
+    );
+}
+
+/// The benchmark refuses a `--peer` interpreter that cannot run the peer before it times
+/// anything: usage error, naming the option and what the peer needs.
+#[test]
+fn the_benchmark_refuses_a_python_that_cannot_run_the_peer() {
+    let dir = tmpdir();
+    let missing = dir.path().join("no-python");
+    let o = segsynth(&[
+        "bench",
+        "--peer",
+        missing.to_str().unwrap(),
+        "--workdir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_clean_error(&o, &["--peer", "no-python", "opencv-python-headless"]);
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
     );
 }

@@ -771,7 +771,7 @@ fn python_grid_ratio(planes: &[&[u8]], n: usize, cell: usize) -> f64 {
          y = np.fromfile(sys.argv[1], np.uint8).reshape(-1, {n}, {n}).astype(np.float64); \
          print(float(grid_ratio([np.stack([p, p, p], -1) for p in y], {cell})))"
     );
-    let python = root.join(".venv/bin/python");
+    let python = venv_python();
     let o = std::process::Command::new(&python)
         .current_dir(root)
         .args(["-c", &script])

@@ -142,12 +142,7 @@ pub(crate) fn rss_kb(pid: u32) -> u64 {
 /// Two scrapes of `http://ADDRESS/metrics`, `seconds` apart, each parsed by the Prometheus
 /// client library's OpenMetrics parser (`tests/scrape_metrics.py`), as its JSON.
 pub(crate) fn scrape_twice(address: &str, seconds: &str) -> String {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./segsynth.sh setup (it installs prometheus-client for this test)",
-        python.display()
-    );
+    let python = venv_python();
     let out = Command::new(&python)
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scrape_metrics.py"))
         .arg(format!("http://{address}/metrics"))

@@ -623,12 +623,7 @@ fn browse(
     extra: &[&str],
 ) -> (bool, String, String) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let python = root.join(".venv/bin/python");
-    assert!(
-        python.exists(),
-        "{} is missing: run ./segsynth.sh setup",
-        python.display()
-    );
+    let python = venv_python();
     assert!(
         std::path::Path::new("/usr/bin/chromium").exists(),
         "/usr/bin/chromium is missing: run ./segsynth.sh test (it installs Debian's chromium)"

@@ -296,6 +296,18 @@ pub fn region_mean(
 
 pub use segsynth::pipeline::stats::mean_abs_diff;
 
+/// The project's Python (`.venv`, made by `./segsynth.sh setup`), which the tests' scripts
+/// and the benchmark's peer run on; a test fails, naming the set-up, when it is missing.
+pub fn venv_python() -> PathBuf {
+    let python = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run ./segsynth.sh setup",
+        python.display()
+    );
+    python
+}
+
 pub fn tmpdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("segsynth-test")

@@ -202,6 +202,10 @@ pub struct BenchArgs {
     /// median over rounds of the scenario against the transcode of its own round.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub rounds: u32,
+    /// Also time the Python peer of the blur job (scripts/python_peer.py) in every round,
+    /// run by this interpreter (e.g. .venv/bin/python), and print segsynth's speed against it.
+    #[arg(long, value_name = "PYTHON", conflicts_with = "motion_only")]
+    pub peer: Option<PathBuf>,
     #[command(flatten)]
     pub processing: Processing,
 }

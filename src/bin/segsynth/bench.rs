@@ -13,6 +13,7 @@ use segsynth::job::Stages;
 use segsynth::pipeline::stats::{Summary, process_memory_mib};
 
 use crate::args::BenchArgs;
+use crate::peer::Peer;
 use segsynth::options::{ModelEvery, Refine};
 
 struct Usage {
@@ -48,12 +49,13 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.motion_only {
         return motion_table(&dir, &args);
     }
+    let peer = args.peer.as_deref().map(Peer::check).transpose()?;
     let clip = bench_clip(&args, &dir)?;
     let settings = crate::options::encoder(&args.processing)?;
     let scenarios = scenarios(&args);
     // Per scenario, one result per round.
     let mut results: Vec<Vec<Round>> = scenarios.iter().map(|_| Vec::new()).collect();
-    let mut references = Vec::new();
+    let (mut references, mut peers) = (Vec::new(), Vec::new());
     for round in 0..args.rounds {
         let transcode = |settings: &segsynth::io::encode::EncoderSettings| -> anyhow::Result<f64> {
             let out = dir.join(format!("reference-{round}.mp4"));
@@ -64,6 +66,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         let reference_fps = transcode(&settings)?;
         references.push(reference_fps);
+        if let Some(p) = &peer {
+            peers.push(p.fps(&clip, &dir.join("peer.mp4"))?);
+        }
         for (scenario, runs) in scenarios.iter().zip(&mut results) {
             let p = scenario.processing(&args.processing);
             runs.push(measure(
@@ -86,6 +91,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         median(&references),
         list(&references, 1)
     );
+    let first: Vec<f64> = results[0].iter().map(|r| r.fps).collect();
     let table: Vec<Row> = scenarios
         .iter()
         .zip(results)
@@ -97,6 +103,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         usage().max_rss_kb / 1024
     );
     print_table(&references, &scenarios, &table);
+    if !peers.is_empty() {
+        print_peer(&peers, &references, (&scenarios[0].name, &first));
+    }
     if !args.no_gan {
         motion_table(&dir, &args)?;
     }
@@ -283,6 +292,25 @@ fn report(name: &str, runs: &[Round]) -> Option<Row> {
         rss,
         summary: mid.summary.clone(),
     })
+}
+
+/// The peer's figures, each per round: its frame rate, its ratio to the transcode, and how
+/// many times its speed the first scenario (`name`, `fps`) ran.
+fn print_peer(peers: &[f64], references: &[f64], (name, fps): (&str, &[f64])) {
+    let ratios: Vec<f64> = peers.iter().zip(references).map(|(p, r)| p / r).collect();
+    let times: Vec<f64> = fps.iter().zip(peers).map(|(s, p)| s / p).collect();
+    println!();
+    println!(
+        "Python peer (scripts/python_peer.py: OpenCV decode, the same model in TFLite, a quarter-size box blur, the same x264; audio dropped): median {:.1} fps, ratio to transcode {:.2} (rounds: {})",
+        median(peers),
+        median(&ratios),
+        list(&ratios, 2)
+    );
+    println!(
+        "{name}: {:.2}x the Python peer's speed (rounds: {})",
+        median(&times),
+        list(&times, 2)
+    );
 }
 
 /// `a, b, c` with `digits` decimals.

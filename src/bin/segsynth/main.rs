@@ -8,6 +8,7 @@ mod bench;
 mod logging;
 mod metrics;
 mod options;
+mod peer;
 mod process;
 mod progress;
 mod run;

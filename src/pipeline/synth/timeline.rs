@@ -246,8 +246,6 @@ pub struct Timing {
 pub struct LayerTrack {
     slot: Arc<LayerSlot>,
     timing: Timing,
-    /// The slot's keyframe interval.
-    interval: u64,
     shape: Option<Shape>,
     /// Live: the content time last shown and the frame time it was shown at.
     clock: Option<(u64, u64)>,
@@ -269,7 +267,6 @@ pub struct LayerTrack {
 impl LayerTrack {
     pub fn new(slot: Arc<LayerSlot>, timing: Timing) -> LayerTrack {
         LayerTrack {
-            interval: slot.interval,
             slot,
             timing,
             shape: None,
@@ -290,7 +287,7 @@ impl LayerTrack {
 
     /// How far ahead of a frame the composite stage must have observed frames.
     pub fn lookahead(&self) -> Option<u64> {
-        self.observes().then_some(self.interval)
+        self.observes().then_some(self.slot.interval)
     }
 
     /// A frame entering the composite stage: the keyframes up to its time that no earlier
@@ -300,7 +297,7 @@ impl LayerTrack {
             return;
         }
         let shape = (frame.picture.width(), frame.picture.height(), frame.matrix);
-        let k = frame.time() / self.interval;
+        let k = frame.time() / self.slot.interval;
         let next = self.observed_upto.map_or(k, |u| (u + 1).min(k));
         // A jump in time needs the keyframe after the frames before it and the ones around
         // this frame, not every keyframe in between (a jump of hours would ask for millions).
@@ -326,13 +323,13 @@ impl LayerTrack {
             Some((shown, at)) if !self.timing.exact => shown + t.saturating_sub(at),
             _ => t,
         };
-        let first = target / self.interval;
+        let first = target / self.slot.interval;
         // Observed tracks asked for their keyframes ahead; at the end of the stream the
         // last keyframe no frame reached comes from the frame that needs it.
         let ahead = if self.observes() { 1 } else { LOOKAHEAD };
         self.post_range(first..=first + ahead, shape, frame, mask);
         if let Some((shown, _)) = self.clock {
-            self.slot.forget_before(shown / self.interval);
+            self.slot.forget_before(shown / self.slot.interval);
         }
         let Some((shown, layers)) = self.choose(target)? else {
             return Ok(None);
@@ -390,7 +387,7 @@ impl LayerTrack {
             return Ok(None); // stopped while waiting
         }
         self.held += 1;
-        let interval = self.interval;
+        let interval = self.slot.interval;
         // The next keyframe after what was shown, or, before anything was shown, the
         // newest one made at or before the target.
         let start = self.clock.map(|(shown, _)| shown);
@@ -415,8 +412,8 @@ impl LayerTrack {
 
     /// The keyframes content time `c` is mixed from.
     fn keyframes(&self, c: u64) -> Vec<u64> {
-        let k = c / self.interval;
-        if c.is_multiple_of(self.interval) {
+        let k = c / self.slot.interval;
+        if c.is_multiple_of(self.slot.interval) {
             vec![k]
         } else {
             vec![k, k + 1]
@@ -431,7 +428,7 @@ impl LayerTrack {
         fade: u32,
         frame: &Yuv420,
     ) -> Arc<Yuv420> {
-        let interval = self.interval;
+        let interval = self.slot.interval;
         let w = ((c % interval) as u128 * 256 / interval as u128) as u32;
         if w == 0 && fade >= 256 {
             return Arc::clone(&layers[0]);

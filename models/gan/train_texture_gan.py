@@ -115,7 +115,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fidelity import crop, fidelity, grid_ratio, load_image, onnx_sample  # noqa: E402
 
-SCALE = 16  # the noise input arrives in 16x16 cells (depth-to-space)
+SCALE = 16  # pixels per noise cell: the input [B, C, h, w] gives a 16h x 16w image
 # The earlier generators' fields, still those of train_transfer.py (`Pyramid`):
 WHITE = 8  # independent white-noise fields at full resolution
 LEVELS = 5  # a-trous smoothing levels of each field
@@ -204,10 +204,11 @@ class InterleavedPyramid(nn.Module):
     want 16; on 4 or 8 channels they ran 6-8x slower per pixel). Each 5x5 step is a
     1x5 pass (depthwise, dilation d) and a 5x1 pass: depthwise with dilation d/S when
     S divides d, else a small polyphase convolution across the S phases (fixed weights:
-    the same B-spline taps). The input's 16x16 cells are mapped to pixels by one
-    fixed permutation (depth-to-space, then the plane's S bands of rows taken as the S
-    row phases; any permutation gives i.i.d. white noise at every pixel), and the
-    fields are put back in plain order once, after the last level."""
+    the same B-spline taps). The input is read as those interleaved fields by a plain
+    reshape (no copy): a fixed permutation of i.i.d. noise, which is i.i.d. white noise
+    at every pixel (generators exported before used a depth-to-space first; relayout.py
+    drops it from them), and the fields are put back in plain order once, after the
+    last level."""
 
     def __init__(self, white, levels, interleave=4):
         super().__init__()
@@ -257,9 +258,8 @@ class InterleavedPyramid(nn.Module):
         S, W = self.S, self.white
         C = W * S
         b, _, h, w = noise.shape
-        # depth-to-space (16x16 cells), then rows r*4h..(r+1)*4h-1 of that plane are taken
-        # as the image rows of phase r: a fixed permutation of i.i.d. noise (one cheap op)
-        x = F.pixel_shuffle(noise, SCALE).reshape(b, C, h * (SCALE // S), w * SCALE)  # [B, (field, row phase), rows / S, cols]
+        # the i.i.d. noise read in place as the row-interleaved fields (a permutation)
+        x = noise.reshape(b, C, h * (SCALE // S), w * SCALE)  # [B, (field, row phase), rows / S, cols]
         fx = self._factors(torch.ones_like(x[0, 0, 0, :]))  # [L+1, cols]
         fy = self._factors(torch.ones_like(x[0, 0, :, 0]).repeat(S))  # [L+1, rows]
         fy = fy.reshape(self.levels + 1, -1, S).transpose(1, 2)  # [L+1, S, rows / S]
@@ -274,7 +274,7 @@ class InterleavedPyramid(nn.Module):
 
 class Generator(nn.Module):
     """A shift-invariant texture generator: the noise input [B, white*256, h, w] becomes
-    `white` full-resolution white-noise fields by depth-to-space (16x16 cells of
+    `white` full-resolution white-noise fields by a reshape (a permutation of
     independent samples: still white noise), the Pyramid adds `levels` smoothings of
     each, and a small convolutional network at full resolution maps the
     white * (levels + 1) fields to RGB: a 1x1 conv to `width`, `convs` 3x3 convs

@@ -130,8 +130,16 @@ pub fn unmix_plane(plane: &mut Plane, alpha: &Plane) {
     } = sums;
     super::blur::box_blur_f32(&mut sum, bw, bh, UNMIX_RADIUS);
     super::blur::box_blur_f32(&mut count, bw, bh, UNMIX_RADIUS);
-    // 1 / (1 - a) for every alpha level: F = B + (I - B) * gain[a].
-    let gain: Vec<f32> = (0..255u32).map(|a| 255.0 / (255 - a) as f32).collect();
+    // Each block's background estimate, NaN where the block is left as it is.
+    let background: Vec<f32> = (0..bw * bh)
+        .map(|i| {
+            if edge[i] == 0 || count[i] < 0.5 {
+                f32::NAN
+            } else {
+                sum[i] / count[i]
+            }
+        })
+        .collect();
     for (y, (row, arow)) in plane
         .data
         .chunks_exact_mut(w)
@@ -142,21 +150,35 @@ pub fn unmix_plane(plane: &mut Plane, alpha: &Plane) {
         if edge[base..base + bw].iter().all(|&e| e == 0) {
             continue;
         }
-        let blocks = row.chunks_mut(UNMIX_BLOCK).zip(arow.chunks(UNMIX_BLOCK));
-        for (bx, (px, ax)) in blocks.enumerate() {
-            let n = count[base + bx];
-            if edge[base + bx] == 0 || n < 0.5 {
-                continue;
-            }
-            let b = sum[base + bx] / n;
-            for (v, &a) in px.iter_mut().zip(ax) {
-                if a != 0 && a != 255 {
-                    let f = b + (*v as f32 - b) * gain[a as usize];
-                    *v = (f.clamp(0.0, 255.0) + 0.5) as u8;
-                }
+        unmix_row(row, arow, &background[base..base + bw]);
+    }
+}
+
+multiversion! {
+    /// One row of `unmix_plane`: the edge pixels of each block (0 < alpha < 255) become
+    /// `F = B + (I - B) * 255 / (255 - alpha)`, `B` the block's background (NaN: skip).
+    fn unmix_row(row: &mut [u8], arow: &[u8], background: &[f32]) {
+        // Whole blocks as fixed-size arrays, so that the compiler vectorises them.
+        let (blocks, tail) = row.as_chunks_mut::<UNMIX_BLOCK>();
+        let (alphas, atail) = arow.as_chunks::<UNMIX_BLOCK>();
+        for ((px, ax), &b) in blocks.iter_mut().zip(alphas).zip(background) {
+            if !b.is_nan() {
+                px.iter_mut().zip(ax).for_each(|(v, &a)| unmix_pixel(v, a, b));
             }
         }
+        if let Some(&b) = background.get(blocks.len()).filter(|b| !b.is_nan()) {
+            tail.iter_mut().zip(atail).for_each(|(v, &a)| unmix_pixel(v, a, b));
+        }
     }
+}
+
+/// `F = B + (I - B) / (1 - a)` for an edge pixel; other pixels keep their value.
+#[inline(always)]
+fn unmix_pixel(v: &mut u8, a: u8, b: f32) {
+    let gain = 255.0 / (255.0 - a as f32).max(1.0);
+    let f = b + (*v as f32 - b) * gain;
+    let kept = (f.clamp(0.0, 255.0) + 0.5) as u8;
+    *v = if a != 0 && a != 255 { kept } else { *v };
 }
 
 /// Per 8x8 block: the sum and count of the pixels with alpha 255, and the count of

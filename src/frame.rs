@@ -129,7 +129,9 @@ pub fn rgb_to_yuv(matrix: Matrix, r: u8, g: u8, b: u8) -> (u8, u8, u8) {
     let y = kr * r + (1.0 - kr - kb) * g + kb * b;
     let u = (b - y) / (2.0 * (1.0 - kb));
     let v = (r - y) / (2.0 * (1.0 - kr));
-    let q = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+    // Round half up after the clamp: the same as rounding for these non-negative
+    // values, without a libm call per sample.
+    let q = |x: f32| (x.clamp(0.0, 255.0) + 0.5) as u8;
     (
         q(16.0 + 219.0 * y),
         q(128.0 + 224.0 * u),

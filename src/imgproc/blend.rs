@@ -275,6 +275,29 @@ mod tests {
     }
 
     #[test]
+    fn an_unmixed_row_follows_the_formula_in_whole_blocks_and_the_tail() {
+        // 61 pixels: seven whole blocks and a tail of five; block 2 is skipped (NaN).
+        let alpha: Vec<u8> = (0..61u32)
+            .map(|i| [0, 255, 1, 128, 254, 37][i as usize % 6])
+            .collect();
+        let before: Vec<u8> = (0..61u32).map(|i| (i * 37 % 256) as u8).collect();
+        let background = [10.0, 200.0, f32::NAN, 0.0, 255.0, 99.5, 128.0, 60.0];
+        let mut row = before.clone();
+        unmix_row(&mut row, &alpha, &background);
+        for (i, ((&v, &a), &old)) in row.iter().zip(&alpha).zip(&before).enumerate() {
+            let b = background[i / UNMIX_BLOCK];
+            let expected = if a == 0 || a == 255 || b.is_nan() {
+                old
+            } else {
+                let f = b + (old as f32 - b) * 255.0 / (255 - a) as f32;
+                (f.clamp(0.0, 255.0) + 0.5) as u8
+            };
+            assert_eq!(v, expected, "pixel {i}, alpha {a}, background {b}");
+        }
+        assert_ne!(row, before);
+    }
+
+    #[test]
     fn unmixing_recovers_the_kept_colour_at_the_edge() {
         // Kept colour 200 on the left, replaced colour 40 on the right, a 4-pixel ramp
         // of alpha between them: the ramp pixels mix the two.

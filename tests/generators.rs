@@ -470,7 +470,7 @@ fn track(
 /// thread's speed (the track waits).
 #[test]
 fn file_frames_show_keyframes_mixed_by_video_time() {
-    use segsynth::imgproc::blend::mix_pictures;
+    use segsynth::imgproc::blend::{CrossfadeStats, mix_pictures};
     let (w, h) = (32, 16);
     let p = SynthParams {
         exact: true,
@@ -494,7 +494,8 @@ fn file_frames_show_keyframes_mixed_by_video_time() {
         .unwrap()
         .expect("content");
     let mut expected = k3.clone();
-    mix_pictures(&mut expected, &k3, &k4, 128, &k3, 256);
+    let stats = CrossfadeStats::of_pictures(&k3, &k4);
+    mix_pictures(&mut expected, (&k3, &k4), 128, &stats, &k3, 256);
     assert_eq!(*half, expected);
     assert_ne!(k3, k4, "the walk moves between keyframes");
     assert_eq!(track.held, 0, "a file job never holds");

@@ -24,7 +24,7 @@ pub use walk::{NoiseWalk, noise_at, normal_noise, splitmix64};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SynthParams {
-    /// Seconds between noise keyframes (a sixth of it between keyframe layers, a twelfth
+    /// Seconds between noise keyframes (a third of it between keyframe layers, a twelfth
     /// for `image` generators).
     pub period: f32,
     pub seed: u64,

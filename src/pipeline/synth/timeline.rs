@@ -1,8 +1,9 @@
 //! Generated content on video time.
 //!
 //! The synth thread makes *keyframe layers* at fixed steps of video time (`interval`:
-//! a sixth of the noise period, a twelfth for `image` generators); a frame at time `t`
-//! between keyframes `k` and `k+1` shows the two mixed in proportion to where `t` falls.
+//! a third of the noise period, a twelfth for `image` generators); a frame at time `t`
+//! between keyframes `k` and `k+1` shows the two mixed in proportion to where `t` falls,
+//! their contrast kept (`CrossfadeStats`).
 //! A frame's content is therefore a function of the seed, its timestamp and, for `image`
 //! generators, the frames the keyframes were made from; never of how fast the machine was.
 //!
@@ -23,16 +24,17 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::frame::{Frame, Matrix, Plane, Yuv420};
-use crate::imgproc::blend::mix_pictures;
+use crate::imgproc::blend::{CrossfadeStats, mix_pictures};
 use crate::infer::InferError;
 
-/// Keyframe layers per noise period for generators driven by noise alone: one a second
-/// at the default 6 s period. Twelve (one every 0.5 s) cost twice the generator time for
-/// no gain a viewer sees (`segsynth bench --motion-only`, foliage on a still photo):
-/// the largest step between decoded frames 0.43 grey levels with twelve, 0.38 with six;
-/// the contrast swing (the crossfade's dip) 0.7 % with twelve, 0.9 % with six, and
-/// 2.4 % with three, which is why it stops at six.
-pub const LAYERS_PER_PERIOD: u32 = 6;
+/// Keyframe layers per noise period for generators driven by noise alone: one every 2 s
+/// at the default 6 s period. The crossfade restores the mix's contrast
+/// (`CrossfadeStats`), so the dip between layers no longer sets the rate: on a still
+/// photo (`segsynth bench --motion-only`, foliage) the contrast swing is 0.9 % here, as
+/// with a layer a second and a plain crossfade, against 2.3 % at this rate with a plain
+/// one; the largest step between decoded frames 0.35 grey levels. Half the layers of one
+/// a second: the GAN file job's CPU 0.95x.
+pub const LAYERS_PER_PERIOD: u32 = 3;
 /// Keyframe layers per noise period for `image` generators, whose layers follow the
 /// picture: at one a second the content lagged a panning scene visibly (the test
 /// `the_frame_conditioned_generator_follows_the_scene`).
@@ -253,6 +255,8 @@ pub struct LayerTrack {
     shown_from: Option<u64>,
     /// The mixed picture, reused from frame to frame.
     mixed: Option<Arc<Yuv420>>,
+    /// The crossfade statistics of the keyframe pair last mixed, by its first keyframe.
+    crossfade: Option<(u64, [CrossfadeStats; 3])>,
     /// File jobs with an `image` generator: the newest keyframe asked for from an observed frame.
     observed_upto: Option<u64>,
     /// Frames whose content held still or slowed because a layer was late.
@@ -273,6 +277,7 @@ impl LayerTrack {
             clock: None,
             shown_from: None,
             mixed: None,
+            crossfade: None,
             observed_upto: None,
             held: 0,
             longest_wait: Duration::ZERO,
@@ -318,6 +323,7 @@ impl LayerTrack {
         let shape = (frame.picture.width(), frame.picture.height(), frame.matrix);
         if self.shape != Some(shape) {
             (self.shape, self.clock, self.shown_from) = (Some(shape), None, None);
+            self.crossfade = None;
         }
         let target = match self.clock {
             Some((shown, at)) if !self.timing.exact => shown + t.saturating_sub(at),
@@ -440,9 +446,26 @@ impl LayerTrack {
             .unwrap_or_else(|| Arc::new(frame.clone()));
         let target = Arc::make_mut(&mut out);
         let next = layers.get(1).unwrap_or(&layers[0]);
-        mix_pictures(target, &layers[0], next, w, frame, fade);
+        let stats = if w == 0 {
+            [CrossfadeStats::PLAIN; 3]
+        } else {
+            self.crossfade_stats(c / interval, (&layers[0], next))
+        };
+        mix_pictures(target, (&layers[0], next), w, &stats, frame, fade);
         self.mixed = Some(Arc::clone(&out));
         out
+    }
+
+    /// The crossfade statistics of keyframes `k` and `k + 1`, measured once per pair.
+    fn crossfade_stats(&mut self, k: u64, (a, b): (&Yuv420, &Yuv420)) -> [CrossfadeStats; 3] {
+        match self.crossfade {
+            Some((key, stats)) if key == k => stats,
+            _ => {
+                let stats = CrossfadeStats::of_pictures(a, b);
+                self.crossfade = Some((k, stats));
+                stats
+            }
+        }
     }
 }
 
@@ -451,8 +474,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_interval_is_a_sixth_of_the_period_and_a_twelfth_for_image_generators() {
-        assert_eq!(interval_ns(6.0, false), 1_000_000_000);
+    fn the_interval_is_a_third_of_the_period_and_a_twelfth_for_image_generators() {
+        assert_eq!(interval_ns(6.0, false), 2_000_000_000);
         assert_eq!(interval_ns(6.0, true), 500_000_000);
         assert_eq!(interval_ns(0.0, false), 1);
     }

@@ -393,6 +393,13 @@ fn crf_is_a_constant_rate_factor_and_qp_a_constant_quantizer() {
         default.contains("rc=crf") && default.contains("crf=23.0"),
         "ffmpeg's default CRF: {default}"
     );
+    // 0 is lossless, as in ffmpeg: x264 codes it as High 4:4:4 Predictive (qp=0).
+    for (flag, name) in [("--qp", "qp0.mp4"), ("--crf", "crf0.mp4")] {
+        let lossless = sei(&["-q", flag, "0"], name);
+        assert!(lossless.contains("qp=0"), "{flag} 0: {lossless}");
+        let p = probe(&dir.path().join(name), &[], 8, 8);
+        assert_eq!((p.width, p.height, p.pts.len()), (320, 180, 10), "{flag} 0");
+    }
 }
 
 /// Several inputs in one call: each is written to `DIR/<stem>.mp4` with the same frames

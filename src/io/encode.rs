@@ -107,6 +107,12 @@ impl EncoderSettings {
         }
     }
 
+    /// A quantizer or rate factor of 0: lossless, which x264 codes only as High 4:4:4
+    /// Predictive (x264's `--qp 0`, as ffmpeg's `-qp 0` and `-crf 0`).
+    pub fn lossless(&self) -> bool {
+        matches!(self.rate, RateControl::Crf(0) | RateControl::Qp(0))
+    }
+
     /// The x264enc properties, in the one place they are written. Used for elements
     /// and for the RTSP server's launch description alike.
     pub fn x264_properties(&self) -> Vec<(&'static str, String)> {
@@ -175,7 +181,8 @@ pub fn temp_path(path: &Path) -> PathBuf {
 /// pipeline: the one H.264 chain of the file job, live recordings and publishing.
 ///
 /// H.264 4:2:0 cannot code odd widths or heights (crop units are 2 pixels), so odd
-/// sizes are encoded as High 4:4:4 to keep the exact resolution.
+/// sizes are encoded as High 4:4:4 to keep the exact resolution. Lossless settings leave
+/// the profile to x264 (High 4:4:4 Predictive: High cannot be lossless).
 pub fn h264_chain(
     prefix: &str,
     settings: &EncoderSettings,
@@ -192,12 +199,12 @@ pub fn h264_chain(
     );
     let enc = x264(&format!("{prefix}-x264"), settings)?;
     let profile = make("capsfilter", &format!("{prefix}-profile"))?;
-    profile.set_property(
-        "caps",
-        gst::Caps::builder("video/x-h264")
-            .field("profile", if odd_size { "high-4:4:4" } else { "high" })
-            .build(),
-    );
+    let caps = match (odd_size, settings.lossless()) {
+        (true, _) => gst::Caps::builder("video/x-h264").field("profile", "high-4:4:4"),
+        (false, true) => gst::Caps::builder("video/x-h264"),
+        (false, false) => gst::Caps::builder("video/x-h264").field("profile", "high"),
+    };
+    profile.set_property("caps", caps.build());
     let parse = make("h264parse", &format!("{prefix}-parse"))?;
     Ok(vec![convert, format, enc, profile, parse])
 }

@@ -88,10 +88,10 @@ pub fn class_alpha(map: &ScoreMap, selected: &[bool], out: &mut Vec<f32>) {
                     .map(|k| sanitize(at(d, p, k)))
                     .fold(f32::MIN, f32::max);
                 let (mut total, mut chosen) = (0.0f32, 0.0f32);
-                for k in 0..c {
+                for (k, &kept) in selected.iter().enumerate().take(c) {
                     let e = (sanitize(at(d, p, k)) - max).exp();
                     total += e;
-                    if selected[k] {
+                    if kept {
                         chosen += e;
                     }
                 }

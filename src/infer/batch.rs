@@ -202,7 +202,7 @@ fn failed(batch: &[(u64, Vec<f32>)], message: &str) -> Vec<(u64, Result<Output, 
 /// Sample `i` of `n` of a stacked output, with batch dimension 1.
 fn split(o: &Output, i: usize, n: usize) -> Result<Output, InferError> {
     fn part<T: Clone>(shape: &[i64], data: &[T], i: usize, n: usize) -> Option<(Vec<i64>, Vec<T>)> {
-        if shape.first() != Some(&(n as i64)) || data.len() % n != 0 {
+        if shape.first() != Some(&(n as i64)) || !data.len().is_multiple_of(n) {
             return None;
         }
         let each = data.len() / n;

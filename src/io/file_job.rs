@@ -521,7 +521,7 @@ fn spawn_stop_watchdog(
 /// Odd sizes cannot be coded as H.264 4:2:0 (crop units are 2 pixels): the encoder takes
 /// Y444 and High 4:4:4 instead, so the exact size is kept.
 fn encode_odd_sizes(pipeline: &gst::Pipeline, info: &gst_video::VideoInfo) {
-    if info.width() % 2 == 0 && info.height() % 2 == 0 {
+    if info.width().is_multiple_of(2) && info.height().is_multiple_of(2) {
         return;
     }
     tracing::warn!(

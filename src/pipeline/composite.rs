@@ -24,7 +24,7 @@ enum Layer {
         fitted: Option<(usize, usize, Matrix, Arc<Yuv420>)>,
     },
     Mask,
-    Gan(LayerTrack),
+    Gan(Box<LayerTrack>),
 }
 
 pub struct Compositor {
@@ -82,7 +82,7 @@ impl Compositor {
                             why: "no synthesis stage was started for this entry".into(),
                         }
                     })?;
-                    Layer::Gan(LayerTrack::new(slot, timing))
+                    Layer::Gan(Box::new(LayerTrack::new(slot, timing)))
                 }
             });
         }

@@ -59,6 +59,9 @@ pub fn interval_ns(period: f32, follows_frame: bool) -> u64 {
 /// Frame size and colour matrix: layers of one shape are never mixed with another's.
 type Shape = (usize, usize, Matrix);
 
+/// A content time to show and the keyframe layers it is mixed from.
+type Chosen = (u64, Vec<Arc<Yuv420>>);
+
 /// Keyframe layer `k` to make.
 #[derive(Clone)]
 pub(super) struct Job {
@@ -371,7 +374,7 @@ impl LayerTrack {
     /// The content time to show for `target` and the keyframes it is mixed from: `target`
     /// itself when its layers are there (waited for as the timing says), else, live, the
     /// furthest time the layers made so far cover without going back.
-    fn choose(&mut self, target: u64) -> Result<Option<(u64, Vec<Arc<Yuv420>>)>, InferError> {
+    fn choose(&mut self, target: u64) -> Result<Option<Chosen>, InferError> {
         let started = Instant::now();
         let deadline = (!self.timing.exact).then(|| started + self.timing.budget);
         let ready = self.slot.wait_for(&self.keyframes(target), deadline);

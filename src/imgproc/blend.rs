@@ -169,8 +169,44 @@ pub fn mix_pictures(
             gain,
             fade: fade as i32,
         };
-        mix_plane(&mut o.data, &a.data, &b.data, weights, &f.data);
+        mix_plane(
+            &mut o.data,
+            &a.data,
+            &b.data,
+            weights,
+            &f.data,
+            o.width,
+            dither_tile(),
+        );
     }
+}
+
+/// Side of the square tile of rounding thresholds `mix_plane` repeats over a plane.
+const DITHER_SIDE: usize = 64;
+
+/// Rounding thresholds for the crossfade, one per pixel of a 64x64 tile: a fixed shuffle
+/// of 4096 evenly spaced values in [0, 65536), so their mean is the plain rounding's half.
+/// Two keyframe layers that differ by one or two levels in most pixels (correlated layers,
+/// `foliage_transfer`'s in particular) would otherwise flip all those pixels on the same
+/// frame, where the weight crosses the half-way point: a step of half a level over the
+/// whole picture once a keyframe interval. With a threshold of its own each pixel flips on
+/// its own frame, and the change spreads over the interval.
+fn dither_tile() -> &'static [i32] {
+    static TILE: std::sync::OnceLock<Vec<i32>> = std::sync::OnceLock::new();
+    TILE.get_or_init(|| {
+        let n = DITHER_SIDE * DITHER_SIDE;
+        let mut tile: Vec<i32> = (0..n as i32).map(|v| v * 16 + 8).collect();
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        for i in (1..n).rev() {
+            // xorshift64*: a fixed shuffle, the same on every machine.
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33;
+            tile.swap(i, r as usize % (i + 1));
+        }
+        tile
+    })
 }
 
 /// The weights of one plane's crossfade, all in 256ths: `w` of the second layer, the
@@ -184,17 +220,37 @@ struct MixWeights {
 }
 
 multiversion! {
-    /// `mix_pictures` on one plane, in 32-bit lanes: the mix `m` in 256ths (at most
-    /// 65280), scaled about `mean` by `gain` (at most 512) and rounded (below 2^26
-    /// before the shift); with gain 256 it is `(m + 128) >> 8`.
-    fn mix_plane(out: &mut [u8], a: &[u8], b: &[u8], k: MixWeights, frame: &[u8]) {
-        let rows = out.iter_mut().zip(a).zip(b).zip(frame);
-        for (((o, &a), &b), &f) in rows {
-            let m = a as i32 * (256 - k.w) + b as i32 * k.w;
-            let c = (((k.mean << 8) + (m - k.mean) * k.gain + (1 << 15)) >> 16).clamp(0, 255);
-            *o = ((f as i32 * (256 - k.fade) + c * k.fade + 128) >> 8) as u8;
+    /// `mix_pictures` on one plane `width` pixels wide, in 32-bit lanes: the mix `m` in
+    /// 256ths (at most 65280), scaled about `mean` by `gain` (at most 512) and rounded at
+    /// the pixel's threshold in `tile` (`dither_tile`; below 2^26 before the shift).
+    fn mix_plane(out: &mut [u8], a: &[u8], b: &[u8], k: MixWeights, frame: &[u8], width: usize, tile: &[i32]) {
+        let width = width.max(1);
+        let rows = out.chunks_mut(width).zip(a.chunks(width)).zip(b.chunks(width)).zip(frame.chunks(width));
+        for (y, (((o, a), b), f)) in rows.enumerate() {
+            let thresholds = &tile[(y % DITHER_SIDE) * DITHER_SIDE..][..DITHER_SIDE];
+            let pieces = o.chunks_mut(DITHER_SIDE).zip(a.chunks(DITHER_SIDE)).zip(b.chunks(DITHER_SIDE)).zip(f.chunks(DITHER_SIDE));
+            for (((o, a), b), f) in pieces {
+                let px = o.iter_mut().zip(a).zip(b).zip(f).zip(thresholds);
+                if k.fade >= 256 {
+                    // File jobs, and live ones once faded in: the frame does not show.
+                    px.for_each(|((((o, &a), &b), _), &t)| *o = crossfaded(a, b, t, k) as u8);
+                } else {
+                    px.for_each(|((((o, &a), &b), &f), &t)| {
+                        let c = crossfaded(a, b, t, k);
+                        *o = ((f as i32 * (256 - k.fade) + c * k.fade + 128) >> 8) as u8;
+                    });
+                }
+            }
         }
     }
+}
+
+/// One pixel of the crossfade: `a + w·(b - a)` in 256ths, scaled about the mean by the
+/// gain and rounded at threshold `t` (in 65536ths), clamped to 0..=255.
+#[inline(always)]
+fn crossfaded(a: u8, b: u8, t: i32, k: MixWeights) -> i32 {
+    let m = ((a as i32) << 8) + (b as i32 - a as i32) * k.w;
+    (((k.mean << 8) + (m - k.mean) * k.gain + t) >> 16).clamp(0, 255)
 }
 
 /// Block size and radius (in blocks) of the local background estimate `unmix_plane` uses.
@@ -352,6 +408,29 @@ mod tests {
         let measured = [CrossfadeStats::of(&a.y, &b.y); 3];
         mix_pictures(&mut out, (&a, &b), 128, &measured, &f, 256);
         assert_eq!(out, flat(150));
+    }
+
+    #[test]
+    fn layers_a_level_apart_cross_over_gradually() {
+        // 100 against 101 everywhere: a plain rounding would flip every pixel at once,
+        // where the weight passes 128.
+        let (a, b) = (
+            Yuv420::filled(128, 64, (100, 100, 100)),
+            Yuv420::filled(128, 64, (101, 101, 101)),
+        );
+        let plain = [CrossfadeStats::PLAIN; 3];
+        let mut out = a.clone();
+        for w in [32u32, 64, 128, 192, 224] {
+            mix_pictures(&mut out, (&a, &b), w, &plain, &a, 256);
+            let flipped =
+                out.y.data.iter().filter(|&&v| v == 101).count() as f64 / out.y.data.len() as f64;
+            let expected = w as f64 / 256.0;
+            assert!(
+                (flipped - expected).abs() < 0.02,
+                "w {w}: {flipped:.3} of the pixels at 101"
+            );
+            assert!(out.y.data.iter().all(|&v| v == 100 || v == 101));
+        }
     }
 
     /// Standard deviation of a plane, in grey levels.

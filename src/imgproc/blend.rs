@@ -198,11 +198,7 @@ fn dither_tile() -> &'static [i32] {
         let mut tile: Vec<i32> = (0..n as i32).map(|v| v * 16 + 8).collect();
         let mut state = 0x2545_F491_4F6C_DD1Du64;
         for i in (1..n).rev() {
-            // xorshift64*: a fixed shuffle, the same on every machine.
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33;
+            let r = super::noise::splitmix64(&mut state) >> 33;
             tile.swap(i, r as usize % (i + 1));
         }
         tile
@@ -451,10 +447,8 @@ mod tests {
             let mut s = seed;
             let mut p = Yuv420::filled(256, 128, (128, 128, 128));
             for v in p.y.data.iter_mut() {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                *v = 98 + (s >> 58) as u8; // 98..=161, spread about 18.5
+                // 98..=161, spread about 18.5
+                *v = 98 + (crate::imgproc::noise::splitmix64(&mut s) >> 58) as u8;
             }
             p
         };

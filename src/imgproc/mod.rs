@@ -5,6 +5,7 @@
 pub mod blend;
 pub mod blur;
 pub mod mask;
+pub mod noise;
 pub mod preprocess;
 pub mod refine;
 pub mod resize;

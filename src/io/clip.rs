@@ -226,7 +226,7 @@ fn add_grain(pixels: &mut [u8], sigma: f32, seed: u64) {
     let scale = sigma * 3f32.sqrt() / 65536.0;
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
     for v in pixels.iter_mut() {
-        let r = crate::pipeline::synth::splitmix64(&mut state);
+        let r = crate::imgproc::noise::splitmix64(&mut state);
         let sum: u64 = (0..4).map(|k| (r >> (16 * k)) & 0xFFFF).sum();
         let noise = (sum as f32 - 2.0 * 65536.0) * scale;
         *v = (*v as f32 + noise).round().clamp(0.0, 255.0) as u8;

@@ -20,7 +20,7 @@ use crate::infer::{InferError, Model, Output};
 use crate::model::{Contract, geometry_for};
 use prometheus_client::metrics::histogram::Histogram;
 pub use timeline::{LayerSlot, LayerTrack, Timing, interval_ns};
-pub use walk::{NoiseWalk, noise_at, normal_noise, splitmix64};
+pub use walk::{NoiseWalk, noise_at, normal_noise};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct SynthParams {

@@ -7,15 +7,7 @@
 //! whose velocity drops to zero at each keyframe, every stretch of time moves it about
 //! as much, so layers taken at equal steps differ by about the same amount.
 
-/// The next value of the splitmix64 stream whose state is `state`: seeded randomness
-/// that is the same on every machine.
-pub fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
+use crate::imgproc::noise::splitmix64;
 
 /// Deterministic standard-normal noise: splitmix64 and Marsaglia's polar method, which
 /// needs one logarithm a pair and no sine or cosine (Box-Muller's `cos`/`sin` were most of

@@ -116,16 +116,16 @@ pub fn person_clip(width: u32, height: u32, frames: u32) -> PathBuf {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("clips");
     std::fs::create_dir_all(&dir).expect("clip dir");
     let path = dir.join(format!("person-{width}x{height}-{frames}.mp4"));
+    // make-clip writes a hidden file and renames it when whole, so a clip under this
+    // name is never half-written.
     if !path.exists() {
-        let tmp = dir.join(format!("tmp-{width}x{height}-{frames}.mp4"));
         let o = make_clip(
-            &tmp,
+            &path,
             &data("astronaut.jpg"),
             (width, height, frames),
             &["--overwrite"],
         );
         assert!(o.status.success(), "make-clip: {}", stderr(&o));
-        std::fs::rename(&tmp, &path).expect("rename clip");
     }
     path
 }

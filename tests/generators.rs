@@ -474,7 +474,7 @@ fn file_frames_show_keyframes_mixed_by_video_time() {
     let (w, h) = (32, 16);
     let p = SynthParams {
         exact: true,
-        period: 2.4, // keyframes 400 ms apart: halfway is a whole number of ns
+        period: 2.4, // keyframes 800 ms apart: halfway is a whole number of ns
         ..params(1.0)
     };
     let interval = interval_ns(p.period, false);
@@ -509,8 +509,8 @@ fn file_frames_show_keyframes_mixed_by_video_time() {
 fn live_content_fades_in_and_holds_without_jumps() {
     use std::time::{Duration, Instant};
     let foliage = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/gan/foliage.toml");
-    // Full-resolution 1280x720 layers take longer than the 500 ms between keyframes
-    // here, and far longer than a frame or the 5 ms budget.
+    // Full-resolution 1280x720 layers take far longer than a frame or the 5 ms budget
+    // (the first, with the session's warm-up, seconds on a loaded machine).
     let p = SynthParams {
         exact: false,
         budget: Duration::from_millis(5),
